@@ -1,0 +1,138 @@
+/* The stack's one YAML config file, loaded into typed structs. Every key has a default
+ * (docs/config.md); unknown keys, wrong types and out-of-range values are errors naming
+ * file:line:column and the key. */
+#ifndef HEARTH_CONFIG_H
+#define HEARTH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/hearth/hearth.yaml"
+
+/* Durations are milliseconds; in YAML they are written "500ms", "10s", "5m", "12h", "90d" or a
+ * bare integer of seconds. Sizes are bytes; in YAML "512", "64k", "1m", "2g" (powers of 1024). */
+
+typedef enum { LOG_FORMAT_TEXT, LOG_FORMAT_JSON } config_log_format;
+typedef enum { ACCESS_LOG_COMBINED, ACCESS_LOG_JSON } config_access_format;
+typedef enum { SITE_TLS_ACME, SITE_TLS_FILES, SITE_TLS_INTERNAL, SITE_TLS_OFF } config_tls_mode;
+typedef enum { KEY_EC256, KEY_EC384, KEY_RSA2048, KEY_RSA3072, KEY_RSA4096 } config_key_type;
+
+typedef struct {
+    char **items;
+    size_t count;
+} config_strings;
+
+typedef struct {
+    char *cert; /* PEM chain */
+    char *key;  /* PEM private key */
+} config_cert_pair;
+
+typedef struct {
+    char *prefix; /* URL prefix, starts and ends with '/' */
+    char *root;   /* directory */
+    char *cache_control; /* NULL: no Cache-Control header */
+} config_static;
+
+typedef struct {
+    char *name;             /* the site's canonical host name (also the redirect target) */
+    config_strings aliases; /* further names served by this site */
+    config_tls_mode tls;
+    config_cert_pair *certs; /* tls: files, one or two pairs (e.g. ECDSA and RSA) */
+    size_t cert_count;
+    int64_t hsts_ms;         /* 0: no Strict-Transport-Security */
+    config_static *statics;
+    size_t static_count;
+    config_strings upstreams; /* "unix:PATH" or "HOST:PORT"; default: the appserver bind */
+    /* file:line of the site entry, for messages about it */
+    int line;
+} config_site;
+
+typedef struct {
+    int workers;                /* 0 = auto (one per core) */
+    config_strings http;        /* listen addresses, e.g. ":80", "[::]:80", "127.0.0.1:8080" */
+    config_strings https;
+    char *access_log;           /* path; NULL = off */
+    config_access_format access_log_format;
+    int64_t header_timeout_ms;    /* whole head must arrive within this */
+    int64_t keepalive_timeout_ms; /* idle keep-alive connections closed after this */
+    int64_t send_timeout_ms;      /* a client that reads nothing for this long is closed */
+    uint64_t max_body_size;       /* 413 past it; 0 = unlimited */
+    uint64_t max_header_size;     /* 431 past it */
+    int max_header_count;
+    int max_connections;          /* per worker process */
+    int64_t proxy_connect_timeout_ms;
+    int64_t proxy_read_timeout_ms;
+    int64_t upstream_fail_timeout_ms; /* how long a failed upstream is skipped */
+} config_edge;
+
+typedef struct {
+    config_strings modules;      /* shared objects to load */
+    config_strings bind;         /* "unix:PATH" or "HOST:PORT"; default unix:RUN_DIR/app.sock */
+    int workers;                 /* 0 = auto (2 x cores + 1, Gunicorn's advice) */
+    int64_t timeout_ms;          /* a silent worker is killed after this */
+    int64_t graceful_timeout_ms; /* how long workers get to finish on stop/reload */
+    int64_t keepalive_timeout_ms;
+    int max_requests;            /* 0 = never recycle */
+    int max_requests_jitter;
+    uint64_t max_body_size;
+    char *access_log; /* NULL = off */
+} config_appserver;
+
+typedef struct {
+    char *server;   /* ACME directory URL */
+    char *email;    /* NULL = none */
+    bool agree_tos;
+    char *ca_bundle; /* NULL = system trust store */
+    char *eab_kid;
+    char *eab_hmac_key;
+    config_key_type key_type;
+    char *cert_dir; /* default STATE_DIR/certs */
+    char *webroot;  /* default STATE_DIR/acme: files go to WEBROOT/.well-known/acme-challenge */
+    int64_t check_interval_ms;
+    double renew_remaining_fraction; /* renew once less than this fraction of life is left */
+} config_certd;
+
+typedef struct {
+    int64_t stop_timeout_ms;     /* per component, then SIGKILL */
+    int64_t restart_delay_ms;    /* first restart delay */
+    int64_t restart_delay_max_ms;
+    int64_t restart_reset_ms;    /* up this long: the delay starts over */
+    int max_restarts;            /* crashes within restart_window before FATAL */
+    int64_t restart_window_ms;
+} config_supervisor;
+
+typedef struct {
+    char *path;      /* the file loaded */
+    char *user;      /* unprivileged user for the children; NULL: stay as is */
+    char *group;
+    char *run_dir;   /* sockets, pidfiles */
+    char *state_dir; /* certificates, ACME account, challenge files */
+    char *log_level; /* debug, info, warn, error */
+    config_log_format log_format;
+    config_edge edge;
+    config_appserver appserver;
+    config_certd certd;
+    config_supervisor supervisor;
+    config_site *sites;
+    size_t site_count;
+} hearth_config;
+
+/* Fill every field with its default (no sites). */
+void config_defaults(hearth_config *cfg);
+
+/* Load path over the defaults. On error returns -1 and writes one message, "FILE:LINE:COL: key
+ * 'a.b': what is wrong", into err (errlen bytes); cfg is then freed. */
+int config_load(hearth_config *cfg, const char *path, char *err, size_t errlen);
+
+/* The same from a string in memory (name stands for the file in messages). */
+int config_load_string(hearth_config *cfg, const char *yaml, size_t len, const char *name,
+                       char *err, size_t errlen);
+
+void config_free(hearth_config *cfg);
+
+/* "30s" -> 30000 and friends; used by the CLI flags too. -1 on error. */
+int config_parse_duration(const char *text, int64_t *ms);
+int config_parse_size(const char *text, uint64_t *bytes);
+
+#endif

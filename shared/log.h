@@ -1,0 +1,31 @@
+/* Leveled logging to stderr (or a file), as text lines or JSON lines. One logger per process;
+ * the component name goes in every line so the supervisor's merged output stays readable. */
+#ifndef HEARTH_LOG_H
+#define HEARTH_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
+
+/* component: "edge", "appserver", ... ; json: write JSON lines instead of text. */
+void log_init(const char *component, log_level level, bool json);
+void log_set_level(log_level level);
+log_level log_get_level(void);
+/* "debug", "info", "warn"/"warning", "error" -> level; -1 when unknown. */
+int log_level_parse(const char *name);
+
+/* Send log lines to path (append) instead of stderr; NULL or "-" means stderr. Reopened by
+ * log_reopen() (USR1, logrotate). Returns -1 with errno set when the file cannot be opened. */
+int log_set_file(const char *path);
+int log_reopen(void);
+
+void log_msg(log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vmsg(log_level level, const char *fmt, va_list ap);
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+#endif
