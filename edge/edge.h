@@ -1,0 +1,222 @@
+/* Declarations shared by the edge's files: the per-process state, sites, client and upstream
+ * connections. Private to edge/; nothing outside includes it. */
+#ifndef HEARTH_EDGE_H
+#define HEARTH_EDGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "shared/buf.h"
+#include "shared/config.h"
+#include "shared/http_parser.h"
+
+#define EDGE_MAX_HEADERS 128
+/* Bytes queued toward one peer before the edge stops reading from the other side. */
+#define EDGE_HIGH_WATER (256 * 1024)
+#define EDGE_READ_CHUNK (64 * 1024)
+
+/* ---- sockets: plain or TLS, nonblocking, one uv_poll each (io.c) ---- */
+
+enum { IO_AGAIN = -1, IO_ERROR = -2 };
+
+typedef struct {
+    int fd;
+    SSL *ssl;          /* NULL on plain sockets */
+    bool tls_want_write; /* the last SSL call needs the socket writable to go on */
+    bool tls_want_read;  /* the last SSL_write needs the socket readable */
+} edge_io;
+
+ssize_t edge_io_read(edge_io *io, char *dst, size_t n);
+ssize_t edge_io_write(edge_io *io, const char *src, size_t n);
+/* Write what out holds; 0 when all is out or the socket is full, -1 when the peer is gone. */
+int edge_io_flush(edge_io *io, buf *out);
+
+/* ---- upstreams and sites (sites.c) ---- */
+
+typedef struct edge_upconn edge_upconn;
+
+typedef struct {
+    char *spec; /* "unix:PATH" or "HOST:PORT", for logs */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint64_t failed_until_ms; /* skipped until then after a failure */
+    edge_upconn *idle;        /* keep-alive pool, a singly linked list */
+    int idle_count;
+} edge_upstream;
+
+typedef struct {
+    char *prefix;
+    size_t prefix_len;
+    int root_fd; /* O_PATH directory: every lookup is beneath it */
+    char *cache_control;
+} edge_static_root;
+
+typedef struct {
+    char *name;
+    char **aliases;
+    size_t alias_count;
+    SSL_CTX *ctx; /* NULL without TLS */
+    char *hsts;   /* full header value or NULL */
+    edge_static_root *statics;
+    size_t static_count;
+    edge_upstream *upstreams;
+    size_t upstream_count;
+    size_t rr_next;
+} edge_site;
+
+/* One loaded configuration; SIGHUP builds a new one and swaps it in whole. Connections keep a
+ * reference to the generation they started with, so a reload never pulls a root from under a
+ * request in flight. */
+typedef struct {
+    int refs;
+    edge_site *sites;
+    size_t site_count;
+    SSL_CTX *default_ctx; /* the first site's: the handshake starts there, SNI may switch */
+} edge_gen;
+
+edge_gen *edge_gen_build(const hearth_config *cfg, char *err, size_t errlen);
+void edge_gen_ref(edge_gen *g);
+void edge_gen_unref(edge_gen *g);
+edge_site *edge_gen_find_site(edge_gen *g, const char *host, size_t len);
+
+/* ---- TLS (tls.c) ---- */
+
+/* Context for one site from its cert/key pairs; NULL with a reason in err when any pair is
+ * unreadable, mismatched, not yet valid or expired. */
+SSL_CTX *edge_tls_ctx_new(const config_site *site, char *err, size_t errlen);
+/* Ticket keys derive from this secret, made once before the workers fork, so every worker
+ * decrypts every other worker's tickets. */
+void edge_tls_init_ticket_secret(void);
+void edge_tls_set_gen(edge_gen *g);
+
+/* ---- the process (main.c) ---- */
+
+typedef struct {
+    int fd;
+    bool tls;
+    uv_poll_t poll;
+    bool active;
+} edge_listener;
+
+typedef struct {
+    uv_loop_t *loop;
+    hearth_config cfg; /* edge settings and sites */
+    char *config_path; /* --config, NULL for flags */
+    edge_gen *gen;
+    edge_listener *listeners;
+    size_t listener_count;
+    int conn_count;
+    bool draining;
+    char *acme_webroot;
+    int acme_fd; /* O_PATH of WEBROOT/.well-known/acme-challenge or -1 */
+    int access_fd;
+    bool access_json;
+    http_limits limits;
+    struct edge_conn *conns; /* every open client connection, for draining */
+} edge_worker;
+
+extern edge_worker edge_w;
+
+uint64_t edge_now_ms(void);
+void edge_maybe_exit(void);
+
+/* ---- listeners (listener.c) ---- */
+
+/* Listening sockets from LISTEN_FDS when set, else bound from cfg; -1 with err on failure. */
+int edge_listeners_open(edge_worker *w, char *err, size_t errlen);
+void edge_listeners_start(edge_worker *w);
+void edge_listeners_pause(edge_worker *w, bool pause);
+void edge_listeners_close(edge_worker *w);
+
+/* ---- client connections (http1.c) ---- */
+
+typedef enum {
+    CONN_HEAD,    /* waiting for (more of) a request head */
+    CONN_STATIC,  /* sending a file */
+    CONN_SIMPLE,  /* sending a response that is all in out */
+    CONN_PROXY,   /* request handed to an upstream */
+    CONN_TUNNEL,  /* upgraded: bytes copied both ways */
+    CONN_CLOSING, /* flushing the last bytes, then close */
+} edge_conn_state;
+
+typedef struct edge_conn {
+    edge_io io;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int handles_open;
+    int poll_events;
+    bool tls;
+    edge_conn_state state;
+    edge_gen *gen;
+    edge_site *site;
+    struct edge_conn *next, *prev;
+    buf in;
+    buf out;
+    http_parser parser;
+    http_header headers[EDGE_MAX_HEADERS];
+    bool keep_alive;
+    bool head_started; /* some byte of the current request arrived */
+    bool read_eof;
+    bool closed;
+    uint64_t request_started_ms;
+    char peer[64];
+    /* file being sent */
+    int file_fd;
+    off_t file_off;
+    uint64_t file_left;
+    /* proxying */
+    edge_upconn *up;
+    bool req_body_done;
+    /* access log fields */
+    buf info; /* method \0 target \0 host \0 referer \0 user-agent \0 */
+    int status;
+    uint64_t body_sent;
+    uint64_t out_mark; /* out bytes written so far that belong to headers, for body_sent */
+    uint64_t requests;
+} edge_conn;
+
+void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *sa);
+void edge_conn_close(edge_conn *c);
+/* Recompute which socket events the connection waits for and try to make progress. */
+void edge_conn_progress(edge_conn *c);
+void edge_conn_update_poll(edge_conn *c);
+/* The current response is complete: log it, then read the next request or close. */
+void edge_conn_finish(edge_conn *c);
+/* Start a response in c->out: status line, Date, Server, Connection. */
+void edge_resp_start(edge_conn *c, int status, const char *reason);
+/* A small complete response with a text body. */
+void edge_resp_simple(edge_conn *c, int status, const char *reason, const char *extra_headers,
+                      const char *body);
+/* Access log fields of the current request. */
+const char *edge_conn_info(edge_conn *c, int idx);
+void edge_conn_drain_idle(edge_worker *w);
+const char *edge_status_reason(int status);
+
+/* ---- handlers ---- */
+
+/* Plain HTTP: ACME challenge or redirect (redirect.c). */
+void edge_redirect_handle(edge_conn *c);
+/* Static files (static.c): true when a static prefix matched and a response was started. */
+bool edge_static_handle(edge_conn *c);
+/* Continue sending the file; -1 when the peer is gone. */
+int edge_static_send(edge_conn *c);
+
+/* Reverse proxy (proxy.c). */
+void edge_proxy_start(edge_conn *c);
+/* Called by http1.c when the client socket has news (body bytes, room, close). */
+void edge_proxy_client_event(edge_conn *c);
+void edge_proxy_abort(edge_conn *c);
+void edge_proxy_close_pools(edge_gen *g);
+
+/* ---- access log (accesslog.c) ---- */
+
+int edge_access_open(edge_worker *w, const char *path, bool json);
+int edge_access_reopen(edge_worker *w);
+void edge_access_write(edge_conn *c);
+
+#endif

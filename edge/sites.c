@@ -1,0 +1,179 @@
+/* The loaded sites: names, TLS contexts, static roots and upstream lists, built from the config
+ * in one piece so a reload either takes effect whole or not at all. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "edge/edge.h"
+
+static int parse_upstream(edge_upstream *u, const char *spec, char *err, size_t errlen)
+{
+    memset(u, 0, sizeof(*u));
+    u->spec = strdup(spec);
+    if (strncmp(spec, "unix:", 5) == 0) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&u->addr;
+        const char *path = spec + 5;
+        if (strlen(path) == 0 || strlen(path) >= sizeof(sun->sun_path)) {
+            snprintf(err, errlen, "upstream '%s': bad socket path", spec);
+            return -1;
+        }
+        sun->sun_family = AF_UNIX;
+        strcpy(sun->sun_path, path);
+        u->addrlen = sizeof(*sun);
+        return 0;
+    }
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || (size_t)(colon - spec) >= sizeof(host)) {
+        snprintf(err, errlen, "upstream '%s': want unix:PATH or HOST:PORT", spec);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - spec);
+    memcpy(host, spec, hl);
+    host[hl] = 0;
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = 0;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host[0] ? host : "127.0.0.1", colon + 1, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "upstream '%s': %s", spec, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&u->addr, res->ai_addr, res->ai_addrlen);
+    u->addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int open_root(edge_static_root *r, const config_static *st, char *err, size_t errlen)
+{
+    r->prefix = strdup(st->prefix);
+    r->prefix_len = strlen(st->prefix);
+    r->cache_control = st->cache_control ? strdup(st->cache_control) : NULL;
+    r->root_fd = open(st->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (r->root_fd < 0) {
+        snprintf(err, errlen, "static root '%s': %s", st->root, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int build_site(edge_site *s, const config_site *cs, char *err, size_t errlen)
+{
+    s->name = strdup(cs->name ? cs->name : "localhost");
+    s->alias_count = cs->aliases.count;
+    s->aliases = calloc(cs->aliases.count + 1, sizeof(char *));
+    for (size_t i = 0; i < cs->aliases.count; i++)
+        s->aliases[i] = strdup(cs->aliases.items[i]);
+    if (cs->hsts_ms > 0) {
+        char v[96];
+        snprintf(v, sizeof(v), "max-age=%lld; includeSubDomains", (long long)(cs->hsts_ms / 1000));
+        s->hsts = strdup(v);
+    }
+    s->statics = calloc(cs->static_count + 1, sizeof(edge_static_root));
+    for (size_t i = 0; i < cs->static_count; i++) {
+        s->statics[i].root_fd = -1;
+        s->static_count = i + 1;
+        if (open_root(&s->statics[i], &cs->statics[i], err, errlen) < 0)
+            return -1;
+    }
+    s->upstreams = calloc(cs->upstreams.count + 1, sizeof(edge_upstream));
+    for (size_t i = 0; i < cs->upstreams.count; i++) {
+        s->upstream_count = i + 1;
+        if (parse_upstream(&s->upstreams[i], cs->upstreams.items[i], err, errlen) < 0)
+            return -1;
+    }
+    if (cs->tls != SITE_TLS_OFF && cs->cert_count > 0) {
+        s->ctx = edge_tls_ctx_new(cs, err, errlen);
+        if (!s->ctx)
+            return -1;
+    }
+    return 0;
+}
+
+static void free_site(edge_site *s)
+{
+    free(s->name);
+    for (size_t i = 0; i < s->alias_count; i++)
+        free(s->aliases[i]);
+    free(s->aliases);
+    free(s->hsts);
+    for (size_t i = 0; i < s->static_count; i++) {
+        free(s->statics[i].prefix);
+        free(s->statics[i].cache_control);
+        if (s->statics[i].root_fd >= 0)
+            close(s->statics[i].root_fd);
+    }
+    free(s->statics);
+    for (size_t i = 0; i < s->upstream_count; i++)
+        free(s->upstreams[i].spec);
+    free(s->upstreams);
+    SSL_CTX_free(s->ctx);
+}
+
+edge_gen *edge_gen_build(const hearth_config *cfg, char *err, size_t errlen)
+{
+    edge_gen *g = calloc(1, sizeof(*g));
+    g->refs = 1;
+    g->sites = calloc(cfg->site_count + 1, sizeof(edge_site));
+    for (size_t i = 0; i < cfg->site_count; i++) {
+        g->site_count = i + 1;
+        if (build_site(&g->sites[i], &cfg->sites[i], err, errlen) < 0) {
+            edge_gen_unref(g);
+            return NULL;
+        }
+        if (!g->default_ctx)
+            g->default_ctx = g->sites[i].ctx;
+    }
+    return g;
+}
+
+void edge_gen_ref(edge_gen *g)
+{
+    g->refs++;
+}
+
+void edge_gen_unref(edge_gen *g)
+{
+    if (!g || --g->refs > 0)
+        return;
+    edge_proxy_close_pools(g);
+    for (size_t i = 0; i < g->site_count; i++)
+        free_site(&g->sites[i]);
+    free(g->sites);
+    free(g);
+}
+
+static bool name_eq(const char *name, const char *host, size_t len)
+{
+    return strlen(name) == len && strncasecmp(name, host, len) == 0;
+}
+
+edge_site *edge_gen_find_site(edge_gen *g, const char *host, size_t len)
+{
+    if (g->site_count == 0)
+        return NULL;
+    /* Host may carry a port; names never do. */
+    const char *colon = memchr(host, ':', len);
+    if (colon && host[0] != '[')
+        len = (size_t)(colon - host);
+    for (size_t i = 0; i < g->site_count; i++) {
+        edge_site *s = &g->sites[i];
+        if (name_eq(s->name, host, len))
+            return s;
+        for (size_t j = 0; j < s->alias_count; j++)
+            if (name_eq(s->aliases[j], host, len))
+                return s;
+    }
+    return NULL;
+}

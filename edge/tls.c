@@ -1,0 +1,211 @@
+/* TLS contexts: TLS 1.2/1.3 with Mozilla's "intermediate" ciphers, ECDSA and RSA certificates
+ * side by side, SNI among sites, ALPN http/1.1 and session tickets whose keys rotate and are
+ * the same in every worker process. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include "edge/edge.h"
+
+/* Mozilla intermediate, without the DHE suites (they need parameters and cost more than the
+ * clients that still need them are worth). */
+static const char *const ciphers12 =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+static const char *const ciphers13 =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+#define TICKET_PERIOD_S (12 * 3600)
+
+static unsigned char ticket_secret[32];
+static edge_gen *current_gen;
+
+void edge_tls_init_ticket_secret(void)
+{
+    if (RAND_bytes(ticket_secret, sizeof(ticket_secret)) != 1)
+        abort();
+}
+
+void edge_tls_set_gen(edge_gen *g)
+{
+    current_gen = g;
+}
+
+static void tls_errors(char *err, size_t errlen, const char *what, const char *file)
+{
+    unsigned long e = ERR_get_error();
+    char reason[200] = "";
+    if (e)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    ERR_clear_error();
+    snprintf(err, errlen, "%s '%s': %s", what, file, reason[0] ? reason : "failed");
+}
+
+/* A certificate that is not valid right now would break every handshake: refuse it. */
+static int check_validity(SSL_CTX *ctx, const char *file, char *err, size_t errlen)
+{
+    X509 *x = SSL_CTX_get0_certificate(ctx);
+    if (!x) {
+        snprintf(err, errlen, "certificate '%s': none loaded", file);
+        return -1;
+    }
+    if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0) {
+        snprintf(err, errlen, "certificate '%s': not valid yet", file);
+        return -1;
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
+        snprintf(err, errlen, "certificate '%s': expired", file);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_pair(SSL_CTX *ctx, const config_cert_pair *p, char *err, size_t errlen)
+{
+    if (SSL_CTX_use_certificate_chain_file(ctx, p->cert) != 1) {
+        tls_errors(err, errlen, "certificate", p->cert);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, p->key, SSL_FILETYPE_PEM) != 1) {
+        tls_errors(err, errlen, "private key", p->key);
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        tls_errors(err, errlen, "private key does not match certificate", p->cert);
+        return -1;
+    }
+    return check_validity(ctx, p->cert, err, errlen);
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    static const unsigned char ours[] = "\x08http/1.1";
+    unsigned char *sel = NULL;
+    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK; /* no h2-only client is refused for it: it may try 1.1 */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int sni_select(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    (void)arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!name || !current_gen)
+        return SSL_TLSEXT_ERR_OK;
+    edge_site *s = edge_gen_find_site(current_gen, name, strlen(name));
+    if (s && s->ctx && s->ctx != SSL_get_SSL_CTX(ssl))
+        SSL_set_SSL_CTX(ssl, s->ctx);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* Keys of one ticket period: derived from the shared secret and the period number, so workers
+ * agree without talking and a key ages out after two periods. */
+static void derive(uint64_t period, const char *label, unsigned char out[32])
+{
+    unsigned char msg[24];
+    size_t ll = strlen(label);
+    memcpy(msg, label, ll);
+    memcpy(msg + ll, &period, sizeof(period));
+    unsigned int len = 32;
+    HMAC(EVP_sha256(), ticket_secret, sizeof(ticket_secret), msg, ll + sizeof(period), out, &len);
+}
+
+static void key_name(uint64_t period, unsigned char name[16])
+{
+    unsigned char full[32];
+    derive(period, "name", full);
+    memcpy(name, full, 16);
+}
+
+static int set_keys(uint64_t period, unsigned char *iv, EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx,
+                    int enc)
+{
+    unsigned char aes[32], mac[32];
+    derive(period, "aes", aes);
+    derive(period, "mac", mac);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, mac, sizeof(mac)),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (EVP_MAC_CTX_set_params(hctx, params) != 1)
+        return -1;
+    if (EVP_CipherInit_ex(ctx, EVP_aes_256_cbc(), NULL, aes, iv, enc) != 1)
+        return -1;
+    return 0;
+}
+
+static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ctx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+    (void)ssl;
+    uint64_t period = (uint64_t)time(NULL) / TICKET_PERIOD_S;
+    if (enc) {
+        key_name(period, name);
+        if (RAND_bytes(iv, EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != 1)
+            return -1;
+        return set_keys(period, iv, ctx, hctx, 1) == 0 ? 1 : -1;
+    }
+    for (uint64_t back = 0; back < 2; back++) {
+        unsigned char n[16];
+        key_name(period - back, n);
+        if (memcmp(n, name, 16) != 0)
+            continue;
+        if (set_keys(period - back, iv, ctx, hctx, 0) < 0)
+            return -1;
+        return back == 0 ? 1 : 2; /* 2: accept, and issue a ticket under the new key */
+    }
+    return 0; /* unknown or too old: full handshake */
+}
+
+static SSL_CTX *ctx_base(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_cipher_list(ctx, ciphers12);
+    SSL_CTX_set_ciphersuites(ctx, ciphers13);
+    SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384");
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_tlsext_servername_callback(ctx, sni_select);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    static const unsigned char sid_ctx[] = "hearth-edge";
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+    return ctx;
+}
+
+SSL_CTX *edge_tls_ctx_new(const config_site *site, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = ctx_base();
+    if (!ctx) {
+        snprintf(err, errlen, "site '%s': cannot create a TLS context", site->name);
+        return NULL;
+    }
+    for (size_t i = 0; i < site->cert_count; i++) {
+        if (load_pair(ctx, &site->certs[i], err, errlen) < 0) {
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    }
+    return ctx;
+}
