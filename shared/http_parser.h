@@ -84,7 +84,7 @@ typedef enum {
 typedef enum {
     HTTP_PARSE_AGAIN, /* all input used; call again with more */
     HTTP_PARSE_DONE,  /* head (or body) complete */
-    HTTP_PARSE_DATA,  /* http_parse_body: *data/*data_len hold decoded body bytes */
+    HTTP_PARSE_DATA,  /* http_parse_body: *data, *data_len hold decoded body bytes */
     HTTP_PARSE_ERROR, /* refused: see parser->error */
 } http_parse_result;
 
@@ -112,18 +112,25 @@ typedef struct {
     bool expect_continue;    /* Expect: 100-continue */
     http_error error;
 
-    /* private state */
-    size_t pos;          /* next byte of the head to look at */
-    size_t line_start;   /* start of the line being scanned */
-    int host_count;      /* Host fields seen */
-    int cl_count;        /* Content-Length fields seen */
-    bool te_seen;        /* Transfer-Encoding seen */
-    bool te_chunked;     /* chunked is the final coding so far */
-    int body_state;      /* chunked decoder state */
-    uint64_t remaining;  /* bytes left in current chunk or body */
-    uint64_t body_total; /* decoded body bytes so far */
-    size_t scan;         /* digits, extension or trailer bytes of the current line */
-    size_t trailer_count;
+    /* private state: zeroed by init/reset, not for callers */
+    size_t pos;           /* next head byte to scan for LF */
+    size_t line_start;    /* start of the head line being scanned (0: start line) */
+    int host_count;       /* Host fields seen */
+    int cl_count;         /* Content-Length fields seen */
+    bool te_seen;         /* Transfer-Encoding seen */
+    bool te_chunked;      /* chunked is the final coding so far */
+    bool te_has_chunked;  /* chunked appeared at all (a second one is refused) */
+    bool te_other;        /* a coding other than chunked appeared */
+    bool conn_close;      /* Connection lists close */
+    bool conn_keep_alive; /* Connection lists keep-alive */
+    bool conn_upgrade;    /* Connection lists upgrade */
+    bool upgrade_seen;    /* an Upgrade field is present */
+    bool head_done;       /* http_parse_head returned HTTP_PARSE_DONE */
+    int body_state;       /* chunked decoder state */
+    uint64_t remaining;   /* bytes left in current chunk or body */
+    uint64_t body_total;  /* decoded body bytes so far */
+    size_t scan;          /* digits, extension or trailer bytes counted so far */
+    size_t trailer_count; /* trailer fields seen */
 } http_parser;
 
 void http_parser_init(http_parser *p, http_kind kind, const http_limits *limits,
@@ -138,7 +145,7 @@ void http_parser_reset(http_parser *p);
 http_parse_result http_parse_head(http_parser *p, const char *buf, size_t len);
 
 /* Decode the body after the head. Consumes bytes from in (len of them) and sets *consumed.
- * HTTP_PARSE_DATA: *data/*data_len are body bytes inside in[0, *consumed); call again with the
+ * HTTP_PARSE_DATA: *data, *data_len are body bytes inside in[0, *consumed); call again with the
  * rest. HTTP_PARSE_AGAIN: all of in was used, more is needed. HTTP_PARSE_DONE: the message ended
  * after *consumed bytes; what follows belongs to the next message. HTTP_BODY_UNTIL_CLOSE bodies
  * never end here: the caller ends them at connection close. */
