@@ -115,6 +115,7 @@ typedef struct {
     char *acme_webroot;
     int acme_fd; /* O_PATH of WEBROOT/.well-known/acme-challenge or -1 */
     int access_fd;
+    int https_port; /* for redirects: the port of the first HTTPS listener */
     bool access_json;
     http_limits limits;
     struct edge_conn *conns; /* every open client connection, for draining */
@@ -172,6 +173,12 @@ typedef struct edge_conn {
     /* proxying */
     edge_upconn *up;
     bool req_body_done;
+    bool proxy_upgrade;     /* the client asked for an Upgrade */
+    bool proxy_sent_body;   /* some body byte went upstream: no retry elsewhere */
+    bool proxy_body_error;  /* the request body broke its framing */
+    size_t proxy_tries;     /* upstreams tried for this request */
+    buf proxy_head;         /* the rewritten request head, kept for a retry */
+    bool head_method;       /* the request is HEAD: responses carry no body */
     /* access log fields */
     buf info; /* method \0 target \0 host \0 referer \0 user-agent \0 */
     int status;
@@ -182,6 +189,10 @@ typedef struct edge_conn {
 
 void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *sa);
 void edge_conn_close(edge_conn *c);
+/* (Re)start the connection's timer; 0 stops it. Expiry closes the connection. */
+void edge_conn_arm(edge_conn *c, int64_t ms);
+/* Pull bytes from the client into c->in; false when nothing more can be read now. */
+bool edge_conn_read(edge_conn *c);
 /* Recompute which socket events the connection waits for and try to make progress. */
 void edge_conn_progress(edge_conn *c);
 void edge_conn_update_poll(edge_conn *c);
@@ -192,6 +203,8 @@ void edge_resp_start(edge_conn *c, int status, const char *reason);
 /* A small complete response with a text body. */
 void edge_resp_simple(edge_conn *c, int status, const char *reason, const char *extra_headers,
                       const char *body);
+/* Value of a request header of the current head, or NULL. */
+const char *edge_req_header(edge_conn *c, const char *name, size_t *len);
 /* Access log fields of the current request. */
 const char *edge_conn_info(edge_conn *c, int idx);
 void edge_conn_drain_idle(edge_worker *w);
@@ -210,6 +223,8 @@ int edge_static_send(edge_conn *c);
 void edge_proxy_start(edge_conn *c);
 /* Called by http1.c when the client socket has news (body bytes, room, close). */
 void edge_proxy_client_event(edge_conn *c);
+/* Socket events the client connection needs on behalf of the proxy (reading body bytes). */
+int edge_proxy_client_events(edge_conn *c);
 void edge_proxy_abort(edge_conn *c);
 void edge_proxy_close_pools(edge_gen *g);
 

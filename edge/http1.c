@@ -1,0 +1,522 @@
+/* Client connections: read and parse request heads, route each request to redirect, static or
+ * proxy, write responses, keep-alive and pipelining, and the header/idle/send timeouts. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shared/log.h"
+#include "edge/edge.h"
+
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    edge_conn *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    buf_free(&c->in);
+    buf_free(&c->out);
+    buf_free(&c->info);
+    buf_free(&c->proxy_head);
+    free(c);
+}
+
+void edge_conn_close(edge_conn *c)
+{
+    if (c->closed)
+        return;
+    c->closed = true;
+    if (c->up)
+        edge_proxy_abort(c);
+    if (c->file_fd >= 0)
+        close(c->file_fd);
+    c->file_fd = -1;
+    if (c->io.ssl) {
+        SSL_free(c->io.ssl);
+        c->io.ssl = NULL;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        edge_w.conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    uv_poll_stop(&c->poll);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    close(c->io.fd);
+    edge_gen_unref(c->gen);
+    edge_w.conn_count--;
+    if (edge_w.conn_count < edge_w.cfg.edge.max_connections)
+        edge_listeners_pause(&edge_w, false);
+    edge_maybe_exit();
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    edge_conn *c = t->data;
+    if (c->state == CONN_HEAD && c->head_started)
+        log_debug("%s: request head not complete in time, closing", c->peer);
+    edge_conn_close(c);
+}
+
+void edge_conn_arm(edge_conn *c, int64_t ms)
+{
+    if (ms > 0)
+        uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0);
+    else
+        uv_timer_stop(&c->timer);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    edge_conn *c = h->data;
+    if (status < 0 && status != UV_EBADF) {
+        edge_conn_close(c);
+        return;
+    }
+    edge_conn_progress(c);
+}
+
+static void peer_string(const struct sockaddr *sa, char *out, size_t len)
+{
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, len);
+    else
+        snprintf(out, len, "unix");
+}
+
+void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *sa)
+{
+    edge_conn *c = calloc(1, sizeof(*c));
+    if (!c || (tls && !w->gen->default_ctx)) {
+        free(c);
+        close(fd);
+        return;
+    }
+    c->io.fd = fd;
+    c->file_fd = -1;
+    c->tls = tls;
+    if (tls) {
+        c->io.ssl = SSL_new(w->gen->default_ctx);
+        if (!c->io.ssl || SSL_set_fd(c->io.ssl, fd) != 1) {
+            SSL_free(c->io.ssl);
+            free(c);
+            close(fd);
+            return;
+        }
+        SSL_set_accept_state(c->io.ssl);
+    }
+    peer_string(sa, c->peer, sizeof(c->peer));
+    c->gen = w->gen;
+    edge_gen_ref(c->gen);
+    buf_init(&c->in, w->cfg.edge.max_header_size + EDGE_READ_CHUNK);
+    buf_init(&c->out, 0);
+    buf_init(&c->info, 0);
+    buf_init(&c->proxy_head, 0);
+    http_parser_init(&c->parser, HTTP_KIND_REQUEST, &w->limits, c->headers, EDGE_MAX_HEADERS);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->conn_count++;
+    uv_poll_init(w->loop, &c->poll, fd);
+    uv_timer_init(w->loop, &c->timer);
+    c->poll.data = c->timer.data = c;
+    c->handles_open = 2;
+    c->keep_alive = true;
+    edge_conn_arm(c, w->cfg.edge.header_timeout_ms);
+    edge_conn_progress(c);
+}
+
+/* ---- responses ---- */
+
+const char *edge_status_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 304: return "Not Modified";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+static const char *http_date(void)
+{
+    static char cached[40];
+    static time_t cached_at = -1;
+    time_t now = time(NULL);
+    if (now != cached_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached_at = now;
+    }
+    return cached;
+}
+
+void edge_resp_start(edge_conn *c, int status, const char *reason)
+{
+    c->status = status;
+    buf_printf(&c->out, "HTTP/1.1 %d %s\r\nServer: hearth\r\nDate: %s\r\n", status,
+               reason ? reason : edge_status_reason(status), http_date());
+    if (c->tls && c->site && c->site->hsts)
+        buf_printf(&c->out, "Strict-Transport-Security: %s\r\n", c->site->hsts);
+    if (!c->keep_alive)
+        buf_append_str(&c->out, "Connection: close\r\n");
+    else if (c->parser.version_minor == 0)
+        buf_append_str(&c->out, "Connection: keep-alive\r\n");
+}
+
+void edge_resp_simple(edge_conn *c, int status, const char *reason, const char *extra_headers,
+                      const char *body)
+{
+    size_t blen = body ? strlen(body) : 0;
+    edge_resp_start(c, status, reason);
+    buf_printf(&c->out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n%s\r\n",
+               blen, extra_headers ? extra_headers : "");
+    if (body && !c->head_method) {
+        buf_append(&c->out, body, blen);
+        c->body_sent = blen;
+    }
+    c->state = CONN_SIMPLE;
+}
+
+const char *edge_conn_info(edge_conn *c, int idx)
+{
+    const char *p = c->info.data;
+    if (!p || c->info.len == 0)
+        return "-";
+    for (int i = 0; i < idx; i++) {
+        p += strlen(p) + 1;
+        if (p >= c->info.data + c->info.len)
+            return "-";
+    }
+    return *p ? p : "-";
+}
+
+/* ---- requests ---- */
+
+static void save_span(edge_conn *c, const char *base, http_span s)
+{
+    buf_append(&c->info, base + s.off, s.len);
+    buf_append(&c->info, "", 1);
+}
+
+static void save_header(edge_conn *c, const char *name)
+{
+    const http_header *h = http_find_header(&c->parser, buf_head(&c->in), name);
+    if (h)
+        save_span(c, buf_head(&c->in), h->value);
+    else
+        buf_append(&c->info, "", 1);
+}
+
+/* Kept past the head's lifetime for the access log: method, target, host, referer, agent. */
+static void save_info(edge_conn *c)
+{
+    buf_reset(&c->info);
+    save_span(c, buf_head(&c->in), c->parser.method);
+    save_span(c, buf_head(&c->in), c->parser.target);
+    save_header(c, "Host");
+    save_header(c, "Referer");
+    save_header(c, "User-Agent");
+}
+
+static edge_site *pick_site(edge_conn *c)
+{
+    edge_gen *g = c->gen;
+    const http_header *h = http_find_header(&c->parser, buf_head(&c->in), "Host");
+    edge_site *s = NULL;
+    if (h)
+        s = edge_gen_find_site(g, http_span_ptr(buf_head(&c->in), h->value), h->value.len);
+    if (!s && c->io.ssl) {
+        /* An unknown Host on TLS gets the site whose certificate the handshake chose. */
+        SSL_CTX *ctx = SSL_get_SSL_CTX(c->io.ssl);
+        for (size_t i = 0; i < g->site_count && !s; i++)
+            if (g->sites[i].ctx == ctx)
+                s = &g->sites[i];
+    }
+    if (!s && g->site_count)
+        s = &g->sites[0];
+    return s;
+}
+
+static void dispatch(edge_conn *c)
+{
+    c->status = 0;
+    c->body_sent = 0;
+    c->head_method = http_span_eq(buf_head(&c->in), c->parser.method, "HEAD");
+    save_info(c);
+    c->keep_alive = c->parser.keep_alive && !edge_w.draining;
+    c->site = pick_site(c);
+    bool has_body = c->parser.body_kind != HTTP_BODY_NONE;
+    edge_conn_arm(c, edge_w.cfg.edge.send_timeout_ms);
+    if (!c->site) {
+        c->keep_alive = false;
+        edge_resp_simple(c, 404, NULL, NULL, "no such site\n");
+    } else if (!c->tls) {
+        /* Bodies sent to the plain listener are never read: close after answering. */
+        if (has_body)
+            c->keep_alive = false;
+        edge_redirect_handle(c);
+    } else if (edge_static_handle(c)) {
+        if (has_body)
+            c->keep_alive = false;
+    } else if (c->site->upstream_count > 0) {
+        edge_proxy_start(c);
+    } else {
+        if (has_body)
+            c->keep_alive = false;
+        edge_resp_simple(c, 404, NULL, NULL, "not found\n");
+    }
+    if (!c->closed)
+        buf_consume(&c->in, c->parser.head_len);
+}
+
+static void parse_error(edge_conn *c)
+{
+    int status = http_error_status(c->parser.error);
+    log_debug("%s: refused request: %s", c->peer, http_error_reason(c->parser.error));
+    buf_reset(&c->info);
+    c->keep_alive = false;
+    c->head_method = false;
+    c->body_sent = 0;
+    c->site = c->gen->site_count ? &c->gen->sites[0] : NULL;
+    char body[128];
+    snprintf(body, sizeof(body), "%s\n", http_error_reason(c->parser.error));
+    edge_resp_simple(c, status, NULL, NULL, body);
+    c->parser.method.len = 0;
+}
+
+/* Pull bytes into c->in; false when the socket has nothing more now (or is gone). */
+bool edge_conn_read(edge_conn *c)
+{
+    size_t want = 16384;
+    if (c->in.max) {
+        size_t used = buf_used(&c->in);
+        if (used >= c->in.max)
+            return false;
+        if (c->in.max - used < want)
+            want = c->in.max - used;
+    }
+    if (buf_reserve(&c->in, want) < 0)
+        return false;
+    ssize_t r = edge_io_read(&c->io, buf_tail(&c->in), want);
+    if (r > 0) {
+        buf_commit(&c->in, (size_t)r);
+        return true;
+    }
+    if (r == 0 || r == IO_ERROR)
+        c->read_eof = true;
+    return false;
+}
+
+static void handle_head(edge_conn *c)
+{
+    for (;;) {
+        if (buf_used(&c->in) > 0) {
+            if (!c->head_started) {
+                c->head_started = true;
+                c->request_started_ms = edge_now_ms();
+                edge_conn_arm(c, edge_w.cfg.edge.header_timeout_ms);
+            }
+            http_parse_result r = http_parse_head(&c->parser, buf_head(&c->in), buf_used(&c->in));
+            if (r == HTTP_PARSE_DONE) {
+                dispatch(c);
+                return;
+            }
+            if (r == HTTP_PARSE_ERROR) {
+                parse_error(c);
+                return;
+            }
+        }
+        if (!edge_conn_read(c))
+            break;
+    }
+    if (c->read_eof)
+        edge_conn_close(c);
+}
+
+void edge_conn_finish(edge_conn *c)
+{
+    edge_access_write(c);
+    c->requests++;
+    if (c->file_fd >= 0)
+        close(c->file_fd);
+    c->file_fd = -1;
+    c->file_left = 0;
+    if (!c->keep_alive || edge_w.draining) {
+        c->state = CONN_CLOSING;
+        if (c->io.ssl)
+            SSL_shutdown(c->io.ssl);
+        shutdown(c->io.fd, SHUT_WR);
+        edge_conn_arm(c, 1000);
+        return;
+    }
+    http_parser_reset(&c->parser);
+    c->state = CONN_HEAD;
+    c->head_started = false;
+    c->site = NULL;
+    buf_reset(&c->info);
+    /* Idle connections keep no buffers: 10,000 of them should cost little. */
+    if (buf_used(&c->in) == 0) {
+        buf_free(&c->in);
+        buf_free(&c->out);
+    }
+    edge_conn_arm(c, edge_w.cfg.edge.keepalive_timeout_ms);
+}
+
+static bool want_read(edge_conn *c)
+{
+    switch (c->state) {
+    case CONN_HEAD:
+        return true;
+    case CONN_PROXY:
+    case CONN_TUNNEL:
+        return false; /* proxy.c asks through io flags; see update_poll */
+    default:
+        return false;
+    }
+}
+
+void edge_conn_update_poll(edge_conn *c)
+{
+    if (c->closed)
+        return;
+    int ev = 0;
+    if (want_read(c) || c->io.tls_want_read)
+        ev |= UV_READABLE;
+    if (buf_used(&c->out) > 0 || c->io.tls_want_write ||
+        (c->state == CONN_STATIC && c->file_left > 0))
+        ev |= UV_WRITABLE;
+    if (c->state == CONN_PROXY || c->state == CONN_TUNNEL)
+        ev |= edge_proxy_client_events(c);
+    if (c->state == CONN_CLOSING)
+        ev |= UV_READABLE; /* to see the peer's FIN */
+    if (ev == c->poll_events)
+        return;
+    c->poll_events = ev;
+    if (ev)
+        uv_poll_start(&c->poll, ev, on_poll);
+    else
+        uv_poll_stop(&c->poll);
+}
+
+/* After our last byte, wait for the client's FIN (discarding what it still sends) so a
+ * close never turns into a reset that destroys the response in flight. */
+static void drain_closing(edge_conn *c)
+{
+    char scratch[4096];
+    for (;;) {
+        ssize_t r = read(c->io.fd, scratch, sizeof(scratch));
+        if (r > 0)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        edge_conn_close(c);
+        return;
+    }
+}
+
+/* One pass over the state machine; loops while a state change makes more progress possible
+ * (a finished response followed by a pipelined request). */
+static void conn_run(edge_conn *c)
+{
+    for (int round = 0; round < 64 && !c->closed; round++) {
+        edge_conn_state before = c->state;
+        size_t out_before = buf_used(&c->out);
+        if (edge_io_flush(&c->io, &c->out) < 0) {
+            edge_conn_close(c);
+            return;
+        }
+        if (buf_used(&c->out) < out_before && c->state != CONN_HEAD && c->state != CONN_PROXY &&
+            c->state != CONN_TUNNEL)
+            edge_conn_arm(c, edge_w.cfg.edge.send_timeout_ms);
+        switch (c->state) {
+        case CONN_HEAD:
+            handle_head(c);
+            break;
+        case CONN_SIMPLE:
+            if (buf_used(&c->out) == 0)
+                edge_conn_finish(c);
+            break;
+        case CONN_STATIC:
+            if (buf_used(&c->out) == 0) {
+                if (c->file_left > 0 && edge_static_send(c) < 0) {
+                    edge_conn_close(c);
+                    return;
+                }
+                if (c->file_left == 0 && buf_used(&c->out) == 0)
+                    edge_conn_finish(c);
+            }
+            break;
+        case CONN_PROXY:
+        case CONN_TUNNEL:
+            edge_proxy_client_event(c);
+            break;
+        case CONN_CLOSING:
+            if (buf_used(&c->out) == 0)
+                drain_closing(c);
+            break;
+        }
+        if (c->closed || (c->state == before && buf_used(&c->out) == out_before))
+            break;
+    }
+    if (!c->closed)
+        edge_conn_update_poll(c);
+}
+
+void edge_conn_progress(edge_conn *c)
+{
+    conn_run(c);
+}
+
+/* TERM: connections waiting for a request are closed now; busy ones close after their
+ * response (edge_conn_finish checks draining). */
+void edge_conn_drain_idle(edge_worker *w)
+{
+    edge_conn *c = w->conns;
+    while (c) {
+        edge_conn *next = c->next;
+        if (c->state == CONN_HEAD && !c->head_started)
+            edge_conn_close(c);
+        c = next;
+    }
+}
+
+const char *edge_req_header(edge_conn *c, const char *name, size_t *len)
+{
+    const http_header *h = http_find_header(&c->parser, buf_head(&c->in), name);
+    if (!h)
+        return NULL;
+    *len = h->value.len;
+    return http_span_ptr(buf_head(&c->in), h->value);
+}

@@ -1,0 +1,120 @@
+/* The plain-HTTP listener's two jobs: ACME HTTP-01 challenge files from the webroot certd
+ * writes to, and a permanent redirect to https:// for everything else. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "edge/edge.h"
+
+#define CHALLENGE_PREFIX "/.well-known/acme-challenge/"
+#define MAX_TOKEN 256
+#define MAX_CHALLENGE_FILE 16384
+
+/* ACME tokens are base64url (RFC 8555 8.3): anything else cannot be one and never reaches the
+ * file system. */
+static bool token_ok(const char *t, size_t len)
+{
+    if (len == 0 || len > MAX_TOKEN)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = t[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static int open_token(const char *token, size_t len)
+{
+    if (edge_w.acme_fd < 0)
+        return -1;
+    char path[sizeof(".well-known/acme-challenge/") + MAX_TOKEN];
+    snprintf(path, sizeof(path), ".well-known/acme-challenge/%.*s", (int)len, token);
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
+    return (int)syscall(SYS_openat2, edge_w.acme_fd, path, &how, sizeof(how));
+}
+
+static void serve_challenge(edge_conn *c, const char *token, size_t len)
+{
+    int fd = token_ok(token, len) ? open_token(token, len) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_CHALLENGE_FILE) {
+        if (fd >= 0)
+            close(fd);
+        edge_resp_simple(c, 404, NULL, NULL, "no such challenge\n");
+        return;
+    }
+    char body[MAX_CHALLENGE_FILE + 1];
+    ssize_t n = read(fd, body, (size_t)st.st_size);
+    close(fd);
+    if (n < 0)
+        n = 0;
+    body[n] = 0;
+    edge_resp_start(c, 200, NULL);
+    buf_printf(&c->out, "Content-Type: text/plain\r\nContent-Length: %zd\r\n\r\n", n);
+    if (!http_span_eq(buf_head(&c->in), c->parser.method, "HEAD")) {
+        buf_append(&c->out, body, (size_t)n);
+        c->body_sent = (uint64_t)n;
+    }
+    c->state = CONN_SIMPLE;
+}
+
+/* The path and query of the target, whatever form it came in. */
+static void origin_part(const char *t, size_t len, const char **out, size_t *outlen)
+{
+    if (len > 0 && t[0] != '/') {
+        const char *scheme = memmem(t, len, "://", 3);
+        const char *slash = scheme ? memchr(scheme + 3, '/', len - (size_t)(scheme + 3 - t)) : NULL;
+        if (!slash) {
+            *out = "/";
+            *outlen = 1;
+            return;
+        }
+        len -= (size_t)(slash - t);
+        t = slash;
+    }
+    *out = t;
+    *outlen = len;
+}
+
+static void redirect(edge_conn *c, const char *target, size_t tlen)
+{
+    const char *path;
+    size_t plen;
+    origin_part(target, tlen, &path, &plen);
+    const char *m = buf_head(&c->in);
+    bool safe = http_span_eq(m, c->parser.method, "GET") || http_span_eq(m, c->parser.method, "HEAD");
+    int status = safe ? 301 : 308;
+    char port[16] = "";
+    if (edge_w.https_port > 0 && edge_w.https_port != 443)
+        snprintf(port, sizeof(port), ":%d", edge_w.https_port);
+    edge_resp_start(c, status, NULL);
+    /* The site's own name, never the Host header: a redirect must not be steerable. */
+    buf_printf(&c->out, "Location: https://%s%s%.*s\r\n", c->site->name, port, (int)plen, path);
+    buf_append_str(&c->out, "Content-Length: 0\r\n\r\n");
+    c->state = CONN_SIMPLE;
+}
+
+void edge_redirect_handle(edge_conn *c)
+{
+    const char *t = http_span_ptr(buf_head(&c->in), c->parser.target);
+    size_t tlen = c->parser.target.len;
+    size_t plen = sizeof(CHALLENGE_PREFIX) - 1;
+    const char *m = buf_head(&c->in);
+    bool get = http_span_eq(m, c->parser.method, "GET") || http_span_eq(m, c->parser.method, "HEAD");
+    if (get && tlen >= plen && memcmp(t, CHALLENGE_PREFIX, plen) == 0) {
+        const char *q = memchr(t, '?', tlen);
+        size_t end = q ? (size_t)(q - t) : tlen;
+        serve_challenge(c, t + plen, end - plen);
+        return;
+    }
+    redirect(c, t, tlen);
+}
