@@ -879,7 +879,10 @@ static int load_list(loader *ld, yaml_node_t *node, const list_spec *spec, void 
         yaml_node_t *item = items ? node_at(ld, items[i]) : node;
         void *elem = *array + i * spec->elem_size;
         char ipath[256];
-        index_path(ipath, sizeof(ipath), path, i);
+        if (items)
+            index_path(ipath, sizeof(ipath), path, i);
+        else
+            snprintf(ipath, sizeof(ipath), "%s", path); /* one map alone: no index to show */
         if (item->type != YAML_MAPPING_NODE) {
             if (item->type == YAML_SCALAR_NODE)
                 return fail(ld, item, ipath, "expected a map, got '%s'",
