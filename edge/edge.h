@@ -26,7 +26,7 @@ enum { IO_AGAIN = -1, IO_ERROR = -2 };
 
 typedef struct {
     int fd;
-    SSL *ssl;          /* NULL on plain sockets */
+    SSL *ssl;            /* NULL on plain sockets */
     bool tls_want_write; /* the last SSL call needs the socket writable to go on */
     bool tls_want_read;  /* the last SSL_write needs the socket readable */
 } edge_io;
@@ -173,12 +173,12 @@ typedef struct edge_conn {
     /* proxying */
     edge_upconn *up;
     bool req_body_done;
-    bool proxy_upgrade;     /* the client asked for an Upgrade */
-    bool proxy_sent_body;   /* some body byte went upstream: no retry elsewhere */
-    bool proxy_body_error;  /* the request body broke its framing */
-    size_t proxy_tries;     /* upstreams tried for this request */
-    buf proxy_head;         /* the rewritten request head, kept for a retry */
-    bool head_method;       /* the request is HEAD: responses carry no body */
+    bool proxy_upgrade;    /* the client asked for an Upgrade */
+    bool proxy_sent_body;  /* some body byte went upstream: no retry elsewhere */
+    bool proxy_body_error; /* the request body broke its framing */
+    size_t proxy_tries;    /* upstreams tried for this request */
+    buf proxy_head;        /* the rewritten request head, kept for a retry */
+    bool head_method;      /* the request is HEAD: responses carry no body */
     /* access log fields */
     buf info; /* method \0 target \0 host \0 referer \0 user-agent \0 */
     int status;

@@ -119,7 +119,8 @@ static int inherit(edge_worker *w, int n, char *err, size_t errlen)
     char *name = copy ? strtok_r(copy, ":", &save) : NULL;
     for (int i = 0; i < n; i++) {
         int fd = SD_LISTEN_FDS_START + i;
-        bool tls = name ? strncmp(name, "https", 5) == 0 : port_is_https(&w->cfg.edge, local_port(fd));
+        bool tls =
+            name ? strncmp(name, "https", 5) == 0 : port_is_https(&w->cfg.edge, local_port(fd));
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
         if (add_listener(w, fd, tls) < 0) {

@@ -186,9 +186,9 @@ static void mark_failed(edge_upstream *u, const char *why)
 
 static bool is_hop_by_hop(const char *name, size_t len, const char *conn_val, size_t conn_len)
 {
-    static const char *const drop[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                       "upgrade", "expect", "proxy-authenticate",
-                                       "x-forwarded-proto", "x-forwarded-host"};
+    static const char *const drop[] = {
+        "connection",         "keep-alive",        "proxy-connection", "te", "upgrade", "expect",
+        "proxy-authenticate", "x-forwarded-proto", "x-forwarded-host"};
     for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
         if (strlen(drop[i]) == len && strncasecmp(drop[i], name, len) == 0)
             return true;
@@ -296,8 +296,8 @@ static bool attach(edge_conn *c, const buf *head, size_t *tries)
             uv_timer_start(&up->timer, on_up_timeout,
                            (uint64_t)edge_w.cfg.edge.proxy_connect_timeout_ms, 0);
         } else {
-            uv_timer_start(&up->timer, on_up_timeout, (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms,
-                           0);
+            uv_timer_start(&up->timer, on_up_timeout,
+                           (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms, 0);
         }
         up->c = c;
         http_parser_init(&up->p, HTTP_KIND_RESPONSE, &edge_w.limits, up->hdrs, EDGE_MAX_HEADERS);
@@ -338,7 +338,8 @@ static void retry_or_fail(edge_conn *c, int status, const char *why)
     up_close(up);
     if (!c->proxy_sent_body) {
         if (reused)
-            c->proxy_tries = c->proxy_tries > 0 ? c->proxy_tries - 1 : 0; /* not the upstream's fault */
+            c->proxy_tries =
+                c->proxy_tries > 0 ? c->proxy_tries - 1 : 0; /* not the upstream's fault */
         if (attach(c, &c->proxy_head, &c->proxy_tries))
             return;
     }
@@ -619,7 +620,8 @@ static bool pump_once(edge_conn *c)
     moved |= buf_used(&up->out) != before;
     while (buf_used(&c->out) < EDGE_HIGH_WATER && read_upstream(up)) {
         moved = true;
-        uv_timer_start(&up->timer, on_up_timeout, (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms, 0);
+        uv_timer_start(&up->timer, on_up_timeout, (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms,
+                       0);
     }
     if (!up->head_done && buf_used(&up->in) > 0 && !handle_head(c, up))
         return false;

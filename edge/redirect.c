@@ -91,7 +91,8 @@ static void redirect(edge_conn *c, const char *target, size_t tlen)
     size_t plen;
     origin_part(target, tlen, &path, &plen);
     const char *m = buf_head(&c->in);
-    bool safe = http_span_eq(m, c->parser.method, "GET") || http_span_eq(m, c->parser.method, "HEAD");
+    bool safe =
+        http_span_eq(m, c->parser.method, "GET") || http_span_eq(m, c->parser.method, "HEAD");
     int status = safe ? 301 : 308;
     char port[16] = "";
     if (edge_w.https_port > 0 && edge_w.https_port != 443)
@@ -109,7 +110,8 @@ void edge_redirect_handle(edge_conn *c)
     size_t tlen = c->parser.target.len;
     size_t plen = sizeof(CHALLENGE_PREFIX) - 1;
     const char *m = buf_head(&c->in);
-    bool get = http_span_eq(m, c->parser.method, "GET") || http_span_eq(m, c->parser.method, "HEAD");
+    bool get =
+        http_span_eq(m, c->parser.method, "GET") || http_span_eq(m, c->parser.method, "HEAD");
     if (get && tlen >= plen && memcmp(t, CHALLENGE_PREFIX, plen) == 0) {
         const char *q = memchr(t, '?', tlen);
         size_t end = q ? (size_t)(q - t) : tlen;

@@ -1,0 +1,28 @@
+/* The edge's command line, parsed into a hearth_config (see options.c). */
+#ifndef HEARTH_EDGE_OPTIONS_H
+#define HEARTH_EDGE_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shared/config.h"
+#include "shared/log.h"
+
+typedef struct {
+    hearth_config cfg;
+    char *config_path;  /* --config, or NULL when flags alone describe the site */
+    char *acme_webroot; /* --acme-webroot, or certd.webroot from the file */
+    int64_t graceful_timeout_ms;
+    bool cfg_from_file;
+    bool http_given;
+    bool https_given;
+    bool help;
+} edge_options;
+
+/* 0 on success; -1 with a message in err (a usage or config error: exit 2). */
+int edge_options_parse(edge_options *o, int argc, char **argv, char *err, size_t errlen);
+void edge_options_free(edge_options *o);
+void edge_usage(FILE *f);
+
+#endif
