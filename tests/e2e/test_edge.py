@@ -1,0 +1,603 @@
+"""End-to-end tests of the edge: the real binary on loopback against curl, openssl s_client and
+Python's ssl/http.client, with small Python upstreams (a threaded HTTP/1.1 server on a unix
+socket, and raw sockets for garbage and silence)."""
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import socketserver
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import binary, free_port, port_open, wait_until
+
+EDGE = binary("edge", "edge")
+
+# ---------------------------------------------------------------------------------------------
+# certificates
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, capture_output=True, **kw)
+
+
+def make_leaf(d, ca, name, key_type="ec", days=2, serial=None, start=None, sans=None):
+    """A leaf for name signed by ca; returns (cert_path, key_path)."""
+    tag = f"{name}-{key_type}-{serial or 'x'}-{start or 'now'}"
+    key, csr, crt = d / f"{tag}.key", d / f"{tag}.csr", d / f"{tag}.crt"
+    if key_type == "ec":
+        sh("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+           "-out", str(key))
+    else:
+        sh("openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+           "-out", str(key))
+    sh("openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr))
+    ext = d / f"{tag}.ext"
+    alt = ",".join(f"DNS:{n}" for n in (sans or [name]))
+    ext.write_text(f"subjectAltName={alt}\nbasicConstraints=CA:FALSE\n"
+                   "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    cmd = ["openssl", "x509", "-req", "-in", str(csr), "-CA", ca[0], "-CAkey", ca[1],
+           "-extfile", str(ext), "-out", str(crt)]
+    cmd += ["-set_serial", str(serial or int.from_bytes(os.urandom(8), "big"))]
+    if start:
+        return future_leaf(d, ca, name, key, crt)
+    cmd += ["-days", str(days)]
+    sh(*cmd)
+    return str(crt), str(key)
+
+
+def future_leaf(d, ca, name, key, crt):
+    """A certificate whose validity starts next year (openssl ca can set a start date)."""
+    db = d / "ca.db"
+    db.write_text("")
+    (d / "ca.serial").write_text("1000\n")
+    conf = d / "ca.cnf"
+    conf.write_text(f"""[ca]
+default_ca = c
+[c]
+database = {db}
+serial = {d / 'ca.serial'}
+new_certs_dir = {d}
+default_md = sha256
+policy = p
+unique_subject = no
+[p]
+commonName = supplied
+""")
+    csr = d / "future.csr"
+    sh("openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr))
+    year = time.gmtime().tm_year + 1
+    sh("openssl", "ca", "-batch", "-config", str(conf), "-cert", ca[0], "-keyfile", ca[1],
+       "-in", str(csr), "-out", str(crt), "-startdate", f"{year}0101000000Z",
+       "-enddate", f"{year}1231000000Z", "-notext")
+    return str(crt), str(key)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    ca_key, ca_crt = d / "ca.key", d / "ca.crt"
+    sh("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+       "-out", str(ca_key))
+    sh("openssl", "req", "-x509", "-new", "-key", str(ca_key), "-subj", "/CN=hearth test CA",
+       "-days", "2", "-out", str(ca_crt))
+    ca = (str(ca_crt), str(ca_key))
+    p = {"ca": str(ca_crt), "dir": d}
+    p["a_ec"] = make_leaf(d, ca, "a.test", "ec", serial=1001)
+    p["a_rsa"] = make_leaf(d, ca, "a.test", "rsa", serial=1002)
+    p["b_ec"] = make_leaf(d, ca, "b.test", "ec", serial=2001)
+    p["a_ec2"] = make_leaf(d, ca, "a.test", "ec", serial=1003)
+    p["future"] = make_leaf(d, ca, "a.test", "ec", start="future")
+    p["ca_pair"] = ca
+    return p
+
+
+def serial_of(pem_bytes_or_der):
+    out = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=pem_bytes_or_der,
+                         capture_output=True, check=True).stdout.decode()
+    return int(out.strip().split("=")[1], 16)
+
+
+# ---------------------------------------------------------------------------------------------
+# content
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    d = tmp_path_factory.mktemp("site")
+    www = d / "www"
+    (www / "sub").mkdir(parents=True)
+    (www / "index.html").write_text("<h1>home</h1>\n")
+    (www / "sub" / "index.html").write_text("<h1>sub</h1>\n")
+    (www / "style.css").write_text("body { color: red }\n")
+    (www / "app.js").write_text("console.log(1)\n")
+    (www / "data.json").write_text('{"a": 1}\n')
+    (www / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    (www / "digits.txt").write_text("0123456789" * 10)
+    (www / "page.html").write_text("plain page " * 20)
+    (www / "page.html.gz").write_bytes(b"GZ-VARIANT")
+    (www / "page.html.br").write_bytes(b"BR-VARIANT")
+    (www / "space name.txt").write_text("spaced\n")
+    (d / "secret.txt").write_text("TOP-SECRET\n")
+    os.symlink(d / "secret.txt", www / "escape.txt")
+    os.symlink("style.css", www / "inside-link.css")
+    acme = d / "acme"
+    (acme / ".well-known" / "acme-challenge").mkdir(parents=True)
+    (acme / ".well-known" / "acme-challenge" / "tok_EN-123").write_text("tok_EN-123.thumbprint")
+    (acme / "outside.txt").write_text("NOT-A-CHALLENGE")
+    return {"dir": d, "www": str(www), "acme": str(acme)}
+
+
+# ---------------------------------------------------------------------------------------------
+# upstreams
+
+
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def read_head(rf):
+    lines = []
+    while True:
+        line = rf.readline(65537)
+        if not line:
+            return None
+        if line in (b"\r\n", b"\n"):
+            return lines
+        lines.append(line.decode("latin-1").rstrip("\r\n"))
+
+
+def read_body(rf, headers):
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        total, h = 0, hashlib.sha256()
+        while True:
+            size = int(rf.readline().split(b";")[0], 16)
+            if size == 0:
+                while rf.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return total, h.hexdigest()
+            left = size
+            while left:
+                chunk = rf.read(min(left, 1 << 16))
+                h.update(chunk)
+                left -= len(chunk)
+            total += size
+            rf.readline()
+    n = int(headers.get("content-length", "0"))
+    h, left = hashlib.sha256(), n
+    while left:
+        chunk = rf.read(min(left, 1 << 16))
+        if not chunk:
+            break
+        h.update(chunk)
+        left -= len(chunk)
+    return n, h.hexdigest()
+
+
+class Upstream(socketserver.StreamRequestHandler):
+    """A small HTTP/1.1 application: enough routes to see what the edge forwards."""
+    rbufsize = 1 << 16
+    connections = []  # one entry per accepted connection: requests served on it
+
+    def handle(self):
+        idx = len(Upstream.connections)
+        Upstream.connections.append(0)
+        while True:
+            head = read_head(self.rfile)
+            if not head:
+                return
+            method, target, _ = head[0].split(" ", 2)
+            headers, raw = {}, []
+            for line in head[1:]:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+                raw.append([k.strip(), v.strip()])
+            Upstream.connections[idx] += 1
+            if not self.route(method, target, headers, raw):
+                return
+
+    def send(self, status, body=b"", headers=(), close=False):
+        h = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}"] + list(headers)
+        if close:
+            h.append("Connection: close")
+        self.wfile.write(("\r\n".join(h) + "\r\n\r\n").encode() + body)
+        self.wfile.flush()
+        return not close
+
+    def route(self, method, target, headers, raw):
+        server = self.server
+        if target.startswith("/echo"):
+            n, digest = read_body(self.rfile, headers)
+            body = json.dumps({"method": method, "target": target, "headers": raw,
+                               "body_len": n, "body_sha": digest, "who": server.name}).encode()
+            return self.send(200, body, ["Content-Type: application/json",
+                                         "Connection: keep-alive, X-Secret-Hop",
+                                         "X-Secret-Hop: 1", "Keep-Alive: timeout=5",
+                                         "X-Kept: yes"])
+        if target.startswith("/big"):
+            n = int(target.split("=")[1])
+            chunked = "chunked" in target
+            hdr = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {n}"
+            self.wfile.write(f"HTTP/1.1 200 OK\r\n{hdr}\r\n\r\n".encode())
+            block = b"x" * (1 << 20)
+            left = n
+            while left:
+                piece = block[:min(left, len(block))]
+                if chunked:
+                    self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                else:
+                    self.wfile.write(piece)
+                left -= len(piece)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            return True
+        if target.startswith("/slow"):
+            time.sleep(float(target.split("=")[1]))
+            return self.send(200, b"slow done")
+        if target.startswith("/ws"):
+            key = headers.get("sec-websocket-key", "")
+            acc = base64.b64encode(hashlib.sha1(
+                (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            self.wfile.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                              f"Connection: Upgrade\r\nSec-WebSocket-Accept: {acc}\r\n\r\n").encode())
+            self.wfile.flush()
+            while True:
+                frame = ws_read_frame(self.rfile)
+                if frame is None or frame[0] == 8:
+                    return False
+                self.wfile.write(ws_frame(frame[0], frame[1], mask=False))
+                self.wfile.flush()
+        return self.send(404, b"no route")
+
+
+def ws_frame(opcode, payload, mask=True):
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([m | n])
+    elif n < 65536:
+        head += bytes([m | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([m | 127]) + n.to_bytes(8, "big")
+    if mask:
+        key = os.urandom(4)
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        head += key
+    return head + payload
+
+
+def ws_read_frame(rf):
+    h = rf.read(2)
+    if len(h) < 2:
+        return None
+    opcode, n, masked = h[0] & 0x0F, h[1] & 0x7F, h[1] & 0x80
+    if n == 126:
+        n = int.from_bytes(rf.read(2), "big")
+    elif n == 127:
+        n = int.from_bytes(rf.read(8), "big")
+    key = rf.read(4) if masked else None
+    data = rf.read(n)
+    if key:
+        data = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    return opcode, data
+
+
+def start_upstream(path, name="up"):
+    srv = UnixHTTPServer(str(path), Upstream)
+    srv.name = name
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    return srv
+
+
+class TcpHTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    Upstream.connections = []
+    path = tmp_path / "app.sock"
+    srv = start_upstream(path)
+    yield str(path)
+    srv.shutdown()
+    srv.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the edge
+
+
+class Edge:
+    def __init__(self, proc, http_port, https_port, log):
+        self.proc, self.http, self.https, self.log_path = proc, http_port, https_port, log
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+def start_edge(procs, pki, site, *extra, https=True, workers="1", name="edge", sites=None,
+               env=None):
+    hp, sp = free_port(), free_port()
+    args = [EDGE, "--http", f"127.0.0.1:{hp}", "--workers", workers]
+    if https:
+        args += ["--https", f"127.0.0.1:{sp}"]
+    if sites is None:
+        sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+                 "--static", f"/static/={site['www']}", "--static", f"/={site['www']}"]
+    args += sites + ["--acme-webroot", site["acme"]] + list(extra)
+    p = procs.start(args, name=name, env=env)
+    wait_until(lambda: port_open(hp) or p.poll() is not None, what="edge listening")
+    assert p.poll() is None, procs.log(p)
+    return Edge(p, hp, sp, p.log_path)
+
+
+def client_ctx(pki, **kw):
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    for k, v in kw.items():
+        setattr(ctx, k, v)
+    return ctx
+
+
+def https_get(edge, pki, path, host="a.test", headers=None, method="GET", body=None):
+    conn = http.client.HTTPSConnection("127.0.0.1", edge.https, context=client_ctx(pki),
+                                       timeout=10)
+    conn._server_hostname = host  # SNI and certificate check against the site name
+    conn.sock = None
+    sock = socket.create_connection(("127.0.0.1", edge.https), timeout=10)
+    conn.sock = client_ctx(pki).wrap_socket(sock, server_hostname=host)
+    h = {"Host": host}
+    h.update(headers or {})
+    conn.request(method, path, body=body, headers=h)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r, data
+
+
+def raw(port, data, tls=None, host="a.test", timeout=5, read_all=True):
+    """Send bytes as they are; return everything the server answers until it closes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if tls:
+        s = tls.wrap_socket(s, server_hostname=host)
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+            if not read_all and b"\r\n\r\n" in out:
+                break
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return out
+
+
+def status_of(resp):
+    m = re.match(rb"HTTP/1\.1 (\d{3})", resp)
+    return int(m.group(1)) if m else None
+
+
+def curl(*args):
+    r = subprocess.run(["curl", "-s", "--max-time", "20"] + list(args), capture_output=True)
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# plain HTTP: redirects and ACME challenges
+
+
+def test_redirect_get_and_head_301_with_path_and_query(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    for method in ("GET", "HEAD"):
+        conn = http.client.HTTPConnection("127.0.0.1", e.http, timeout=5)
+        conn.request(method, "/some/path?x=1&y=2", headers={"Host": "a.test"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 301
+        assert r.getheader("Location") == f"https://a.test:{e.https}/some/path?x=1&y=2"
+
+
+def test_redirect_other_methods_308_and_host_header_ignored(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    resp = raw(e.http, b"POST /form?q=1 HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 3"
+                       b"\r\n\r\nabc")
+    assert status_of(resp) == 308
+    assert f"Location: https://a.test:{e.https}/form?q=1\r\n".encode() in resp
+    assert b"evil" not in resp
+
+
+def test_acme_challenge_served_and_token_charset_checked(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    r = curl(f"http://127.0.0.1:{e.http}/.well-known/acme-challenge/tok_EN-123", "-i")
+    assert b" 200 " in r.stdout.split(b"\r\n")[0]
+    assert r.stdout.endswith(b"tok_EN-123.thumbprint")
+    for bad in [b"/.well-known/acme-challenge/missing", b"/.well-known/acme-challenge/..%2f..%2foutside.txt",
+                b"/.well-known/acme-challenge/../../outside.txt", b"/.well-known/acme-challenge/a.b",
+                b"/.well-known/acme-challenge/"]:
+        resp = raw(e.http, b"GET " + bad + b" HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        assert status_of(resp) in (404, 400, 301), (bad, resp)
+        assert b"NOT-A-CHALLENGE" not in resp
+
+
+# ---------------------------------------------------------------------------------------------
+# static files
+
+
+def test_static_index_mime_and_directories(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    r, body = https_get(e, pki, "/")
+    assert r.status == 200 and body == b"<h1>home</h1>\n"
+    assert r.getheader("Content-Type") == "text/html; charset=utf-8"
+    for path, mime in [("/style.css", "text/css"), ("/app.js", "text/javascript"),
+                       ("/data.json", "application/json"), ("/logo.png", "image/png"),
+                       ("/static/digits.txt", "text/plain")]:
+        r, _ = https_get(e, pki, path)
+        assert r.status == 200 and r.getheader("Content-Type").startswith(mime), path
+    r, body = https_get(e, pki, "/sub/")
+    assert body == b"<h1>sub</h1>\n"
+    r, _ = https_get(e, pki, "/sub?a=1")
+    assert r.status == 301 and r.getheader("Location") == "/sub/?a=1"
+    r, _ = https_get(e, pki, "/nope.txt")
+    assert r.status == 404
+    r, body = https_get(e, pki, "/space%20name.txt")
+    assert r.status == 200 and body == b"spaced\n"
+    r, body = https_get(e, pki, "/inside-link.css")
+    assert r.status == 200
+    r, _ = https_get(e, pki, "/style.css", method="POST", body=b"x")
+    assert r.status == 405
+
+
+def test_static_etag_last_modified_304(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    r, _ = https_get(e, pki, "/style.css")
+    etag, lm = r.getheader("ETag"), r.getheader("Last-Modified")
+    assert etag and lm
+    r, body = https_get(e, pki, "/style.css", headers={"If-None-Match": etag})
+    assert r.status == 304 and body == b"" and r.getheader("ETag") == etag
+    r, _ = https_get(e, pki, "/style.css", headers={"If-None-Match": '"other"'})
+    assert r.status == 200
+    r, _ = https_get(e, pki, "/style.css", headers={"If-Modified-Since": lm})
+    assert r.status == 304
+    r, _ = https_get(e, pki, "/style.css",
+                     headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})
+    assert r.status == 200
+
+
+def test_static_ranges_206_and_416(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    digits = b"0123456789" * 10
+    r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=10-19"})
+    assert r.status == 206 and body == digits[10:20]
+    assert r.getheader("Content-Range") == "bytes 10-19/100"
+    r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=-5"})
+    assert r.status == 206 and body == digits[-5:]
+    r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=95-"})
+    assert r.status == 206 and body == digits[95:]
+    r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=90-1000"})
+    assert r.status == 206 and body == digits[90:]
+    r, _ = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=100-"})
+    assert r.status == 416 and r.getheader("Content-Range") == "bytes */100"
+    r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=0-1,5-6"})
+    assert r.status == 200 and body == digits
+    # plain HTTP is all redirect, so sendfile ranges are checked on the plain static path below
+
+
+def test_static_precompressed_siblings_and_vary(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    r, body = https_get(e, pki, "/page.html", headers={"Accept-Encoding": "gzip, br"})
+    assert body == b"BR-VARIANT" and r.getheader("Content-Encoding") == "br"
+    assert r.getheader("Vary") == "Accept-Encoding"
+    r, body = https_get(e, pki, "/page.html", headers={"Accept-Encoding": "gzip"})
+    assert body == b"GZ-VARIANT" and r.getheader("Content-Encoding") == "gzip"
+    r, body = https_get(e, pki, "/page.html", headers={"Accept-Encoding": "br;q=0, gzip;q=0"})
+    assert body.startswith(b"plain page") and r.getheader("Content-Encoding") is None
+    assert r.getheader("Vary") == "Accept-Encoding"
+    r, body = https_get(e, pki, "/page.html")
+    assert body.startswith(b"plain page")
+
+
+def test_static_cache_control(procs, pki, site):
+    sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+             "--static", f"/assets/={site['www']}", "--cache-control", "public, max-age=3600"]
+    e = start_edge(procs, pki, site, sites=sites)
+    r, _ = https_get(e, pki, "/assets/style.css")
+    assert r.status == 200 and r.getheader("Cache-Control") == "public, max-age=3600"
+
+
+TRAVERSALS = [
+    b"/../secret.txt", b"/%2e%2e/secret.txt", b"/%2E%2E/secret.txt", b"/..%2fsecret.txt",
+    b"/%2e%2e%2fsecret.txt", b"/sub/../../secret.txt", b"/sub/%2e%2e/%2e%2e/secret.txt",
+    b"/..\\secret.txt", b"/%5c..%5csecret.txt", b"/sub%2f..%2f..%2fsecret.txt",
+    b"/escape.txt", b"/style.css%00.png", b"/%00", b"/./style.css/../../secret.txt",
+    b"/static/../../secret.txt", b"//../secret.txt", b"/%252e%252e/secret.txt",
+    b"/..;/secret.txt", b"/sub/..", b"/%c0%ae%c0%ae/secret.txt",
+]
+
+
+def test_static_traversal_attempts_refused(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    tls = client_ctx(pki)
+    for t in TRAVERSALS:
+        resp = raw(e.https, b"GET " + t + b" HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                   tls=tls)
+        assert status_of(resp) in (400, 403, 404), (t, resp[:80])
+        assert b"TOP-SECRET" not in resp, t
+    assert e.proc.poll() is None
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS
+
+
+def s_client(port, *args, servername="a.test", data=b"", timeout=10):
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", servername]
+    cmd += list(args)
+    return subprocess.run(cmd, input=data, capture_output=True, timeout=timeout)
+
+
+def test_tls_old_versions_refused_new_ones_work(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    for flag in ("-tls1", "-tls1_1"):
+        r = s_client(e.https, flag, "-cipher", "DEFAULT:@SECLEVEL=0")
+        assert b"Cipher is (NONE)" in r.stdout or r.returncode != 0, flag
+    for flag, name in (("-tls1_2", b"TLSv1.2"), ("-tls1_3", b"TLSv1.3")):
+        r = s_client(e.https, flag, "-CAfile", pki["ca"], "-verify_return_error")
+        assert r.returncode == 0 and name in r.stdout, r.stdout[-500:]
+
+
+def test_tls_sni_picks_site_and_ecdsa_rsa_side_by_side(procs, pki, site):
+    sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+             "--cert", pki["a_rsa"][0], "--key", pki["a_rsa"][1], "--static", f"/={site['www']}",
+             "--server-name", "b.test", "--cert", pki["b_ec"][0], "--key", pki["b_ec"][1],
+             "--static", f"/={site['www']}/sub"]
+    e = start_edge(procs, pki, site, sites=sites)
+    for name, serial in (("a.test", 1001), ("b.test", 2001)):
+        with socket.create_connection(("127.0.0.1", e.https)) as s:
+            with client_ctx(pki).wrap_socket(s, server_hostname=name) as t:
+                assert serial_of(ssl.DER_cert_to_PEM_cert(t.getpeercert(True)).encode()) == serial
+    # a client that only takes RSA gets the RSA certificate of the same site
+    r = s_client(e.https, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256", "-showcerts")
+    assert serial_of(r.stdout) == 1002
+    r, body = https_get(e, pki, "/", host="b.test")
+    assert body == b"<h1>sub</h1>\n"
+
+
+def test_tls_alpn_http11(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    ctx = client_ctx(pki)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", e.https)) as s:
+        with ctx.wrap_socket(s, server_hostname="a.test") as t:
+            assert t.selected_alpn_protocol() == "http/1.1"
+
+
+def test_tls_session_resumption_across_workers(procs, pki, site, tmp_path):
+    e = start_edge(procs, pki, site, workers="2")
+    sess = tmp_path / "sess.pem"
+    # A request makes s_client stay until the answer, after the TLS 1.3 tickets arrived.
+    req = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+    for proto in ("-tls1_2", "-tls1_3"):
+        r = s_client(e.https, proto, "-ign_eof", "-sess_out", str(sess), data=req)
+        assert r.returncode == 0
+        reused = 0
+        for _ in range(6):
+            r = s_client(e.https, proto, "-ign_eof", "-sess_in", str(sess), data=req)
+            reused += b"Reused, TLSv1" in r.stdout
+        assert reused == 6, proto
