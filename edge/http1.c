@@ -404,7 +404,8 @@ void edge_conn_finish(edge_conn *c)
         edge_conn_arm(c, 1000);
         return;
     }
-    http_parser_reset(&c->parser);
+    /* Not http_parser_reset(): it zeroes the limits it then copies (reported upstream). */
+    http_parser_init(&c->parser, HTTP_KIND_REQUEST, &edge_w.limits, c->headers, EDGE_MAX_HEADERS);
     c->state = CONN_HEAD;
     c->head_started = false;
     c->site = NULL;

@@ -202,6 +202,7 @@ class Upstream(socketserver.StreamRequestHandler):
                 headers[k.strip().lower()] = v.strip()
                 raw.append([k.strip(), v.strip()])
             Upstream.connections[idx] += 1
+            self.method = method
             if not self.route(method, target, headers, raw):
                 return
 
@@ -209,6 +210,8 @@ class Upstream(socketserver.StreamRequestHandler):
         h = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}"] + list(headers)
         if close:
             h.append("Connection: close")
+        if self.method == "HEAD":
+            body = b""
         self.wfile.write(("\r\n".join(h) + "\r\n\r\n").encode() + body)
         self.wfile.flush()
         return not close
@@ -224,7 +227,7 @@ class Upstream(socketserver.StreamRequestHandler):
                                          "X-Secret-Hop: 1", "Keep-Alive: timeout=5",
                                          "X-Kept: yes"])
         if target.startswith("/big"):
-            n = int(target.split("=")[1])
+            n = int(re.search(r"n=(\d+)", target).group(1))
             chunked = "chunked" in target
             hdr = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {n}"
             self.wfile.write(f"HTTP/1.1 200 OK\r\n{hdr}\r\n\r\n".encode())
@@ -242,7 +245,7 @@ class Upstream(socketserver.StreamRequestHandler):
             self.wfile.flush()
             return True
         if target.startswith("/slow"):
-            time.sleep(float(target.split("=")[1]))
+            time.sleep(float(re.search(r"t=([\d.]+)", target).group(1)))
             return self.send(200, b"slow done")
         if target.startswith("/ws"):
             key = headers.get("sec-websocket-key", "")
@@ -601,3 +604,261 @@ def test_tls_session_resumption_across_workers(procs, pki, site, tmp_path):
             r = s_client(e.https, proto, "-ign_eof", "-sess_in", str(sess), data=req)
             reused += b"Reused, TLSv1" in r.stdout
         assert reused == 6, proto
+
+
+# ---------------------------------------------------------------------------------------------
+# limits and timeouts
+
+
+def test_header_timeout_closes_slow_client(procs, pki, site):
+    e = start_edge(procs, pki, site, "--header-timeout", "1s")
+    s = socket.create_connection(("127.0.0.1", e.http), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n")
+    t0 = time.monotonic()
+    assert s.recv(100) == b""
+    assert 0.8 < time.monotonic() - t0 < 3
+
+
+def test_keepalive_timeout_closes_idle_connection(procs, pki, site):
+    e = start_edge(procs, pki, site, "--keepalive-timeout", "1s")
+    s = socket.create_connection(("127.0.0.1", e.http), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    time.sleep(0.2)
+    first = s.recv(4096)
+    assert status_of(first) == 301
+    t0 = time.monotonic()
+    assert s.recv(100) == b""
+    assert 0.6 < time.monotonic() - t0 < 3
+
+
+def test_keepalive_and_pipelining(procs, pki, site):
+    e = start_edge(procs, pki, site)
+    req = b"GET /style.css HTTP/1.1\r\nHost: a.test\r\n\r\n"
+    resp = raw(e.https, req * 3 + b"GET /app.js HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+               tls=client_ctx(pki))
+    assert resp.count(b"HTTP/1.1 200 OK") == 4
+    assert resp.endswith(b"console.log(1)\n")
+
+
+def test_body_too_large_413_and_header_too_large_431(procs, pki, site, upstream):
+    sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+             "--upstream", f"unix:{upstream}"]
+    e = start_edge(procs, pki, site, "--max-body-size", "1k", "--max-header-size", "2k",
+                   sites=sites)
+    tls = client_ctx(pki)
+    resp = raw(e.https, b"POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5000\r\n\r\n",
+               tls=tls)
+    assert status_of(resp) == 413
+    resp = raw(e.https, b"POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n"
+                        b"\r\n800\r\n" + b"a" * 2048 + b"\r\n0\r\n\r\n", tls=tls)
+    assert status_of(resp) == 413
+    resp = raw(e.https, b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: " + b"b" * 3000 + b"\r\n\r\n",
+               tls=tls)
+    assert status_of(resp) == 431
+    r, body = https_get(e, pki, "/echo", method="POST", body=b"z" * 1000)
+    assert r.status == 200 and json.loads(body)["body_len"] == 1000
+
+
+def test_max_connections(procs, pki, site):
+    e = start_edge(procs, pki, site, "--max-connections", "3")
+    held = [socket.create_connection(("127.0.0.1", e.http)) for _ in range(3)]
+    time.sleep(0.2)
+    s = socket.create_connection(("127.0.0.1", e.http), timeout=0.5)  # sits in the backlog
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    with pytest.raises(socket.timeout):
+        s.recv(100)
+    held[0].close()
+    s.settimeout(5)
+    assert status_of(s.recv(4096)) == 301
+    for h in held[1:]:
+        h.close()
+
+
+SMUGGLING = [
+    b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+    b"GET / HTTP/1.1\r\nHost: a.test\r\n folded: x\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: a.test\n\n",
+    b"GET / HTTP/1.1\r\nHost: a.test\r\nX: a\x00b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64),
+    b"GET /\x7f HTTP/1.1\r\nHost: a.test\r\n\r\n",
+]
+
+
+def test_hostile_requests_refused_and_process_survives(procs, pki, site, upstream):
+    sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+             "--upstream", f"unix:{upstream}"]
+    e = start_edge(procs, pki, site, "--header-timeout", "1s", sites=sites)
+    tls = client_ctx(pki)
+    for bad in SMUGGLING:
+        for port, t in ((e.http, None), (e.https, tls)):
+            resp = raw(port, bad, tls=t)
+            # the plain listener never reads a body: a broken one there only meets a redirect
+            ok = (400, 308) if port == e.http and b"\r\n-1\r\n" in bad else (400,)
+            assert resp == b"" or status_of(resp) in ok, (bad, resp[:100])
+    for garbage in (os.urandom(4000), b"\x16\x03\x03\x00\x05hello", b"\r\n" * 5000):
+        raw(e.https, garbage)
+        raw(e.http, garbage)
+    assert e.proc.poll() is None
+    r, _ = https_get(e, pki, "/echo")
+    assert r.status == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# reverse proxy
+
+
+def proxy_sites(pki, *upstreams):
+    s = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+         "--static", "/static/=/"]
+    for u in upstreams:
+        s += ["--upstream", u]
+    return s
+
+
+def test_proxy_forwarded_headers_and_hop_by_hop(procs, pki, site, upstream):
+    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+    r, body = https_get(e, pki, "/echo?q=1", headers={
+        "X-Forwarded-For": "203.0.113.7", "Connection": "keep-alive, X-Drop-Me",
+        "X-Drop-Me": "1", "Keep-Alive": "timeout=9", "TE": "trailers", "X-Keep": "k",
+        "X-Forwarded-Proto": "http", "Upgrade": "h2c"})
+    assert r.status == 200
+    got = json.loads(body)
+    h = {k.lower(): v for k, v in got["headers"]}
+    names = [k.lower() for k, _ in got["headers"]]
+    assert got["target"] == "/echo?q=1"
+    assert h["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+    assert h["x-forwarded-proto"] == "https" and names.count("x-forwarded-proto") == 1
+    assert h["x-forwarded-host"] == "a.test" and h["host"] == "a.test"
+    assert h["x-keep"] == "k"
+    for gone in ("x-drop-me", "keep-alive", "te", "upgrade"):
+        assert gone not in h, gone
+    # the upstream's hop-by-hop fields stay behind too
+    assert r.getheader("X-Kept") == "yes"
+    assert r.getheader("X-Secret-Hop") is None and r.getheader("Keep-Alive") is None
+
+
+def test_proxy_keepalive_pool_reuses_upstream_connections(procs, pki, site, upstream):
+    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+    for _ in range(10):
+        r, _ = https_get(e, pki, "/echo")
+        assert r.status == 200
+    assert sum(Upstream.connections) == 10
+    assert len(Upstream.connections) <= 2, Upstream.connections
+
+
+def test_proxy_chunked_request_body_and_head(procs, pki, site, upstream):
+    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+
+    def gen():
+        for i in range(50):
+            yield b"%d-" % i * 100
+    conn = http.client.HTTPSConnection("127.0.0.1", e.https, context=client_ctx(pki))
+    sock = socket.create_connection(("127.0.0.1", e.https))
+    conn.sock = client_ctx(pki).wrap_socket(sock, server_hostname="a.test")
+    conn.request("POST", "/echo", body=gen(), headers={"Host": "a.test"},
+                 encode_chunked=True)
+    r = conn.getresponse()
+    got = json.loads(r.read())
+    expected = b"".join(gen())
+    assert got["body_len"] == len(expected)
+    assert got["body_sha"] == hashlib.sha256(expected).hexdigest()
+    conn.request("HEAD", "/echo", headers={"Host": "a.test"})
+    r = conn.getresponse()
+    assert r.status == 200 and r.read() == b""
+    conn.request("GET", "/big?n=300000&chunked", headers={"Host": "a.test"})
+    r = conn.getresponse()
+    assert len(r.read()) == 300000
+
+
+def test_proxy_502_when_upstream_is_down(procs, pki, site, tmp_path):
+    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{tmp_path}/none.sock"))
+    r, body = https_get(e, pki, "/anything")
+    assert r.status == 502
+
+
+def test_proxy_504_on_upstream_timeout(procs, pki, site, upstream):
+    e = start_edge(procs, pki, site, "--proxy-read-timeout", "1s",
+                   sites=proxy_sites(pki, f"unix:{upstream}"))
+    t0 = time.monotonic()
+    r, _ = https_get(e, pki, "/slow?t=3")
+    assert r.status == 504 and time.monotonic() - t0 < 2.5
+
+
+def garbage_upstream(path, reply):
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(16)
+
+    def run():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            c.recv(65536)
+            if reply is not None:
+                c.sendall(reply)
+            c.close()
+    threading.Thread(target=run, daemon=True).start()
+    return srv
+
+
+def test_proxy_502_on_garbage_or_early_close(procs, pki, site, tmp_path):
+    for i, reply in enumerate([b"NOT HTTP AT ALL\r\n\r\n", b"", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                               b"Transfer-Encoding: chunked\r\n\r\n", b"HTTP/1.1 2000 OK\r\n\r\n"]):
+        path = str(tmp_path / f"g{i}.sock")
+        srv = garbage_upstream(path, reply)
+        e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{path}"), name=f"edge{i}")
+        r, _ = https_get(e, pki, "/x")
+        assert r.status == 502, reply
+        srv.close()
+
+
+def test_proxy_round_robin_skips_failed_upstream(procs, pki, site, tmp_path):
+    Upstream.connections = []
+    a = start_upstream(tmp_path / "a.sock", "A")
+    b = start_upstream(tmp_path / "b.sock", "B")
+    dead = f"unix:{tmp_path}/dead.sock"
+    e = start_edge(procs, pki, site, "--upstream-fail-timeout", "30s",
+                   sites=proxy_sites(pki, f"unix:{tmp_path}/a.sock", dead,
+                                     f"unix:{tmp_path}/b.sock"))
+    who = []
+    for _ in range(8):
+        r, body = https_get(e, pki, "/echo")
+        assert r.status == 200
+        who.append(json.loads(body)["who"])
+    assert set(who) == {"A", "B"}
+    assert e.log().count("dead.sock failed") == 1
+    a.shutdown(), b.shutdown(), a.server_close(), b.server_close()
+
+
+def test_proxy_tcp_upstream(procs, pki, site):
+    srv = TcpHTTPServer(("127.0.0.1", 0), Upstream)
+    srv.name = "tcp"
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"127.0.0.1:{srv.server_address[1]}"))
+    r, body = https_get(e, pki, "/echo")
+    assert r.status == 200 and json.loads(body)["who"] == "tcp"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_websocket_echo_through_tunnel(procs, pki, site, upstream):
+    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+    s = client_ctx(pki).wrap_socket(socket.create_connection(("127.0.0.1", e.https), timeout=5),
+                                    server_hostname="a.test")
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    rf = s.makefile("rb")
+    head = read_head(rf)
+    assert head[0].startswith("HTTP/1.1 101")
+    for msg in (b"hello", b"x" * 70000, "héllo".encode()):
+        s.sendall(ws_frame(1, msg))
+        op, data = ws_read_frame(rf)
+        assert op == 1 and data == msg
+    s.sendall(ws_frame(8, b""))
+    s.close()
