@@ -119,6 +119,13 @@ static int inherit(edge_worker *w, int n, char *err, size_t errlen)
     char *name = copy ? strtok_r(copy, ":", &save) : NULL;
     for (int i = 0; i < n; i++) {
         int fd = SD_LISTEN_FDS_START + i;
+        int listening = 0;
+        socklen_t len = sizeof(listening);
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening) {
+            snprintf(err, errlen, "LISTEN_FDS: fd %d is not a listening socket", fd);
+            free(copy);
+            return -1;
+        }
         bool tls =
             name ? strncmp(name, "https", 5) == 0 : port_is_https(&w->cfg.edge, local_port(fd));
         fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -195,7 +202,10 @@ void edge_listeners_start(edge_worker *w)
 {
     for (size_t i = 0; i < w->listener_count; i++) {
         edge_listener *l = &w->listeners[i];
-        uv_poll_init(w->loop, &l->poll, l->fd);
+        if (uv_poll_init(w->loop, &l->poll, l->fd) < 0) {
+            log_error("cannot watch listening socket %d", l->fd);
+            exit(1);
+        }
         l->poll.data = l;
         uv_poll_start(&l->poll, UV_READABLE, on_accept);
         l->active = true;

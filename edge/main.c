@@ -166,6 +166,20 @@ static void forward(int signum)
             kill(children[i], signum);
 }
 
+/* A worker that keeps dying right after its start would make the master spin: past a burst of
+ * deaths within a few seconds the master gives up and exits, for its own supervisor to judge. */
+static bool crash_loop(void)
+{
+    static time_t window_start;
+    static int deaths;
+    time_t now = time(NULL);
+    if (now - window_start > 10) {
+        window_start = now;
+        deaths = 0;
+    }
+    return ++deaths > 10;
+}
+
 static bool reap(bool stopping, const sigset_t *old_mask)
 {
     int status;
@@ -175,10 +189,15 @@ static bool reap(bool stopping, const sigset_t *old_mask)
             if (children[i] != pid)
                 continue;
             children[i] = 0;
-            if (!stopping) {
-                log_warn("worker %d exited (status %d); starting another", (int)pid, status);
-                children[i] = spawn_worker(old_mask);
+            if (stopping)
+                continue;
+            if (crash_loop()) {
+                log_error("workers keep dying (last status %d); giving up", status);
+                forward(SIGTERM);
+                exit(1);
             }
+            log_warn("worker %d exited (status %d); starting another", (int)pid, status);
+            children[i] = spawn_worker(old_mask);
         }
     }
     for (int i = 0; i < child_count; i++)

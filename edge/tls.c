@@ -74,7 +74,8 @@ static int load_pair(SSL_CTX *ctx, const config_cert_pair *p, char *err, size_t 
         return -1;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, p->key, SSL_FILETYPE_PEM) != 1) {
-        tls_errors(err, errlen, "private key", p->key);
+        /* OpenSSL checks the pair while loading the key: the usual failure is a mismatch. */
+        tls_errors(err, errlen, "private key unreadable or does not match the certificate", p->key);
         return -1;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {

@@ -862,3 +862,215 @@ def test_websocket_echo_through_tunnel(procs, pki, site, upstream):
         assert op == 1 and data == msg
     s.sendall(ws_frame(8, b""))
     s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# listeners
+
+
+def test_ipv6_listener(procs, pki, site):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    port = free_port()
+    e = start_edge(procs, pki, site, "--http", f"[::1]:{port}")
+    r = curl("-g", "-i", f"http://[::1]:{port}/x", "-H", "Host: a.test")
+    assert r.stdout.startswith(b"HTTP/1.1 301"), r
+
+
+def test_inherited_listen_fds(procs, pki, site):
+    """Sockets handed down as systemd socket activation does: fds 3.. with names."""
+    plain = socket.socket()
+    plain.bind(("127.0.0.1", 0))
+    plain.listen(16)
+    tls = socket.socket()
+    tls.bind(("127.0.0.1", 0))
+    tls.listen(16)
+    hp, sp = plain.getsockname()[1], tls.getsockname()[1]
+
+    # A tiny wrapper moves the two sockets to fds 3 and 4 and sets LISTEN_PID to its own pid,
+    # which exec hands on to the edge, as systemd's socket activation does.
+    move = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+            "os.environ['LISTEN_PID'] = str(os.getpid()); os.execv(sys.argv[3], sys.argv[3:])")
+    args = ["/usr/bin/python3", "-c", move, str(plain.fileno()), str(tls.fileno()), EDGE,
+            "--https", ":1", "--workers", "2",
+            "--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+            "--static", f"/={site['www']}"]
+    p = procs.start(args, env={"LISTEN_FDS": "2", "LISTEN_FDNAMES": "http:https"},
+                    pass_fds=(plain.fileno(), tls.fileno()))
+    plain.close()
+    tls.close()
+    e = Edge(p, hp, sp, p.log_path)
+    wait_until(lambda: "listening" in e.log() or p.poll() is not None)
+    assert status_of(raw(hp, b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")) == 301
+    r, body = https_get(e, pki, "/")
+    assert r.status == 200 and body == b"<h1>home</h1>\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# lifecycle: reload, stop, reopen
+
+
+def handshake_serial(port, host="a.test", ctx=None):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with (ctx or ssl.create_default_context()).wrap_socket(s, server_hostname=host) as t:
+            return serial_of(ssl.DER_cert_to_PEM_cert(t.getpeercert(True)).encode())
+
+
+def test_sighup_reload_under_load_and_broken_cert_refused(procs, pki, site, tmp_path):
+    import shutil
+    crt, key = tmp_path / "live.crt", tmp_path / "live.key"
+    shutil.copy(pki["a_ec"][0], crt)
+    shutil.copy(pki["a_ec"][1], key)
+    sites = ["--server-name", "a.test", "--cert", str(crt), "--key", str(key),
+             "--static", f"/={site['www']}"]
+    e = start_edge(procs, pki, site, sites=sites, workers="2")
+    ctx = client_ctx(pki)
+    assert handshake_serial(e.https, ctx=ctx) == 1001
+    stop, results = threading.Event(), {"ok": 0, "fail": 0, "serials": set()}
+    # a long-lived connection that must carry on across reloads
+    keep = ctx.wrap_socket(socket.create_connection(("127.0.0.1", e.https)), server_hostname="a.test")
+
+    def loop():
+        while not stop.is_set():
+            try:
+                results["serials"].add(handshake_serial(e.https, ctx=ctx))
+                results["ok"] += 1
+            except Exception as ex:  # noqa: BLE001 - any failure counts
+                results["fail"] += 1
+                results["err"] = repr(ex)
+    t = threading.Thread(target=loop)
+    t.start()
+    time.sleep(0.3)
+    shutil.copy(pki["a_ec2"][0], str(crt) + ".new")
+    shutil.copy(pki["a_ec2"][1], str(key) + ".new")
+    os.rename(str(key) + ".new", key)
+    os.rename(str(crt) + ".new", crt)
+    e.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: 1003 in results["serials"], timeout=5, what="new serial")
+    time.sleep(0.3)
+    # broken: the key does not match; then not yet valid. The running cert keeps serving.
+    shutil.copy(pki["b_ec"][1], key)
+    e.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    shutil.copy(pki["future"][0], crt)
+    shutil.copy(pki["future"][1], key)
+    e.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    os.chmod(crt, 0)
+    shutil.copy(pki["a_ec"][1], key)
+    os.unlink(crt)
+    e.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    stop.set()
+    t.join()
+    assert results["fail"] == 0, results
+    assert results["ok"] > 10
+    assert handshake_serial(e.https, ctx=ctx) == 1003
+    log = e.log()
+    assert "does not match" in log and "not valid yet" in log and "reload refused" in log
+    keep.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert keep.recv(100).startswith(b"HTTP/1.1 200")
+    keep.close()
+
+
+def test_sigterm_finishes_inflight_then_exits(procs, pki, site, upstream):
+    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+    idle = socket.create_connection(("127.0.0.1", e.http))
+    result = {}
+
+    def slow():
+        result["r"] = https_get(e, pki, "/slow?t=1")
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4)
+    e.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    assert not port_open(e.https)  # no longer accepting
+    assert idle.recv(10) == b""  # idle connections closed at once
+    t.join()
+    assert result["r"][0].status == 200 and result["r"][1] == b"slow done"
+    assert e.proc.wait(timeout=5) == 0
+
+
+def test_access_log_combined_and_usr1_reopen(procs, pki, site, tmp_path):
+    log = tmp_path / "access.log"
+    e = start_edge(procs, pki, site, "--access-log", str(log))
+    https_get(e, pki, "/style.css", headers={"User-Agent": 'agent "quoted"', "Referer": "http://r/"})
+    raw(e.http, b"GET /x?y HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    wait_until(lambda: log.exists() and log.read_text().count("\n") >= 2)
+    lines = log.read_text().splitlines()
+    assert re.match(r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+                    r'"GET /style\.css HTTP/1\.1" 200 20 "http://r/" "agent \\x22quoted\\x22"$',
+                    lines[0]), lines[0]
+    assert '"GET /x?y HTTP/1.1" 301 0 "-" "-"' in lines[1]
+    os.rename(log, str(log) + ".1")
+    e.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.2)
+    https_get(e, pki, "/app.js")
+    wait_until(lambda: log.exists() and "app.js" in log.read_text())
+    assert "app.js" not in open(str(log) + ".1").read()
+
+
+def test_access_log_json_and_hsts(procs, pki, site, tmp_path):
+    log = tmp_path / "access.json"
+    sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+             "--static", f"/={site['www']}", "--hsts", "180d"]
+    e = start_edge(procs, pki, site, "--access-log", str(log), "--access-log-format", "json",
+                   sites=sites)
+    r, _ = https_get(e, pki, "/data.json")
+    assert r.getheader("Strict-Transport-Security") == "max-age=15552000; includeSubDomains"
+    wait_until(lambda: log.exists() and log.read_text().strip())
+    rec = json.loads(log.read_text().splitlines()[0])
+    assert rec["method"] == "GET" and rec["target"] == "/data.json" and rec["status"] == 200
+    assert rec["body_bytes_sent"] == 9 and rec["tls"] is True and rec["host"] == "a.test"
+    # plain HTTP answers carry no HSTS (RFC 6797 7.2)
+    assert b"Strict-Transport" not in raw(e.http, b"GET / HTTP/1.1\r\nHost: a.test\r\n"
+                                                  b"Connection: close\r\n\r\n")
+
+
+def test_config_file(procs, pki, site, tmp_path, upstream):
+    hp, sp = free_port(), free_port()
+    cfg = tmp_path / "hearth.yaml"
+    cfg.write_text(f"""
+run_dir: {tmp_path}
+state_dir: {tmp_path}
+edge:
+  workers: 1
+  http: ["127.0.0.1:{hp}"]
+  https: ["127.0.0.1:{sp}"]
+  header_timeout: 5s
+sites:
+  - name: a.test
+    tls:
+      - cert: {pki['a_ec'][0]}
+        key: {pki['a_ec'][1]}
+    hsts: 1d
+    static:
+      - prefix: /assets/
+        root: {site['www']}
+        cache_control: "max-age=60"
+    upstreams: ["unix:{upstream}"]
+  - name: b.test
+    tls:
+      - cert: {pki['b_ec'][0]}
+        key: {pki['b_ec'][1]}
+    static:
+      - prefix: /
+        root: {site['www']}/sub
+""")
+    p = procs.start([EDGE, "--config", str(cfg)])
+    wait_until(lambda: port_open(sp) or p.poll() is not None)
+    assert p.poll() is None, procs.log(p)
+    e = Edge(p, hp, sp, p.log_path)
+    r, _ = https_get(e, pki, "/assets/style.css")
+    assert r.status == 200 and r.getheader("Cache-Control") == "max-age=60"
+    assert r.getheader("Strict-Transport-Security").startswith("max-age=86400")
+    r, body = https_get(e, pki, "/echo")
+    assert json.loads(body)["target"] == "/echo"
+    r, body = https_get(e, pki, "/", host="b.test")
+    assert body == b"<h1>sub</h1>\n"
+    assert handshake_serial(sp, "b.test", client_ctx(pki)) == 2001
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("edge:\n  nonsense: 1\n")
+    r = subprocess.run([EDGE, "--config", str(bad)], capture_output=True)
+    assert r.returncode == 2 and b"bad.yaml:2" in r.stderr
