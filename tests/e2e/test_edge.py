@@ -1074,3 +1074,93 @@ sites:
     bad.write_text("edge:\n  nonsense: 1\n")
     r = subprocess.run([EDGE, "--config", str(bad)], capture_output=True)
     assert r.returncode == 2 and b"bad.yaml:2" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# streaming, backpressure, slow clients
+
+
+def rss_kb(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+HUNDRED_MB = 100 * 1024 * 1024
+
+
+def test_100mb_upload_and_download_streamed_with_bounded_rss(procs, pki, site, upstream, tmp_path):
+    e = start_edge(procs, pki, site, "--max-body-size", "200m",
+                   sites=proxy_sites(pki, f"unix:{upstream}"))
+    base = rss_kb(e.proc.pid)
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(HUNDRED_MB)
+    url = f"https://a.test:{e.https}"
+    common = ["--resolve", f"a.test:{e.https}:127.0.0.1", "--cacert", pki["ca"]]
+    r = curl(*common, "-T", str(big), "-H", "Expect:", f"{url}/echo")
+    got = json.loads(r.stdout)
+    assert got["body_len"] == HUNDRED_MB
+    assert got["body_sha"] == hashlib.sha256(b"\0" * HUNDRED_MB).hexdigest()
+    r = curl(*common, "-o", "/dev/null", "-w", "%{size_download}", f"{url}/big?n={HUNDRED_MB}")
+    assert int(r.stdout) == HUNDRED_MB
+    r = curl(*common, "-o", "/dev/null", "-w", "%{size_download}",
+             f"{url}/big?n={HUNDRED_MB}&chunked")
+    assert int(r.stdout) == HUNDRED_MB
+    peak = rss_kb(e.proc.pid, "VmHWM")
+    assert peak - base < 32 * 1024, (base, peak)
+
+
+def test_slow_reader_backpressure_keeps_memory_flat(procs, pki, site, upstream):
+    """The upstream can send 100 MB at once; a client that reads slowly must not make the edge
+    buffer it."""
+    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+    base = rss_kb(e.proc.pid)
+    s = client_ctx(pki).wrap_socket(socket.create_connection(("127.0.0.1", e.https), timeout=10),
+                                    server_hostname="a.test")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(f"GET /big?n={HUNDRED_MB} HTTP/1.1\r\nHost: a.test\r\n\r\n".encode())
+    got = len(s.recv(65536))
+    time.sleep(1.0)  # the upstream fills every buffer it can meanwhile
+    held = rss_kb(e.proc.pid) - base
+    assert held < 16 * 1024, held
+    while got < HUNDRED_MB:
+        chunk = s.recv(1 << 20)
+        assert chunk
+        got += len(chunk)
+    s.close()
+    assert got >= HUNDRED_MB
+
+
+def test_500_slowloris_connections_do_not_block_others(procs, pki, site):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    e = start_edge(procs, pki, site, "--header-timeout", "2s", "--max-connections", "2000")
+    slow = []
+    for _ in range(250):
+        for port in (e.http, e.https):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nX-a: " if port == e.http
+                      else b"\x16\x03\x01\x00")
+            slow.append(s)
+    t0 = time.monotonic()
+    r, body = https_get(e, pki, "/")
+    assert r.status == 200 and time.monotonic() - t0 < 1.0
+    resp = raw(e.http, b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert status_of(resp) == 301
+    time.sleep(2.5)
+    closed = 0
+    for s in slow:
+        s.settimeout(0.5)
+        try:
+            closed += s.recv(10) == b""
+        except ConnectionResetError:
+            closed += 1
+        except socket.timeout:
+            pass
+        s.close()
+    assert closed == 500
