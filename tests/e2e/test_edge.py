@@ -1169,3 +1169,27 @@ def test_500_slowloris_connections_do_not_block_others(procs, pki, site):
             pass
         s.close()
     assert closed == 500
+
+
+# ---------------------------------------------------------------------------------------------
+# testssl.sh
+
+
+def test_testssl_reports_no_weakness(procs, pki, site):
+    import shutil
+    exe = shutil.which("testssl") or shutil.which("testssl.sh")
+    if not exe:
+        pytest.skip("testssl.sh is not installed")
+    sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+             "--cert", pki["a_rsa"][0], "--key", pki["a_rsa"][1], "--static", f"/={site['www']}"]
+    e = start_edge(procs, pki, site, sites=sites)
+    r = subprocess.run([exe, "--quiet", "--color", "0", "--warnings", "off", "--openssl-timeout",
+                        "5", "-p", "-s", "-U", f"127.0.0.1:{e.https}"],
+                       capture_output=True, timeout=100)
+    out = r.stdout.decode(errors="replace")
+    assert "Testing vulnerabilities" in out and "Done" in out, out[-2000:]
+    for bad in ("VULNERABLE", "NOT ok", "SSLv3      offered", "TLS 1      offered",
+                "TLS 1.1    offered", "LOW: 64 Bit + DES, RC[2,4] (w/o export)       offered",
+                "Obsolete CBC ciphers (AES, ARIA etc.)         offered"):
+        assert bad not in out, (bad, out)
+    assert "TLS 1.2    offered (OK)" in out and "TLS 1.3    offered (OK)" in out
