@@ -222,7 +222,9 @@ void http_parser_init(http_parser *p, http_kind kind, const http_limits *limits,
 
 void http_parser_reset(http_parser *p)
 {
-    http_parser_init(p, p->kind, &p->limits, p->headers, p->header_cap);
+    /* Copy first: init zeroes *p, limits included. */
+    http_limits limits = p->limits;
+    http_parser_init(p, p->kind, &limits, p->headers, p->header_cap);
 }
 
 static http_parse_result fail(http_parser *p, http_error err)
