@@ -410,7 +410,8 @@ static http_error field_semantics(http_parser *p, const char *buf, const http_he
     } else if (http_span_eq_ci(buf, h->name, "upgrade")) {
         p->upgrade_seen = true;
     } else if (http_span_eq_ci(buf, h->name, "expect") && p->kind == HTTP_KIND_REQUEST) {
-        p->expect_continue = n == 12 && mem_eq_ci(v, "100-continue", 12);
+        /* RFC 9110 10.1.1: an HTTP/1.0 client cannot read a 100, so ignore its expectation. */
+        p->expect_continue = p->version_minor == 1 && n == 12 && mem_eq_ci(v, "100-continue", 12);
     }
     return HTTP_OK;
 }

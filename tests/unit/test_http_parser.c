@@ -628,6 +628,8 @@ static void test_connection_fields(void)
     CHECK(m->p.expect_continue && m->body_len == 1);
     m = accept_one(&su, LIT("GET * HTTP/1.1\r\nHost: a\r\nExpect: other\r\n\r\n"), &o, __LINE__);
     CHECK(!m->p.expect_continue && http_span_eq("GET *", m->p.target, "*"));
+    m = accept_one(&su, LIT("PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n"), &o, __LINE__);
+    CHECK(!m->p.expect_continue);
 }
 
 static void test_responses(void)
