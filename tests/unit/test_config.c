@@ -550,6 +550,43 @@ static void test_hostile(void)
     CHECK(load(&c, deep, err, sizeof(err)) == -1);
 }
 
+static size_t read_whole(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return n;
+}
+
+/* The shipped example and the reference's complete example must stay loadable. */
+static void test_examples(void)
+{
+    static char text[32768];
+    char path[PATH_MAX], err[512];
+    hearth_config c;
+    const char *dir = getenv("HEARTH_TEST_DATA");
+    snprintf(path, sizeof(path), "%s/../examples/hearth.yaml", dir ? dir : "tests");
+    CHECK_MSG(config_load(&c, path, err, sizeof(err)) == 0, "%s", err);
+    CHECK(c.site_count == 1 && c.sites[0].tls == SITE_TLS_ACME);
+    CHECK(c.edge.max_body_size == 10u << 20 && c.appserver.max_body_size == 10u << 20);
+    config_free(&c);
+
+    snprintf(path, sizeof(path), "%s/../docs/config.md", dir ? dir : "tests");
+    CHECK(read_whole(path, text, sizeof(text)) > 0);
+    char *start = strstr(text, "```yaml\n"), *end = start ? strstr(start + 8, "```") : NULL;
+    CHECK(start && end);
+    if (!start || !end)
+        return;
+    start += 8;
+    CHECK_MSG(config_load_string(&c, start, (size_t)(end - start), "config.md", err, sizeof(err)) ==
+                  0,
+              "%s", err);
+    CHECK(c.site_count == 2 && c.sites[1].cert_count == 2);
+    config_free(&c);
+}
+
 int main(void)
 {
     test_defaults();
@@ -560,5 +597,6 @@ int main(void)
     test_file_errors();
     test_duration_size();
     test_hostile();
+    test_examples();
     return check_summary("config");
 }
