@@ -314,7 +314,7 @@ static void format_duration(int64_t ms, char *out, size_t len)
             return;
         }
     }
-    snprintf(out, len, ms == 0 ? "0" : "%lldms", (long long)ms);
+    snprintf(out, len, "%lld%s", (long long)ms, ms == 0 ? "" : "ms");
 }
 
 static void format_size(uint64_t bytes, char *out, size_t len)
@@ -467,31 +467,12 @@ static int size_parse(const char *text, uint64_t *bytes)
     int rc = parse_number(&text, &n), shift;
     if (rc == -1)
         return -1;
-    switch (*text) {
-    case '\0':
-        shift = 0;
-        break;
-    case 'k':
-    case 'K':
-        shift = 10;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        break;
-    case 't':
-    case 'T':
-        shift = 40;
-        break;
-    default:
+    /* k, m, g, t in either case; *text | 32 lower-cases a letter */
+    static const char units[] = "kmgt";
+    const char *unit = *text ? strchr(units, *text | 32) : NULL;
+    if (*text && (!unit || text[1]))
         return -1;
-    }
-    if (*text && text[1])
-        return -1;
+    shift = unit ? 10 * (int)(unit - units + 1) : 0;
     if (rc == -2 || n > (UINT64_MAX >> shift))
         return -2;
     *bytes = n << shift;
