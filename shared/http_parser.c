@@ -100,11 +100,13 @@ const char *http_error_reason(http_error err)
 
 /* ---- character classes ---- */
 
+/* One bit per ASCII byte: DIGIT, ALPHA and !#$%&'*+-.^_`|~ (a bit set is checked on every byte
+ * of every name and method, so it is worth not calling strchr). */
+static const uint64_t tchar_bits[2] = {0x03ff6cfa00000000u, 0x57ffffffc7fffffeu};
+
 bool http_is_tchar(unsigned char c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return c < 128 && (tchar_bits[c >> 6] >> (c & 63) & 1);
 }
 
 static bool is_ctl(unsigned char c)
@@ -222,7 +224,9 @@ void http_parser_init(http_parser *p, http_kind kind, const http_limits *limits,
 
 void http_parser_reset(http_parser *p)
 {
-    http_parser_init(p, p->kind, &p->limits, p->headers, p->header_cap);
+    /* Copy first: init zeroes *p, limits included. */
+    http_limits limits = p->limits;
+    http_parser_init(p, p->kind, &limits, p->headers, p->header_cap);
 }
 
 static http_parse_result fail(http_parser *p, http_error err)
@@ -408,7 +412,8 @@ static http_error field_semantics(http_parser *p, const char *buf, const http_he
     } else if (http_span_eq_ci(buf, h->name, "upgrade")) {
         p->upgrade_seen = true;
     } else if (http_span_eq_ci(buf, h->name, "expect") && p->kind == HTTP_KIND_REQUEST) {
-        p->expect_continue = n == 12 && mem_eq_ci(v, "100-continue", 12);
+        /* RFC 9110 10.1.1: an HTTP/1.0 client cannot read a 100, so ignore its expectation. */
+        p->expect_continue = p->version_minor == 1 && n == 12 && mem_eq_ci(v, "100-continue", 12);
     }
     return HTTP_OK;
 }
