@@ -212,8 +212,9 @@ const char *edge_status_reason(int status);
 
 /* ---- handlers ---- */
 
-/* Plain HTTP: ACME challenge or redirect (redirect.c). */
-void edge_redirect_handle(edge_conn *c);
+/* Plain HTTP: ACME challenge or redirect (redirect.c); false when the site has no TLS and the
+ * request goes on to static files or the proxy. */
+bool edge_redirect_handle(edge_conn *c);
 /* Static files (static.c): true when a static prefix matched and a response was started. */
 bool edge_static_handle(edge_conn *c);
 /* Continue sending the file; -1 when the peer is gone. */

@@ -305,11 +305,10 @@ static void dispatch(edge_conn *c)
     if (!c->site) {
         c->keep_alive = false;
         edge_resp_simple(c, 404, NULL, NULL, "no such site\n");
-    } else if (!c->tls) {
-        /* Bodies sent to the plain listener are never read: close after answering. */
+    } else if (!c->tls && edge_redirect_handle(c)) {
+        /* Bodies sent to be redirected are never read: close after answering. */
         if (has_body)
             c->keep_alive = false;
-        edge_redirect_handle(c);
     } else if (edge_static_handle(c)) {
         if (has_body)
             c->keep_alive = false;
@@ -404,8 +403,7 @@ void edge_conn_finish(edge_conn *c)
         edge_conn_arm(c, 1000);
         return;
     }
-    /* Not http_parser_reset(): it zeroes the limits it then copies (reported upstream). */
-    http_parser_init(&c->parser, HTTP_KIND_REQUEST, &edge_w.limits, c->headers, EDGE_MAX_HEADERS);
+    http_parser_reset(&c->parser);
     c->state = CONN_HEAD;
     c->head_started = false;
     c->site = NULL;

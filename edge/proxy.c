@@ -496,9 +496,8 @@ static bool handle_head(edge_conn *c, edge_upconn *up)
     }
     if (up->p.status >= 100 && up->p.status < 200 && up->p.status != 101) {
         buf_consume(&up->in, up->p.head_len); /* interim responses: the edge sent its own 100 */
-        http_limits lim = up->p.limits;
         bool to_head = up->p.response_to_head;
-        http_parser_init(&up->p, HTTP_KIND_RESPONSE, &lim, up->hdrs, EDGE_MAX_HEADERS);
+        http_parser_reset(&up->p);
         up->p.response_to_head = to_head;
         return true;
     }

@@ -104,7 +104,7 @@ static void redirect(edge_conn *c, const char *target, size_t tlen)
     c->state = CONN_SIMPLE;
 }
 
-void edge_redirect_handle(edge_conn *c)
+bool edge_redirect_handle(edge_conn *c)
 {
     const char *t = http_span_ptr(buf_head(&c->in), c->parser.target);
     size_t tlen = c->parser.target.len;
@@ -116,7 +116,11 @@ void edge_redirect_handle(edge_conn *c)
         const char *q = memchr(t, '?', tlen);
         size_t end = q ? (size_t)(q - t) : tlen;
         serve_challenge(c, t + plen, end - plen);
-        return;
+        return true;
     }
+    /* A site without TLS is served on plain HTTP like any other; only TLS sites redirect. */
+    if (!c->site->ctx)
+        return false;
     redirect(c, t, tlen);
+    return true;
 }

@@ -1193,3 +1193,26 @@ def test_testssl_reports_no_weakness(procs, pki, site):
                 "Obsolete CBC ciphers (AES, ARIA etc.)         offered"):
         assert bad not in out, (bad, out)
     assert "TLS 1.2    offered (OK)" in out and "TLS 1.3    offered (OK)" in out
+
+
+def test_plain_site_without_tls_serves_static_with_sendfile_and_proxies(procs, pki, site, upstream,
+                                                                         tmp_path):
+    www = tmp_path / "plain"
+    www.mkdir()
+    blob = os.urandom(1 << 20) * 20
+    (www / "blob.bin").write_bytes(blob)
+    sites = ["--server-name", "plain.test", "--static", f"/files/={www}",
+             "--upstream", f"unix:{upstream}"]
+    e = start_edge(procs, pki, site, sites=sites, https=False)
+    url = f"http://127.0.0.1:{e.http}"
+    r = curl("-H", "Host: plain.test", "-o", str(tmp_path / "out.bin"), "-w", "%{http_code}",
+             f"{url}/files/blob.bin")
+    assert r.stdout == b"200"
+    assert (tmp_path / "out.bin").read_bytes() == blob
+    r = curl("-H", "Host: plain.test", "-r", "1000-1999", f"{url}/files/blob.bin")
+    assert r.stdout == blob[1000:2000]
+    r = curl("-H", "Host: plain.test", f"{url}/echo")
+    h = {k.lower(): v for k, v in json.loads(r.stdout)["headers"]}
+    assert h["x-forwarded-proto"] == "http"
+    r = curl("-H", "Host: plain.test", f"{url}/.well-known/acme-challenge/tok_EN-123")
+    assert r.stdout == b"tok_EN-123.thumbprint"
