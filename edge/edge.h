@@ -163,6 +163,7 @@ typedef struct edge_conn {
     bool keep_alive;
     bool head_started; /* some byte of the current request arrived */
     bool read_eof;
+    bool just_finished; /* a response just ended and no socket event came since */
     bool closed;
     uint64_t request_started_ms;
     char peer[64];

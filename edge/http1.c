@@ -1,6 +1,7 @@
 /* Client connections: read and parse request heads, route each request to redirect, static or
  * proxy, write responses, keep-alive and pipelining, and the header/idle/send timeouts. */
 #include <arpa/inet.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 {
     (void)events;
     edge_conn *c = h->data;
+    c->just_finished = false;
     if (status < 0 && status != UV_EBADF) {
         edge_conn_close(c);
         return;
@@ -101,6 +103,11 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
         return;
     }
     c->io.fd = fd;
+    /* Responses leave in one or two writes and the next request waits on them: Nagle's delay
+     * would only add latency (nginx's tcp_nodelay). */
+    int one = 1;
+    if (sa->sa_family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->file_fd = -1;
     c->tls = tls;
     if (tls) {
@@ -363,6 +370,13 @@ bool edge_conn_read(edge_conn *c)
 
 static void handle_head(edge_conn *c)
 {
+    /* Right after a response the socket is most likely empty: wait for the poll to say
+     * otherwise instead of spending a read(2) to hear EAGAIN. */
+    if (c->just_finished && buf_used(&c->in) == 0 && !(c->io.ssl && SSL_has_pending(c->io.ssl))) {
+        c->just_finished = false;
+        return;
+    }
+    c->just_finished = false;
     for (;;) {
         if (buf_used(&c->in) > 0) {
             if (!c->head_started) {
@@ -405,6 +419,7 @@ void edge_conn_finish(edge_conn *c)
     }
     http_parser_reset(&c->parser);
     c->state = CONN_HEAD;
+    c->just_finished = true;
     c->head_started = false;
     c->site = NULL;
     buf_reset(&c->info);
@@ -468,6 +483,23 @@ static void drain_closing(edge_conn *c)
     }
 }
 
+/* On TLS the first body bytes join the head in c->out, so a small file leaves as one record in
+ * one segment; the next chunk is read once the previous one is nearly out. */
+static int static_step(edge_conn *c)
+{
+    if (c->io.ssl) {
+        if (c->file_left > 0 && buf_used(&c->out) < EDGE_READ_CHUNK && edge_static_send(c) < 0)
+            return -1;
+        if (edge_io_flush(&c->io, &c->out) < 0)
+            return -1;
+    } else if (buf_used(&c->out) == 0 && c->file_left > 0 && edge_static_send(c) < 0) {
+        return -1;
+    }
+    if (c->file_left == 0 && buf_used(&c->out) == 0)
+        edge_conn_finish(c);
+    return 0;
+}
+
 /* One pass over the state machine; loops while a state change makes more progress possible
  * (a finished response followed by a pipelined request). */
 static void conn_run(edge_conn *c)
@@ -475,7 +507,8 @@ static void conn_run(edge_conn *c)
     for (int round = 0; round < 64 && !c->closed; round++) {
         edge_conn_state before = c->state;
         size_t out_before = buf_used(&c->out);
-        if (edge_io_flush(&c->io, &c->out) < 0) {
+        bool tls_static = c->state == CONN_STATIC && c->io.ssl;
+        if (!tls_static && edge_io_flush(&c->io, &c->out) < 0) {
             edge_conn_close(c);
             return;
         }
@@ -491,13 +524,9 @@ static void conn_run(edge_conn *c)
                 edge_conn_finish(c);
             break;
         case CONN_STATIC:
-            if (buf_used(&c->out) == 0) {
-                if (c->file_left > 0 && edge_static_send(c) < 0) {
-                    edge_conn_close(c);
-                    return;
-                }
-                if (c->file_left == 0 && buf_used(&c->out) == 0)
-                    edge_conn_finish(c);
+            if (static_step(c) < 0) {
+                edge_conn_close(c);
+                return;
             }
             break;
         case CONN_PROXY:
