@@ -159,7 +159,7 @@ typedef struct edge_conn {
     buf in;
     buf out;
     http_parser parser;
-    http_header headers[EDGE_MAX_HEADERS];
+    http_header *headers; /* EDGE_MAX_HEADERS of them while a request is read; NULL when idle */
     bool keep_alive;
     bool head_started; /* some byte of the current request arrived */
     bool read_eof;

@@ -21,6 +21,7 @@ static void on_handle_closed(uv_handle_t *h)
     buf_free(&c->out);
     buf_free(&c->info);
     buf_free(&c->proxy_head);
+    free(c->headers);
     free(c);
 }
 
@@ -127,7 +128,7 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
     buf_init(&c->out, 0);
     buf_init(&c->info, 0);
     buf_init(&c->proxy_head, 0);
-    http_parser_init(&c->parser, HTTP_KIND_REQUEST, &w->limits, c->headers, EDGE_MAX_HEADERS);
+    http_parser_init(&c->parser, HTTP_KIND_REQUEST, &w->limits, NULL, 0);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -377,6 +378,15 @@ static void handle_head(edge_conn *c)
         return;
     }
     c->just_finished = false;
+    if (!c->headers) {
+        c->headers = malloc(EDGE_MAX_HEADERS * sizeof(http_header));
+        if (!c->headers) {
+            edge_conn_close(c);
+            return;
+        }
+        http_parser_init(&c->parser, HTTP_KIND_REQUEST, &edge_w.limits, c->headers,
+                         EDGE_MAX_HEADERS);
+    }
     for (;;) {
         if (buf_used(&c->in) > 0) {
             if (!c->head_started) {
@@ -427,6 +437,10 @@ void edge_conn_finish(edge_conn *c)
     if (buf_used(&c->in) == 0) {
         buf_free(&c->in);
         buf_free(&c->out);
+        buf_free(&c->info);
+        buf_free(&c->proxy_head);
+        free(c->headers);
+        c->headers = NULL;
     }
     edge_conn_arm(c, edge_w.cfg.edge.keepalive_timeout_ms);
 }

@@ -191,6 +191,9 @@ static SSL_CTX *ctx_base(void)
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_select);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    /* Resumption is by tickets, which every worker can decrypt; a per-process session cache
+     * would only cost memory per connection and help no other worker. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     static const unsigned char sid_ctx[] = "hearth-edge";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
     return ctx;
