@@ -252,6 +252,7 @@ void order_result_free(order_result *r);
 /* 0 issued, CERTD_EXIT_NOTHING when not due, 1 on failure; *changed when a cert was written. */
 int ops_issue(const certd_opts *o, const certd_names *names, bool force, bool *changed);
 int ops_renew_all(const certd_opts *o, bool force, bool *changed);
+int ops_renew_one(const certd_opts *o, const char *name, bool force, bool *changed);
 int ops_list(const certd_opts *o);
 int ops_revoke(const certd_opts *o, const char *name);
 int ops_rollover(const certd_opts *o);

@@ -257,7 +257,7 @@ int ops_issue(const certd_opts *o, const certd_names *names, bool force, bool *c
     return rc;
 }
 
-static int renew_one(const certd_opts *o, const char *name, bool force, bool *changed)
+int ops_renew_one(const certd_opts *o, const char *name, bool force, bool *changed)
 {
     cert_info info;
     json_t *meta = NULL;
@@ -287,7 +287,7 @@ int ops_renew_all(const certd_opts *o, bool force, bool *changed)
     }
     int failed = 0, renewed = 0;
     for (size_t i = 0; i < count && !wait_stop_requested(); i++) {
-        int rc = renew_one(o, names[i], force, changed);
+        int rc = ops_renew_one(o, names[i], force, changed);
         if (rc == CERTD_EXIT_OK)
             renewed++;
         else if (rc != CERTD_EXIT_NOTHING)

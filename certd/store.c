@@ -274,9 +274,10 @@ int store_save(const char *cert_dir, const char *name, const char *chain, size_t
         store_mkdirs(archive, 0755) < 0)
         return -1;
     long version = latest_version(archive) + 1;
-    snprintf(tmp, sizeof(tmp), "%s/%ld.tmp", archive, version);
-    snprintf(final, sizeof(final), "%s/%ld", archive, version);
-    snprintf(target, sizeof(target), ARCHIVE "/%s/%ld", name, version);
+    if (snprintf(tmp, sizeof(tmp), "%s/%ld.tmp", archive, version) >= (int)sizeof(tmp) ||
+        snprintf(final, sizeof(final), "%s/%ld", archive, version) >= (int)sizeof(final) ||
+        snprintf(target, sizeof(target), ARCHIVE "/%s/%ld", name, version) >= (int)sizeof(target))
+        return -1;
     remove_dir(tmp);
     char *meta_text = json_dumps(meta, JSON_INDENT(2) | JSON_SORT_KEYS);
     int rc = -1;
@@ -330,7 +331,8 @@ int store_load(const char *cert_dir, const char *name, char **chain, size_t *cha
     if (!store_name_ok(name) || current_dir(cert_dir, name, dir, sizeof(dir)) < 0)
         return -1;
     *chain = read_in(dir, "fullchain.pem", chain_len);
-    *key = key ? read_in(dir, "privkey.pem", key_len) : NULL;
+    if (key)
+        *key = read_in(dir, "privkey.pem", key_len);
     size_t mlen = 0;
     char *m = read_in(dir, "meta.json", &mlen);
     *meta = m ? json_loadb(m, mlen, 0, NULL) : NULL;
