@@ -2,10 +2,12 @@
  * -c the stack's YAML file supplies the defaults (flags still win). */
 #include "certd/certd.h"
 
+#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "shared/config.h"
 #include "shared/log.h"
@@ -126,6 +128,9 @@ static int add_name(certd_names *n, const char *name)
             return 0;
     if (!n->names && !(n->names = calloc(CERTD_MAX_NAMES, sizeof(char *))))
         return -1;
+    /* DNS is case-insensitive; the directory name should not depend on how it was typed */
+    for (char *p = (char *)name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
     n->names[n->count++] = (char *)name;
     return 0;
 }

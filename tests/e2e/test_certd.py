@@ -1,0 +1,446 @@
+"""certd end to end against Pebble (Let's Encrypt's ACME test server), with
+pebble-challtestsrv as its DNS answering 127.0.0.1 and nonce rejection on, all on loopback."""
+import http.server
+import json
+import os
+import random
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import binary, free_port, port_open, wait_until  # noqa: E402
+
+CERTD = binary("certd", "certd")
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
+
+
+def run(args, cwd, timeout=60):
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def openssl(*args, **kw):
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A throwaway CA and a 127.0.0.1/localhost certificate for Pebble's own API (the Debian
+    package ships no test certificate); certd trusts the CA through --ca-bundle."""
+    d = tmp_path_factory.mktemp("pebble-tls")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days", "2", "-subj", "/CN=test CA")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", d / "key.pem", "-out", d / "csr.pem", "-subj", "/CN=localhost")
+    ext = d / "san.ext"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", d / "csr.pem", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
+            "-CAcreateserial", "-out", d / "cert.pem", "-days", "2", "-extfile", ext)
+    return d
+
+
+def serve_webroot(webroot, port, log_path):
+    """The HTTP server Pebble fetches challenges from: serves WEBROOT/.well-known/acme-challenge/
+    on port. A real HTTP server (Python's) until the edge's --acme-webroot can take its place."""
+    log = open(log_path, "ab")
+    p = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                          "--directory", str(webroot)], stdout=log, stderr=subprocess.STDOUT)
+    wait_until(lambda: port_open(port), timeout=5, what="challenge HTTP server")
+    return p
+
+
+class Pebble:
+    """Pebble + pebble-challtestsrv + the challenge HTTP server, on free loopback ports."""
+
+    def __init__(self, base, tls, validity=3600, eab=None):
+        self.base = base
+        self.tls = tls
+        self.port, self.mgmt, self.http_port, self.dns = (free_port() for _ in range(4))
+        self.webroot = base / "www"
+        self.webroot.mkdir(parents=True, exist_ok=True)
+        cfg = {"pebble": {
+            "listenAddress": f"127.0.0.1:{self.port}",
+            "managementListenAddress": f"127.0.0.1:{self.mgmt}",
+            "certificate": str(tls / "cert.pem"), "privateKey": str(tls / "key.pem"),
+            "httpPort": self.http_port, "tlsPort": free_port(), "ocspResponderURL": "",
+            "externalAccountBindingRequired": bool(eab),
+            "externalAccountMACKeys": eab or {},
+            "certificateValidityPeriod": validity}}
+        self.config = base / "pebble.json"
+        self.config.write_text(json.dumps(cfg))
+        self.procs = []
+        self.pebble = None
+        self.ctx = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    def _spawn(self, args, name, env=None):
+        log = open(self.base / f"{name}.log", "ab")
+        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                             env=dict(os.environ, **(env or {})))
+        self.procs.append(p)
+        return p
+
+    def start(self):
+        self._spawn(["pebble-challtestsrv", "-dns01", f"127.0.0.1:{self.dns}", "-http01", "",
+                     "-https01", "", "-tlsalpn01", "", "-management",
+                     f"127.0.0.1:{free_port()}", "-defaultIPv4", "127.0.0.1",
+                     "-defaultIPv6", ""], "challtestsrv")
+        self.procs.append(serve_webroot(self.webroot, self.http_port, self.base / "www.log"))
+        self.start_pebble()
+        return self
+
+    def start_pebble(self):
+        self.pebble = self._spawn(
+            ["pebble", "-config", str(self.config), "-dnsserver", f"127.0.0.1:{self.dns}"],
+            "pebble", env={"PEBBLE_WFE_NONCEREJECT": "20", "PEBBLE_VA_NOSLEEP": "1"})
+        wait_until(lambda: port_open(self.port) and port_open(self.mgmt), timeout=15,
+                   what="pebble")
+
+    def stop_pebble(self):
+        self.pebble.terminate()
+        self.pebble.wait(timeout=5)
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def mgmt_get(self, path):
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.mgmt}{path}", context=self.ctx,
+                                    timeout=5) as r:
+            return r.read()
+
+    def root_pem(self):
+        return self.mgmt_get("/roots/0")
+
+    def cert_status(self, serial):
+        return json.loads(self.mgmt_get(f"/cert-status-by-serial/{serial}"))
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory, tls_files):
+    p = Pebble(tmp_path_factory.mktemp("pebble"), tls_files).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def make_pebble(tmp_path, tls_files):
+    started = []
+
+    def make(**kw):
+        p = Pebble(tmp_path / f"pebble{len(started)}", tls_files, **kw).start()
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        p.stop()
+
+
+def certd_args(pebble, state, *extra):
+    return [CERTD, "--server", pebble.url, "--ca-bundle", str(pebble.tls / "ca.pem"),
+            "--webroot", str(pebble.webroot), "--cert-dir", str(state / "certs"),
+            "--agree-tos", "--email", "admin@example.com", *extra]
+
+
+def cert_text(path):
+    return openssl("x509", "-in", str(path), "-noout", "-text").stdout
+
+
+def serial_of(path):
+    return openssl("x509", "-in", str(path), "-noout", "-serial").stdout.strip().split("=")[1]
+
+
+def pubkey_of_cert(path):
+    return openssl("x509", "-in", str(path), "-noout", "-pubkey").stdout
+
+
+def pubkey_of_key(path):
+    return openssl("pkey", "-in", str(path), "-pubout").stdout
+
+
+def challenge_files(pebble):
+    d = pebble.webroot / ".well-known" / "acme-challenge"
+    return [f for f in os.listdir(d) if not f.startswith(".")] if d.exists() else []
+
+
+def test_issue_two_names(pebble, tmp_path):
+    r = run(certd_args(pebble, tmp_path, "--issue", "one.example.com", "-d", "two.example.com"),
+            tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    live = tmp_path / "certs" / "one.example.com"
+    full, key = live / "fullchain.pem", live / "privkey.pem"
+    # the chain leads to Pebble's root
+    root = tmp_path / "root.pem"
+    root.write_bytes(pebble.root_pem())
+    v = subprocess.run(["openssl", "verify", "-CAfile", str(root), "-untrusted",
+                        str(live / "chain.pem"), str(live / "cert.pem")], capture_output=True,
+                       text=True)
+    assert v.returncode == 0, v.stdout + v.stderr
+    # the key is the certificate's, both names are in it, the key is private
+    assert pubkey_of_cert(full) == pubkey_of_key(key)
+    text = cert_text(full)
+    assert "DNS:one.example.com" in text and "DNS:two.example.com" in text
+    assert "id-ecPublicKey" in text and "prime256v1" in text
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    accounts = list((tmp_path / "accounts").rglob("account.key"))
+    assert len(accounts) == 1 and os.stat(accounts[0]).st_mode & 0o777 == 0o600
+    assert challenge_files(pebble) == []
+
+
+def test_nothing_to_do_list_renew_keep_previous(pebble, tmp_path):
+    args = certd_args(pebble, tmp_path)
+    assert run(args + ["--issue", "list.example.com"], tmp_path).returncode == EXIT_OK
+    r = run(args + ["--issue", "list.example.com"], tmp_path)
+    assert r.returncode == EXIT_NOTHING, r.stderr
+    assert "not due" in r.stderr
+    r = run(args + ["--list"], tmp_path)
+    assert r.returncode == EXIT_OK
+    assert "list.example.com" in r.stdout and "ec256" in r.stdout and "days left" in r.stdout
+    assert run(args + ["--renew"], tmp_path).returncode == EXIT_NOTHING
+    live = tmp_path / "certs" / "list.example.com"
+    before = serial_of(live / "cert.pem")
+    r = run(args + ["--renew", "--force"], tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    assert serial_of(live / "cert.pem") != before
+    versions = os.listdir(tmp_path / "certs" / ".archive" / "list.example.com")
+    assert sorted(versions) == ["1", "2"]  # the previous version is kept
+
+
+@pytest.mark.parametrize("key_type,marker", [("ec384", "secp384r1"),
+                                             ("rsa2048", "(2048 bit)")])
+def test_key_types(pebble, tmp_path, key_type, marker):
+    r = run(certd_args(pebble, tmp_path, "--issue", f"{key_type}.example.com", "--key-type",
+                       key_type), tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    live = tmp_path / "certs" / f"{key_type}.example.com"
+    assert marker in cert_text(live / "cert.pem")
+    assert pubkey_of_cert(live / "cert.pem") == pubkey_of_key(live / "privkey.pem")
+
+
+@pytest.mark.parametrize("args", [[], ["--bogus"], ["--issue", "a.example", "--key-type", "dsa"],
+                                  ["--issue", "a.example", "--list"], ["--issue", "../etc"],
+                                  ["--renew", "--check-interval", "soon"],
+                                  ["--issue", "a.example", "--eab-kid", "k"]])
+def test_usage_errors(tmp_path, args):
+    r = run([CERTD, "--cert-dir", str(tmp_path / "certs"), *args], tmp_path)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert not (tmp_path / "certs" / ".archive").exists()
+
+
+def test_ca_tls_is_verified(pebble, tmp_path):
+    args = [a for a in certd_args(pebble, tmp_path, "--issue", "tls.example.com")]
+    i = args.index("--ca-bundle")
+    del args[i:i + 2]
+    r = run(args, tmp_path)
+    assert r.returncode == EXIT_FAIL
+    assert "certificate" in r.stderr.lower()
+    assert not (tmp_path / "certs" / "tls.example.com").exists()
+
+
+def test_failed_validation_removes_challenges(make_pebble, tmp_path):
+    p = make_pebble()
+    p.procs[1].terminate()  # no challenge server: validation fails
+    p.procs[1].wait()
+    r = run(certd_args(p, tmp_path, "--issue", "fail.example.com"), tmp_path)
+    assert r.returncode == EXIT_FAIL
+    assert "connection" in r.stderr
+    assert challenge_files(p) == []
+    assert not (tmp_path / "certs" / "fail.example.com").exists()
+
+
+class BadCA(http.server.BaseHTTPRequestHandler):
+    """An 'ACME server' that answers with broken JSON."""
+    body = b'{"newNonce": "https://x", "newAccount": '
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.mark.parametrize("body", [b'{"newNonce": "https://x", "newAccount": ',
+                                  b'{"newNonce": 5}', b'[]', b'\x00\xff'])
+def test_malformed_json_from_ca(tls_files, tmp_path, body):
+    handler = type("H", (BadCA,), {"body": body})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tls_files / "cert.pem", tls_files / "key.pem")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        r = run([CERTD, "--server", f"https://127.0.0.1:{srv.server_address[1]}/dir",
+                 "--ca-bundle", str(tls_files / "ca.pem"), "--webroot", str(tmp_path / "www"),
+                 "--cert-dir", str(tmp_path / "certs"), "--agree-tos", "--issue",
+                 "bad.example.com"], tmp_path, timeout=20)
+    finally:
+        srv.shutdown()
+    assert r.returncode == EXIT_FAIL, r.stderr
+    assert "JSON" in r.stderr or "not an ACME directory" in r.stderr
+    assert not (tmp_path / "accounts").exists() or not any((tmp_path / "accounts").rglob("*.key"))
+    assert not (tmp_path / "certs" / "bad.example.com").exists()
+
+
+def test_dry_run_writes_nothing(pebble, tmp_path):
+    r = run(certd_args(pebble, tmp_path, "--issue", "dry.example.com", "--dry-run"), tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "dry run" in r.stderr
+    assert not (tmp_path / "certs" / "dry.example.com").exists()
+
+
+def test_revoke(pebble, tmp_path):
+    args = certd_args(pebble, tmp_path)
+    assert run(args + ["--issue", "revoke.example.com"], tmp_path).returncode == EXIT_OK
+    serial = serial_of(tmp_path / "certs" / "revoke.example.com" / "cert.pem").lower()
+    assert pebble.cert_status(serial)["Status"] == "Valid"
+    r = run(args + ["--revoke", "revoke.example.com", "--reason", "4"], tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    status = pebble.cert_status(serial)
+    assert status["Status"] == "Revoked" and status["Reason"] == 4
+    assert "REVOKED" in run(args + ["--list"], tmp_path).stdout
+
+
+def test_account_key_rollover_then_issue(pebble, tmp_path):
+    args = certd_args(pebble, tmp_path)
+    assert run(args + ["--issue", "roll.example.com"], tmp_path).returncode == EXIT_OK
+    key = next((tmp_path / "accounts").rglob("account.key"))
+    old = key.read_text()
+    r = run(args + ["--rollover-account-key"], tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    assert key.read_text() != old and os.stat(key).st_mode & 0o777 == 0o600
+    r = run(args + ["--issue", "roll.example.com", "--force"], tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+
+
+def test_external_account_binding(make_pebble, tmp_path):
+    hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+    p = make_pebble(eab={"kid-1": hmac})
+    r = run(certd_args(p, tmp_path, "--issue", "eab.example.com"), tmp_path)
+    assert r.returncode == EXIT_FAIL and "external account" in r.stderr
+    r = run(certd_args(p, tmp_path, "--issue", "eab.example.com", "--eab-kid", "kid-1",
+                       "--eab-hmac-key", hmac), tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+
+
+def test_config_file(pebble, tmp_path):
+    state = tmp_path / "state"
+    cfg = tmp_path / "hearth.yaml"
+    cfg.write_text(f"""
+state_dir: {state}
+certd:
+  server: {pebble.url}
+  ca_bundle: {pebble.tls / 'ca.pem'}
+  agree_tos: true
+  webroot: {pebble.webroot}
+  key_type: ec384
+sites:
+  - name: conf.example.com
+    aliases: [www.conf.example.com]
+    tls: acme
+""")
+    r = run([CERTD, "-c", str(cfg), "--issue", "conf.example.com", "-d",
+             "www.conf.example.com"], tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    text = cert_text(state / "certs" / "conf.example.com" / "cert.pem")
+    assert "secp384r1" in text and "DNS:www.conf.example.com" in text
+    assert run([CERTD, "-c", str(cfg), "--list"], tmp_path).returncode == EXIT_OK
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("certd:\n  nonsense: 1\n")
+    r = run([CERTD, "-c", str(bad), "--list"], tmp_path)
+    assert r.returncode == EXIT_USAGE and "nonsense" in r.stderr
+
+
+def hook_lines(path):
+    return path.read_text().split() if path.exists() else []
+
+
+def test_daemon_renews_and_reloads_only_after_change(make_pebble, tmp_path, procs):
+    p = make_pebble(validity=9)
+    hooks = tmp_path / "hooks"
+    live = tmp_path / "certs" / "d.example.com"
+    # the "edge": a process that records each SIGHUP, reached through its pidfile
+    edge_log = tmp_path / "sighups"
+    edge = procs.start([sys.executable, "-c", (
+        "import signal, time, sys\n"
+        f"signal.signal(signal.SIGHUP, lambda *a: open('{edge_log}', 'a').write('hup\\n'))\n"
+        "while True: time.sleep(0.1)\n")], name="fake-edge")
+    pidfile = tmp_path / "edge.pid"
+    pidfile.write_text(f"{edge.pid}\n")
+    d = procs.start(certd_args(p, tmp_path, "--daemon", "-d", "d.example.com",
+                               "--check-interval", "1s", "--reload-pidfile", str(pidfile),
+                               "--deploy-hook",
+                               f"openssl x509 -noout -serial -in {live}/cert.pem >> {hooks}"),
+                    name="certd-daemon")
+    wait_until(lambda: len(hook_lines(hooks)) >= 1, timeout=15, what="first issuance")
+    first = serial_of(live / "cert.pem")
+    # 9 s certificates: due once less than 3 s are left, i.e. about 6 s after issuance
+    wait_until(lambda: serial_of(live / "cert.pem") != first, timeout=15, what="renewal")
+    wait_until(lambda: len(hook_lines(hooks)) >= 2, timeout=5, what="deploy hook")
+    lines = hook_lines(hooks)
+    assert len(lines) == len(set(lines)), "a reload without a new certificate"
+    assert edge_log.read_text().count("hup") == len(lines)
+    assert pubkey_of_cert(live / "cert.pem") == pubkey_of_key(live / "privkey.pem")
+    assert d.poll() is None
+    d.send_signal(signal.SIGTERM)
+    assert d.wait(timeout=5) == 0
+
+
+def test_daemon_backs_off_while_pebble_is_down(make_pebble, tmp_path, procs):
+    p = make_pebble(validity=8)
+    live = tmp_path / "certs" / "down.example.com"
+    assert run(certd_args(p, tmp_path, "--issue", "down.example.com"), tmp_path).returncode == 0
+    old = (live / "fullchain.pem").read_bytes()
+    p.stop_pebble()
+    d = procs.start(certd_args(p, tmp_path, "--daemon", "--check-interval", "1s",
+                               "--retry-min", "300ms", "--retry-max", "2s"), name="certd-down")
+    wait_until(lambda: procs.log(d).count("failed; next try") >= 3, timeout=20,
+               what="failed attempts")
+    log = procs.log(d)
+    delays = [float(x.split("next try in ")[1].split(" s")[0])
+              for x in log.splitlines() if "next try in" in x]
+    assert delays[2] > delays[0], delays  # backing off, not a tight loop
+    assert (live / "fullchain.pem").read_bytes() == old  # the served cert is untouched
+    p.start_pebble()
+    wait_until(lambda: (live / "fullchain.pem").read_bytes() != old, timeout=15,
+               what="renewal after Pebble came back")
+    assert pubkey_of_cert(live / "cert.pem") == pubkey_of_key(live / "privkey.pem")
+
+
+def test_sigkill_at_random_points_never_tears_the_pair(pebble, tmp_path):
+    args = certd_args(pebble, tmp_path, "--issue", "kill.example.com", "--force")
+    live = tmp_path / "certs" / "kill.example.com"
+    rng = random.Random(1234)
+    for _ in range(10):
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if live.exists():
+            assert pubkey_of_cert(live / "fullchain.pem") == pubkey_of_key(live / "privkey.pem")
+            assert os.stat(live / "privkey.pem").st_mode & 0o777 == 0o600
+    r = run(args, tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    assert pubkey_of_cert(live / "fullchain.pem") == pubkey_of_key(live / "privkey.pem")
+    versions = [v for v in os.listdir(tmp_path / "certs" / ".archive" / "kill.example.com")]
+    assert all(not v.endswith(".tmp") for v in versions)
