@@ -16,8 +16,8 @@ static int parse_seconds(const char *s, int64_t *out)
     int64_t v = 0;
     for (; isdigit((unsigned char)*s); s++) {
         v = v * 10 + (*s - '0');
-        if (v > RETRY_AFTER_MAX_S * 10LL)
-            return -1;
+        if (v > RETRY_AFTER_MAX_S)
+            v = RETRY_AFTER_MAX_S; /* saturate: no overflow, and capped below anyway */
     }
     while (*s == ' ' || *s == '\t')
         s++;
