@@ -69,8 +69,8 @@ static int take_reply(http_response *h, acme_reply *r)
         json_error_t err;
         r->json = json_loadb(buf_head(&r->body), buf_used(&r->body), 0, &err);
         if (!r->json) {
-            log_error("malformed JSON from the CA (HTTP %ld): %s at line %d", r->status,
-                      err.text, err.line);
+            log_error("malformed JSON from the CA (HTTP %ld): %s at line %d", r->status, err.text,
+                      err.line);
             return -1;
         }
     }
@@ -218,8 +218,8 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
     int rc = http_request(&a->http, "POST", url, "application/jose+json", jws, &h);
     free(jws);
     if (rc < 0) {
-        *delay_ms = schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS,
-                                        wait_random());
+        *delay_ms =
+            schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, wait_random());
         return ++*server_tries <= ACME_SERVER_RETRIES && !wait_stop_requested() ? 1 : -1;
     }
     keep_nonce(a, &h);
@@ -232,8 +232,8 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
     if (r->status == 400 && problem_is(r, "badNonce"))
         return 1; /* the reply carried a fresh nonce */
     if (r->status == 429 || r->status >= 500) {
-        int64_t fallback = schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS,
-                                               ACME_RETRY_MAX_MS, wait_random());
+        int64_t fallback =
+            schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, wait_random());
         *delay_ms = acme_retry_delay_ms(r, fallback);
         if (++*server_tries <= ACME_SERVER_RETRIES) {
             log_warn("%s: HTTP %ld, retrying in %lld ms", url, r->status, (long long)*delay_ms);

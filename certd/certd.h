@@ -147,8 +147,8 @@ typedef struct {
 int certinfo_parse(const char *pem, size_t len, cert_info *info, char *err, size_t errlen);
 void certinfo_free(cert_info *info);
 /* The chain is usable for names with key: parses, leaf key is key, SANs cover names. */
-int certinfo_check(const char *pem, size_t len, EVP_PKEY *key, const certd_names *names,
-                   char *err, size_t errlen);
+int certinfo_check(const char *pem, size_t len, EVP_PKEY *key, const certd_names *names, char *err,
+                   size_t errlen);
 /* DER of the leaf certificate (for revocation). */
 unsigned char *certinfo_leaf_der(const char *pem, size_t len, size_t *derlen);
 /* RFC 9773 certID from the leaf: base64url(AKI keyIdentifier) "." base64url(serial). */
@@ -172,8 +172,7 @@ int64_t schedule_jitter_ms(int64_t interval_ms, uint32_t rnd);
 /* ---- store.c: atomic storage; CERT_DIR/NAME is a symlink to .archive/NAME/<version> ---- */
 char *store_read_file(const char *path, size_t max, size_t *len);
 /* temp file, fsync, rename, fsync of the directory. */
-int store_write_file(const char *dir, const char *name, const void *data, size_t len,
-                     mode_t mode);
+int store_write_file(const char *dir, const char *name, const void *data, size_t len, mode_t mode);
 int store_mkdirs(const char *path, mode_t mode);
 /* Exclusive lock on the cert dir, waiting up to timeout_ms; returns the fd or -1. */
 int store_lock(const char *cert_dir, int64_t timeout_ms);
@@ -181,8 +180,8 @@ void store_unlock(int fd);
 int store_save(const char *cert_dir, const char *name, const char *chain, size_t chain_len,
                const char *key, size_t key_len, json_t *meta);
 /* Current version of a certificate; -1 when there is none. */
-int store_load(const char *cert_dir, const char *name, char **chain, size_t *chain_len,
-               char **key, size_t *key_len, json_t **meta);
+int store_load(const char *cert_dir, const char *name, char **chain, size_t *chain_len, char **key,
+               size_t *key_len, json_t **meta);
 /* Names of the stored certificates, sorted. */
 int store_list(const char *cert_dir, char ***names, size_t *count);
 void store_free_list(char **names, size_t count);
@@ -195,8 +194,8 @@ typedef struct {
     char *dir_url;
     json_t *dir;
     char *nonce;
-    EVP_PKEY *key; /* account key, owned */
-    char *kid;     /* account URL once known */
+    EVP_PKEY *key;       /* account key, owned */
+    char *kid;           /* account URL once known */
     int64_t deadline_ms; /* wait_now_ms() bound for the current operation */
 } acme_ctx;
 

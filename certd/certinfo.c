@@ -142,8 +142,8 @@ static int count_chain(const char *pem, size_t len)
     return (size_t)n == blocks ? n : -1;
 }
 
-int certinfo_check(const char *pem, size_t len, EVP_PKEY *key, const certd_names *names,
-                   char *err, size_t errlen)
+int certinfo_check(const char *pem, size_t len, EVP_PKEY *key, const certd_names *names, char *err,
+                   size_t errlen)
 {
     if (len == 0 || len > INT32_MAX || memchr(pem, '\0', len) || count_chain(pem, len) < 1) {
         snprintf(err, errlen, "the chain is not a list of PEM certificates");

@@ -54,8 +54,7 @@ void challenge_remove(const char *webroot, const char *token)
 {
     char path[PATH_MAX];
     if (!challenge_token_ok(token) ||
-        snprintf(path, sizeof(path), "%s" CHALLENGE_DIR "/%s", webroot, token) >=
-            (int)sizeof(path))
+        snprintf(path, sizeof(path), "%s" CHALLENGE_DIR "/%s", webroot, token) >= (int)sizeof(path))
         return;
     if (unlink(path) < 0 && errno != ENOENT)
         log_warn("%s: %s", path, strerror(errno));

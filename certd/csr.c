@@ -41,8 +41,8 @@ static int set_subject(X509_REQ *req, const char *cn)
     /* A CN longer than 64 bytes is not allowed; the SAN carries the name anyway. */
     if (strlen(cn) > 64)
         return 0;
-    return X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1,
-                                      -1, 0)
+    return X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
+                                      0)
                ? 0
                : -1;
 }

@@ -45,8 +45,8 @@ static void note_result(const certd_opts *o, retry_state *s, int rc)
         s->next_try_ms = 0;
         return;
     }
-    int64_t d = schedule_backoff_ms(s->failures, o->backoff_min_ms, o->backoff_max_ms,
-                                    wait_random());
+    int64_t d =
+        schedule_backoff_ms(s->failures, o->backoff_min_ms, o->backoff_max_ms, wait_random());
     s->failures++;
     s->next_try_ms = wait_now_ms() + d;
     log_warn("%s: attempt %d failed; next try in %.1f s; the current certificate stays", s->name,

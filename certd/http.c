@@ -9,7 +9,7 @@
 
 #include "shared/log.h"
 
-#define HTTP_MAX_BODY (4u << 20)    /* a chain or an order is a few KiB */
+#define HTTP_MAX_BODY (4u << 20) /* a chain or an order is a few KiB */
 #define HTTP_MAX_HEADER_VALUE 8192
 
 int http_client_init(http_client *c, const char *ca_bundle)

@@ -130,8 +130,8 @@ json_t *jws_jwk(EVP_PKEY *key)
     char *y = bn_param_b64(key, OSSL_PKEY_PARAM_EC_PUB_Y, width);
     json_t *jwk = NULL;
     if (x && y)
-        jwk = json_pack("{s:s, s:s, s:s, s:s}", "crv", width == 32 ? "P-256" : "P-384", "kty",
-                        "EC", "x", x, "y", y);
+        jwk = json_pack("{s:s, s:s, s:s, s:s}", "crv", width == 32 ? "P-256" : "P-384", "kty", "EC",
+                        "x", x, "y", y);
     free(x);
     free(y);
     return jwk;
@@ -244,8 +244,7 @@ static char *join3(const char *a, const char *sep, const char *b)
     return s;
 }
 
-static json_t *protected_header(EVP_PKEY *key, const char *kid, const char *nonce,
-                                const char *url)
+static json_t *protected_header(EVP_PKEY *key, const char *kid, const char *nonce, const char *url)
 {
     const char *alg = jws_alg(key);
     if (!alg)
@@ -299,13 +298,12 @@ json_t *jws_eab(const char *eab_kid, const char *hmac_key_b64url, EVP_PKEY *acco
     json_t *out = NULL;
     unsigned char mac[32];
     size_t maclen = 0;
-    if (input && EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, mac_key, mac_len,
-                           (const unsigned char *)input, strlen(input), mac, sizeof(mac),
-                           &maclen)) {
+    if (input &&
+        EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, mac_key, mac_len,
+                  (const unsigned char *)input, strlen(input), mac, sizeof(mac), &maclen)) {
         char *sig = b64url_encode(mac, maclen);
         if (sig)
-            out = json_pack("{s:s, s:s, s:s}", "protected", p64, "payload", pl64, "signature",
-                            sig);
+            out = json_pack("{s:s, s:s, s:s}", "protected", p64, "payload", pl64, "signature", sig);
         free(sig);
     }
     OPENSSL_cleanse(mac_key, mac_len);
@@ -316,8 +314,7 @@ json_t *jws_eab(const char *eab_kid, const char *hmac_key_b64url, EVP_PKEY *acco
     return out;
 }
 
-static int verify_input(EVP_PKEY *key, const char *input, const unsigned char *raw,
-                        size_t rawlen)
+static int verify_input(EVP_PKEY *key, const char *input, const unsigned char *raw, size_t rawlen)
 {
     size_t width = ec_field_bytes(key), derlen = 0;
     if (!width || rawlen != 2 * width)

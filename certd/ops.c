@@ -38,8 +38,7 @@ static int connect_ca(const certd_opts *o, acme_ctx *a, bool create_account)
 }
 
 /* Names recorded for a stored certificate: meta "domains", else the SANs, name first. */
-static int stored_names(const char *name, json_t *meta, const cert_info *info,
-                        certd_names *out)
+static int stored_names(const char *name, json_t *meta, const cert_info *info, certd_names *out)
 {
     json_t *doms = json_object_get(meta, "domains"), *d;
     size_t i;
@@ -49,7 +48,8 @@ static int stored_names(const char *name, json_t *meta, const cert_info *info,
         return -1;
     json_array_foreach(doms, i, d)
     {
-        if (json_is_string(d) && store_name_ok(json_string_value(d)) && out->count < CERTD_MAX_NAMES)
+        if (json_is_string(d) && store_name_ok(json_string_value(d)) &&
+            out->count < CERTD_MAX_NAMES)
             out->names[out->count++] = strdup(json_string_value(d));
     }
     if (out->count == 0) {
@@ -167,9 +167,9 @@ static json_t *make_meta(const certd_opts *o, const certd_names *names, const ch
     json_t *doms = json_array();
     for (size_t i = 0; i < names->count; i++)
         json_array_append_new(doms, json_string(names->names[i]));
-    json_t *m = json_pack("{s:o, s:s, s:s, s:I}", "domains", doms, "key_type",
-                          key_type_name(o->key_type), "server", o->server, "issued_at",
-                          (json_int_t)time(NULL));
+    json_t *m =
+        json_pack("{s:o, s:s, s:s, s:I}", "domains", doms, "key_type", key_type_name(o->key_type),
+                  "server", o->server, "issued_at", (json_int_t)time(NULL));
     if (m && certinfo_parse(chain, len, &info, err, sizeof(err)) == 0) {
         json_object_set_new(m, "serial", json_string(info.serial));
         json_object_set_new(m, "not_before", json_integer((json_int_t)info.not_before));
@@ -184,8 +184,8 @@ static int save_result(const certd_opts *o, const certd_names *names, order_resu
     size_t key_len = 0;
     char *key = key_to_pem(res->key, &key_len);
     json_t *meta = make_meta(o, names, res->chain, res->chain_len);
-    int rc = key && meta ? store_save(o->cert_dir, names->names[0], res->chain, res->chain_len,
-                                      key, key_len, meta)
+    int rc = key && meta ? store_save(o->cert_dir, names->names[0], res->chain, res->chain_len, key,
+                                      key_len, meta)
                          : -1;
     if (key)
         OPENSSL_cleanse(key, key_len);
@@ -207,8 +207,7 @@ static const char *replaces_id(const certd_opts *o, acme_ctx *a, const char *nam
     return *out;
 }
 
-static int issue_locked(const certd_opts *o, const certd_names *names, bool force,
-                        bool *changed)
+static int issue_locked(const certd_opts *o, const certd_names *names, bool force, bool *changed)
 {
     acme_ctx a;
     bool dir_ok = open_directory(o, &a) == 0;
@@ -225,8 +224,7 @@ static int issue_locked(const certd_opts *o, const certd_names *names, bool forc
              ? CERTD_EXIT_OK
              : CERTD_EXIT_FAIL;
     if (rc == CERTD_EXIT_OK && o->dry_run) {
-        log_info("%s: dry run: certificate obtained and checked, nothing written",
-                 names->names[0]);
+        log_info("%s: dry run: certificate obtained and checked, nothing written", names->names[0]);
     } else if (rc == CERTD_EXIT_OK) {
         rc = save_result(o, names, &res) == 0 ? CERTD_EXIT_OK : CERTD_EXIT_FAIL;
         if (rc == CERTD_EXIT_OK) {

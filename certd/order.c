@@ -96,8 +96,7 @@ static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const 
         const json_t *ch = find_http01(r.json);
         const char *token = json_str(ch, "token"), *ch_url = json_str(ch, "url");
         if (!ch || !challenge_token_ok(token) || !ch_url || tokens->count >= CERTD_MAX_NAMES) {
-            log_error("authorization for %s offers no usable http-01 challenge",
-                      name ? name : "?");
+            log_error("authorization for %s offers no usable http-01 challenge", name ? name : "?");
         } else {
             char key_auth[600];
             snprintf(key_auth, sizeof(key_auth), "%s.%s", token, thumb);
@@ -115,8 +114,7 @@ static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const 
     return rc;
 }
 
-static int authorize_all(acme_ctx *a, const certd_opts *o, const json_t *order,
-                         token_list *tokens)
+static int authorize_all(acme_ctx *a, const certd_opts *o, const json_t *order, token_list *tokens)
 {
     const json_t *authzs = json_object_get(order, "authorizations"), *u;
     char *thumb = jws_thumbprint(a->key);
@@ -127,8 +125,8 @@ static int authorize_all(acme_ctx *a, const certd_opts *o, const json_t *order,
     /* Answer every challenge first, then poll: the CA validates them in parallel. */
     json_array_foreach(authzs, i, u)
     {
-        if (rc == 0 && (!json_is_string(u) ||
-                        start_authz(a, o, json_string_value(u), thumb, tokens) < 0))
+        if (rc == 0 &&
+            (!json_is_string(u) || start_authz(a, o, json_string_value(u), thumb, tokens) < 0))
             rc = -1;
     }
     static const char *const waiting[] = {"pending", NULL};
@@ -147,13 +145,12 @@ static int authorize_all(acme_ctx *a, const certd_opts *o, const json_t *order,
     return rc;
 }
 
-static int new_order(acme_ctx *a, const certd_names *names, const char *replaces,
-                     acme_reply *r)
+static int new_order(acme_ctx *a, const certd_names *names, const char *replaces, acme_reply *r)
 {
     json_t *ids = json_array();
     for (size_t i = 0; i < names->count; i++)
-        json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "dns", "value",
-                                             names->names[i]));
+        json_array_append_new(ids,
+                              json_pack("{s:s, s:s}", "type", "dns", "value", names->names[i]));
     json_t *p = json_pack("{s:o}", "identifiers", ids);
     if (replaces)
         json_object_set_new(p, "replaces", json_string(replaces));
@@ -170,8 +167,7 @@ static int new_order(acme_ctx *a, const certd_names *names, const char *replaces
 
 /* Finalize with a CSR for a new key, wait until valid; *cert_url from the order. */
 static int finalize(acme_ctx *a, const certd_opts *o, const certd_names *names,
-                    const char *order_url, const json_t *order, EVP_PKEY **key,
-                    char **cert_url)
+                    const char *order_url, const json_t *order, EVP_PKEY **key, char **cert_url)
 {
     const char *fin = json_str(order, "finalize");
     *key = key_generate(o->key_type);
@@ -214,8 +210,8 @@ static int download(acme_ctx *a, const char *url, const certd_names *names, EVP_
     acme_reply r;
     int rc = acme_post(a, url, NULL, &r);
     char err[256];
-    if (rc == 0 && certinfo_check(buf_head(&r.body), buf_used(&r.body), key, names, err,
-                                  sizeof(err)) < 0) {
+    if (rc == 0 &&
+        certinfo_check(buf_head(&r.body), buf_used(&r.body), key, names, err, sizeof(err)) < 0) {
         log_error("%s: %s; nothing written", url, err);
         rc = -1;
     }

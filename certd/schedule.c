@@ -97,8 +97,8 @@ static int parse_offset(const char *p, int *offset)
     if (!sign)
         return -1;
     p++;
-    if (digits(&p, 2, &hh) < 0 || expect(&p, ':') < 0 || digits(&p, 2, &mm) < 0 || *p ||
-        hh > 23 || mm > 59)
+    if (digits(&p, 2, &hh) < 0 || expect(&p, ':') < 0 || digits(&p, 2, &mm) < 0 || *p || hh > 23 ||
+        mm > 59)
         return -1;
     *offset = sign * (hh * 3600 + mm * 60);
     return 0;
@@ -124,8 +124,8 @@ int schedule_parse_rfc3339(const char *text, time_t *out)
         while (isdigit((unsigned char)*p))
             p++;
     }
-    if (parse_offset(p, &offset) < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
-        mi > 59 || s > 60)
+    if (parse_offset(p, &offset) < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+        s > 60)
         return -1;
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;

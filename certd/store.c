@@ -46,8 +46,7 @@ char *store_read_file(const char *path, size_t max, size_t *len)
         (data = malloc((size_t)st.st_size + 1))) {
         size_t got = 0;
         ssize_t n;
-        while (got < (size_t)st.st_size &&
-               (n = read(fd, data + got, (size_t)st.st_size - got)) > 0)
+        while (got < (size_t)st.st_size && (n = read(fd, data + got, (size_t)st.st_size - got)) > 0)
             got += (size_t)n;
         data[got] = '\0';
         if (len)
@@ -82,8 +81,7 @@ static int write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-int store_write_file(const char *dir, const char *name, const void *data, size_t len,
-                     mode_t mode)
+int store_write_file(const char *dir, const char *name, const void *data, size_t len, mode_t mode)
 {
     char tmp[PATH_MAX], final[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp%ld", dir, name, (long)getpid()) >=
@@ -324,8 +322,8 @@ static char *read_in(const char *dir, const char *file, size_t *len)
     return store_read_file(path, STORE_MAX_FILE, len);
 }
 
-int store_load(const char *cert_dir, const char *name, char **chain, size_t *chain_len,
-               char **key, size_t *key_len, json_t **meta)
+int store_load(const char *cert_dir, const char *name, char **chain, size_t *chain_len, char **key,
+               size_t *key_len, json_t **meta)
 {
     char dir[PATH_MAX];
     if (!store_name_ok(name) || current_dir(cert_dir, name, dir, sizeof(dir)) < 0)

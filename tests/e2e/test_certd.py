@@ -21,8 +21,15 @@ CERTD = binary("certd", "certd")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
 
 
+def no_sanitizer_report(text):
+    # in an -Db_sanitize=address,undefined build, any report fails the test
+    assert "runtime error:" not in text and "Sanitizer" not in text, text
+
+
 def run(args, cwd, timeout=60):
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    no_sanitizer_report(r.stderr)
+    return r
 
 
 def openssl(*args, **kw):
@@ -404,6 +411,7 @@ def test_daemon_renews_and_reloads_only_after_change(make_pebble, tmp_path, proc
     assert d.poll() is None
     d.send_signal(signal.SIGTERM)
     assert d.wait(timeout=5) == 0
+    no_sanitizer_report(procs.log(d))
 
 
 def test_daemon_backs_off_while_pebble_is_down(make_pebble, tmp_path, procs):
@@ -425,6 +433,9 @@ def test_daemon_backs_off_while_pebble_is_down(make_pebble, tmp_path, procs):
     wait_until(lambda: (live / "fullchain.pem").read_bytes() != old, timeout=15,
                what="renewal after Pebble came back")
     assert pubkey_of_cert(live / "cert.pem") == pubkey_of_key(live / "privkey.pem")
+    d.send_signal(signal.SIGTERM)
+    assert d.wait(timeout=5) == 0
+    no_sanitizer_report(procs.log(d))
 
 
 def test_sigkill_at_random_points_never_tears_the_pair(pebble, tmp_path):

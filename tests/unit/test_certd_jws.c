@@ -45,8 +45,8 @@ static void test_b64url(void)
 {
     static const struct {
         const char *in, *out;
-    } v[] = {{"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"foob", "Zm9vYg"},
-             {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"}};
+    } v[] = {{"", ""},           {"f", "Zg"},          {"fo", "Zm8"},          {"foo", "Zm9v"},
+             {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"}};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         char *e = b64url_encode((const unsigned char *)v[i].in, strlen(v[i].in));
         CHECK_STR(e, v[i].out);

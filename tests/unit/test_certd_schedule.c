@@ -47,7 +47,7 @@ static void test_renew_at(void)
     CHECK(schedule_renew_at(t0, t0 + 90 * day, 0.5) == t0 + 45 * day);
     CHECK(schedule_renew_at(t0, t0 + 9, 1.0 / 3) == t0 + 6);
     CHECK(schedule_renew_at(t0, t0 + 90 * day, 0) == t0 + 60 * day); /* nonsense: default */
-    CHECK(schedule_renew_at(t0, t0 - 1, 1.0 / 3) == t0);              /* nonsense: now */
+    CHECK(schedule_renew_at(t0, t0 - 1, 1.0 / 3) == t0);             /* nonsense: now */
 }
 
 static void test_ari_pick(void)
