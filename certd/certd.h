@@ -17,10 +17,11 @@
 
 /* Exit codes: certbot-like scripts need to tell "issued" from "nothing to do". */
 enum {
-    CERTD_EXIT_OK = 0,      /* issued, renewed, revoked, listed */
-    CERTD_EXIT_FAIL = 1,    /* runtime failure */
-    CERTD_EXIT_USAGE = 2,   /* bad flags or config */
-    CERTD_EXIT_NOTHING = 3, /* every certificate is still good: nothing was done */
+    CERTD_EXIT_OK = 0,       /* issued, renewed, revoked, listed */
+    CERTD_EXIT_FAIL = 1,     /* runtime failure */
+    CERTD_EXIT_USAGE = 2,    /* bad flags or config */
+    CERTD_EXIT_NOTHING = 3,  /* every certificate is still good: nothing was done */
+    CERTD_EXIT_REEXEC = 100, /* internal: the daemon wants to start over with the new config */
 };
 
 #define CERTD_LE_PRODUCTION "https://acme-v02.api.letsencrypt.org/directory"
@@ -57,6 +58,7 @@ typedef struct {
     int64_t timeout_ms; /* one issuance, polling included, must finish within this */
     char *reload_pidfile;
     char *deploy_hook;
+    bool reexec_on_hup; /* -c given: SIGHUP re-reads the file by re-executing certd */
 } certd_opts;
 
 /* ---- wait.c: signals are blocked and only looked at here, so no wait is uninterruptible ---- */

@@ -1,6 +1,7 @@
 /* certd --daemon: check the certificates every check interval (jittered) and when one becomes
  * due, renew what is due, reload the edge after a real change, and back off failing
- * certificates exponentially with jitter. SIGHUP checks at once; SIGTERM/SIGINT stop. */
+ * certificates exponentially with jitter. SIGHUP checks at once (and re-reads -c FILE);
+ * SIGTERM/SIGINT stop. */
 #include "certd/certd.h"
 
 #include <stdlib.h>
@@ -139,6 +140,11 @@ int daemon_run(const certd_opts *o)
         int64_t ms = next_sleep_ms(o, t);
         log_debug("daemon: next check in %lld ms", (long long)ms);
         int sig = wait_ms(ms);
+        if (sig == SIGHUP && o->reexec_on_hup) {
+            log_info("SIGHUP: reloading the config");
+            free(t);
+            return CERTD_EXIT_REEXEC;
+        }
         if (sig == SIGHUP)
             log_info("SIGHUP: checking now");
     }

@@ -3,11 +3,13 @@
 #include "certd/certd.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "shared/config.h"
 #include "shared/log.h"
@@ -306,6 +308,7 @@ static int apply_config(cli *c)
         return -1;
     }
     c->cfg_loaded = true;
+    c->o.reexec_on_hup = true;
     const config_certd *k = &c->cfg.certd;
     certd_opts *o = &c->o;
     o->server = k->server ? k->server : o->server;
@@ -460,5 +463,11 @@ int main(int argc, char **argv)
     int rc = run(&c);
     curl_global_cleanup();
     cleanup(&c);
+    if (rc == CERTD_EXIT_REEXEC) {
+        /* A fresh start is the simplest complete reload: same pid, every setting re-read. */
+        execv("/proc/self/exe", argv);
+        log_error("cannot re-execute certd: %s", strerror(errno));
+        return CERTD_EXIT_FAIL;
+    }
     return rc;
 }

@@ -378,6 +378,114 @@ sites:
     assert r.returncode == EXIT_USAGE and "nonsense" in r.stderr
 
 
+class AriProxy(http.server.BaseHTTPRequestHandler):
+    """Pebble 2.4 has no ARI: this serves Pebble's directory plus a renewalInfo URL, and
+    renewalInfo windows, so certd's feature detection and window handling can be seen."""
+    pebble = None
+    window = (0, 0)
+    asked = []
+
+    def do_GET(self):
+        if self.path == "/dir":
+            with urllib.request.urlopen(self.pebble.url, context=self.pebble.ctx) as r:
+                d = json.loads(r.read())
+            d["renewalInfo"] = f"https://127.0.0.1:{self.server.server_address[1]}/ari/"
+            body = json.dumps(d).encode()
+        elif self.path.startswith("/ari/"):
+            self.asked.append(self.path[5:])
+            fmt = "%Y-%m-%dT%H:%M:%SZ"
+            start, end = (time.strftime(fmt, time.gmtime(t)) for t in self.window)
+            body = json.dumps({"suggestedWindow": {"start": start, "end": end}}).encode()
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def https_server(tls, handler):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def ari_cert_id(cert):
+    """RFC 9773 certID: base64url(authority key identifier) "." base64url(serial DER bytes)."""
+    import base64
+    text = cert_text(cert)
+    aki = text.split("Authority Key Identifier:")[1].split("\n")[1].strip()
+    aki = bytes.fromhex(aki.replace("keyid:", "").replace(":", ""))
+    serial = bytes.fromhex(serial_of(cert).rjust(2, "0"))
+    if serial[0] & 0x80:  # DER keeps the integer positive
+        serial = b"\0" + serial
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    return f"{b64(aki)}.{b64(serial)}"
+
+
+def test_ari_window_decides_renewal(pebble, tmp_path):
+    handler = type("A", (AriProxy,), {"pebble": pebble, "asked": []})
+    srv = https_server(pebble.tls, handler)
+    try:
+        args = certd_args(pebble, tmp_path)
+        args[args.index("--server") + 1] = f"https://127.0.0.1:{srv.server_address[1]}/dir"
+        args += ["--account-dir", str(tmp_path / "acct")]
+        assert run(args + ["--issue", "ari.example.com"], tmp_path).returncode == EXIT_OK
+        live = tmp_path / "certs" / "ari.example.com"
+        first = serial_of(live / "cert.pem")
+        now = time.time()
+        handler.window = (now + 3000, now + 3500)  # lifetime says not due, ARI agrees
+        assert run(args + ["--renew"], tmp_path).returncode == EXIT_NOTHING
+        assert handler.asked[-1] == ari_cert_id(live / "cert.pem")
+        handler.window = (now - 100, now - 50)  # the CA wants it renewed now
+        r = run(args + ["--renew"], tmp_path)
+        assert r.returncode == EXIT_OK, r.stderr
+        assert serial_of(live / "cert.pem") != first
+    finally:
+        srv.shutdown()
+
+
+def test_daemon_config_reload_on_hup(pebble, tmp_path, procs):
+    state = tmp_path / "state"
+    cfg = tmp_path / "hearth.yaml"
+    head = f"""
+state_dir: {state}
+certd:
+  server: {pebble.url}
+  ca_bundle: {pebble.tls / 'ca.pem'}
+  agree_tos: true
+  webroot: {pebble.webroot}
+sites:
+  - name: hup-a.example.com
+    tls: acme
+  - name: plain.example.com
+    tls: off
+"""
+    cfg.write_text(head)
+    d = procs.start([CERTD, "-c", str(cfg), "--daemon"], name="certd-hup")
+    certs = state / "certs"
+    wait_until(lambda: (certs / "hup-a.example.com" / "fullchain.pem").exists(), timeout=15,
+               what="the configured site's certificate")
+    assert not (certs / "plain.example.com").exists()
+    cfg.write_text(head + "  - name: hup-b.example.com\n    tls: acme\n")
+    d.send_signal(signal.SIGHUP)
+    wait_until(lambda: (certs / "hup-b.example.com" / "fullchain.pem").exists(), timeout=15,
+               what="the site added before SIGHUP")
+    assert d.poll() is None
+    d.send_signal(signal.SIGTERM)
+    assert d.wait(timeout=5) == 0
+    no_sanitizer_report(procs.log(d))
+
+
 def hook_lines(path):
     return path.read_text().split() if path.exists() else []
 
@@ -436,6 +544,23 @@ def test_daemon_backs_off_while_pebble_is_down(make_pebble, tmp_path, procs):
     d.send_signal(signal.SIGTERM)
     assert d.wait(timeout=5) == 0
     no_sanitizer_report(procs.log(d))
+
+
+def test_sigterm_mid_issuance_cleans_up(pebble, tmp_path):
+    args = certd_args(pebble, tmp_path, "--issue", "term.example.com", "--force")
+    live = tmp_path / "certs" / "term.example.com"
+    rng = random.Random(99)
+    for _ in range(6):
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=5)
+        no_sanitizer_report(err)
+        assert proc.returncode in (EXIT_OK, EXIT_FAIL)
+        assert challenge_files(pebble) == []
+        if live.exists():
+            assert pubkey_of_cert(live / "fullchain.pem") == pubkey_of_key(live / "privkey.pem")
 
 
 def test_sigkill_at_random_points_never_tears_the_pair(pebble, tmp_path):
