@@ -57,7 +57,7 @@ static bool is_json_type(const char *ctype)
 }
 
 /* Move an HTTP response into a reply. -1 when it says JSON but is not. */
-static int take_reply(http_response *h, acme_reply *r)
+int acme_reply_take(http_response *h, acme_reply *r)
 {
     memset(r, 0, sizeof(*r));
     r->status = h->status;
@@ -126,7 +126,7 @@ int acme_get(acme_ctx *a, const char *url, acme_reply *r)
     memset(r, 0, sizeof(*r));
     if (http_request(&a->http, "GET", url, NULL, NULL, &h) < 0)
         return -1;
-    int rc = take_reply(&h, r);
+    int rc = acme_reply_take(&h, r);
     http_response_free(&h);
     if (rc == 0 && (r->status < 200 || r->status > 299 || !json_is_object(r->json))) {
         log_error("GET %s: HTTP %ld%s", url, r->status,
@@ -176,7 +176,7 @@ static const char *or_q(const char *s)
     return s ? s : "?";
 }
 
-static void log_problem(const char *url, const acme_reply *r)
+void acme_log_problem(const char *url, const acme_reply *r)
 {
     const char *type = json_str(r->json, "type"), *detail = json_str(r->json, "detail");
     log_error("%s: HTTP %ld %s: %s", url, r->status, type ? type : "(no problem type)",
@@ -205,8 +205,11 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
                      int *server_tries, int64_t *delay_ms)
 {
     *delay_ms = 0;
-    if (!a->nonce && fetch_nonce(a) < 0)
+    if (!a->nonce && fetch_nonce(a) < 0) {
+        *delay_ms =
+            schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, wait_random());
         return ++*server_tries <= ACME_SERVER_RETRIES && !wait_stop_requested() ? 1 : -1;
+    }
     char *jws = jws_sign(a->key, a->kid, a->nonce, url, payload);
     free(a->nonce);
     a->nonce = NULL;
@@ -223,7 +226,7 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
         return ++*server_tries <= ACME_SERVER_RETRIES && !wait_stop_requested() ? 1 : -1;
     }
     keep_nonce(a, &h);
-    rc = take_reply(&h, r);
+    rc = acme_reply_take(&h, r);
     http_response_free(&h);
     if (rc < 0)
         return -1;
@@ -240,7 +243,7 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
             return 1;
         }
     }
-    log_problem(url, r);
+    acme_log_problem(url, r);
     return -1;
 }
 

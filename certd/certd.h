@@ -220,6 +220,11 @@ int acme_post(acme_ctx *a, const char *url, const char *payload, acme_reply *r);
 /* Plain GET (ARI). */
 int acme_get(acme_ctx *a, const char *url, acme_reply *r);
 void acme_reply_free(acme_reply *r);
+/* Move an HTTP response (body, Location, Retry-After) into a reply, parsing a JSON body;
+ * -1 (logged) when the body claims to be JSON and is not. */
+int acme_reply_take(http_response *h, acme_reply *r);
+/* Log the CA's problem document (type, detail, subproblems) once. */
+void acme_log_problem(const char *url, const acme_reply *r);
 /* The delay to honour before polling again: Retry-After when sane, else fallback_ms. */
 int64_t acme_retry_delay_ms(const acme_reply *r, int64_t fallback_ms);
 /* Sleep until the next poll; -1 when that passes the deadline or a stop was requested. */

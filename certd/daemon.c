@@ -17,6 +17,7 @@ typedef struct {
     char name[256];
     int failures;
     int64_t next_try_ms; /* monotonic; 0: any time */
+    bool deferred;       /* due by lifetime, but the CA's ARI window says later */
 } retry_state;
 
 typedef struct {
@@ -42,8 +43,11 @@ static void note_result(const certd_opts *o, retry_state *s, int rc)
     if (!s)
         return;
     if (rc == CERTD_EXIT_OK || rc == CERTD_EXIT_NOTHING) {
+        time_t when;
         s->failures = 0;
         s->next_try_ms = 0;
+        s->deferred = rc == CERTD_EXIT_NOTHING && ops_renew_time(o, NULL, s->name, &when) == 0 &&
+                      when <= time(NULL);
         return;
     }
     int64_t d =
@@ -112,8 +116,8 @@ static int64_t next_sleep_ms(const certd_opts *o, retry_table *t)
         for (size_t i = 0; i < count; i++) {
             time_t when;
             retry_state *s = retry_for(t, names[i]);
-            if (s && s->failures)
-                continue; /* its backoff decides */
+            if (s && (s->failures || s->deferred))
+                continue; /* its backoff, or the regular check, decides */
             if (ops_renew_time(o, NULL, names[i], &when) == 0) {
                 int64_t d = ((int64_t)when - (int64_t)time(NULL)) * 1000;
                 if (d < sleep)

@@ -54,6 +54,9 @@ static int poll_until(acme_ctx *a, const char *url, const char *const *waiting,
             return -1;
         }
         int64_t d = acme_retry_delay_ms(out, step);
+        /* Retry-After: 0 must not turn into a busy loop, nor a huge one into a stall */
+        if (d < POLL_FIRST_MS)
+            d = POLL_FIRST_MS;
         if (d > POLL_RETRY_AFTER_MAX_MS)
             d = POLL_RETRY_AFTER_MAX_MS;
         acme_reply_free(out);
