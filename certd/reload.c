@@ -1,5 +1,6 @@
-/* After a certificate changed, and only then: SIGHUP to the pid in --reload-pidfile and/or run
- * --deploy-hook (through /bin/sh, bounded in time, with default signal handling restored). */
+/* After a certificate changed, and only then: under the supervisor, HEARTH_RELOAD=edge on the
+ * notify socket; standalone, SIGHUP to the pid in --reload-pidfile and/or --deploy-hook (through
+ * /bin/sh, bounded in time, with default signal handling restored). */
 #include "certd/certd.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 
 #include "shared/log.h"
 #include "shared/pidfile.h"
+#include "shared/sdnotify.h"
 
 #define HOOK_TIMEOUT_MS 60000
 
@@ -83,9 +85,21 @@ static int run_hook(const char *cmd)
     return rc;
 }
 
+/* The supervisor reads its children's sd_notify datagrams; this one asks it to reload the edge
+ * (certd runs unprivileged and does not use the control socket). 1: not supervised. */
+static int ask_supervisor(void)
+{
+    int rc = sd_notify_send("HEARTH_RELOAD=edge");
+    if (rc == 0)
+        log_info("asked the supervisor to reload the edge");
+    else if (rc < 0)
+        log_error("HEARTH_RELOAD=edge to $NOTIFY_SOCKET: %s", strerror(errno));
+    return rc;
+}
+
 int reload_after_change(const certd_opts *o)
 {
-    int rc = 0;
+    int rc = ask_supervisor() < 0 ? -1 : 0;
     if (o->reload_pidfile && signal_pidfile(o->reload_pidfile) < 0)
         rc = -1;
     if (o->deploy_hook && run_hook(o->deploy_hook) < 0)

@@ -5,6 +5,7 @@ import json
 import os
 import random
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -502,23 +503,36 @@ def test_daemon_renews_and_reloads_only_after_change(make_pebble, tmp_path, proc
         "while True: time.sleep(0.1)\n")], name="fake-edge")
     pidfile = tmp_path / "edge.pid"
     pidfile.write_text(f"{edge.pid}\n")
+    # and the supervisor's notify socket, where HEARTH_RELOAD=edge arrives
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
     d = procs.start(certd_args(p, tmp_path, "--daemon", "-d", "d.example.com",
                                "--check-interval", "1s", "--reload-pidfile", str(pidfile),
                                "--deploy-hook",
                                f"openssl x509 -noout -serial -in {live}/cert.pem >> {hooks}"),
-                    name="certd-daemon")
+                    name="certd-daemon", env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
     wait_until(lambda: len(hook_lines(hooks)) >= 1, timeout=15, what="first issuance")
     first = serial_of(live / "cert.pem")
     # 9 s certificates: due once less than 3 s are left, i.e. about 6 s after issuance
     wait_until(lambda: serial_of(live / "cert.pem") != first, timeout=15, what="renewal")
     wait_until(lambda: len(hook_lines(hooks)) >= 2, timeout=5, what="deploy hook")
+    assert d.poll() is None
+    d.send_signal(signal.SIGTERM)  # stop first, so every count below is final
+    assert d.wait(timeout=5) == 0
     lines = hook_lines(hooks)
     assert len(lines) == len(set(lines)), "a reload without a new certificate"
-    assert edge_log.read_text().count("hup") == len(lines)
+    wait_until(lambda: edge_log.exists() and edge_log.read_text().count("hup") == len(lines),
+               timeout=2, what="one SIGHUP per new certificate")
+    messages = []
+    while True:
+        try:
+            messages.append(notify.recv(4096).decode())
+        except BlockingIOError:
+            break
+    assert messages[0] == "READY=1"
+    assert messages.count("HEARTH_RELOAD=edge") == len(lines)
     assert pubkey_of_cert(live / "cert.pem") == pubkey_of_key(live / "privkey.pem")
-    assert d.poll() is None
-    d.send_signal(signal.SIGTERM)
-    assert d.wait(timeout=5) == 0
     no_sanitizer_report(procs.log(d))
 
 
