@@ -32,6 +32,7 @@ enum {
 typedef struct {
     char **names;
     size_t count;
+    bool internal; /* signed by the local CA (tls: internal), not obtained by ACME */
 } certd_names;
 
 /* Everything the commands need, from flags or from the config file. */
@@ -46,6 +47,7 @@ typedef struct {
     char *cert_dir;
     char *webroot;
     char *account_dir;
+    char *internal_ca_dir;
     bool dry_run;
     bool force;
     int revoke_reason;
@@ -253,6 +255,10 @@ typedef struct {
 int order_run(acme_ctx *a, const certd_opts *o, const certd_names *names, const char *replaces,
               order_result *out);
 void order_result_free(order_result *r);
+
+/* ---- internal.c: the local CA for tls: internal ---- */
+/* A certificate for names signed by the CA in o->internal_ca_dir (created on first use). */
+int internal_issue(const certd_opts *o, const certd_names *names, order_result *out);
 
 /* ---- ops.c: the one-shot commands ---- */
 /* 0 issued, CERTD_EXIT_NOTHING when not due, 1 on failure; *changed when a cert was written. */

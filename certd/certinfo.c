@@ -2,6 +2,7 @@
  * a downloaded chain must pass before it may replace what is being served. */
 #include "certd/certd.h"
 
+#include <arpa/inet.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
@@ -26,6 +27,17 @@ static time_t asn1_time(const ASN1_TIME *t)
     return timegm(&tm);
 }
 
+/* An iPAddress SAN as text (internal certificates name 127.0.0.1 and ::1). */
+static char *ip_text(const ASN1_OCTET_STRING *ip)
+{
+    char text[INET6_ADDRSTRLEN];
+    int len = ASN1_STRING_length(ip);
+    int af = len == 4 ? AF_INET : len == 16 ? AF_INET6 : -1;
+    if (af < 0 || !inet_ntop(af, ASN1_STRING_get0_data(ip), text, sizeof(text)))
+        return NULL;
+    return strdup(text);
+}
+
 static int collect_names(X509 *x, cert_info *info)
 {
     GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
@@ -37,11 +49,14 @@ static int collect_names(X509 *x, cert_info *info)
     }
     for (int i = 0; i < n; i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-        if (g->type != GEN_DNS)
-            continue;
-        const ASN1_IA5STRING *s = g->d.dNSName;
-        info->names[info->name_count++] =
-            strndup((const char *)ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s));
+        char *name = NULL;
+        if (g->type == GEN_DNS)
+            name = strndup((const char *)ASN1_STRING_get0_data(g->d.dNSName),
+                           (size_t)ASN1_STRING_length(g->d.dNSName));
+        else if (g->type == GEN_IPADD)
+            name = ip_text(g->d.iPAddress);
+        if (name)
+            info->names[info->name_count++] = name;
     }
     GENERAL_NAMES_free(gens);
     return 0;

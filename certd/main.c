@@ -35,6 +35,8 @@ typedef struct {
     const char *log_level;
     bool server_given;
     bool staging;
+    bool internal;
+    char internal_ca_buf[4096];
     hearth_config cfg;
     bool cfg_loaded;
 } cli;
@@ -69,6 +71,8 @@ enum {
     OPT_DEPLOY_HOOK,
     OPT_LOG_LEVEL,
     OPT_VERSION,
+    OPT_INTERNAL,
+    OPT_INTERNAL_CA_DIR,
 };
 
 static const struct option long_opts[] = {
@@ -85,6 +89,8 @@ static const struct option long_opts[] = {
     {"webroot", required_argument, NULL, OPT_WEBROOT},
     {"cert-dir", required_argument, NULL, OPT_CERT_DIR},
     {"account-dir", required_argument, NULL, OPT_ACCOUNT_DIR},
+    {"internal", no_argument, NULL, OPT_INTERNAL},
+    {"internal-ca-dir", required_argument, NULL, OPT_INTERNAL_CA_DIR},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {"list", no_argument, NULL, OPT_LIST},
     {"renew", no_argument, NULL, OPT_RENEW},
@@ -124,6 +130,8 @@ static void usage(FILE *f)
           "  --webroot DIR           challenges go to DIR/.well-known/acme-challenge\n"
           "  --cert-dir DIR          one directory per certificate (fullchain.pem, privkey.pem)\n"
           "  --account-dir DIR       account keys (default CERT_DIR/../accounts)\n"
+          "  --internal              sign with the local CA instead of ACME (tls: internal)\n"
+          "  --internal-ca-dir DIR   the local CA (default CERT_DIR/../internal-ca)\n"
           "  --dry-run               obtain but write nothing (staging unless --server)\n"
           "  --check-interval D      daemon: how often to check (default 12h)\n"
           "  --renew-fraction F      renew with less than F of the lifetime left (1/3)\n"
@@ -266,6 +274,12 @@ static int apply_opt(cli *c, int opt, char *arg)
     case OPT_ACCOUNT_DIR:
         o->account_dir = arg;
         return 0;
+    case OPT_INTERNAL:
+        c->internal = true;
+        return 0;
+    case OPT_INTERNAL_CA_DIR:
+        o->internal_ca_dir = arg;
+        return 0;
     case OPT_DRY_RUN:
         o->dry_run = true;
         return 0;
@@ -325,9 +339,10 @@ static int apply_config(cli *c)
     o->wanted = calloc(c->cfg.site_count + 1, sizeof(certd_names));
     for (size_t i = 0; o->wanted && i < c->cfg.site_count; i++) {
         const config_site *s = &c->cfg.sites[i];
-        if (s->tls != SITE_TLS_ACME)
+        if (s->tls != SITE_TLS_ACME && s->tls != SITE_TLS_INTERNAL)
             continue;
         certd_names *n = &o->wanted[o->wanted_count++];
+        n->internal = s->tls == SITE_TLS_INTERNAL;
         add_name(n, s->name);
         for (size_t j = 0; j < s->aliases.count; j++)
             add_name(n, s->aliases.items[j]);
@@ -388,6 +403,7 @@ static int finish(cli *c)
             if (add_name(&all, c->cli_names.names[i]) < 0)
                 return -1;
         free(c->cli_names.names);
+        all.internal = c->internal;
         c->cli_names = all;
         if (c->cmd == CMD_ISSUE && all.count == 0) {
             fprintf(stderr, "certd: --issue needs a domain\n");
@@ -400,6 +416,10 @@ static int finish(cli *c)
             o->wanted = w;
             o->wanted[o->wanted_count++] = all;
         }
+    }
+    if (!o->internal_ca_dir) {
+        snprintf(c->internal_ca_buf, sizeof(c->internal_ca_buf), "%s/../internal-ca", o->cert_dir);
+        o->internal_ca_dir = c->internal_ca_buf;
     }
     if (c->log_level && log_level_parse(c->log_level) < 0) {
         fprintf(stderr, "certd: unknown log level '%s'\n", c->log_level);

@@ -167,9 +167,9 @@ static json_t *make_meta(const certd_opts *o, const certd_names *names, const ch
     json_t *doms = json_array();
     for (size_t i = 0; i < names->count; i++)
         json_array_append_new(doms, json_string(names->names[i]));
-    json_t *m =
-        json_pack("{s:o, s:s, s:s, s:I}", "domains", doms, "key_type", key_type_name(o->key_type),
-                  "server", o->server, "issued_at", (json_int_t)time(NULL));
+    json_t *m = json_pack(
+        "{s:o, s:s, s:s, s:I}", "domains", doms, "key_type", key_type_name(o->key_type), "server",
+        names->internal ? "internal" : o->server, "issued_at", (json_int_t)time(NULL));
     if (m && certinfo_parse(chain, len, &info, err, sizeof(err)) == 0) {
         json_object_set_new(m, "serial", json_string(info.serial));
         json_object_set_new(m, "not_before", json_integer((json_int_t)info.not_before));
@@ -207,8 +207,36 @@ static const char *replaces_id(const certd_opts *o, acme_ctx *a, const char *nam
     return *out;
 }
 
+/* Save a new certificate (unless --dry-run); CERTD_EXIT_OK or CERTD_EXIT_FAIL. */
+static int keep_result(const certd_opts *o, const certd_names *names, order_result *res,
+                       bool *changed)
+{
+    if (o->dry_run) {
+        log_info("%s: dry run: certificate obtained and checked, nothing written", names->names[0]);
+        return CERTD_EXIT_OK;
+    }
+    if (save_result(o, names, res) < 0)
+        return CERTD_EXIT_FAIL;
+    *changed = true;
+    log_info("%s: certificate saved in %s/%s", names->names[0], o->cert_dir, names->names[0]);
+    return CERTD_EXIT_OK;
+}
+
+static int issue_internal(const certd_opts *o, const certd_names *names, bool force, bool *changed)
+{
+    if (!force && check_not_due(o, names, NULL) == CERTD_EXIT_NOTHING)
+        return CERTD_EXIT_NOTHING;
+    order_result res;
+    int rc = internal_issue(o, names, &res) == 0 ? keep_result(o, names, &res, changed)
+                                                 : CERTD_EXIT_FAIL;
+    order_result_free(&res);
+    return rc;
+}
+
 static int issue_locked(const certd_opts *o, const certd_names *names, bool force, bool *changed)
 {
+    if (names->internal)
+        return issue_internal(o, names, force, changed);
     acme_ctx a;
     bool dir_ok = open_directory(o, &a) == 0;
     /* With the CA unreachable, a certificate that is not due is still "nothing to do". */
@@ -223,16 +251,8 @@ static int issue_locked(const certd_opts *o, const certd_names *names, bool forc
     rc = order_run(&a, o, names, replaces_id(o, &a, names->names[0], &replaces), &res) == 0
              ? CERTD_EXIT_OK
              : CERTD_EXIT_FAIL;
-    if (rc == CERTD_EXIT_OK && o->dry_run) {
-        log_info("%s: dry run: certificate obtained and checked, nothing written", names->names[0]);
-    } else if (rc == CERTD_EXIT_OK) {
-        rc = save_result(o, names, &res) == 0 ? CERTD_EXIT_OK : CERTD_EXIT_FAIL;
-        if (rc == CERTD_EXIT_OK) {
-            *changed = true;
-            log_info("%s: certificate saved in %s/%s", names->names[0], o->cert_dir,
-                     names->names[0]);
-        }
-    }
+    if (rc == CERTD_EXIT_OK)
+        rc = keep_result(o, names, &res, changed);
     order_result_free(&res);
     free(replaces);
     acme_free(&a);
@@ -242,8 +262,10 @@ static int issue_locked(const certd_opts *o, const certd_names *names, bool forc
 int ops_issue(const certd_opts *o, const certd_names *names, bool force, bool *changed)
 {
     for (size_t i = 0; i < names->count; i++) {
-        if (!store_name_ok(names->names[i]) || names->names[i][0] == '*') {
-            log_error("%s: not a DNS name certd can validate over HTTP-01", names->names[i]);
+        /* HTTP-01 cannot prove a wildcard; the internal CA can sign one */
+        if (!store_name_ok(names->names[i]) || (names->names[i][0] == '*' && !names->internal)) {
+            log_error("%s: not a name certd can get a certificate for%s", names->names[i],
+                      names->internal ? "" : " over HTTP-01");
             return CERTD_EXIT_USAGE;
         }
     }
@@ -267,6 +289,8 @@ int ops_renew_one(const certd_opts *o, const char *name, bool force, bool *chang
     if (!(kt && key_type_parse(kt, &oo.key_type) == 0) && info.key_type_known)
         oo.key_type = info.key_type;
     int rc = stored_names(name, meta, &info, &names) == 0 ? 0 : CERTD_EXIT_FAIL;
+    const char *server = json_str(meta, "server");
+    names.internal = server && strcmp(server, "internal") == 0;
     if (rc == 0)
         rc = ops_issue(&oo, &names, force, changed);
     free_names(&names);

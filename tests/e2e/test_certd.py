@@ -470,6 +470,8 @@ sites:
     tls: acme
   - name: plain.example.com
     tls: off
+  - name: dev.localhost
+    tls: internal
 """
     cfg.write_text(head)
     d = procs.start([CERTD, "-c", str(cfg), "--daemon"], name="certd-hup")
@@ -477,6 +479,8 @@ sites:
     wait_until(lambda: (certs / "hup-a.example.com" / "fullchain.pem").exists(), timeout=15,
                what="the configured site's certificate")
     assert not (certs / "plain.example.com").exists()
+    wait_until(lambda: (certs / "dev.localhost" / "fullchain.pem").exists(), timeout=5,
+               what="the internal site's certificate")
     cfg.write_text(head + "  - name: hup-b.example.com\n    tls: acme\n")
     d.send_signal(signal.SIGHUP)
     wait_until(lambda: (certs / "hup-b.example.com" / "fullchain.pem").exists(), timeout=15,
@@ -485,6 +489,39 @@ sites:
     d.send_signal(signal.SIGTERM)
     assert d.wait(timeout=5) == 0
     no_sanitizer_report(procs.log(d))
+
+
+def test_internal_ca(tmp_path):
+    certs = tmp_path / "certs"
+    args = [CERTD, "--cert-dir", str(certs), "--internal", "--issue", "localhost", "-d",
+            "127.0.0.1", "-d", "*.localhost"]
+    r = run(args, tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    ca = tmp_path / "internal-ca" / "ca.pem"
+    assert os.stat(tmp_path / "internal-ca" / "ca.key").st_mode & 0o777 == 0o600
+    live = certs / "localhost"
+    text = cert_text(live / "cert.pem")
+    assert "DNS:localhost" in text and "IP Address:127.0.0.1" in text and "DNS:*.localhost" in text
+    assert run(args, tmp_path).returncode == EXIT_NOTHING
+    # a real TLS handshake: a server with the pair, a client trusting only the internal CA
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(live / "fullchain.pem", live / "privkey.pem")
+    client_ctx = ssl.create_default_context(cafile=str(ca))
+    for host in ("localhost", "127.0.0.1"):
+        with socket.create_server(("127.0.0.1", 0)) as lsock:
+            def serve():
+                conn, _ = lsock.accept()
+                with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"ok")
+
+            t = threading.Thread(target=serve)
+            t.start()
+            with socket.create_connection(lsock.getsockname()) as raw:
+                with client_ctx.wrap_socket(raw, server_hostname=host) as tls:
+                    assert tls.recv(2) == b"ok"
+            t.join(timeout=5)
+    r = run([CERTD, "--cert-dir", str(certs), "--renew", "--force"], tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr  # renews from the local CA, no network
 
 
 def hook_lines(path):
