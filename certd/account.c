@@ -202,3 +202,31 @@ int account_rollover(acme_ctx *a, const char *dir)
     EVP_PKEY_free(new_key);
     return rc;
 }
+
+int account_finish_rollover(acme_ctx *a, const certd_opts *o, const char *dir)
+{
+    char next[PATH_MAX], cur[PATH_MAX], prev[PATH_MAX];
+    snprintf(next, sizeof(next), "%s/" ACCOUNT_KEY_NEXT, dir);
+    snprintf(cur, sizeof(cur), "%s/" ACCOUNT_KEY, dir);
+    snprintf(prev, sizeof(prev), "%s/" ACCOUNT_KEY_PREV, dir);
+    if (access(next, F_OK) < 0)
+        return -1;
+    EVP_PKEY *old = a->key;
+    a->key = read_key(dir, ACCOUNT_KEY_NEXT);
+    log_info("%s: checking whether an interrupted key rollover reached the CA", next);
+    bool adopted = a->key && account_register(a, o, true) == 0;
+    if (adopted) {
+        /* the account is open with the right key whatever the renames do */
+        if (rename(cur, prev) == 0 && rename(next, cur) == 0)
+            log_info("finished an interrupted key rollover: account %s uses %s", a->kid, cur);
+        else
+            log_error("%s: %s (the account's key is %s)", cur, strerror(errno), next);
+        EVP_PKEY_free(old);
+        return 0;
+    }
+    log_info("the CA never switched keys; dropping %s", next);
+    unlink(next);
+    EVP_PKEY_free(a->key);
+    a->key = old;
+    return -1;
+}

@@ -239,6 +239,9 @@ char *account_dir_for(const certd_opts *o);
 EVP_PKEY *account_key_load(const char *dir, bool create);
 int account_register(acme_ctx *a, const certd_opts *o, bool only_existing);
 int account_rollover(acme_ctx *a, const char *dir);
+/* A rollover cut short between the CA's answer and our rename left account.key.next: when the
+ * CA knows that key, adopt it (0, account open); else drop it (-1, go on as usual). */
+int account_finish_rollover(acme_ctx *a, const certd_opts *o, const char *dir);
 
 /* ---- challenge.c: HTTP-01 files under WEBROOT/.well-known/acme-challenge ---- */
 bool challenge_token_ok(const char *token);

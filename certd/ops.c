@@ -21,7 +21,9 @@ static int open_account(const certd_opts *o, acme_ctx *a, bool create)
 {
     char *dir = account_dir_for(o);
     int rc = -1;
-    if (dir && (a->key = account_key_load(dir, create)) != NULL)
+    if (dir && account_finish_rollover(a, o, dir) == 0)
+        rc = 0;
+    else if (dir && (a->key = account_key_load(dir, create)) != NULL)
         rc = account_register(a, o, !create);
     else if (dir)
         log_error("%s: no account key", dir);

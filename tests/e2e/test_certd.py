@@ -341,6 +341,26 @@ def test_account_key_rollover_then_issue(pebble, tmp_path):
     assert r.returncode == EXIT_OK, r.stderr
 
 
+def test_interrupted_rollover_is_finished(pebble, tmp_path):
+    args = certd_args(pebble, tmp_path)
+    assert run(args + ["--issue", "cut.example.com"], tmp_path).returncode == EXIT_OK
+    key = next((tmp_path / "accounts").rglob("account.key"))
+    assert run(args + ["--rollover-account-key"], tmp_path).returncode == EXIT_OK
+    new = key.read_text()
+    # as if certd died after the CA switched keys but before its own rename
+    os.rename(key, key.with_name("account.key.next"))
+    os.rename(key.with_name("account.key.prev"), key)
+    r = run(args + ["--issue", "cut.example.com", "--force"], tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "finished an interrupted key rollover" in r.stderr
+    assert key.read_text() == new and not key.with_name("account.key.next").exists()
+    # and a stale .next the CA never saw is dropped
+    key.with_name("account.key.next").write_text(key.with_name("account.key.prev").read_text())
+    r = run(args + ["--issue", "cut.example.com", "--force"], tmp_path)
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "never switched" in r.stderr and key.read_text() == new
+
+
 def test_external_account_binding(make_pebble, tmp_path):
     hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
     p = make_pebble(eab={"kid-1": hmac})
