@@ -97,12 +97,13 @@ class Pebble:
         self.procs.append(p)
         return p
 
-    def start(self):
+    def start(self, challenge_server=True):
         self._spawn(["pebble-challtestsrv", "-dns01", f"127.0.0.1:{self.dns}", "-http01", "",
                      "-https01", "", "-tlsalpn01", "", "-management",
                      f"127.0.0.1:{free_port()}", "-defaultIPv4", "127.0.0.1",
                      "-defaultIPv6", ""], "challtestsrv")
-        self.procs.append(serve_webroot(self.webroot, self.http_port, self.base / "www.log"))
+        if challenge_server:
+            self.procs.append(serve_webroot(self.webroot, self.http_port, self.base / "www.log"))
         self.start_pebble()
         return self
 
@@ -151,8 +152,9 @@ def pebble(tmp_path_factory, tls_files):
 def make_pebble(tmp_path, tls_files):
     started = []
 
-    def make(**kw):
-        p = Pebble(tmp_path / f"pebble{len(started)}", tls_files, **kw).start()
+    def make(challenge_server=True, **kw):
+        p = Pebble(tmp_path / f"pebble{len(started)}", tls_files, **kw)
+        p.start(challenge_server)
         started.append(p)
         return p
 
@@ -651,3 +653,67 @@ def test_sigkill_at_random_points_never_tears_the_pair(pebble, tmp_path):
     assert pubkey_of_cert(live / "fullchain.pem") == pubkey_of_key(live / "privkey.pem")
     versions = [v for v in os.listdir(tmp_path / "certs" / ".archive" / "kill.example.com")]
     assert all(not v.endswith(".tmp") for v in versions)
+
+
+EDGE = binary("edge", "edge")
+
+
+def start_edge(procs, pebble, name, *site):
+    """The real edge on Pebble's HTTP port, serving the challenge directory."""
+    e = procs.start([EDGE, "--workers", "1", "--http", f"127.0.0.1:{pebble.http_port}",
+                     "--acme-webroot", str(pebble.webroot), *site], name=name)
+    wait_until(lambda: port_open(pebble.http_port), timeout=5, what="edge")
+    return e
+
+
+def stop(proc):
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+@pytest.mark.skipif(not os.path.exists(EDGE), reason="the edge is not built")
+def test_daemon_renewal_served_by_edge_without_failures(make_pebble, tmp_path, procs):
+    p = make_pebble(challenge_server=False, validity=10)
+    name = "edge.example.com"
+    edge = start_edge(procs, p, "edge-http", "--server-name", name)
+    live = tmp_path / "certs" / name
+    assert run(certd_args(p, tmp_path, "--issue", name), tmp_path).returncode == EXIT_OK
+    stop(edge)
+    https = free_port()
+    edge = start_edge(procs, p, "edge", "--https", f"127.0.0.1:{https}", "--server-name", name,
+                      "--cert", str(live / "fullchain.pem"), "--key", str(live / "privkey.pem"))
+    wait_until(lambda: port_open(https), timeout=5, what="edge https")
+    pidfile = tmp_path / "edge.pid"
+    pidfile.write_text(f"{edge.pid}\n")
+    root = tmp_path / "root.pem"
+    root.write_bytes(p.root_pem())
+    ctx = ssl.create_default_context(cafile=str(root))
+    served, failures, stop_flag = [], [], threading.Event()
+
+    def client_loop():
+        while not stop_flag.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", https), timeout=5) as raw:
+                    with ctx.wrap_socket(raw, server_hostname=name) as tls:
+                        tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\n"
+                                    "Connection: close\r\n\r\n".encode())
+                        assert tls.recv(12).startswith(b"HTTP/1.1 ")
+                        served.append(tls.getpeercert()["serialNumber"].lower())
+            except Exception as e:  # any failure at all is what this test looks for
+                failures.append(repr(e))
+            time.sleep(0.02)
+
+    t = threading.Thread(target=client_loop)
+    t.start()
+    try:
+        first = serial_of(live / "cert.pem").lower()
+        procs.start(certd_args(p, tmp_path, "--daemon", "--check-interval", "1s",
+                               "--reload-pidfile", str(pidfile)), name="certd-edge")
+        wait_until(lambda: served and served[-1].lstrip("0") != first.lstrip("0"), timeout=20,
+                   what="the edge serving the renewed certificate")
+    finally:
+        stop_flag.set()
+        t.join(timeout=10)
+    assert failures == [], failures[:3]
+    assert len(served) > 20
+    assert served[-1].lstrip("0") == serial_of(live / "cert.pem").lower().lstrip("0")
