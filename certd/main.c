@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,8 @@ typedef struct {
     certd_names cli_names;
     const char *config_path;
     const char *log_level;
-    bool server_given;
     bool staging;
+    bool server_given;
     bool internal;
     char internal_ca_buf[4096];
     hearth_config cfg;
@@ -229,79 +230,94 @@ static int number_arg(cli *c, int opt, const char *arg)
     return -1;
 }
 
-static int apply_opt(cli *c, int opt, char *arg)
+/* Flags that only store their argument (or true) in a field of the options. */
+static const struct {
+    int opt;
+    size_t offset;
+} string_flags[] =
+    {
+        {OPT_SERVER, offsetof(certd_opts, server)},
+        {OPT_CA_BUNDLE, offsetof(certd_opts, ca_bundle)},
+        {OPT_EMAIL, offsetof(certd_opts, email)},
+        {OPT_EAB_KID, offsetof(certd_opts, eab_kid)},
+        {OPT_EAB_HMAC, offsetof(certd_opts, eab_hmac_key)},
+        {OPT_WEBROOT, offsetof(certd_opts, webroot)},
+        {OPT_CERT_DIR, offsetof(certd_opts, cert_dir)},
+        {OPT_ACCOUNT_DIR, offsetof(certd_opts, account_dir)},
+        {OPT_INTERNAL_CA_DIR, offsetof(certd_opts, internal_ca_dir)},
+        {OPT_RELOAD_PIDFILE, offsetof(certd_opts, reload_pidfile)},
+        {OPT_DEPLOY_HOOK, offsetof(certd_opts, deploy_hook)},
+},
+  bool_flags[] = {
+      {OPT_AGREE_TOS, offsetof(certd_opts, agree_tos)},
+      {OPT_DRY_RUN, offsetof(certd_opts, dry_run)},
+      {OPT_FORCE, offsetof(certd_opts, force)},
+};
+
+/* 1 when opt was one of the plain field flags. */
+static int apply_field(cli *c, int opt, char *arg)
 {
-    certd_opts *o = &c->o;
+    char *base = (char *)&c->o;
+    for (size_t i = 0; i < sizeof(string_flags) / sizeof(string_flags[0]); i++) {
+        if (string_flags[i].opt == opt) {
+            *(char **)(base + string_flags[i].offset) = arg;
+            return 1;
+        }
+    }
+    for (size_t i = 0; i < sizeof(bool_flags) / sizeof(bool_flags[0]); i++) {
+        if (bool_flags[i].opt == opt) {
+            *(bool *)(base + bool_flags[i].offset) = true;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int apply_command(cli *c, int opt, char *arg)
+{
     switch (opt) {
     case OPT_ISSUE:
         c->target = arg;
         return set_cmd(c, CMD_ISSUE);
-    case 'd':
-        return add_name(&c->cli_names, arg);
-    case OPT_SERVER:
-        o->server = arg;
-        c->server_given = true;
-        return 0;
-    case OPT_STAGING:
-        c->staging = true;
-        return 0;
-    case OPT_CA_BUNDLE:
-        o->ca_bundle = arg;
-        return 0;
-    case OPT_EMAIL:
-        o->email = arg;
-        return 0;
-    case OPT_AGREE_TOS:
-        o->agree_tos = true;
-        return 0;
-    case OPT_KEY_TYPE:
-        if (key_type_parse(arg, &o->key_type) == 0)
-            return 0;
-        fprintf(stderr, "certd: --key-type: ec256, ec384, rsa2048, rsa3072 or rsa4096\n");
-        return -1;
-    case OPT_EAB_KID:
-        o->eab_kid = arg;
-        return 0;
-    case OPT_EAB_HMAC:
-        o->eab_hmac_key = arg;
-        return 0;
-    case OPT_WEBROOT:
-        o->webroot = arg;
-        return 0;
-    case OPT_CERT_DIR:
-        o->cert_dir = arg;
-        return 0;
-    case OPT_ACCOUNT_DIR:
-        o->account_dir = arg;
-        return 0;
-    case OPT_INTERNAL:
-        c->internal = true;
-        return 0;
-    case OPT_INTERNAL_CA_DIR:
-        o->internal_ca_dir = arg;
-        return 0;
-    case OPT_DRY_RUN:
-        o->dry_run = true;
-        return 0;
+    case OPT_REVOKE:
+        c->target = arg;
+        return set_cmd(c, CMD_REVOKE);
     case OPT_LIST:
         return set_cmd(c, CMD_LIST);
     case OPT_RENEW:
         return set_cmd(c, CMD_RENEW);
-    case OPT_FORCE:
-        o->force = true;
-        return 0;
-    case OPT_REVOKE:
-        c->target = arg;
-        return set_cmd(c, CMD_REVOKE);
     case OPT_ROLLOVER:
         return set_cmd(c, CMD_ROLLOVER);
-    case OPT_DAEMON:
+    default:
         return set_cmd(c, CMD_DAEMON);
-    case OPT_RELOAD_PIDFILE:
-        o->reload_pidfile = arg;
+    }
+}
+
+static int apply_opt(cli *c, int opt, char *arg)
+{
+    c->server_given |= opt == OPT_SERVER;
+    if (apply_field(c, opt, arg))
         return 0;
-    case OPT_DEPLOY_HOOK:
-        o->deploy_hook = arg;
+    switch (opt) {
+    case OPT_ISSUE:
+    case OPT_REVOKE:
+    case OPT_LIST:
+    case OPT_RENEW:
+    case OPT_ROLLOVER:
+    case OPT_DAEMON:
+        return apply_command(c, opt, arg);
+    case 'd':
+        return add_name(&c->cli_names, arg);
+    case OPT_KEY_TYPE:
+        if (key_type_parse(arg, &c->o.key_type) == 0)
+            return 0;
+        fprintf(stderr, "certd: --key-type: ec256, ec384, rsa2048, rsa3072 or rsa4096\n");
+        return -1;
+    case OPT_STAGING:
+        c->staging = true;
+        return 0;
+    case OPT_INTERNAL:
+        c->internal = true;
         return 0;
     case OPT_LOG_LEVEL:
         c->log_level = arg;
