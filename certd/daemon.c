@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "shared/log.h"
 #include "shared/sdnotify.h"
@@ -58,17 +59,36 @@ static void note_result(const certd_opts *o, retry_state *s, int rc)
              s->failures, (double)d / 1000);
 }
 
-static bool stored(const certd_opts *o, const char *name)
+static bool meta_has(json_t *domains, const char *name)
 {
-    char **names;
-    size_t count;
-    bool found = false;
-    if (store_list(o->cert_dir, &names, &count) == 0) {
-        for (size_t i = 0; i < count && !found; i++)
-            found = strcmp(names[i], name) == 0;
-        store_free_list(names, count);
+    size_t i;
+    json_t *d;
+    json_array_foreach(domains, i, d)
+    {
+        if (json_is_string(d) && strcasecmp(json_string_value(d), name) == 0)
+            return true;
     }
-    return found;
+    return false;
+}
+
+/* A stored certificate already is what the config asks for: same names, same issuer kind.
+ * Otherwise (a new site, an added alias, acme <-> internal) it has to be issued now. */
+static bool stored_as_wanted(const certd_opts *o, const certd_names *n)
+{
+    char *chain = NULL;
+    size_t len = 0;
+    json_t *meta = NULL;
+    if (store_load(o->cert_dir, n->names[0], &chain, &len, NULL, NULL, &meta) < 0)
+        return false;
+    free(chain);
+    json_t *domains = json_object_get(meta, "domains");
+    const char *server = json_str(meta, "server");
+    bool same = json_array_size(domains) == n->count &&
+                (server && strcmp(server, "internal") == 0) == n->internal;
+    for (size_t i = 0; same && i < n->count; i++)
+        same = meta_has(domains, n->names[i]);
+    json_decref(meta);
+    return same;
 }
 
 /* One pass over the wanted and the stored certificates. */
@@ -79,7 +99,7 @@ static bool check_all(const certd_opts *o, retry_table *t)
     for (size_t i = 0; i < o->wanted_count && !wait_stop_requested(); i++) {
         const certd_names *n = &o->wanted[i];
         retry_state *s = retry_for(t, n->names[0]);
-        if (stored(o, n->names[0]) || (s && s->next_try_ms > now))
+        if (stored_as_wanted(o, n) || (s && s->next_try_ms > now))
             continue;
         note_result(o, s, ops_issue(o, n, false, &changed));
     }

@@ -147,7 +147,9 @@ static int check_not_due(const certd_opts *o, const certd_names *names, acme_ctx
     json_t *meta = NULL;
     if (load_info(o, names->names[0], &info, &meta) < 0)
         return 0;
-    bool same = same_names(&info, names);
+    const char *server = json_str(meta, "server");
+    bool internal = server && strcmp(server, "internal") == 0;
+    bool same = same_names(&info, names) && internal == names->internal;
     certinfo_free(&info);
     json_decref(meta);
     time_t when;

@@ -507,6 +507,15 @@ sites:
     d.send_signal(signal.SIGHUP)
     wait_until(lambda: (certs / "hup-b.example.com" / "fullchain.pem").exists(), timeout=15,
                what="the site added before SIGHUP")
+    # an alias added to an existing site is issued at once, not at the next renewal
+    before = serial_of(certs / "hup-a.example.com" / "cert.pem")
+    cfg.write_text(head.replace("  - name: hup-a.example.com\n",
+                                "  - name: hup-a.example.com\n    aliases: [www.hup-a.example.com]\n"))
+    d.send_signal(signal.SIGHUP)
+    wait_until(lambda: "DNS:www.hup-a.example.com" in cert_text(certs / "hup-a.example.com" /
+                                                                "cert.pem"),
+               timeout=15, what="the alias added before SIGHUP")
+    assert serial_of(certs / "hup-a.example.com" / "cert.pem") != before
     assert d.poll() is None
     d.send_signal(signal.SIGTERM)
     assert d.wait(timeout=5) == 0
