@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -553,6 +554,89 @@ def test_internal_ca(tmp_path):
             t.join(timeout=5)
     r = run([CERTD, "--cert-dir", str(certs), "--renew", "--force"], tmp_path)
     assert r.returncode == EXIT_OK, r.stderr  # renews from the local CA, no network
+
+
+class FaultProxy(http.server.BaseHTTPRequestHandler):
+    """A transparent reverse proxy to Pebble (the Host header passes through, so Pebble's URLs
+    and its JWS url check name the proxy) that answers chosen POSTs with a fault first."""
+    pebble = None
+    faults = {}  # path prefix -> [(status, headers)], used up in order
+    seen = []  # (monotonic time, method, path)
+
+    def forward(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        self.seen.append((time.monotonic(), self.command, self.path))
+        for prefix, queue in self.faults.items():
+            if self.command == "POST" and self.path.startswith(prefix) and queue:
+                status, headers = queue.pop(0)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        skip = ("content-length", "connection", "accept-encoding", "transfer-encoding")
+        req = urllib.request.Request(f"https://127.0.0.1:{self.pebble.port}{self.path}",
+                                     data=body, method=self.command,
+                                     headers={k: v for k, v in self.headers.items()
+                                              if k.lower() not in skip})
+        try:
+            resp = urllib.request.urlopen(req, context=self.pebble.ctx, timeout=10)
+        except urllib.error.HTTPError as e:
+            resp = e
+        data = resp.read()
+        self.send_response(resp.status)
+        for k, v in resp.headers.items():
+            if k.lower() not in skip:
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_HEAD = forward
+
+    def log_message(self, *a):
+        pass
+
+
+def test_retry_after_and_server_errors_are_retried(pebble, tmp_path):
+    when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 2))
+    handler = type("F", (FaultProxy,), {"pebble": pebble, "seen": [], "faults": {
+        "/sign-me-up": [(429, {"Retry-After": when})],  # HTTP-date form
+        "/order-plz": [(503, {"Retry-After": "1"}), (503, {"Retry-After": "1"})],
+        "/finalize-order/": [(500, {})],  # no Retry-After: backoff
+    }})
+    srv = https_server(pebble.tls, handler)
+    try:
+        args = certd_args(pebble, tmp_path, "--issue", "retry.example.com")
+        args[args.index("--server") + 1] = f"https://127.0.0.1:{srv.server_address[1]}/dir"
+        r = run(args, tmp_path)
+    finally:
+        srv.shutdown()
+    assert r.returncode == EXIT_OK, r.stderr
+    assert all(not q for q in handler.faults.values())  # every fault was met and retried
+    orders = [t for t, m, p in handler.seen if m == "POST" and p.startswith("/order-plz")]
+    assert len(orders) == 3 and orders[1] - orders[0] >= 0.95 and orders[2] - orders[1] >= 0.95
+    accounts = [t for t, m, p in handler.seen if m == "POST" and p.startswith("/sign-me-up")]
+    assert accounts[1] - accounts[0] >= 0.5
+    assert "HTTP 503, retrying in 1000 ms" in r.stderr
+
+
+def test_retry_after_beyond_the_time_limit_gives_up(pebble, tmp_path):
+    handler = type("F", (FaultProxy,), {"pebble": pebble, "seen": [], "faults": {
+        "/order-plz": [(429, {"Retry-After": "3600"})]}})
+    srv = https_server(pebble.tls, handler)
+    try:
+        args = certd_args(pebble, tmp_path, "--issue", "late.example.com", "--timeout", "5s")
+        args[args.index("--server") + 1] = f"https://127.0.0.1:{srv.server_address[1]}/dir"
+        start = time.monotonic()
+        r = run(args, tmp_path)
+    finally:
+        srv.shutdown()
+    assert r.returncode == EXIT_FAIL and time.monotonic() - start < 5
+    assert "time limit" in r.stderr
+    assert not (tmp_path / "certs" / "late.example.com").exists()
 
 
 def hook_lines(path):
