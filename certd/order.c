@@ -190,9 +190,15 @@ static int finalize(acme_ctx *a, const certd_opts *o, const certd_names *names,
     acme_reply r;
     int rc = acme_post(a, fin, text, &r);
     free(text);
-    static const char *const waiting[] = {"processing", "ready", NULL};
+    /* After finalize only "processing" may turn into "valid"; "ready" again would mean the
+     * CA ignored the CSR, and waiting for it would only run into the time limit. */
+    static const char *const waiting[] = {"processing", NULL};
     const char *status = json_str(r.json, "status");
-    if (rc == 0 && !(status && strcmp(status, "valid") == 0)) {
+    if (rc == 0 && !(status && (strcmp(status, "valid") == 0 || in_list(status, waiting)))) {
+        log_error("%s: status %s after finalize", fin, status ? status : "missing");
+        log_object_error(fin, r.json);
+        rc = -1;
+    } else if (rc == 0 && strcmp(status, "valid") != 0) {
         acme_reply_free(&r);
         rc = poll_until(a, order_url, waiting, "valid", &r);
     }

@@ -569,12 +569,14 @@ class FaultProxy(http.server.BaseHTTPRequestHandler):
         self.seen.append((time.monotonic(), self.command, self.path))
         for prefix, queue in self.faults.items():
             if self.command == "POST" and self.path.startswith(prefix) and queue:
-                status, headers = queue.pop(0)
+                status, headers, *body = queue.pop(0)
+                data = body[0] if body else b""
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                self.wfile.write(data)
                 return
         skip = ("content-length", "connection", "accept-encoding", "transfer-encoding")
         req = urllib.request.Request(f"https://127.0.0.1:{self.pebble.port}{self.path}",
@@ -637,6 +639,34 @@ def test_retry_after_beyond_the_time_limit_gives_up(pebble, tmp_path):
     assert r.returncode == EXIT_FAIL and time.monotonic() - start < 5
     assert "time limit" in r.stderr
     assert not (tmp_path / "certs" / "late.example.com").exists()
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("path,fault,message", [
+    ("/finalize-order/", (200, JSON, b'{"status": "valid", "certificate": '), "malformed JSON"),
+    ("/finalize-order/", (200, JSON, b'{"status": "valid"}'), "no certificate URL"),
+    ("/finalize-order/", (200, JSON, b'{"status": "bogus"}'), "status bogus"),
+    ("/authZ/", (200, JSON, b'[1, 2, 3]'), "missing"),
+    ("/certZ/", (200, {"Content-Type": "application/pem-certificate-chain"},
+                 b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+     "not a list of PEM certificates"),
+])
+def test_bad_replies_mid_order_write_nothing(pebble, tmp_path, path, fault, message):
+    handler = type("F", (FaultProxy,), {"pebble": pebble, "seen": [],
+                                         "faults": {path: [fault]}})
+    srv = https_server(pebble.tls, handler)
+    try:
+        args = certd_args(pebble, tmp_path, "--issue", "bad-reply.example.com")
+        args[args.index("--server") + 1] = f"https://127.0.0.1:{srv.server_address[1]}/dir"
+        r = run(args, tmp_path)
+    finally:
+        srv.shutdown()
+    assert r.returncode == EXIT_FAIL, r.stderr
+    assert message in r.stderr
+    assert not (tmp_path / "certs" / "bad-reply.example.com").exists()
+    assert challenge_files(pebble) == []
 
 
 def hook_lines(path):
