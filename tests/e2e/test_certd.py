@@ -215,6 +215,18 @@ def test_issue_two_names(pebble, tmp_path):
     assert challenge_files(pebble) == []
 
 
+def test_bad_nonces_are_retried(pebble, tmp_path):
+    # Pebble rejects 20% of good nonces: over a few issuances some badNonce is certain
+    # (0.8^60 < 1e-5), and each one must have been retried, since every issuance succeeds.
+    seen = 0
+    for _ in range(5):
+        r = run(certd_args(pebble, tmp_path, "--issue", "nonce.example.com", "--force",
+                           "--log-level", "debug"), tmp_path)
+        assert r.returncode == EXIT_OK, r.stderr
+        seen += r.stderr.count("badNonce, retrying")
+    assert seen > 0
+
+
 def test_nothing_to_do_list_renew_keep_previous(pebble, tmp_path):
     args = certd_args(pebble, tmp_path)
     assert run(args + ["--issue", "list.example.com"], tmp_path).returncode == EXIT_OK
