@@ -631,7 +631,8 @@ def test_retry_after_and_server_errors_are_retried(pebble, tmp_path):
     assert r.returncode == EXIT_OK, r.stderr
     assert all(not q for q in handler.faults.values())  # every fault was met and retried
     orders = [t for t, m, p in handler.seen if m == "POST" and p.startswith("/order-plz")]
-    assert len(orders) == 3 and orders[1] - orders[0] >= 0.95 and orders[2] - orders[1] >= 0.95
+    # (more than 3 when Pebble's own badNonce hits the forwarded one)
+    assert len(orders) >= 3 and orders[1] - orders[0] >= 0.95 and orders[2] - orders[1] >= 0.95
     accounts = [t for t, m, p in handler.seen if m == "POST" and p.startswith("/sign-me-up")]
     assert accounts[1] - accounts[0] >= 0.5
     assert "HTTP 503, retrying in 1000 ms" in r.stderr
