@@ -766,7 +766,8 @@ def test_sigterm_mid_issuance_cleans_up(pebble, tmp_path):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=5)
         no_sanitizer_report(err)
-        assert proc.returncode in (EXIT_OK, EXIT_FAIL)
+        # -SIGTERM: it arrived before certd started listening for it (nothing written yet)
+        assert proc.returncode in (EXIT_OK, EXIT_FAIL, -signal.SIGTERM)
         assert challenge_files(pebble) == []
         if live.exists():
             assert pubkey_of_cert(live / "fullchain.pem") == pubkey_of_key(live / "privkey.pem")
