@@ -16,8 +16,7 @@ import urllib.request
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from conftest import binary, free_port, port_open, wait_until  # noqa: E402
+from conftest import binary, free_port, port_open, wait_until
 
 CERTD = binary("certd", "certd")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
