@@ -140,28 +140,35 @@ static bool has_name(const cert_info *info, const char *name)
     return false;
 }
 
-/* Every PEM block in the chain must parse: a truncated download must not be stored. */
-static int count_chain(const char *pem, size_t len)
+/* Every PEM block in the chain must parse (a truncated download must not be stored), and each
+ * certificate must be issued by the next one. The count, or -1. */
+static int check_chain(const char *pem, size_t len)
 {
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     int n = 0;
-    X509 *x;
+    bool linked = true;
+    X509 *x, *prev = NULL;
     while (bio && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
-        X509_free(x);
+        if (prev && X509_check_issued(x, prev) != X509_V_OK)
+            linked = false;
+        X509_free(prev);
+        prev = x;
         n++;
     }
+    X509_free(prev);
     BIO_free(bio);
     size_t blocks = 0;
     for (const char *p = pem; (p = strstr(p, "-----BEGIN CERTIFICATE-----")); p++)
         blocks++;
-    return (size_t)n == blocks ? n : -1;
+    return (size_t)n == blocks && linked ? n : -1;
 }
 
 int certinfo_check(const char *pem, size_t len, EVP_PKEY *key, const certd_names *names, char *err,
                    size_t errlen)
 {
-    if (len == 0 || len > INT32_MAX || memchr(pem, '\0', len) || count_chain(pem, len) < 1) {
-        snprintf(err, errlen, "the chain is not a list of PEM certificates");
+    if (len == 0 || len > INT32_MAX || memchr(pem, '\0', len) || check_chain(pem, len) < 1) {
+        snprintf(err, errlen,
+                 "the chain is not a list of PEM certificates, each issued by the next");
         return -1;
     }
     X509 *x = leaf_of(pem, len);

@@ -681,6 +681,23 @@ def test_bad_replies_mid_order_write_nothing(pebble, tmp_path, path, fault, mess
     assert challenge_files(pebble) == []
 
 
+def test_unlinked_chain_is_refused(pebble, tmp_path):
+    tls = pebble.tls  # two real certificates in the wrong order: the CA first
+    body = (tls / "ca.pem").read_bytes() + (tls / "cert.pem").read_bytes()
+    fault = (200, {"Content-Type": "application/pem-certificate-chain"}, body)
+    handler = type("F", (FaultProxy,), {"pebble": pebble, "seen": [],
+                                         "faults": {"/certZ/": [fault]}})
+    srv = https_server(pebble.tls, handler)
+    try:
+        args = certd_args(pebble, tmp_path, "--issue", "unlinked.example.com")
+        args[args.index("--server") + 1] = f"https://127.0.0.1:{srv.server_address[1]}/dir"
+        r = run(args, tmp_path)
+    finally:
+        srv.shutdown()
+    assert r.returncode == EXIT_FAIL and "each issued by the next" in r.stderr
+    assert not (tmp_path / "certs" / "unlinked.example.com").exists()
+
+
 def hook_lines(path):
     return path.read_text().split() if path.exists() else []
 
