@@ -1,0 +1,225 @@
+/* The listening sockets the edge serves on, bound by the supervisor (as root, before the
+ * privilege drop) and kept open for its whole life, so a restarted edge inherits the same
+ * sockets and no connection is refused while it is down. */
+#include "supervisor/sv.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "shared/log.h"
+
+#define LISTEN_BACKLOG 511
+
+typedef struct {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int v6only; /* -1: leave the system default */
+    bool any;   /* ":80": every address, IPv6 and IPv4 together when the host has IPv6 */
+} listen_addr;
+
+static int parse_port(const char *text, uint16_t *port)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end != '\0' || v < 1 || v > 65535)
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+static void set_any6(listen_addr *a, uint16_t port)
+{
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->addr;
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_addr = in6addr_any;
+    sin6->sin6_port = htons(port);
+    a->len = sizeof(*sin6);
+    a->v6only = 0;
+    a->any = true;
+}
+
+static int resolve_host(const char *host, uint16_t port, listen_addr *a)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL)
+        return -1;
+    memcpy(&a->addr, res->ai_addr, res->ai_addrlen);
+    a->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    if (a->addr.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a->addr)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)&a->addr)->sin6_port = htons(port);
+    return 0;
+}
+
+/* ":80", "80", "*:80", "[::]:443", "[::1]:8443", "127.0.0.1:8080", "localhost:8080". */
+static int parse_listen(const char *spec, listen_addr *a, char *why, size_t whylen)
+{
+    memset(a, 0, sizeof(*a));
+    a->v6only = -1;
+    char host[256];
+    const char *port_text;
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - spec - 1) >= sizeof(host)) {
+            snprintf(why, whylen, "expected [IPV6]:PORT");
+            return -1;
+        }
+        memcpy(host, spec + 1, (size_t)(close - spec - 1));
+        host[close - spec - 1] = '\0';
+        port_text = close + 2;
+    } else {
+        const char *colon = strrchr(spec, ':');
+        size_t hlen = colon ? (size_t)(colon - spec) : 0;
+        if (hlen >= sizeof(host)) {
+            snprintf(why, whylen, "host name too long");
+            return -1;
+        }
+        memcpy(host, spec, hlen);
+        host[hlen] = '\0';
+        port_text = colon ? colon + 1 : spec;
+    }
+    uint16_t port;
+    if (parse_port(port_text, &port) < 0) {
+        snprintf(why, whylen, "port must be 1-65535");
+        return -1;
+    }
+    if (host[0] == '\0' || strcmp(host, "*") == 0) {
+        set_any6(a, port);
+        return 0;
+    }
+    if (spec[0] == '[')
+        a->v6only = 1; /* "[::]:443" means IPv6 only, as in nginx */
+    if (resolve_host(host, port, a) < 0) {
+        snprintf(why, whylen, "cannot resolve '%s'", host);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_socket(const listen_addr *a, char *why, size_t whylen)
+{
+    int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, whylen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (a->v6only >= 0)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &a->v6only, sizeof(a->v6only));
+    if (bind(fd, (const struct sockaddr *)&a->addr, a->len) < 0 ||
+        listen(fd, LISTEN_BACKLOG) < 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Bind one address; ":80" on a host without IPv6 falls back to 0.0.0.0. */
+static int bind_listen(const char *spec, char *why, size_t whylen)
+{
+    listen_addr a;
+    if (parse_listen(spec, &a, why, whylen) < 0)
+        return -1;
+    int fd = open_socket(&a, why, whylen);
+    if (fd < 0 && a.any && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&a.addr;
+        uint16_t port = ((struct sockaddr_in6 *)&a.addr)->sin6_port;
+        memset(&a.addr, 0, sizeof(a.addr));
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        sin->sin_port = port;
+        a.len = sizeof(*sin);
+        a.v6only = -1;
+        fd = open_socket(&a, why, whylen);
+    }
+    return fd;
+}
+
+static void describe_place(const hearth_config *cfg, const char *key, size_t index,
+                           const char *spec, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s: key '%s[%zu]' ('%s'): ", cfg->path ? cfg->path : "config", key,
+             index, spec);
+}
+
+static void each_key(const hearth_config *cfg, int i, const char **key, const char **name,
+                     const config_strings **list)
+{
+    *key = i == 0 ? "edge.http" : "edge.https";
+    *name = i == 0 ? "http" : "https";
+    *list = i == 0 ? &cfg->edge.http : &cfg->edge.https;
+}
+
+int listeners_check(const hearth_config *cfg, char *err, size_t errlen)
+{
+    for (int k = 0; k < 2; k++) {
+        const char *key, *name;
+        const config_strings *list;
+        each_key(cfg, k, &key, &name, &list);
+        for (size_t i = 0; i < list->count; i++) {
+            listen_addr a;
+            char why[128];
+            if (parse_listen(list->items[i], &a, why, sizeof(why)) < 0) {
+                describe_place(cfg, key, i, list->items[i], err, errlen);
+                strncat(err, why, errlen - strlen(err) - 1);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int listeners_open(supervisor *sv, char *err, size_t errlen)
+{
+    size_t total = sv->cfg.edge.http.count + sv->cfg.edge.https.count;
+    sv->listeners = calloc(total ? total : 1, sizeof(*sv->listeners));
+    if (sv->listeners == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int k = 0; k < 2; k++) {
+        const char *key, *name;
+        const config_strings *list;
+        each_key(&sv->cfg, k, &key, &name, &list);
+        for (size_t i = 0; i < list->count; i++) {
+            char why[128];
+            int fd = bind_listen(list->items[i], why, sizeof(why));
+            if (fd < 0) {
+                describe_place(&sv->cfg, key, i, list->items[i], err, errlen);
+                strncat(err, why, errlen - strlen(err) - 1);
+                return -1;
+            }
+            sv_listener *l = &sv->listeners[sv->listener_count++];
+            l->key = key;
+            l->name = name;
+            l->spec = strdup(list->items[i]); /* outlives a reloaded config */
+            l->fd = fd;
+            log_info("listening on %s (%s)", list->items[i], l->name);
+        }
+    }
+    return 0;
+}
+
+void listeners_close(supervisor *sv)
+{
+    for (size_t i = 0; i < sv->listener_count; i++) {
+        close(sv->listeners[i].fd);
+        free(sv->listeners[i].spec);
+    }
+    free(sv->listeners);
+    sv->listeners = NULL;
+    sv->listener_count = 0;
+}
