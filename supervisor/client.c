@@ -110,7 +110,7 @@ int sv_client(int argc, char **argv, const char *config_path, const char *socket
 {
     bool as_json = false;
     int n = 0;
-    char *args[3];
+    char *args[3] = {NULL, NULL, NULL};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             as_json = true;
@@ -118,6 +118,10 @@ int sv_client(int argc, char **argv, const char *config_path, const char *socket
             args[n++] = argv[i];
     }
     char err[512];
+    if (n == 0) {
+        fprintf(stderr, "supervisor: no command\n");
+        return SV_EXIT_CONFIG;
+    }
     json_t *req = build_request(n, args, err, sizeof(err));
     if (req == NULL) {
         fprintf(stderr, "supervisor: %s\n", err);

@@ -81,7 +81,7 @@ static char **build_env(supervisor *sv, spawn_plan *plan, size_t *from, size_t *
     *from = k;
     envp[k++] = env_pair("NOTIFY_SOCKET", sv->notify_path);
     if (plan->listen_count > 0) {
-        char count[16], names[256] = "";
+        char count[24], names[256] = "";
         snprintf(count, sizeof(count), "%zu", plan->listen_count);
         for (size_t i = 0; i < plan->listen_count; i++) {
             if (i > 0)

@@ -69,7 +69,7 @@ static int make_dir(supervisor *sv, const char *path, mode_t mode, char *err, si
         char saved = *p;
         *p = '\0';
         if (mkdir(tmp, saved == '\0' ? mode : 0755) < 0 && errno != EEXIST) {
-            snprintf(err, errlen, "mkdir %s: %s", tmp, strerror(errno));
+            snprintf(err, errlen, "mkdir %.512s: %s", tmp, strerror(errno));
             return -1;
         }
         *p = saved;

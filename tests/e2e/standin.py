@@ -1,0 +1,94 @@
+"""A stand-in for one hearth component (edge, appserver or certd) under the supervisor: a real
+process that speaks the same protocols (READY=1 on NOTIFY_SOCKET, LISTEN_FDS sockets, signals)
+and records what happens to it, so the supervisor can be tested before the real components.
+
+usage: standin.py NAME [ARGS...]; behaviour from $STANDIN_<NAME> (comma-separated):
+  crash          exit 1 at once            exit2        exit 2 (config error) at once
+  crash_after=S  exit 1 after S seconds    noready      never send READY=1
+  ignoreterm     ignore SIGTERM/SIGINT     slowstop=S   take S seconds to stop
+Events go to $STANDIN_DIR/NAME.events as "MONOTONIC EVENT PID DETAIL" lines."""
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+NAME = sys.argv[1]
+MODES = dict(
+    (m.split("=", 1) + [""])[:2] for m in os.environ.get("STANDIN_" + NAME.upper(), "").split(",") if m
+)
+EVENTS = os.path.join(os.environ.get("STANDIN_DIR", "/tmp"), NAME + ".events")
+
+
+def event(what, detail=""):
+    with open(EVENTS, "a") as f:
+        f.write(f"{time.monotonic():.6f} {what} {os.getpid()} {detail}\n")
+
+
+def notify(state):
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(state.encode(), "\0" + path[1:] if path.startswith("@") else path)
+
+
+def listen_fds():
+    """The sockets handed down by the LISTEN_FDS protocol, with their names."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    n = int(os.environ.get("LISTEN_FDS", "0"))
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+    return [(socket.socket(fileno=3 + i), names[i] if i < len(names) else "") for i in range(n)]
+
+
+def serve(sock, name):
+    while True:
+        conn, _ = sock.accept()
+        with conn:
+            conn.settimeout(2)
+            try:
+                conn.recv(4096)
+                body = f"{NAME} {os.getpid()} {name}\n".encode()
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            except OSError:
+                pass
+
+
+def on_stop(signum, frame):
+    event("term" if signum == signal.SIGTERM else "int")
+    if "ignoreterm" in MODES:
+        return
+    time.sleep(float(MODES.get("slowstop") or 0))
+    event("exit")
+    os._exit(0)
+
+
+def main():
+    fds = listen_fds()
+    event("start", f"uid={os.getuid()} args={' '.join(sys.argv[2:])} fds={','.join(n for _, n in fds)}")
+    print(f"{NAME} stand-in started, pid {os.getpid()}", file=sys.stderr, flush=True)
+    if "crash" in MODES:
+        print(f"{NAME} stand-in crashing", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if "exit2" in MODES:
+        sys.exit(2)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, lambda s, f: event("hup"))
+    signal.signal(signal.SIGUSR1, lambda s, f: event("usr1"))
+    for sock, name in fds:
+        threading.Thread(target=serve, args=(sock, name), daemon=True).start()
+    if "noready" not in MODES:
+        notify("READY=1\nSTATUS=serving")
+        event("ready")
+    deadline = time.monotonic() + float(MODES["crash_after"]) if "crash_after" in MODES else None
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            event("crash")
+            os._exit(1)
+        time.sleep(0.05)
+
+
+main()
