@@ -52,6 +52,28 @@ static void print_status(json_t *reply)
     }
 }
 
+/* A config that no longer loads must not stop `reload` from reaching the supervisor (which then
+ * says what is wrong): take a top-level "run_dir:" line as it stands. */
+static char *scan_run_dir(const char *config_path)
+{
+    FILE *f = fopen(config_path, "r");
+    if (f == NULL)
+        return NULL;
+    char line[1024], *found = NULL;
+    while (found == NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "run_dir:", 8) != 0)
+            continue;
+        char *v = line + 8;
+        v += strspn(v, " \t\"'");
+        size_t n = strcspn(v, " \t\"'#\r\n");
+        v[n] = '\0';
+        if (n > 0)
+            found = strdup(v);
+    }
+    fclose(f);
+    return found;
+}
+
 /* Where the socket is: --socket, else run_dir of the config (defaults when it won't load). */
 static char *socket_path(const char *config_path, const char *socket_arg, int64_t *stop_ms)
 {
@@ -60,10 +82,14 @@ static char *socket_path(const char *config_path, const char *socket_arg, int64_
         return strdup(socket_arg);
     hearth_config cfg;
     char err[512], path[256];
-    if (config_load(&cfg, config_path, err, sizeof(err)) < 0)
+    char *run_dir = NULL;
+    if (config_load(&cfg, config_path, err, sizeof(err)) < 0) {
         config_defaults(&cfg);
+        run_dir = scan_run_dir(config_path);
+    }
     *stop_ms = cfg.supervisor.stop_timeout_ms;
-    int rc = control_socket_path(cfg.run_dir, path, sizeof(path));
+    int rc = control_socket_path(run_dir ? run_dir : cfg.run_dir, path, sizeof(path));
+    free(run_dir);
     config_free(&cfg);
     return rc < 0 ? NULL : strdup(path);
 }

@@ -6,6 +6,7 @@ usage: standin.py NAME [ARGS...]; behaviour from $STANDIN_<NAME> (comma-separate
   crash          exit 1 at once            exit2        exit 2 (config error) at once
   crash_after=S  exit 1 after S seconds    noready      never send READY=1
   ignoreterm     ignore SIGTERM/SIGINT     slowstop=S   take S seconds to stop
+  askreload=NAME after READY=1, ask the supervisor to reload NAME (certd's "certificate changed")
 Events go to $STANDIN_DIR/NAME.events as "MONOTONIC EVENT PID DETAIL" lines."""
 import os
 import signal
@@ -43,23 +44,44 @@ def listen_fds():
     return [(socket.socket(fileno=3 + i), names[i] if i < len(names) else "") for i in range(n)]
 
 
+# Held while accepting and answering one connection, so a graceful stop finishes the request
+# in flight and leaves the rest in the listen queue for the next edge, as the real edge must.
+serving = threading.Lock()
+stopping = False
+
+
+def answer(conn, name):
+    with conn:
+        conn.settimeout(2)
+        try:
+            conn.recv(4096)
+            body = f"{NAME} {os.getpid()} {name}\n".encode()
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        except OSError:
+            pass
+
+
 def serve(sock, name):
+    sock.settimeout(0.05)
     while True:
-        conn, _ = sock.accept()
-        with conn:
-            conn.settimeout(2)
+        with serving:
+            if stopping:
+                return
             try:
-                conn.recv(4096)
-                body = f"{NAME} {os.getpid()} {name}\n".encode()
-                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-            except OSError:
-                pass
+                conn, _ = sock.accept()
+            except (socket.timeout, BlockingIOError):
+                continue
+            answer(conn, name)
 
 
 def on_stop(signum, frame):
+    global stopping
     event("term" if signum == signal.SIGTERM else "int")
     if "ignoreterm" in MODES:
         return
+    stopping = True
+    with serving:
+        pass
     time.sleep(float(MODES.get("slowstop") or 0))
     event("exit")
     os._exit(0)
@@ -83,6 +105,9 @@ def main():
     if "noready" not in MODES:
         notify("READY=1\nSTATUS=serving")
         event("ready")
+    if MODES.get("askreload"):
+        time.sleep(0.2)
+        notify("HEARTH_RELOAD=" + MODES["askreload"])
     deadline = time.monotonic() + float(MODES["crash_after"]) if "crash_after" in MODES else None
     while True:
         if deadline is not None and time.monotonic() >= deadline:
