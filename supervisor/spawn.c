@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "shared/log.h"
@@ -182,6 +183,9 @@ static void exec_in_child(spawn_plan *plan, const char *name)
         fail_in_child(name, "passing listening sockets", strerror(errno));
     if (plan->listen_count > 0)
         format_pid(plan->listen_pid + strlen("LISTEN_PID="), getpid());
+    /* Under systemd the supervisor holds CAP_NET_BIND_SERVICE as an ambient capability to bind
+     * :80/:443; the components get the sockets instead and need no capability at all. */
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
     if (plan->drop) {
         char err[256];
         if (privs_drop(plan->uid, plan->gid, err, sizeof(err)) < 0)

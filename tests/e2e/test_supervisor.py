@@ -386,13 +386,18 @@ class ClientLoop:
         while not self.done.is_set():
             try:
                 reply = http_get(self.port)
-                self.ok += 1
-                if not REAL:
-                    self.pids.add(reply.split("\r\n\r\n", 1)[1].split()[1])
             except ConnectionRefusedError:
                 self.refused += 1
+                continue
             except OSError:
                 self.failed += 1
+                continue
+            if not reply.startswith("HTTP/"):
+                self.failed += 1  # closed without an answer
+                continue
+            self.ok += 1
+            if not REAL:
+                self.pids.add(reply.split("\r\n\r\n", 1)[1].split()[1])
 
     def __enter__(self):
         self.thread.start()
