@@ -73,8 +73,7 @@ int sv_locate(const char *name, char **path, char *err, size_t errlen)
     if (dir != NULL && dir[0] != '\0') {
         if (try_path(dir, "/", name, path))
             return 0;
-        snprintf(err, errlen, "%s: no executable %s/%s (from HEARTH_LIBEXEC_DIR)", name, dir,
-                 name);
+        snprintf(err, errlen, "%s: no executable %s/%s (from HEARTH_LIBEXEC_DIR)", name, dir, name);
         return -1;
     }
     char self[PATH_MAX];
@@ -91,7 +90,7 @@ int sv_locate(const char *name, char **path, char *err, size_t errlen)
     snprintf(middle, sizeof(middle), "/../%s/", name);
     if (try_path(here, middle, name, path))
         return 0;
-    snprintf(err, errlen, "%s: not found in %s (nor %s/../%s/); set HEARTH_LIBEXEC_DIR", name,
-             here, here, name);
+    snprintf(err, errlen, "%s: not found in %s (nor %s/../%s/); set HEARTH_LIBEXEC_DIR", name, here,
+             here, name);
     return -1;
 }

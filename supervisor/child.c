@@ -122,8 +122,7 @@ static void crashed(sv_child *c)
     uint64_t now = uv_now(c->sv->loop);
     uint64_t uptime = now - c->started_ms;
     if (WIFEXITED(c->last_status) && WEXITSTATUS(c->last_status) == EXIT_CONFIG_ERROR) {
-        log_error("%s: exited with a usage/config error (%s); not restarting: FATAL", c->name,
-                  how);
+        log_error("%s: exited with a usage/config error (%s); not restarting: FATAL", c->name, how);
         set_state(c, CHILD_FATAL);
         return;
     }
@@ -136,8 +135,8 @@ static void crashed(sv_child *c)
         set_state(c, CHILD_FATAL);
         return;
     }
-    log_warn("%s: %s after %llums; restarting in %lldms", c->name, how,
-             (unsigned long long)uptime, (long long)delay);
+    log_warn("%s: %s after %llums; restarting in %lldms", c->name, how, (unsigned long long)uptime,
+             (long long)delay);
     c->restarts++;
     arm_timer(c, delay);
     set_state(c, CHILD_BACKOFF);

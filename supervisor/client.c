@@ -102,8 +102,8 @@ static json_t *build_request(int argc, char **argv, char *err, size_t errlen)
         snprintf(err, errlen, "usage: supervisor restart NAME");
         return NULL;
     }
-    if (strcmp(cmd, "status") != 0 && strcmp(cmd, "reload") != 0 &&
-        strcmp(cmd, "restart") != 0 && strcmp(cmd, "stop") != 0) {
+    if (strcmp(cmd, "status") != 0 && strcmp(cmd, "reload") != 0 && strcmp(cmd, "restart") != 0 &&
+        strcmp(cmd, "stop") != 0) {
         snprintf(err, errlen, "unknown command '%s'", cmd);
         return NULL;
     }

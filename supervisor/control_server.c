@@ -57,8 +57,8 @@ static json_t *reply_status(supervisor *sv)
     for (size_t i = 0; i < CHILD_COUNT; i++)
         json_array_append_new(list, child_status(&sv->children[order[i]], now));
     return json_pack("{s:b, s:i, s:s, s:s, s:o}", "ok", 1, "pid", (int)getpid(), "state",
-                     sv->state == STACK_RUNNING ? "running" : "stopping", "config",
-                     sv->config_path, "components", list);
+                     sv->state == STACK_RUNNING ? "running" : "stopping", "config", sv->config_path,
+                     "components", list);
 }
 
 static json_t *reply_restart(supervisor *sv, const char *name)

@@ -118,8 +118,7 @@ static int open_socket(const listen_addr *a, char *why, size_t whylen)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (a->v6only >= 0)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &a->v6only, sizeof(a->v6only));
-    if (bind(fd, (const struct sockaddr *)&a->addr, a->len) < 0 ||
-        listen(fd, LISTEN_BACKLOG) < 0) {
+    if (bind(fd, (const struct sockaddr *)&a->addr, a->len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
         snprintf(why, whylen, "%s", strerror(errno));
         close(fd);
         return -1;
@@ -148,11 +147,41 @@ static int bind_listen(const char *spec, char *why, size_t whylen)
     return fd;
 }
 
+static bool is_edge(char c, const char *set)
+{
+    return c == '\0' || strchr(set, c) != NULL;
+}
+
+/* The config keeps no line numbers for list items, so find the address in the file itself: the
+ * first line holding it as a whole YAML scalar. 0 when not found. */
+static int find_line(const char *path, const char *spec)
+{
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (f == NULL)
+        return 0;
+    char line[1024];
+    int lineno = 0, found = 0;
+    size_t n = strlen(spec);
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        for (char *p = strstr(line, spec); p != NULL && !found; p = strstr(p + 1, spec)) {
+            if ((p == line || is_edge(p[-1], "\"' [,:")) && is_edge(p[n], "\"' ],#\r\n"))
+                found = lineno;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
 static void describe_place(const hearth_config *cfg, const char *key, size_t index,
                            const char *spec, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "%s: key '%s[%zu]' ('%s'): ", cfg->path ? cfg->path : "config", key,
-             index, spec);
+    const char *path = cfg->path ? cfg->path : "config";
+    int line = find_line(cfg->path, spec);
+    if (line > 0)
+        snprintf(err, errlen, "%s:%d: key '%s[%zu]' ('%s'): ", path, line, key, index, spec);
+    else
+        snprintf(err, errlen, "%s: key '%s[%zu]' ('%s'): ", path, key, index, spec);
 }
 
 static void each_key(const hearth_config *cfg, int i, const char **key, const char **name,

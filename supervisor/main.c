@@ -10,25 +10,26 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: supervisor [start] [-c FILE]      run the stack in the foreground\n"
-            "       supervisor check [-c FILE]        validate the config (like nginx -t)\n"
-            "       supervisor status [--json]        per component: state, pid, uptime, ...\n"
-            "       supervisor reload [NAME]          reload all, or one component\n"
-            "       supervisor restart NAME           restart one component\n"
-            "       supervisor stop [--fast]          stop the stack (graceful by default)\n"
-            "options: -c, --config FILE (default " CONFIG_DEFAULT_PATH ")\n"
-            "         -s, --socket PATH  control socket (default RUN_DIR/supervisor.sock)\n"
-            "signals: HUP reload, TERM graceful stop, INT/QUIT fast stop, USR1 reopen logs\n");
+    fprintf(out, "usage: supervisor [start] [-c FILE]      run the stack in the foreground\n"
+                 "       supervisor check [-c FILE]        validate the config (like nginx -t)\n"
+                 "       supervisor status [--json]        per component: state, pid, uptime, ...\n"
+                 "       supervisor reload [NAME]          reload all, or one component\n"
+                 "       supervisor restart NAME           restart one component\n"
+                 "       supervisor stop [--fast]          stop the stack (graceful by default)\n"
+                 "options: -c, --config FILE (default " CONFIG_DEFAULT_PATH ")\n"
+                 "         -s, --socket PATH  control socket (default RUN_DIR/supervisor.sock)\n"
+                 "signals: HUP reload, TERM graceful stop, INT/QUIT fast stop, USR1 reopen logs\n");
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"socket", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-        {"json", no_argument, NULL, 'j'},         {"fast", no_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"socket", required_argument, NULL, 's'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"fast", no_argument, NULL, 'f'},
+                                             {NULL, 0, NULL, 0}};
     const char *config_path = CONFIG_DEFAULT_PATH, *socket_path = NULL;
     bool as_json = false, fast = false;
     int opt;

@@ -38,7 +38,7 @@ typedef struct {
 /* Variables that describe our own relation to systemd must not leak into the children. */
 static bool env_is_ours(const char *var)
 {
-    static const char *const names[] = {"NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=",
+    static const char *const names[] = {"NOTIFY_SOCKET=",  "LISTEN_FDS=",    "LISTEN_PID=",
                                         "LISTEN_FDNAMES=", "WATCHDOG_USEC=", "WATCHDOG_PID="};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strncmp(var, names[i], strlen(names[i])) == 0)

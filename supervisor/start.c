@@ -96,7 +96,8 @@ static int resolve_user(supervisor *sv, char *err, size_t errlen)
     if (getuid() == sv->uid && geteuid() == sv->uid)
         return 0; /* already that user: nothing to drop */
     if (geteuid() != 0) {
-        snprintf(err, errlen, "%s: key 'user': running as uid %u, cannot become '%s' (start as "
+        snprintf(err, errlen,
+                 "%s: key 'user': running as uid %u, cannot become '%s' (start as "
                  "root, or remove 'user')",
                  sv->cfg.path, (unsigned)geteuid(), sv->cfg.user);
         return -1;

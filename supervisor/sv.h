@@ -26,13 +26,13 @@ typedef enum {
 } child_state;
 
 typedef enum {
-    EV_START,   /* bring it up */
-    EV_READY,   /* READY=1 from its main pid */
-    EV_EXIT,    /* reaped */
-    EV_TIMER,   /* backoff over, or stop timeout reached */
-    EV_STOP,    /* graceful stop (SIGTERM) */
+    EV_START,    /* bring it up */
+    EV_READY,    /* READY=1 from its main pid */
+    EV_EXIT,     /* reaped */
+    EV_TIMER,    /* backoff over, or stop timeout reached */
+    EV_STOP,     /* graceful stop (SIGTERM) */
     EV_FASTSTOP, /* fast stop (SIGINT) */
-    EV_RESTART, /* stop if running, then start at once; clears FATAL */
+    EV_RESTART,  /* stop if running, then start at once; clears FATAL */
 } child_event;
 
 typedef struct supervisor supervisor;
@@ -87,9 +87,9 @@ struct supervisor {
     int devnull_fd;
     stack_state state;
     bool fast_stop;
-    int stop_index; /* position in the stop order during a graceful stop */
+    int stop_index;  /* position in the stop order during a graceful stop */
     bool told_ready; /* READY=1 sent to systemd */
-    bool advancing; /* advance_stop() is on the stack */
+    bool advancing;  /* advance_stop() is on the stack */
     uv_timer_t done_timer;
     void *signals; /* signals_set */
     int exit_code;

@@ -207,7 +207,7 @@ def test_port_in_use_exit_2_nothing_started(stack):
         assert p.wait(timeout=5) == 2
     log = stack.log()
     assert "edge.http[0]" in log and f"127.0.0.1:{stack.port}" in log, log
-    assert "in use" in log and stack.config in log, log
+    assert "in use" in log and f"{stack.config}:4:" in log, log
     assert "nothing started" in log
     assert not any(stack.events(n) for n in COMPONENTS), "a component was started"
 
