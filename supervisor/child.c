@@ -92,7 +92,12 @@ static void start(sv_child *c)
     uv_update_time(c->sv->loop);
     c->started_ms = uv_now(c->sv->loop);
     c->restart_after_stop = false;
-    pid_t pid = spawn_child(c->sv, c);
+    char err[512];
+    pid_t pid = -1;
+    if (c->wants_listeners && listeners_reopen(c->sv, err, sizeof(err)) < 0)
+        log_error("%s: cannot start: %s", c->name, err);
+    else
+        pid = spawn_child(c->sv, c);
     if (pid < 0) {
         c->pid = 0;
         c->has_exited = true;

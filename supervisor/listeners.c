@@ -211,6 +211,19 @@ int listeners_check(const hearth_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+static int bind_one(supervisor *sv, sv_listener *l, char *err, size_t errlen)
+{
+    char why[128];
+    l->fd = bind_listen(l->spec, why, sizeof(why));
+    if (l->fd < 0) {
+        describe_place(&sv->cfg, l->key, l->index, l->spec, err, errlen);
+        strncat(err, why, errlen - strlen(err) - 1);
+        return -1;
+    }
+    log_info("listening on %s (%s)", l->spec, l->name);
+    return 0;
+}
+
 int listeners_open(supervisor *sv, char *err, size_t errlen)
 {
     size_t total = sv->cfg.edge.http.count + sv->cfg.edge.https.count;
@@ -224,28 +237,52 @@ int listeners_open(supervisor *sv, char *err, size_t errlen)
         const config_strings *list;
         each_key(&sv->cfg, k, &key, &name, &list);
         for (size_t i = 0; i < list->count; i++) {
-            char why[128];
-            int fd = bind_listen(list->items[i], why, sizeof(why));
-            if (fd < 0) {
-                describe_place(&sv->cfg, key, i, list->items[i], err, errlen);
-                strncat(err, why, errlen - strlen(err) - 1);
-                return -1;
-            }
-            sv_listener *l = &sv->listeners[sv->listener_count++];
+            sv_listener *l = &sv->listeners[sv->listener_count];
             l->key = key;
             l->name = name;
+            l->index = i;
             l->spec = strdup(list->items[i]); /* outlives a reloaded config */
-            l->fd = fd;
-            log_info("listening on %s (%s)", list->items[i], l->name);
+            l->fd = -1;
+            if (l->spec == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            sv->listener_count++;
+            if (bind_one(sv, l, err, errlen) < 0)
+                return -1;
         }
     }
+    return 0;
+}
+
+/* With the edge FATAL, nobody would ever accept: close the sockets so clients are refused at
+ * once instead of waiting in the listen queue. */
+void listeners_shut(supervisor *sv)
+{
+    if (sv->listener_count == 0 || sv->listeners[0].fd < 0)
+        return;
+    for (size_t i = 0; i < sv->listener_count; i++) {
+        close(sv->listeners[i].fd);
+        sv->listeners[i].fd = -1;
+    }
+    log_warn("edge is FATAL: listening sockets closed, connections are refused until `supervisor "
+             "restart edge`");
+}
+
+/* Bind again what listeners_shut() closed, before the edge is started anew. */
+int listeners_reopen(supervisor *sv, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sv->listener_count; i++)
+        if (sv->listeners[i].fd < 0 && bind_one(sv, &sv->listeners[i], err, errlen) < 0)
+            return -1;
     return 0;
 }
 
 void listeners_close(supervisor *sv)
 {
     for (size_t i = 0; i < sv->listener_count; i++) {
-        close(sv->listeners[i].fd);
+        if (sv->listeners[i].fd >= 0)
+            close(sv->listeners[i].fd);
         free(sv->listeners[i].spec);
     }
     free(sv->listeners);

@@ -67,7 +67,13 @@ static void handle_message(supervisor *sv, pid_t pid, const char *msg)
     if (get_value(msg, "HEARTH_RELOAD", target, sizeof(target))) {
         char err[256];
         log_info("%s asks to reload %s", c->name, target);
-        if (stack_reload(sv, target, err, sizeof(err)) < 0)
+        sv_child *t = stack_child_by_name(sv, target);
+        if (t != NULL && t->enabled && t->state == CHILD_FATAL && sv->state == STACK_RUNNING) {
+            /* The edge exits 2 when it has no certificate yet; the new one may be what it
+             * lacked, so this is the moment to try it again. */
+            log_info("%s is FATAL: restarting it instead", target);
+            child_event_post(t, EV_RESTART);
+        } else if (stack_reload(sv, target, err, sizeof(err)) < 0)
             log_warn("reload %s asked by %s: %s", target, c->name, err);
     }
 }

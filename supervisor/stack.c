@@ -126,8 +126,9 @@ static void advance_stop(supervisor *sv)
 
 void stack_child_changed(supervisor *sv, sv_child *c)
 {
-    (void)c;
     send_status(sv);
+    if (c->wants_listeners && c->state == CHILD_FATAL)
+        listeners_shut(sv);
     if (sv->state == STACK_RUNNING) {
         check_ready(sv);
     } else if (sv->state == STACK_STOPPING) {

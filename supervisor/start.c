@@ -130,8 +130,11 @@ static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
     *code = SV_EXIT_RUNTIME;
     if (locate_children(sv, err, errlen) < 0)
         return -1;
+    /* certd's directories too: the edge serves the webroot even before certd first runs. */
     if (make_dir(sv, sv->cfg.run_dir, 0750, err, errlen) < 0 ||
-        make_dir(sv, sv->cfg.state_dir, 0750, err, errlen) < 0)
+        make_dir(sv, sv->cfg.state_dir, 0750, err, errlen) < 0 ||
+        make_dir(sv, sv->cfg.certd.cert_dir, 0750, err, errlen) < 0 ||
+        make_dir(sv, sv->cfg.certd.webroot, 0750, err, errlen) < 0)
         return -1;
     char pidfile[PATH_MAX];
     snprintf(pidfile, sizeof(pidfile), "%s/supervisor.pid", sv->cfg.run_dir);

@@ -58,8 +58,9 @@ typedef struct {
 typedef struct {
     const char *key;  /* "edge.http" */
     const char *name; /* LISTEN_FDNAMES entry: "http" or "https" */
+    size_t index;     /* position in that list, for messages */
     char *spec;       /* as written in the config */
-    int fd;
+    int fd;           /* -1 while shut (edge FATAL) */
 } sv_listener;
 
 enum { CHILD_APPSERVER, CHILD_EDGE, CHILD_CERTD, CHILD_COUNT };
@@ -119,6 +120,8 @@ void output_close_all(void);
 int listeners_open(supervisor *sv, char *err, size_t errlen);
 int listeners_check(const hearth_config *cfg, char *err, size_t errlen);
 void listeners_close(supervisor *sv);
+void listeners_shut(supervisor *sv);
+int listeners_reopen(supervisor *sv, char *err, size_t errlen);
 
 /* notify.c: the NOTIFY_SOCKET the children speak sd_notify to */
 int notify_open(supervisor *sv, char *err, size_t errlen);

@@ -350,6 +350,25 @@ def test_crash_loop_goes_fatal_others_keep_running(tmp_path, procs):
 
 
 @standin_only
+def test_fatal_edge_refuses_connections_until_restarted(tmp_path, procs):
+    stack = Stack(tmp_path, procs, modes={"edge": "crash"})
+    stack.start()
+    assert stack.state("edge") == "fatal"
+    # Nobody would accept: the sockets are closed, so clients are refused rather than left
+    # waiting in the listen queue.
+    with pytest.raises(ConnectionRefusedError):
+        http_get(stack.port)
+    assert "listening sockets closed" in stack.log()
+    # Fixed (here: the stand-in told to behave), restarted: the sockets are bound again.
+    stack.modes = {}
+    with open(os.path.join(stack.libexec, "edge"), "w") as f:
+        f.write(f'#!/bin/sh\nexec env STANDIN_EDGE= /usr/bin/python3 {STANDIN} edge "$@"\n')
+    assert stack.ctl("restart", "edge").returncode == 0
+    wait_until(lambda: stack.state("edge") == "running", what="edge running")
+    assert http_get(stack.port).startswith("HTTP/1.0 200")
+
+
+@standin_only
 def test_config_error_exit_is_fatal_at_once(tmp_path, procs):
     stack = Stack(tmp_path, procs, modes={"appserver": "exit2"})
     stack.start()
