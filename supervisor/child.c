@@ -40,9 +40,10 @@ void child_describe_status(int status, char *out, size_t len)
         snprintf(out, len, "status %d", status);
 }
 
-void child_init(sv_child *c, supervisor *sv, const char *name)
+void child_init(sv_child *c, supervisor *sv, int id, const char *name)
 {
     memset(c, 0, sizeof(*c));
+    c->id = id;
     c->name = name;
     c->sv = sv;
     c->state = CHILD_STOPPED;
@@ -94,7 +95,7 @@ static void start(sv_child *c)
     c->restart_after_stop = false;
     char err[512];
     pid_t pid = -1;
-    if (c->wants_listeners && listeners_reopen(c->sv, err, sizeof(err)) < 0)
+    if (listeners_reopen(c->sv, c->id, err, sizeof(err)) < 0)
         log_error("%s: cannot start: %s", c->name, err);
     else
         pid = spawn_child(c->sv, c);

@@ -1,6 +1,7 @@
-/* The listening sockets the edge serves on, bound by the supervisor (as root, before the
- * privilege drop) and kept open for its whole life, so a restarted edge inherits the same
- * sockets and no connection is refused while it is down. */
+/* The listening sockets, bound by the supervisor (as root, before the privilege drop) and kept
+ * open for its whole life: the edge's (edge.http, edge.https) and the appserver's
+ * (appserver.bind). A restarted edge or appserver inherits the same sockets, so no connection
+ * is refused while it is down. */
 #include "supervisor/sv.h"
 
 #include <arpa/inet.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "shared/log.h"
@@ -126,9 +129,39 @@ static int open_socket(const listen_addr *a, char *why, size_t whylen)
     return fd;
 }
 
-/* Bind one address; ":80" on a host without IPv6 falls back to 0.0.0.0. */
-static int bind_listen(const char *spec, char *why, size_t whylen)
+/* "unix:PATH": a stale socket file from an earlier run is replaced. Owned by the children's
+ * user, since connecting needs write permission on the file (the edge connects to it). */
+static int bind_unix(supervisor *sv, const char *path, char *why, size_t whylen)
 {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        snprintf(why, whylen, "path too long for a socket");
+        return -1;
+    }
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, whylen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    unlink(path);
+    mode_t old = umask(0117);
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    umask(old);
+    if (rc < 0 || listen(fd, LISTEN_BACKLOG) < 0 ||
+        (sv->drop_privs && chown(path, sv->uid, sv->gid) < 0)) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Bind one address; ":80" on a host without IPv6 falls back to 0.0.0.0. */
+static int bind_listen(supervisor *sv, const char *spec, char *why, size_t whylen)
+{
+    if (strncmp(spec, "unix:", 5) == 0)
+        return bind_unix(sv, spec + 5, why, whylen);
     listen_addr a;
     if (parse_listen(spec, &a, why, whylen) < 0)
         return -1;
@@ -184,25 +217,35 @@ static void describe_place(const hearth_config *cfg, const char *key, size_t ind
         snprintf(err, errlen, "%s: key '%s[%zu]' ('%s'): ", path, key, index, spec);
 }
 
-static void each_key(const hearth_config *cfg, int i, const char **key, const char **name,
-                     const config_strings **list)
+/* The lists of listen addresses in the config, and who gets them. */
+typedef struct {
+    const char *key;
+    const char *name; /* LISTEN_FDNAMES */
+    int owner;
+} listen_list;
+
+static const listen_list lists[] = {
+    {"edge.http", "http", CHILD_EDGE},
+    {"edge.https", "https", CHILD_EDGE},
+    {"appserver.bind", "app", CHILD_APPSERVER},
+};
+
+static const config_strings *list_items(const hearth_config *cfg, size_t i)
 {
-    *key = i == 0 ? "edge.http" : "edge.https";
-    *name = i == 0 ? "http" : "https";
-    *list = i == 0 ? &cfg->edge.http : &cfg->edge.https;
+    return i == 0 ? &cfg->edge.http : i == 1 ? &cfg->edge.https : &cfg->appserver.bind;
 }
 
 int listeners_check(const hearth_config *cfg, char *err, size_t errlen)
 {
-    for (int k = 0; k < 2; k++) {
-        const char *key, *name;
-        const config_strings *list;
-        each_key(cfg, k, &key, &name, &list);
+    for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
+        const config_strings *list = list_items(cfg, k);
         for (size_t i = 0; i < list->count; i++) {
             listen_addr a;
             char why[128];
+            if (strncmp(list->items[i], "unix:", 5) == 0)
+                continue;
             if (parse_listen(list->items[i], &a, why, sizeof(why)) < 0) {
-                describe_place(cfg, key, i, list->items[i], err, errlen);
+                describe_place(cfg, lists[k].key, i, list->items[i], err, errlen);
                 strncat(err, why, errlen - strlen(err) - 1);
                 return -1;
             }
@@ -214,7 +257,7 @@ int listeners_check(const hearth_config *cfg, char *err, size_t errlen)
 static int bind_one(supervisor *sv, sv_listener *l, char *err, size_t errlen)
 {
     char why[128];
-    l->fd = bind_listen(l->spec, why, sizeof(why));
+    l->fd = bind_listen(sv, l->spec, why, sizeof(why));
     if (l->fd < 0) {
         describe_place(&sv->cfg, l->key, l->index, l->spec, err, errlen);
         strncat(err, why, errlen - strlen(err) - 1);
@@ -224,22 +267,26 @@ static int bind_one(supervisor *sv, sv_listener *l, char *err, size_t errlen)
     return 0;
 }
 
+/* Only for components that will run: a disabled appserver's socket is left to nobody. */
 int listeners_open(supervisor *sv, char *err, size_t errlen)
 {
-    size_t total = sv->cfg.edge.http.count + sv->cfg.edge.https.count;
+    size_t total = 0;
+    for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+        total += list_items(&sv->cfg, k)->count;
     sv->listeners = calloc(total ? total : 1, sizeof(*sv->listeners));
     if (sv->listeners == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (int k = 0; k < 2; k++) {
-        const char *key, *name;
-        const config_strings *list;
-        each_key(&sv->cfg, k, &key, &name, &list);
+    for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
+        const config_strings *list = list_items(&sv->cfg, k);
+        if (!sv->children[lists[k].owner].enabled)
+            continue;
         for (size_t i = 0; i < list->count; i++) {
             sv_listener *l = &sv->listeners[sv->listener_count];
-            l->key = key;
-            l->name = name;
+            l->key = lists[k].key;
+            l->name = lists[k].name;
+            l->owner = lists[k].owner;
             l->index = i;
             l->spec = strdup(list->items[i]); /* outlives a reloaded config */
             l->fd = -1;
@@ -255,35 +302,45 @@ int listeners_open(supervisor *sv, char *err, size_t errlen)
     return 0;
 }
 
-/* With the edge FATAL, nobody would ever accept: close the sockets so clients are refused at
- * once instead of waiting in the listen queue. */
-void listeners_shut(supervisor *sv)
+/* With the edge (or appserver) FATAL, nobody would ever accept: close its sockets so clients
+ * are refused at once instead of waiting in the listen queue. */
+void listeners_shut(supervisor *sv, int owner)
 {
-    if (sv->listener_count == 0 || sv->listeners[0].fd < 0)
-        return;
+    bool closed = false;
     for (size_t i = 0; i < sv->listener_count; i++) {
-        close(sv->listeners[i].fd);
-        sv->listeners[i].fd = -1;
+        sv_listener *l = &sv->listeners[i];
+        if (l->owner == owner && l->fd >= 0) {
+            close(l->fd);
+            l->fd = -1;
+            closed = true;
+        }
     }
-    log_warn("edge is FATAL: listening sockets closed, connections are refused until `supervisor "
-             "restart edge`");
+    if (closed)
+        log_warn("%s is FATAL: its listening sockets are closed, connections are refused until "
+                 "`supervisor restart %s`",
+                 sv->children[owner].name, sv->children[owner].name);
 }
 
-/* Bind again what listeners_shut() closed, before the edge is started anew. */
-int listeners_reopen(supervisor *sv, char *err, size_t errlen)
+/* Bind again what listeners_shut() closed, before the component is started anew. */
+int listeners_reopen(supervisor *sv, int owner, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < sv->listener_count; i++)
-        if (sv->listeners[i].fd < 0 && bind_one(sv, &sv->listeners[i], err, errlen) < 0)
+    for (size_t i = 0; i < sv->listener_count; i++) {
+        sv_listener *l = &sv->listeners[i];
+        if (l->owner == owner && l->fd < 0 && bind_one(sv, l, err, errlen) < 0)
             return -1;
+    }
     return 0;
 }
 
 void listeners_close(supervisor *sv)
 {
     for (size_t i = 0; i < sv->listener_count; i++) {
-        if (sv->listeners[i].fd >= 0)
-            close(sv->listeners[i].fd);
-        free(sv->listeners[i].spec);
+        sv_listener *l = &sv->listeners[i];
+        if (l->fd >= 0)
+            close(l->fd);
+        if (strncmp(l->spec, "unix:", 5) == 0)
+            unlink(l->spec + 5);
+        free(l->spec);
     }
     free(sv->listeners);
     sv->listeners = NULL;

@@ -27,6 +27,7 @@ typedef struct {
     char **envp;
     char listen_pid[32]; /* "LISTEN_PID=" + digits, completed in the child */
     const int *listen_fds;
+    const char *const *listen_names;
     size_t listen_count;
     int out_fd; /* write end of the output pipe */
     int devnull_fd;
@@ -87,7 +88,7 @@ static char **build_env(supervisor *sv, spawn_plan *plan, size_t *from, size_t *
         for (size_t i = 0; i < plan->listen_count; i++) {
             if (i > 0)
                 strncat(names, ":", sizeof(names) - strlen(names) - 1);
-            strncat(names, sv->listeners[i].name, sizeof(names) - strlen(names) - 1);
+            strncat(names, plan->listen_names[i], sizeof(names) - strlen(names) - 1);
         }
         envp[k++] = env_pair("LISTEN_FDS", count);
         envp[k++] = env_pair("LISTEN_FDNAMES", names);
@@ -219,10 +220,14 @@ pid_t spawn_child(supervisor *sv, sv_child *c)
     plan_argv(sv, c, &plan);
     snprintf(plan.listen_pid, sizeof(plan.listen_pid), "LISTEN_PID=");
     int fds[64];
-    if (c->wants_listeners) {
-        for (size_t i = 0; i < sv->listener_count && i < 64; i++)
+    const char *names[64];
+    for (size_t i = 0; i < sv->listener_count && plan.listen_count < 64; i++) {
+        if (sv->listeners[i].owner == c->id) {
+            names[plan.listen_count] = sv->listeners[i].name;
             fds[plan.listen_count++] = sv->listeners[i].fd;
+        }
     }
+    plan.listen_names = names;
     plan.listen_fds = fds;
     plan.devnull_fd = sv->devnull_fd;
     plan.drop = sv->drop_privs;

@@ -40,7 +40,6 @@ void stack_enable(supervisor *sv)
         if (sv->cfg.sites[i].tls == SITE_TLS_ACME || sv->cfg.sites[i].tls == SITE_TLS_INTERNAL)
             wants_certd = true;
     sv->children[CHILD_EDGE].enabled = true;
-    sv->children[CHILD_EDGE].wants_listeners = true;
     sv->children[CHILD_APPSERVER].enabled = sv->cfg.appserver.modules.count > 0;
     sv->children[CHILD_CERTD].enabled = wants_certd;
 }
@@ -127,8 +126,8 @@ static void advance_stop(supervisor *sv)
 void stack_child_changed(supervisor *sv, sv_child *c)
 {
     send_status(sv);
-    if (c->wants_listeners && c->state == CHILD_FATAL)
-        listeners_shut(sv);
+    if (c->state == CHILD_FATAL)
+        listeners_shut(sv, c->id);
     if (sv->state == STACK_RUNNING) {
         check_ready(sv);
     } else if (sv->state == STACK_STOPPING) {

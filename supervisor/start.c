@@ -166,7 +166,7 @@ static void init(supervisor *sv, uv_loop_t *loop)
     sv->notify_fd = -1;
     sv->devnull_fd = -1;
     for (int i = 0; i < CHILD_COUNT; i++)
-        child_init(&sv->children[i], sv, child_names[i]);
+        child_init(&sv->children[i], sv, i, child_names[i]);
     uv_timer_init(loop, &sv->done_timer);
     sv->done_timer.data = sv;
 }

@@ -41,7 +41,7 @@ typedef struct {
     const char *name; /* "edge", "appserver", "certd" */
     char *path;       /* the binary */
     bool enabled;     /* false: the config gives it nothing to do */
-    bool wants_listeners;
+    int id;           /* index in the child table: CHILD_EDGE, ... */
     child_state state;
     pid_t pid;
     uint64_t started_ms; /* uv_now() at spawn */
@@ -57,7 +57,8 @@ typedef struct {
 
 typedef struct {
     const char *key;  /* "edge.http" */
-    const char *name; /* LISTEN_FDNAMES entry: "http" or "https" */
+    const char *name; /* LISTEN_FDNAMES entry: "http", "https" or "app" */
+    int owner;        /* the child it is handed to */
     size_t index;     /* position in that list, for messages */
     char *spec;       /* as written in the config */
     int fd;           /* -1 while shut (edge FATAL) */
@@ -99,7 +100,7 @@ struct supervisor {
 };
 
 /* child.c: the state x event table */
-void child_init(sv_child *c, supervisor *sv, const char *name);
+void child_init(sv_child *c, supervisor *sv, int id, const char *name);
 void child_free(sv_child *c);
 void child_event_post(sv_child *c, child_event ev);
 void child_exited(sv_child *c, int status);
@@ -120,8 +121,8 @@ void output_close_all(void);
 int listeners_open(supervisor *sv, char *err, size_t errlen);
 int listeners_check(const hearth_config *cfg, char *err, size_t errlen);
 void listeners_close(supervisor *sv);
-void listeners_shut(supervisor *sv);
-int listeners_reopen(supervisor *sv, char *err, size_t errlen);
+void listeners_shut(supervisor *sv, int owner);
+int listeners_reopen(supervisor *sv, int owner, char *err, size_t errlen);
 
 /* notify.c: the NOTIFY_SOCKET the children speak sd_notify to */
 int notify_open(supervisor *sv, char *err, size_t errlen);

@@ -48,9 +48,12 @@ class Stack:
         self.config = os.path.join(self.base, "hearth.yaml")
         self.libexec = os.path.join(self.base, "libexec")
         self.proc = None
-        if not REAL:
+        if REAL:
+            self.module = binary("examples", "hello.so")
+        else:
             write_standins(self.libexec)
-        open(os.path.join(self.base, "app.so"), "w").close()
+            self.module = os.path.join(self.base, "app.so")
+            open(self.module, "w").close()
 
     def write_config(self, supervisor=None, extra="", sites=None):
         sup = {"stop_timeout": "1s", "restart_delay": "50ms", "restart_delay_max": "400ms",
@@ -59,7 +62,7 @@ class Stack:
         sites = sites if sites is not None else "  - name: example.localhost\n"
         text = (f"run_dir: {self.run_dir}\nstate_dir: {self.base}/state\n"
                 f"edge:\n  http: [\"127.0.0.1:{self.port}\"]\n  https: []\n"
-                f"appserver:\n  modules: [{self.base}/app.so]\n"
+                f"appserver:\n  modules: [{self.module}]\n"
                 "supervisor:\n" + "".join(f"  {k}: {v}\n" for k, v in sup.items()) +
                 extra + "sites:\n" + sites)
         with open(self.config, "w") as f:
@@ -145,7 +148,18 @@ def pid_alive(pid):
 
 
 def http_get(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+    """One HTTP/1.0 request to 127.0.0.1:port, or to a Unix socket when port is a path."""
+    if isinstance(port, str):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(3)
+        try:
+            s.connect(port)
+        except OSError:
+            s.close()
+            raise
+    else:
+        s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    with s:
         s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
         data = b""
         while True:
@@ -233,7 +247,8 @@ def test_start_status_and_stop(stack):
         assert f"args=--config {stack.config}" in starts["edge"]
         assert f"args=-c {stack.config}" in starts["appserver"]
         assert f"args=--daemon -c {stack.config}" in starts["certd"]
-        assert "fds=http" in starts["edge"] and "fds= " in starts["appserver"] + " "
+        assert "fds=http" in starts["edge"] and "fds=app" in starts["appserver"]
+        assert "fds= " in starts["certd"] + " "
     r = stack.ctl("stop")
     assert r.returncode == 0, r.stderr
     # `stop` returns once the supervisor is gone.
@@ -246,7 +261,7 @@ def test_start_status_and_stop(stack):
 def test_components_without_work_are_not_started(stack):
     stack.write_config(sites="  - name: example.localhost\n    tls: off\n")
     with open(stack.config) as f:
-        text = f.read().replace(f"  modules: [{stack.base}/app.so]\n", "  workers: 1\n")
+        text = f.read().replace(f"  modules: [{stack.module}]\n", "  workers: 1\n")
     with open(stack.config, "w") as f:
         f.write(text)
     stack.start()
@@ -358,7 +373,7 @@ def test_fatal_edge_refuses_connections_until_restarted(tmp_path, procs):
     # waiting in the listen queue.
     with pytest.raises(ConnectionRefusedError):
         http_get(stack.port)
-    assert "listening sockets closed" in stack.log()
+    assert "listening sockets are closed" in stack.log()
     # Fixed (here: the stand-in told to behave), restarted: the sockets are bound again.
     stack.modes = {}
     with open(os.path.join(stack.libexec, "edge"), "w") as f:
@@ -451,6 +466,25 @@ def test_edge_restart_refuses_no_connection(stack):
     assert killed.refused == 0 and killed.failed <= 1, vars(killed)
     if not REAL:
         assert len(graceful.pids | killed.pids) == 3
+
+
+def test_appserver_restart_refuses_no_connection(stack):
+    """The appserver's socket (appserver.bind) is the supervisor's too: the edge's requests
+    wait in its queue while the appserver restarts."""
+    stack.start()
+    app_sock = os.path.join(stack.run_dir, "app.sock")
+    assert os.stat(app_sock).st_mode & 0o777 == 0o660
+    with ClientLoop(app_sock) as loop:
+        time.sleep(0.2)
+        old = stack.status()["appserver"]["pid"]
+        assert stack.ctl("restart", "appserver").returncode == 0
+        wait_until(lambda: stack.state("appserver") == "running"
+                   and stack.status()["appserver"]["pid"] != old, what="appserver back")
+        time.sleep(0.3)
+    assert loop.refused == 0 and loop.failed == 0, vars(loop)
+    assert loop.ok > 10
+    if not REAL:
+        assert len(loop.pids) == 2
 
 
 # --- stop order, stop timeout, fast stop ------------------------------------------------------------
