@@ -7,6 +7,7 @@ With HEARTH_E2E_REAL=1 the tests that need no stand-in behaviour run against the
 appserver and certd from the build tree instead (the others are skipped)."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -624,3 +625,81 @@ def test_children_run_as_configured_user(procs):
         assert stack.ctl("stop").returncode == 0
     finally:
         subprocess.run(["rm", "-rf", base])
+
+
+# --- automatic HTTPS: the real stack against Pebble ------------------------------------------------
+
+
+def make_api_cert(d):
+    """A throwaway CA and a 127.0.0.1 certificate for Pebble's API; certd trusts the CA."""
+    def ossl(*args):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    ossl("req", "-x509", *ec, "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days", "1",
+         "-subj", "/CN=hearth test CA")
+    ossl("req", *ec, "-keyout", d / "api.key", "-out", d / "api.csr", "-subj", "/CN=localhost")
+    (d / "san").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ossl("x509", "-req", "-in", d / "api.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
+         "-CAcreateserial", "-days", "1", "-out", d / "api.pem", "-extfile", d / "san")
+
+
+def start_pebble(d, procs, http_port):
+    """Pebble validating HTTP-01 on http_port (the edge's), names resolved to 127.0.0.1 by
+    pebble-challtestsrv. Returns (directory URL, management port)."""
+    make_api_cert(d)
+    api, mgmt, dns = free_port(), free_port(), free_port()
+    (d / "pebble.json").write_text(json.dumps({"pebble": {
+        "listenAddress": f"127.0.0.1:{api}", "managementListenAddress": f"127.0.0.1:{mgmt}",
+        "certificate": str(d / "api.pem"), "privateKey": str(d / "api.key"),
+        "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": ""}}))
+    procs.start(["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns}", "-http01", "",
+                 "-https01", "", "-tlsalpn01", "", "-management", f"127.0.0.1:{free_port()}",
+                 "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""], name="challtestsrv")
+    procs.start(["pebble", "-config", str(d / "pebble.json"), "-dnsserver", f"127.0.0.1:{dns}"],
+                name="pebble", env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "20"})
+    wait_until(lambda: port_open(api) and port_open(mgmt), timeout=15, what="pebble")
+    return f"https://127.0.0.1:{api}/dir", mgmt
+
+
+@pytest.mark.skipif(not REAL, reason="needs the real edge and certd (HEARTH_E2E_REAL=1)")
+@pytest.mark.skipif(not shutil.which("pebble"), reason="needs pebble")
+def test_acme_site_comes_up_on_http_then_https_without_restart(tmp_path, procs):
+    import ssl
+    import urllib.request
+    stack = Stack(tmp_path, procs)
+    https_port = free_port()
+    directory, mgmt = start_pebble(tmp_path, procs, stack.port)
+    name = "site.example.com"
+    stack.write_config(
+        extra=(f"certd:\n  server: {directory}\n  ca_bundle: {tmp_path}/ca.pem\n"
+               "  agree_tos: true\n"),
+        sites=f"  - name: {name}\n    tls: acme\n")
+    with open(stack.config) as f:
+        text = f.read().replace("  https: []\n", f'  https: ["127.0.0.1:{https_port}"]\n')
+    with open(stack.config, "w") as f:
+        f.write(text)
+    stack.start()
+    st = stack.status()
+    assert all(c["state"] == "running" for c in st.values()), st
+    edge_pid = st["edge"]["pid"]
+    # HTTP first: the edge answers before there is any certificate.
+    assert http_get(stack.port).startswith("HTTP/1.1")
+    fullchain = os.path.join(stack.base, "state", "certs", name, "fullchain.pem")
+    wait_until(lambda: os.path.exists(fullchain), timeout=30, what="certd's certificate")
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    with urllib.request.urlopen(f"https://127.0.0.1:{mgmt}/roots/0", context=ctx) as r:
+        (tmp_path / "pebble-root.pem").write_bytes(r.read())
+    site_ctx = ssl.create_default_context(cafile=str(tmp_path / "pebble-root.pem"))
+
+    def https_works():
+        try:
+            with socket.create_connection(("127.0.0.1", https_port), timeout=2) as raw:
+                with site_ctx.wrap_socket(raw, server_hostname=name):
+                    return True
+        except (OSError, ssl.SSLError):
+            return False
+
+    wait_until(https_works, timeout=15, what="HTTPS with Pebble's certificate")
+    # No restart: the edge reloaded.
+    assert stack.status()["edge"]["pid"] == edge_pid
+    assert stack.status()["edge"]["restarts"] == 0
