@@ -229,12 +229,15 @@ int stack_reload(supervisor *sv, const char *name, char *err, size_t errlen)
         log_error("reload refused: %s", err);
         return -1;
     }
-    sd_notify_reloading();
+    /* Before the first READY=1, a READY=1 here would tell systemd too early. */
+    if (sv->told_ready)
+        sd_notify_reloading();
     adopt_config(sv, &next);
     for (int i = 0; i < CHILD_COUNT; i++)
         if (only == NULL || only == &sv->children[i])
             hup_child(&sv->children[i]);
-    sd_notify_send("READY=1");
+    if (sv->told_ready)
+        sd_notify_send("READY=1");
     return 0;
 }
 

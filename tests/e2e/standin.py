@@ -5,6 +5,7 @@ and records what happens to it, so the supervisor can be tested before the real 
 usage: standin.py NAME [ARGS...]; behaviour from $STANDIN_<NAME> (comma-separated):
   crash          exit 1 at once            exit2        exit 2 (config error) at once
   crash_after=S  exit 1 after S seconds    noready      never send READY=1
+  readyafter=S   send READY=1 only after S seconds
   ignoreterm     ignore SIGTERM/SIGINT     slowstop=S   take S seconds to stop
   askreload=NAME after READY=1, ask the supervisor to reload NAME (certd's "certificate changed")
 Events go to $STANDIN_DIR/NAME.events as "MONOTONIC EVENT PID DETAIL" lines."""
@@ -102,6 +103,8 @@ def main():
     signal.signal(signal.SIGUSR1, lambda s, f: event("usr1"))
     for sock, name in fds:
         threading.Thread(target=serve, args=(sock, name), daemon=True).start()
+    if "readyafter" in MODES:
+        time.sleep(float(MODES["readyafter"]))
     if "noready" not in MODES:
         notify("READY=1\nSTATUS=serving")
         event("ready")
