@@ -4,6 +4,7 @@
 #include "supervisor/sv.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,9 +39,42 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
+static bool json_lines;
+
+void output_set_json(bool json)
+{
+    json_lines = json;
+}
+
+/* With log_format json, the stream must stay JSON lines: a child's own JSON line (it names its
+ * component already) passes as it is, anything else is wrapped. */
+static bool emit_json(output_reader *r, const char *p, size_t n)
+{
+    if (n > 0 && p[0] == '{') {
+        char out[OUTPUT_LINE_MAX + 1];
+        memcpy(out, p, n);
+        out[n] = '\n';
+        write_all(STDERR_FILENO, out, n + 1);
+        return true;
+    }
+    json_t *obj = json_pack("{s:s, s:s%}", "component", r->name, "msg", p, n);
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (text != NULL) {
+        size_t len = strlen(text);
+        text[len] = '\n'; /* replaces the NUL: written by length */
+        write_all(STDERR_FILENO, text, len + 1);
+        free(text);
+        return true;
+    }
+    return false; /* not UTF-8: the plain line is better than none */
+}
+
 /* One write per line, so lines from several children never interleave mid-line. */
 static void emit(output_reader *r, const char *p, size_t n)
 {
+    if (json_lines && emit_json(r, p, n))
+        return;
     size_t prefix = strlen(r->name) + 2;
     char out[OUTPUT_LINE_MAX + 64];
     memcpy(out, r->name, prefix - 2);

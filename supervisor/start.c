@@ -216,6 +216,7 @@ static void init_logging(const hearth_config *cfg)
     int level = cfg->log_level ? log_level_parse(cfg->log_level) : LOG_INFO;
     log_init("supervisor", level < 0 ? LOG_INFO : (log_level)level,
              cfg->log_format == LOG_FORMAT_JSON);
+    output_set_json(cfg->log_format == LOG_FORMAT_JSON);
 }
 
 int sv_start(const char *config_path)

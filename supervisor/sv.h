@@ -116,6 +116,7 @@ pid_t spawn_child(supervisor *sv, sv_child *c);
 /* output.c: relay a child's stdout/stderr lines to ours, prefixed with its name */
 int output_attach(uv_loop_t *loop, int fd, const char *name);
 void output_close_all(void);
+void output_set_json(bool json);
 
 /* listeners.c */
 int listeners_open(supervisor *sv, char *err, size_t errlen);

@@ -6,6 +6,7 @@ usage: standin.py NAME [ARGS...]; behaviour from $STANDIN_<NAME> (comma-separate
   crash          exit 1 at once            exit2        exit 2 (config error) at once
   crash_after=S  exit 1 after S seconds    noready      never send READY=1
   readyafter=S   send READY=1 only after S seconds
+  slowanswer=S   take S seconds to answer a request
   ignoreterm     ignore SIGTERM/SIGINT     slowstop=S   take S seconds to stop
   askreload=NAME after READY=1, ask the supervisor to reload NAME (certd's "certificate changed")
 Events go to $STANDIN_DIR/NAME.events as "MONOTONIC EVENT PID DETAIL" lines."""
@@ -56,6 +57,9 @@ def answer(conn, name):
         conn.settimeout(2)
         try:
             conn.recv(4096)
+            if "slowanswer" in MODES:
+                event("accept")
+                time.sleep(float(MODES["slowanswer"]))
             body = f"{NAME} {os.getpid()} {name}\n".encode()
             conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         except OSError:

@@ -259,6 +259,18 @@ def test_start_status_and_stop(stack):
     assert not os.path.exists(sock)
 
 
+@standin_only
+def test_json_logs_stay_json_lines(stack):
+    stack.write_config(extra="log_format: json\n")
+    stack.start()
+    wait_until(lambda: "stand-in started" in stack.log(), what="children's output")
+    stack.ctl("stop")
+    lines = [json.loads(line) for line in stack.log().splitlines()]
+    assert any(o.get("component") == "supervisor" and "stack ready" in o["msg"] for o in lines)
+    assert {"component": "edge", "msg": "edge stand-in started, pid " +
+            str(stack.events("edge")[0][2])} in lines
+
+
 def test_components_without_work_are_not_started(stack):
     stack.write_config(sites="  - name: example.localhost\n    tls: off\n")
     with open(stack.config) as f:
@@ -511,6 +523,23 @@ def test_graceful_stop_in_order_with_sigkill_after_timeout(tmp_path, procs):
     assert 1.2 <= took < 4, took
     assert "sending SIGKILL" in stack.log()
     assert not any(pid_alive(p) for p in pids.values())
+
+
+@standin_only
+def test_stop_lets_requests_in_flight_complete(tmp_path, procs):
+    stack = Stack(tmp_path, procs, modes={"edge": "slowanswer=0.5"})
+    stack.start()
+    pids = [c["pid"] for c in stack.status().values()]
+    result = {}
+    t = threading.Thread(target=lambda: result.update(reply=http_get(stack.port)))
+    t.start()
+    wait_until(lambda: stack.count("edge", "accept") == 1, what="request in flight")
+    r = stack.ctl("stop")
+    t.join()
+    assert r.returncode == 0
+    assert result["reply"].startswith("HTTP/1.0 200"), result
+    assert stack.proc.returncode == 0 or stack.wait_exit(2) == 0
+    assert not any(pid_alive(p) for p in pids)
 
 
 @standin_only
