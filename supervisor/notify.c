@@ -132,12 +132,13 @@ static int bind_notify(supervisor *sv, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", sv->notify_path, strerror(errno));
         return -1;
     }
-    /* The children send as the unprivileged user; nobody else needs to. */
-    if (sv->drop_privs && chown(sv->notify_path, sv->uid, sv->gid) < 0) {
+    /* Sending needs write permission: the children's group gets it, and since the socket stays
+     * ours, they cannot remove it from the (sticky) run_dir. */
+    if (sv->drop_privs && chown(sv->notify_path, (uid_t)-1, sv->gid) < 0) {
         snprintf(err, errlen, "chown %s: %s", sv->notify_path, strerror(errno));
         return -1;
     }
-    chmod(sv->notify_path, 0600);
+    chmod(sv->notify_path, sv->drop_privs ? 0620 : 0600);
     return 0;
 }
 

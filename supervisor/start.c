@@ -55,8 +55,10 @@ int sv_check(const char *config_path)
 }
 
 /* mkdir -p, then the owner and mode we want even when it existed (as systemd's
- * StateDirectory= does), so the unprivileged children can write there. */
-static int make_dir(supervisor *sv, const char *path, mode_t mode, char *err, size_t errlen)
+ * StateDirectory= does). owned: the children's user owns it; else only its group is theirs.
+ * Nothing is changed when all is right already, so no capability is needed then. */
+static int make_dir(supervisor *sv, const char *path, mode_t mode, bool owned, char *err,
+                    size_t errlen)
 {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp)) {
@@ -68,7 +70,7 @@ static int make_dir(supervisor *sv, const char *path, mode_t mode, char *err, si
             continue;
         char saved = *p;
         *p = '\0';
-        if (mkdir(tmp, saved == '\0' ? mode : 0755) < 0 && errno != EEXIST) {
+        if (mkdir(tmp, saved == '\0' ? (mode & 0777) : 0755) < 0 && errno != EEXIST) {
             snprintf(err, errlen, "mkdir %.512s: %s", tmp, strerror(errno));
             return -1;
         }
@@ -76,11 +78,18 @@ static int make_dir(supervisor *sv, const char *path, mode_t mode, char *err, si
         if (saved == '\0')
             break;
     }
-    if (sv->drop_privs && chown(path, sv->uid, sv->gid) < 0) {
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    uid_t uid = owned ? sv->uid : st.st_uid;
+    if (sv->drop_privs && (st.st_uid != uid || st.st_gid != sv->gid) &&
+        chown(path, uid, sv->gid) < 0) {
         snprintf(err, errlen, "chown %s: %s", path, strerror(errno));
         return -1;
     }
-    if (chmod(path, mode) < 0) {
+    if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0) {
         snprintf(err, errlen, "chmod %s: %s", path, strerror(errno));
         return -1;
     }
@@ -131,10 +140,13 @@ static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
     if (locate_children(sv, err, errlen) < 0)
         return -1;
     /* certd's directories too: the edge serves the webroot even before certd first runs. */
-    if (make_dir(sv, sv->cfg.run_dir, 0750, err, errlen) < 0 ||
-        make_dir(sv, sv->cfg.state_dir, 0750, err, errlen) < 0 ||
-        make_dir(sv, sv->cfg.certd.cert_dir, 0750, err, errlen) < 0 ||
-        make_dir(sv, sv->cfg.certd.webroot, 0750, err, errlen) < 0)
+    /* run_dir holds the supervisor's own sockets and pidfile: when the children are another
+     * user, they share it through the group, and the sticky bit keeps our files ours. */
+    mode_t run_mode = sv->drop_privs ? 01770 : 0750;
+    if (make_dir(sv, sv->cfg.run_dir, run_mode, false, err, errlen) < 0 ||
+        make_dir(sv, sv->cfg.state_dir, 0750, true, err, errlen) < 0 ||
+        make_dir(sv, sv->cfg.certd.cert_dir, 0750, true, err, errlen) < 0 ||
+        make_dir(sv, sv->cfg.certd.webroot, 0750, true, err, errlen) < 0)
         return -1;
     char pidfile[PATH_MAX];
     snprintf(pidfile, sizeof(pidfile), "%s/supervisor.pid", sv->cfg.run_dir);

@@ -648,8 +648,13 @@ def test_children_run_as_configured_user(procs):
         stack.start()
         for name in COMPONENTS:
             assert "uid=65534" in stack.events(name)[0][3], stack.events(name)
+        # run_dir: ours, shared with the children's group, sticky so they cannot touch our files.
         st = os.stat(stack.run_dir)
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 65534, 0o1770)
+        st = os.stat(os.path.join(stack.base, "state"))
         assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o750)
+        st = os.stat(os.path.join(stack.run_dir, "app.sock"))
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o660)
         sock = os.stat(os.path.join(stack.run_dir, "supervisor.sock"))
         assert sock.st_uid == 0 and sock.st_mode & 0o777 == 0o600
         with open(f"/proc/{stack.proc.pid}/status") as f:
