@@ -182,6 +182,8 @@ static void exec_in_child(spawn_plan *plan, const char *name)
         _exit(127);
     if (place_listen_fds(plan) < 0)
         fail_in_child(name, "passing listening sockets", strerror(errno));
+    /* Whatever the supervisor inherited without close-on-exec stops here. */
+    close_range(FIRST_LISTEN_FD + (unsigned)plan->listen_count, ~0U, 0);
     if (plan->listen_count > 0)
         format_pid(plan->listen_pid + strlen("LISTEN_PID="), getpid());
     /* Under systemd the supervisor holds CAP_NET_BIND_SERVICE as an ambient capability to bind
