@@ -154,6 +154,7 @@ int notify_open(supervisor *sv, char *err, size_t errlen)
     if (bind_notify(sv, err, errlen) < 0)
         return -1;
     uv_poll_init(sv->loop, &sv->notify_poll, sv->notify_fd);
+    sv->notify_polling = true;
     sv->notify_poll.data = sv;
     uv_poll_start(&sv->notify_poll, UV_READABLE, on_readable);
     return 0;
@@ -163,7 +164,7 @@ void notify_close(supervisor *sv)
 {
     if (sv->notify_path == NULL)
         return;
-    if (sv->notify_fd >= 0 && !uv_is_closing((uv_handle_t *)&sv->notify_poll))
+    if (sv->notify_polling && !uv_is_closing((uv_handle_t *)&sv->notify_poll))
         uv_close((uv_handle_t *)&sv->notify_poll, NULL);
     unlink(sv->notify_path);
 }

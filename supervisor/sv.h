@@ -82,6 +82,7 @@ struct supervisor {
     int notify_fd;
     char *notify_path;
     uv_poll_t notify_poll;
+    bool notify_polling; /* notify_poll initialised */
     /* control socket */
     char *control_path;
     uv_pipe_t control;
