@@ -349,11 +349,10 @@ def test_crash_restarts_with_growing_backoff(tmp_path, procs):
     starts = [e[0] for e in stack.events("appserver") if e[1] == "start"]
     crashes = [e[0] for e in stack.events("appserver") if e[1] == "crash"]
     gaps = [s - c for c, s in zip(crashes, starts[1:])]
-    # 100ms, 200ms, 400ms, then capped at 400ms (plus the stand-in's own start-up time).
-    assert 0.09 <= gaps[0] < 0.3, gaps
-    assert 0.19 <= gaps[1] < 0.4, gaps
-    assert 0.39 <= gaps[2] < 0.6, gaps
-    assert 0.39 <= gaps[3] < 0.6, gaps
+    # 100ms, 200ms, 400ms, then capped at 400ms, plus the stand-in's own start-up time (a
+    # Python interpreter: allow for a loaded machine).
+    for gap, delay in zip(gaps, [0.1, 0.2, 0.4, 0.4]):
+        assert delay - 0.01 <= gap < delay + 0.35, gaps
     st = stack.status()
     assert st["appserver"]["restarts"] >= 4
     assert st["appserver"]["last_exit"] == "exit 1"
@@ -544,12 +543,13 @@ def test_stop_lets_requests_in_flight_complete(tmp_path, procs):
 
 @standin_only
 def test_fast_stop_signals_everyone_at_once(tmp_path, procs):
-    stack = Stack(tmp_path, procs, modes={"edge": "slowstop=0.3"})
+    stack = Stack(tmp_path, procs, modes={"edge": "slowstop=0.8"})
     stack.start()
     stack.proc.send_signal(signal.SIGINT)
     assert stack.wait_exit() == 0
     ints = [next(e[0] for e in stack.events(n) if e[1] == "int") for n in COMPONENTS]
-    assert max(ints) - min(ints) < 0.2, ints
+    # A graceful stop would have waited for the edge's 0.8s.
+    assert max(ints) - min(ints) < 0.4, ints
 
 
 @standin_only
