@@ -407,15 +407,29 @@ def test_config_error_exit_is_fatal_at_once(tmp_path, procs):
     assert "usage/config error" in stack.log()
 
 
-@standin_only
-def test_killed_child_is_restarted(stack):
+def test_sigkill_each_component_under_load(stack):
+    """SIGKILL each component's main process while clients keep asking the edge and the
+    appserver's socket: each is restarted; the failed-request counts are reported, and nothing
+    is ever refused."""
     stack.start()
-    for name in COMPONENTS:
-        old = stack.status()[name]["pid"]
-        os.kill(old, signal.SIGKILL)
-        wait_until(lambda: stack.state(name) == "running" and stack.status()[name]["pid"] != old,
-                   what=f"{name} restarted")
-        assert stack.status()[name]["last_exit"] == "signal 9 (SIGKILL)"
+    app_sock = os.path.join(stack.run_dir, "app.sock")
+    with ClientLoop(stack.port) as edge_loop, ClientLoop(app_sock) as app_loop:
+        for name in COMPONENTS:
+            time.sleep(0.2)
+            old = stack.status()[name]["pid"]
+            os.kill(old, signal.SIGKILL)
+            wait_until(lambda: stack.state(name) == "running"
+                       and stack.status()[name]["pid"] != old, what=f"{name} restarted")
+            assert stack.status()[name]["last_exit"] == "signal 9 (SIGKILL)"
+            assert not pid_alive(old)
+        time.sleep(0.2)
+    for what, loop in (("edge", edge_loop), ("appserver", app_loop)):
+        print(f"{what}: {loop.ok} ok, {loop.refused} refused, {loop.failed} cut by SIGKILL")
+        assert loop.refused == 0, vars(loop)
+        assert loop.ok > 10
+    # SIGKILL can only cut the request the killed process was answering.
+    assert edge_loop.failed <= 2 and app_loop.failed <= 2
+    assert {c["restarts"] for c in stack.status().values()} == {1}
 
 
 # --- the listening sockets survive the edge -------------------------------------------------------
