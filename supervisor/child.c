@@ -93,6 +93,7 @@ static void start(sv_child *c)
     uv_update_time(c->sv->loop);
     c->started_ms = uv_now(c->sv->loop);
     c->restart_after_stop = false;
+    c->reload_pending = false; /* a fresh process reads the config anyway */
     char err[512];
     pid_t pid = -1;
     if (listeners_reopen(c->sv, c->id, err, sizeof(err)) < 0)
@@ -169,7 +170,12 @@ static void event_live(sv_child *c, child_event ev)
         if (c->state == CHILD_STARTING) {
             log_info("%s: ready", c->name);
             set_state(c, CHILD_RUNNING);
+            if (c->reload_pending) {
+                log_info("%s: reload (SIGHUP), asked for while it was starting", c->name);
+                child_signal(c, SIGHUP);
+            }
         }
+        c->reload_pending = false;
         break;
     case EV_EXIT:
         c->pid = 0;

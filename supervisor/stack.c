@@ -203,11 +203,18 @@ static void adopt_config(supervisor *sv, hearth_config *next)
     }
 }
 
+/* Before READY=1 a component may not handle SIGHUP yet, and SIGHUP's default is to
+ * terminate: it gets the signal once it is ready. */
 static void hup_child(sv_child *c)
 {
-    if (c->enabled && (c->state == CHILD_STARTING || c->state == CHILD_RUNNING)) {
+    if (!c->enabled)
+        return;
+    if (c->state == CHILD_RUNNING) {
         log_info("%s: reload (SIGHUP)", c->name);
         child_signal(c, SIGHUP);
+    } else if (c->state == CHILD_STARTING) {
+        log_info("%s: reload once it is ready", c->name);
+        c->reload_pending = true;
     }
 }
 
@@ -220,6 +227,10 @@ int stack_reload(supervisor *sv, const char *name, char *err, size_t errlen)
     sv_child *only = NULL;
     if (name != NULL && (only = stack_child_by_name(sv, name)) == NULL) {
         snprintf(err, errlen, "no such component '%s'", name);
+        return -1;
+    }
+    if (only != NULL && !only->enabled) {
+        snprintf(err, errlen, "%s is not enabled by the config", name);
         return -1;
     }
     /* Like nginx: a config that does not load is refused and the running one stays. */
@@ -247,7 +258,8 @@ void stack_reopen_logs(supervisor *sv)
         log_error("reopening the log file: %s", strerror(errno));
     for (int i = 0; i < CHILD_COUNT; i++) {
         sv_child *c = &sv->children[i];
-        if (c->state == CHILD_STARTING || c->state == CHILD_RUNNING)
+        /* Not before READY=1, for the reason hup_child() gives; it has fresh files anyway. */
+        if (c->state == CHILD_RUNNING)
             child_signal(c, SIGUSR1);
     }
 }

@@ -49,6 +49,7 @@ typedef struct {
     int last_status;     /* waitpid status of the last exit; valid when has_exited */
     bool has_exited;
     bool restart_after_stop;
+    bool reload_pending; /* reload asked for before READY=1: SIGHUP once ready */
     int stop_signal;
     restart_policy policy;
     uv_timer_t timer; /* backoff, or stop timeout */

@@ -601,6 +601,20 @@ def test_reload_all_one_and_refused(stack):
 
 
 @standin_only
+def test_reload_waits_for_a_starting_component(tmp_path, procs):
+    """SIGHUP's default action kills: a component still starting gets it once READY=1."""
+    stack = Stack(tmp_path, procs, modes={"certd": "readyafter=0.8"})
+    stack.start(wait=False)
+    wait_until(lambda: stack.state("edge") == "running", what="edge ready")
+    assert stack.state("certd") == "starting"
+    assert stack.ctl("reload").returncode == 0
+    wait_until(lambda: stack.count("edge", "hup") == 1, what="edge reloaded")
+    assert stack.count("certd", "hup") == 0
+    wait_until(lambda: stack.count("certd", "hup") == 1, what="certd reloaded once ready")
+    assert stack.state("certd") == "running" and stack.status()["certd"]["restarts"] == 0
+
+
+@standin_only
 def test_usr1_reopens_children_logs(stack):
     stack.start()
     stack.proc.send_signal(signal.SIGUSR1)
