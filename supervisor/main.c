@@ -21,7 +21,15 @@ static void usage(FILE *out)
                  "signals: HUP reload, TERM graceful stop, INT/QUIT fast stop, USR1 reopen logs\n");
 }
 
-int main(int argc, char **argv)
+typedef struct {
+    const char *config_path;
+    const char *socket_path;
+    bool as_json;
+    bool fast;
+} cli_options;
+
+/* Options may go before or after the subcommand (getopt permutes). -1: exit with *code. */
+static int parse_options(int argc, char **argv, cli_options *o, int *code)
 {
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"socket", required_argument, NULL, 's'},
@@ -30,55 +38,72 @@ int main(int argc, char **argv)
                                              {"json", no_argument, NULL, 'j'},
                                              {"fast", no_argument, NULL, 'f'},
                                              {NULL, 0, NULL, 0}};
-    const char *config_path = CONFIG_DEFAULT_PATH, *socket_path = NULL;
-    bool as_json = false, fast = false;
     int opt;
-    /* '+' would stop at the subcommand; permuting lets options go before or after it. */
     while ((opt = getopt_long(argc, argv, "c:s:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
-            config_path = optarg;
+            o->config_path = optarg;
             break;
         case 's':
-            socket_path = optarg;
+            o->socket_path = optarg;
             break;
         case 'j':
-            as_json = true;
+            o->as_json = true;
             break;
         case 'f':
-            fast = true;
+            o->fast = true;
             break;
         case 'h':
             usage(stdout);
-            return SV_EXIT_OK;
+            *code = SV_EXIT_OK;
+            return -1;
         case 'V':
             puts("supervisor (hearth) " HEARTH_VERSION);
-            return SV_EXIT_OK;
+            *code = SV_EXIT_OK;
+            return -1;
         default:
             usage(stderr);
-            return SV_EXIT_CONFIG;
+            *code = SV_EXIT_CONFIG;
+            return -1;
         }
     }
-    const char *cmd = optind < argc ? argv[optind] : "start";
-    int rest = optind < argc ? argc - optind - 1 : 0;
-    if (strcmp(cmd, "start") == 0 || strcmp(cmd, "check") == 0) {
-        if (rest > 0) {
-            usage(stderr);
-            return SV_EXIT_CONFIG;
-        }
-        return cmd[1] == 't' ? sv_start(config_path) : sv_check(config_path);
-    }
-    if (rest > 1) {
+    return 0;
+}
+
+/* status, reload [NAME], restart NAME, stop: one request over the control socket. */
+static int run_client(const char *cmd, char **rest, int nrest, const cli_options *o)
+{
+    if (nrest > 1) {
         usage(stderr);
         return SV_EXIT_CONFIG;
     }
     char *args[4] = {(char *)cmd};
     int n = 1;
-    if (rest == 1)
-        args[n++] = argv[optind + 1];
-    if (fast)
+    if (nrest == 1)
+        args[n++] = rest[0];
+    if (o->fast)
         args[n++] = "--fast";
-    if (as_json)
+    if (o->as_json)
         args[n++] = "--json";
-    return sv_client(n, args, config_path, socket_path);
+    return sv_client(n, args, o->config_path, o->socket_path);
+}
+
+int main(int argc, char **argv)
+{
+    cli_options o = {.config_path = CONFIG_DEFAULT_PATH};
+    int code;
+    if (parse_options(argc, argv, &o, &code) < 0)
+        return code;
+    const char *cmd = optind < argc ? argv[optind] : "start";
+    int nrest = optind < argc ? argc - optind - 1 : 0;
+    char **rest = argv + optind + 1;
+    bool start = strcmp(cmd, "start") == 0;
+    if (start || strcmp(cmd, "check") == 0) {
+        if (nrest > 0) {
+            usage(stderr);
+            return SV_EXIT_CONFIG;
+        }
+        return start ? sv_start(o.config_path) : sv_check(o.config_path);
+    }
+    return run_client(cmd, rest, nrest, &o);
 }

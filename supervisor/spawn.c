@@ -19,6 +19,7 @@
 extern char **environ;
 
 #define FIRST_LISTEN_FD 3
+#define MAX_LISTEN_FDS 64
 
 /* Everything the child needs, prepared before fork so the child only does system calls. */
 typedef struct {
@@ -131,8 +132,8 @@ static void format_pid(char *out, pid_t pid)
 static int place_listen_fds(const spawn_plan *plan)
 {
     int top = FIRST_LISTEN_FD + (int)plan->listen_count;
-    int tmp[64];
-    if (plan->listen_count > sizeof(tmp) / sizeof(tmp[0]))
+    int tmp[MAX_LISTEN_FDS];
+    if (plan->listen_count > MAX_LISTEN_FDS)
         return -1;
     for (size_t i = 0; i < plan->listen_count; i++) {
         tmp[i] = fcntl(plan->listen_fds[i], F_DUPFD, top);
@@ -214,28 +215,33 @@ static void plan_argv(supervisor *sv, sv_child *c, spawn_plan *plan)
     plan->argv[i] = NULL;
 }
 
+/* Everything but the environment: argv, the component's sockets, stdio, the user. */
+static void plan_for(supervisor *sv, sv_child *c, spawn_plan *plan, int *fds, const char **names)
+{
+    memset(plan, 0, sizeof(*plan));
+    plan->path = c->path;
+    plan_argv(sv, c, plan);
+    snprintf(plan->listen_pid, sizeof(plan->listen_pid), "LISTEN_PID=");
+    for (size_t i = 0; i < sv->listener_count && plan->listen_count < MAX_LISTEN_FDS; i++) {
+        if (sv->listeners[i].owner == c->id) {
+            names[plan->listen_count] = sv->listeners[i].name;
+            fds[plan->listen_count++] = sv->listeners[i].fd;
+        }
+    }
+    plan->listen_names = names;
+    plan->listen_fds = fds;
+    plan->devnull_fd = sv->devnull_fd;
+    plan->drop = sv->drop_privs;
+    plan->uid = sv->uid;
+    plan->gid = sv->gid;
+}
+
 pid_t spawn_child(supervisor *sv, sv_child *c)
 {
     spawn_plan plan;
-    memset(&plan, 0, sizeof(plan));
-    plan.path = c->path;
-    plan_argv(sv, c, &plan);
-    snprintf(plan.listen_pid, sizeof(plan.listen_pid), "LISTEN_PID=");
-    int fds[64];
-    const char *names[64];
-    for (size_t i = 0; i < sv->listener_count && plan.listen_count < 64; i++) {
-        if (sv->listeners[i].owner == c->id) {
-            names[plan.listen_count] = sv->listeners[i].name;
-            fds[plan.listen_count++] = sv->listeners[i].fd;
-        }
-    }
-    plan.listen_names = names;
-    plan.listen_fds = fds;
-    plan.devnull_fd = sv->devnull_fd;
-    plan.drop = sv->drop_privs;
-    plan.uid = sv->uid;
-    plan.gid = sv->gid;
-
+    int fds[MAX_LISTEN_FDS];
+    const char *names[MAX_LISTEN_FDS];
+    plan_for(sv, c, &plan, fds, names);
     size_t from = 0, to = 0;
     plan.envp = build_env(sv, &plan, &from, &to);
     int pipefd[2];
