@@ -271,6 +271,37 @@ def test_json_logs_stay_json_lines(stack):
             str(stack.events("edge")[0][2])} in lines
 
 
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@standin_only
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
+def test_listen_forms_any_and_ipv6_only(stack):
+    """":PORT" is every address, IPv4 and IPv6; "[::1]:PORT" is IPv6 only, as in nginx."""
+    v6_port = free_port()
+    stack.write_config()
+    with open(stack.config) as f:
+        text = f.read().replace(f'  http: ["127.0.0.1:{stack.port}"]\n',
+                                f'  http: [":{stack.port}", "[::1]:{v6_port}"]\n')
+    with open(stack.config, "w") as f:
+        f.write(text)
+    stack.start()
+    assert "fds=http,http" in stack.events("edge")[0][3]
+    assert http_get(stack.port).startswith("HTTP/1.0 200")
+    with socket.create_connection(("::1", stack.port), timeout=2):
+        pass
+    with socket.create_connection(("::1", v6_port), timeout=2):
+        pass
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", v6_port), timeout=2).close()
+
+
 def test_components_without_work_are_not_started(stack):
     stack.write_config(sites="  - name: example.localhost\n    tls: off\n")
     with open(stack.config) as f:
@@ -628,6 +659,16 @@ def test_certd_asks_for_edge_reload(tmp_path, procs):
     wait_until(lambda: stack.count("edge", "hup") == 1, what="edge reloaded at certd's request")
     assert stack.count("appserver", "hup") == 0
     assert "certd asks to reload edge" in stack.log()
+
+
+@standin_only
+def test_certd_reload_request_revives_a_fatal_edge(tmp_path, procs):
+    """The edge exits 2 while HTTPS has no certificate; certd's "certificate changed" is the
+    moment to try it again."""
+    stack = Stack(tmp_path, procs, modes={"edge": "exit2", "certd": "readyafter=0.5,askreload=edge"})
+    stack.start()
+    wait_until(lambda: stack.count("edge", "start") == 2, what="edge started again")
+    assert "edge is FATAL: restarting it instead" in stack.log()
 
 
 # --- the control protocol itself ----------------------------------------------------------------
