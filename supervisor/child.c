@@ -12,6 +12,9 @@
 #include "shared/log.h"
 #include "shared/signals.h"
 
+/* No fallback for a component that never sends READY=1 (it stays "starting"), but say so. */
+#define READY_WARN_MS 30000
+
 /* Exit code 2 means "usage or config error" for every hearth program: restarting cannot help. */
 #define EXIT_CONFIG_ERROR 2
 
@@ -110,6 +113,7 @@ static void start(sv_child *c)
     }
     c->pid = pid;
     log_info("%s: started, pid %d", c->name, (int)pid);
+    arm_timer(c, READY_WARN_MS);
     set_state(c, CHILD_STARTING);
 }
 
@@ -168,6 +172,7 @@ static void event_live(sv_child *c, child_event ev)
     switch (ev) {
     case EV_READY:
         if (c->state == CHILD_STARTING) {
+            uv_timer_stop(&c->timer);
             log_info("%s: ready", c->name);
             set_state(c, CHILD_RUNNING);
             if (c->reload_pending) {
@@ -179,6 +184,7 @@ static void event_live(sv_child *c, child_event ev)
         break;
     case EV_EXIT:
         c->pid = 0;
+        uv_timer_stop(&c->timer);
         crashed(c);
         break;
     case EV_STOP:
@@ -191,8 +197,13 @@ static void event_live(sv_child *c, child_event ev)
         begin_stop(c, SIGTERM);
         c->restart_after_stop = true;
         break;
-    case EV_START:
     case EV_TIMER:
+        if (c->state == CHILD_STARTING)
+            log_warn("%s: no READY=1 on NOTIFY_SOCKET after %ds; still waiting (the stack is "
+                     "not ready until it comes)",
+                     c->name, READY_WARN_MS / 1000);
+        break;
+    case EV_START:
         break;
     }
 }
