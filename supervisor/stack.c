@@ -168,6 +168,11 @@ void stack_start_all(supervisor *sv)
     check_ready(sv);
 }
 
+static bool same_string(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 static bool same_strings(const config_strings *a, const config_strings *b)
 {
     if (a->count != b->count)
@@ -185,6 +190,9 @@ static void adopt_config(supervisor *sv, hearth_config *next)
         !same_strings(&sv->cfg.edge.https, &next->edge.https))
         log_warn("edge.http/edge.https changed: the listening sockets stay as they are until the "
                  "supervisor restarts");
+    if (strcmp(sv->cfg.run_dir, next->run_dir) != 0 || !same_string(sv->cfg.user, next->user) ||
+        !same_string(sv->cfg.group, next->group))
+        log_warn("run_dir, user or group changed: they take effect when the supervisor restarts");
     bool limits_changed = sv->cfg.supervisor.max_restarts != next->supervisor.max_restarts;
     config_free(&sv->cfg);
     sv->cfg = *next;

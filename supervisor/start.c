@@ -152,8 +152,8 @@ static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
     snprintf(pidfile, sizeof(pidfile), "%s/supervisor.pid", sv->cfg.run_dir);
     if (pidfile_write(pidfile, err, errlen) < 0)
         return -1;
-    sv->pidfile_held = true;
-    *code = SV_EXIT_CONFIG; /* an address in use or not ours is a config matter */
+    sv->pidfile_path = strdup(pidfile); /* run_dir may change in a reloaded config */
+    *code = SV_EXIT_CONFIG;             /* an address in use or not ours is a config matter */
     if (listeners_open(sv, err, errlen) < 0)
         return -1;
     *code = SV_EXIT_RUNTIME;
@@ -210,11 +210,9 @@ static void teardown(supervisor *sv)
         close(sv->notify_fd);
     if (sv->devnull_fd >= 0)
         close(sv->devnull_fd);
-    if (sv->pidfile_held) {
-        char pidfile[PATH_MAX];
-        snprintf(pidfile, sizeof(pidfile), "%s/supervisor.pid", sv->cfg.run_dir);
-        pidfile_remove(pidfile);
-    }
+    if (sv->pidfile_path != NULL)
+        pidfile_remove(sv->pidfile_path);
+    free(sv->pidfile_path);
     free(sv->signals);
     free(sv->notify_path);
     free(sv->control_path);
@@ -249,10 +247,9 @@ int sv_start(const char *config_path)
         if (prepare(&sv, &code, err, sizeof(err)) < 0) {
             log_error("%s; nothing started", err);
         } else {
-            code = SV_EXIT_OK;
             stack_start_all(&sv);
             uv_run(&loop, UV_RUN_DEFAULT);
-            code = sv.exit_code;
+            code = SV_EXIT_OK;
         }
     }
     teardown(&sv);

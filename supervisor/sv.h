@@ -95,9 +95,8 @@ struct supervisor {
     bool told_ready; /* READY=1 sent to systemd */
     bool advancing;  /* advance_stop() is on the stack */
     uv_timer_t done_timer;
-    void *signals; /* signals_set */
-    int exit_code;
-    bool pidfile_held;
+    void *signals;      /* signals_set */
+    char *pidfile_path; /* set once the pidfile is ours */
     bool cfg_loaded;
 };
 
