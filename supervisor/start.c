@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -164,6 +165,8 @@ static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
     }
     if (notify_open(sv, err, errlen) < 0 || control_server_open(sv, err, errlen) < 0)
         return -1;
+    /* Orphans of a component (its workers, after a SIGKILL) come to us to be reaped. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     if (stack_watch_signals(sv) < 0) {
         snprintf(err, errlen, "cannot watch signals");
         return -1;

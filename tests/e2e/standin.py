@@ -7,6 +7,7 @@ usage: standin.py NAME [ARGS...]; behaviour from $STANDIN_<NAME> (comma-separate
   crash_after=S  exit 1 after S seconds    noready      never send READY=1
   readyafter=S   send READY=1 only after S seconds
   slowanswer=S   take S seconds to answer a request
+  worker         fork a worker process that outlives a killed main process
   ignoreterm     ignore SIGTERM/SIGINT     slowstop=S   take S seconds to stop
   askreload=NAME after READY=1, ask the supervisor to reload NAME (certd's "certificate changed")
 Events go to $STANDIN_DIR/NAME.events as "MONOTONIC EVENT PID DETAIL" lines."""
@@ -96,6 +97,13 @@ def main():
     fds = listen_fds()
     event("start", f"uid={os.getuid()} args={' '.join(sys.argv[2:])} fds={','.join(n for _, n in fds)}")
     print(f"{NAME} stand-in started, pid {os.getpid()}", file=sys.stderr, flush=True)
+    if "worker" in MODES:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            while True:
+                time.sleep(1)
+        event("worker", str(pid))
     if "crash" in MODES:
         print(f"{NAME} stand-in crashing", file=sys.stderr, flush=True)
         sys.exit(1)

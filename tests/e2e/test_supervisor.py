@@ -463,6 +463,20 @@ def test_sigkill_each_component_under_load(stack):
     assert {c["restarts"] for c in stack.status().values()} == {1}
 
 
+@standin_only
+def test_leftover_workers_of_a_killed_component_are_killed(tmp_path, procs):
+    stack = Stack(tmp_path, procs, modes={"edge": "worker"})
+    stack.start()
+    worker = int(next(e[3] for e in stack.events("edge") if e[1] == "worker"))
+    assert pid_alive(worker)
+    old = stack.status()["edge"]["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: stack.state("edge") == "running" and stack.status()["edge"]["pid"] != old,
+               what="edge restarted")
+    wait_until(lambda: not pid_alive(worker), timeout=3, what="the old worker gone")
+    assert "killed the processes it left behind" in stack.log()
+
+
 # --- the listening sockets survive the edge -------------------------------------------------------
 
 
