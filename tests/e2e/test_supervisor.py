@@ -486,6 +486,7 @@ class ClientLoop:
     def __init__(self, port):
         self.port = port
         self.ok = self.refused = self.failed = 0
+        self.errors = []
         self.pids = set()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run)
@@ -497,11 +498,13 @@ class ClientLoop:
             except ConnectionRefusedError:
                 self.refused += 1
                 continue
-            except OSError:
+            except OSError as e:
                 self.failed += 1
+                self.errors.append(repr(e))
                 continue
             if not reply.startswith("HTTP/"):
-                self.failed += 1  # closed without an answer
+                self.failed += 1
+                self.errors.append(f"closed without an answer: {reply!r}")
                 continue
             self.ok += 1
             if not REAL:
