@@ -210,6 +210,9 @@ static void check_good_sites(const hearth_config *c, const char *dir)
 
     s = &c->sites[2];
     CHECK(s->tls == SITE_TLS_ACME); /* a public name */
+    snprintf(path, sizeof(path), "unix:%s/run/shop.sock", dir);
+    CHECK(s->upstreams.count == 1);
+    CHECK_STR(s->upstreams.items[0], dir[0] ? path : "unix:run/shop.sock");
     CHECK(s->line == 75);
 }
 
@@ -422,6 +425,12 @@ static const struct bad bad_sites[] = {
     {"sites:\n  - name: a.org\n    static:\n      - {prefix: /a/../b, root: /srv}\n",
      "t.yaml:4:18: key 'sites[0].static[0].prefix': a URL prefix must be a clean path, got "
      "'/a/../b'"},
+    {"sites:\n  - name: a.org\n    static:\n      - {prefix: /s, root: /a}\n      - {prefix: /s/, "
+     "root: /b}\n",
+     "t.yaml:5:18: key 'sites[0].static[1].prefix': '/s/' is already served by static[0]"},
+    {"sites:\n  - name: a.org\n    static:\n      - {prefix: /s/., root: /a}\n",
+     "t.yaml:4:18: key 'sites[0].static[0].prefix': a URL prefix must be a clean path, got "
+     "'/s/.'"},
     {"sites:\n  - name: a.org\n    static:\n      - {prefix: /s}\n",
      "t.yaml:4:9: key 'sites[0].static[0].root': missing, and it has no default"},
     {"sites:\n  - name: a.org\n    upstreams: [localhost]\n",
@@ -550,6 +559,43 @@ static void test_hostile(void)
     CHECK(load(&c, deep, err, sizeof(err)) == -1);
 }
 
+static size_t read_whole(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return n;
+}
+
+/* The shipped example and the reference's complete example must stay loadable. */
+static void test_examples(void)
+{
+    static char text[32768];
+    char path[PATH_MAX], err[512];
+    hearth_config c;
+    const char *dir = getenv("HEARTH_TEST_DATA");
+    snprintf(path, sizeof(path), "%s/../examples/hearth.yaml", dir ? dir : "tests");
+    CHECK_MSG(config_load(&c, path, err, sizeof(err)) == 0, "%s", err);
+    CHECK(c.site_count == 1 && c.sites[0].tls == SITE_TLS_ACME);
+    CHECK(c.edge.max_body_size == 10u << 20 && c.appserver.max_body_size == 10u << 20);
+    config_free(&c);
+
+    snprintf(path, sizeof(path), "%s/../docs/config.md", dir ? dir : "tests");
+    CHECK(read_whole(path, text, sizeof(text)) > 0);
+    char *start = strstr(text, "```yaml\n"), *end = start ? strstr(start + 8, "```") : NULL;
+    CHECK(start && end);
+    if (!start || !end)
+        return;
+    start += 8;
+    CHECK_MSG(config_load_string(&c, start, (size_t)(end - start), "config.md", err, sizeof(err)) ==
+                  0,
+              "%s", err);
+    CHECK(c.site_count == 2 && c.sites[1].cert_count == 2);
+    config_free(&c);
+}
+
 int main(void)
 {
     test_defaults();
@@ -560,5 +606,6 @@ int main(void)
     test_file_errors();
     test_duration_size();
     test_hostile();
+    test_examples();
     return check_summary("config");
 }
