@@ -43,7 +43,7 @@ static void fuzz_chain(const char *text, size_t len)
     if (certinfo_parse(text, len, &info, err, sizeof(err)) == 0)
         certinfo_free(&info);
     char *names[] = {"example.com"};
-    certd_names n = {names, 1};
+    certd_names n = {names, 1, false};
     (void)certinfo_check(text, len, fixed_key(), &n, err, sizeof(err));
 }
 
