@@ -1,6 +1,5 @@
-/* The ACME transport (RFC 8555 6): the directory, Replay-Nonces, and acme_post(), the one place
- * that signs requests and retries them: badNonce at once with the fresh nonce, 429/503 after
- * Retry-After, other 5xx and transport errors after a growing delay, all bounded. */
+/* The ACME transport (RFC 8555 6): directory, Replay-Nonces, and acme_post(), the one place
+ * that signs requests and retries them (badNonce, Retry-After, 5xx), always boundedly. */
 #include "certd/certd.h"
 
 #include <stdlib.h>

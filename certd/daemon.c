@@ -1,7 +1,5 @@
-/* certd --daemon: check the certificates every check interval (jittered) and when one becomes
- * due, renew what is due, reload the edge after a real change, and back off failing
- * certificates exponentially with jitter. SIGHUP checks at once (and re-reads -c FILE);
- * SIGTERM/SIGINT stop. */
+/* certd --daemon: renew what is due, reload after a real change, back failures off with jitter;
+ * SIGHUP checks at once (and re-reads -c FILE), SIGTERM/SIGINT stop. */
 #include "certd/certd.h"
 
 #include <stdlib.h>

@@ -1,6 +1,5 @@
-/* tls: internal: a local CA that certd creates once (INTERNAL_CA_DIR/ca.pem, ca.key 0600) and
- * leaf certificates it signs for development names (localhost, *.test, IP addresses), stored
- * exactly like ACME ones so the edge needs no second code path. */
+/* tls: internal: a local CA created once (INTERNAL_CA_DIR/ca.pem, ca.key 0600) signing
+ * development certificates, stored like ACME ones so the edge needs no second code path. */
 #include "certd/certd.h"
 
 #include <arpa/inet.h>

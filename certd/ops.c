@@ -346,7 +346,7 @@ static void print_one(const certd_opts *o, const char *name)
     printf("\n  key:     %s\n  expires: %s (%s%.1f days left)\n  serial:  %s\n",
            info.key_type_known ? key_type_name(info.key_type) : "unknown", at,
            days < 0 ? "EXPIRED, " : "", days < 0 ? 0.0 : days, info.serial);
-        const char *server = json_str(meta, "server");
+    const char *server = json_str(meta, "server");
     if (server)
         printf("  issuer:  %s\n", strcmp(server, "internal") == 0 ? "internal CA" : server);
     if (json_is_true(json_object_get(meta, "revoked")))

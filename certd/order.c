@@ -1,6 +1,5 @@
-/* One ACME order, newOrder to downloaded chain (RFC 8555 7.4): answer every HTTP-01 challenge,
- * poll the authorizations, finalize with a CSR for a fresh key, poll, download, check. The
- * challenge files written are removed whatever the outcome. */
+/* One ACME order, newOrder to downloaded chain (RFC 8555 7.4); the challenge files it writes
+ * are removed whatever the outcome. */
 #include "certd/certd.h"
 
 #include <stdlib.h>

@@ -1,6 +1,5 @@
-/* After a certificate changed, and only then: under the supervisor, HEARTH_RELOAD=edge on the
- * notify socket; standalone, SIGHUP to the pid in --reload-pidfile and/or --deploy-hook (through
- * /bin/sh, bounded in time, with default signal handling restored). */
+/* Telling the edge, after a real change only: HEARTH_RELOAD=edge to the supervisor, SIGHUP to
+ * --reload-pidfile, --deploy-hook through /bin/sh (bounded, default signal handling). */
 #include "certd/certd.h"
 
 #include <errno.h>

@@ -1,7 +1,5 @@
-/* Certificate storage that a crash cannot tear: each version is written into its own directory
- * (every file temp + fsync + rename, then the directory fsynced), and CERT_DIR/NAME is a symlink
- * switched to the new version with one rename(), so readers see the old pair or the new pair,
- * never a mix. The previous version stays in CERT_DIR/.archive/NAME. */
+/* Certificate storage no crash can tear: each version in its own directory (files temp + fsync +
+ * rename, directory fsynced), then the CERT_DIR/NAME symlink switched with one rename(). */
 #include "certd/certd.h"
 
 #include <dirent.h>
@@ -18,6 +16,8 @@
 #include "shared/log.h"
 
 #define STORE_MAX_FILE (1u << 20)
+/* Readers see the old pair or the new pair, never a mix; the previous version stays in
+ * CERT_DIR/.archive/NAME next to the current one. */
 #define ARCHIVE ".archive"
 
 bool store_name_ok(const char *name)

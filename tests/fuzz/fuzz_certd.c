@@ -1,6 +1,5 @@
-/* libFuzzer target for everything certd reads from a CA: reply bodies (JSON and problem
- * documents), Retry-After, RFC 3339 times, base64url, JWS, and certificate chains. Any bytes
- * must give a clean error, never a crash or a leak. */
+/* libFuzzer target for what certd reads from a CA (replies, problem documents, Retry-After,
+ * RFC 3339, base64url, JWS, chains): any bytes give a clean error, never a crash or a leak. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
