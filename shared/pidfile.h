@@ -1,4 +1,5 @@
-/* Pidfiles written atomically and locked, so a second instance is told who runs already. */
+/* Pidfiles held locked for the life of the process, so a second instance is told who runs
+ * already and a stale file left by a crash never blocks a restart. */
 #ifndef HEARTH_PIDFILE_H
 #define HEARTH_PIDFILE_H
 
