@@ -24,11 +24,14 @@ typedef struct {
 typedef enum { HTTP_KIND_REQUEST, HTTP_KIND_RESPONSE } http_kind;
 
 typedef struct {
-    size_t max_request_line; /* request line bytes, CRLF excluded: 414 past it */
-    size_t max_header_count; /* fields in the head (and in a chunked trailer): 431 past it */
-    size_t max_header_bytes; /* whole head incl. start line: 431 past it */
+    size_t max_request_line; /* request line bytes, CRLF excluded: 414 past it (requests) */
+    size_t max_header_count; /* fields in the head (and in a chunked trailer): 431 past it;
+                                the head also stops at the caller's header_cap */
+    size_t max_header_bytes; /* whole head incl. start line and final CRLF (and, separately,
+                                the trailer section): 431 past it */
     size_t max_chunk_ext;    /* bytes of chunk extensions on one chunk-size line: 400 */
-    uint64_t max_body;       /* decoded body bytes: 413 past it; 0 = no limit */
+    uint64_t max_body;       /* decoded request body bytes: 413 past it; 0 = no limit.
+                                Responses are not limited: 413 is a request status. */
 } http_limits;
 
 /* Defaults: request line 8 KiB, 100 fields, 16 KiB head, 1 KiB chunk extensions, 1 MiB body. */
@@ -84,7 +87,7 @@ typedef enum {
 typedef enum {
     HTTP_PARSE_AGAIN, /* all input used; call again with more */
     HTTP_PARSE_DONE,  /* head (or body) complete */
-    HTTP_PARSE_DATA,  /* http_parse_body: *data/*data_len hold decoded body bytes */
+    HTTP_PARSE_DATA,  /* http_parse_body: *data, *data_len hold decoded body bytes */
     HTTP_PARSE_ERROR, /* refused: see parser->error */
 } http_parse_result;
 
@@ -94,7 +97,8 @@ typedef struct {
     http_limits limits;
     http_header *headers;
     size_t header_cap;
-    /* set by the caller before parsing a response: the request was HEAD (no body follows) */
+    /* set by the caller before parsing a response: the request was HEAD (no body follows);
+     * http_parser_reset() clears it, as it belongs to one exchange */
     bool response_to_head;
 
     /* results, valid once http_parse_head() returned HTTP_PARSE_DONE */
@@ -109,36 +113,50 @@ typedef struct {
     uint64_t content_length; /* HTTP_BODY_LENGTH */
     bool keep_alive;         /* version default adjusted by Connection */
     bool upgrade;            /* Connection: upgrade with an Upgrade field */
-    bool expect_continue;    /* Expect: 100-continue */
+    bool expect_continue;    /* HTTP/1.1 request with Expect: 100-continue */
     http_error error;
 
-    /* private state */
-    size_t pos;          /* next byte of the head to look at */
-    size_t line_start;   /* start of the line being scanned */
-    int host_count;      /* Host fields seen */
-    int cl_count;        /* Content-Length fields seen */
-    bool te_seen;        /* Transfer-Encoding seen */
-    bool te_chunked;     /* chunked is the final coding so far */
-    int body_state;      /* chunked decoder state */
-    uint64_t remaining;  /* bytes left in current chunk or body */
-    uint64_t body_total; /* decoded body bytes so far */
-    size_t scan;         /* digits, extension or trailer bytes of the current line */
-    size_t trailer_count;
+    /* private state: zeroed by init/reset, not for callers */
+    size_t pos;           /* next head byte to scan for LF */
+    size_t line_start;    /* start of the head line being scanned (0: start line) */
+    int host_count;       /* Host fields seen */
+    int cl_count;         /* Content-Length fields seen */
+    bool te_seen;         /* Transfer-Encoding seen */
+    bool te_chunked;      /* chunked is the final coding so far */
+    bool te_has_chunked;  /* chunked appeared at all (a second one is refused) */
+    bool te_other;        /* a coding other than chunked appeared */
+    bool conn_close;      /* Connection lists close */
+    bool conn_keep_alive; /* Connection lists keep-alive */
+    bool conn_upgrade;    /* Connection lists upgrade */
+    bool upgrade_seen;    /* an Upgrade field is present */
+    bool head_done;       /* http_parse_head returned HTTP_PARSE_DONE */
+    int body_state;       /* chunked decoder state */
+    uint64_t remaining;   /* bytes left in current chunk or body */
+    uint64_t body_total;  /* decoded body bytes so far */
+    size_t scan;          /* digits, extension or trailer bytes counted so far */
+    size_t trailer_count; /* trailer fields seen */
 } http_parser;
 
 void http_parser_init(http_parser *p, http_kind kind, const http_limits *limits,
                       http_header *headers, size_t header_cap);
 
-/* Forget the last message, keep kind, limits and header array: for the next pipelined one. */
+/* Forget the last message, keep kind, limits and header array: for the next pipelined one.
+ * limits may be NULL in http_parser_init() for http_limits_default(). */
 void http_parser_reset(http_parser *p);
 
 /* Parse the head. buf holds every byte received since the message started (len of them); call
  * again with the same bytes plus more after HTTP_PARSE_AGAIN: scanning resumes where it stopped.
- * On HTTP_PARSE_DONE the head is buf[0, head_len); the body (or the next message) follows. */
+ * On HTTP_PARSE_DONE the head is buf[0, head_len); the body (or the next message) follows.
+ * Errors are sticky: later calls return HTTP_PARSE_ERROR until reset. Choices where RFC 9112
+ * leaves room: a CRLF before the request line is refused (HTTP_E_BAD_REQUEST_LINE), an HTAB in
+ * the request line too; a status line without the SP before an empty reason is accepted; the
+ * status must be 100-599; empty elements of Transfer-Encoding lists are ignored. */
 http_parse_result http_parse_head(http_parser *p, const char *buf, size_t len);
 
 /* Decode the body after the head. Consumes bytes from in (len of them) and sets *consumed.
- * HTTP_PARSE_DATA: *data/*data_len are body bytes inside in[0, *consumed); call again with the
+ * Chunk extensions are checked (name[=token|quoted-string], no BWS) and skipped; trailer fields
+ * are checked and discarded.
+ * HTTP_PARSE_DATA: *data, *data_len are body bytes inside in[0, *consumed); call again with the
  * rest. HTTP_PARSE_AGAIN: all of in was used, more is needed. HTTP_PARSE_DONE: the message ended
  * after *consumed bytes; what follows belongs to the next message. HTTP_BODY_UNTIL_CLOSE bodies
  * never end here: the caller ends them at connection close. */
