@@ -29,30 +29,30 @@ typedef struct {
 } config_cert_pair;
 
 typedef struct {
-    char *prefix; /* URL prefix, starts and ends with '/' */
+    char *prefix; /* URL prefix, starts and ends with '/' (the loader appends a missing one) */
     char *root;   /* directory */
     char *cache_control; /* NULL: no Cache-Control header */
 } config_static;
 
 typedef struct {
-    char *name;             /* the site's canonical host name (also the redirect target) */
-    config_strings aliases; /* further names served by this site */
-    config_tls_mode tls;
+    char *name;              /* the site's canonical host name, lowercase (the redirect target) */
+    config_strings aliases;  /* further names served by this site */
+    config_tls_mode tls;     /* default: ACME for a public name, INTERNAL for localhost & co */
     config_cert_pair *certs; /* tls: files, one or two pairs (e.g. ECDSA and RSA) */
     size_t cert_count;
-    int64_t hsts_ms;         /* 0: no Strict-Transport-Security */
+    int64_t hsts_ms; /* 0: no Strict-Transport-Security */
     config_static *statics;
     size_t static_count;
     config_strings upstreams; /* "unix:PATH" or "HOST:PORT"; default: the appserver bind */
-    /* file:line of the site entry, for messages about it */
+    /* line of the site entry in config->path, for messages about it */
     int line;
 } config_site;
 
 typedef struct {
-    int workers;                /* 0 = auto (one per core) */
-    config_strings http;        /* listen addresses, e.g. ":80", "[::]:80", "127.0.0.1:8080" */
+    int workers;         /* 0 = auto (one per core) */
+    config_strings http; /* listen addresses, e.g. ":80", "[::]:80", "127.0.0.1:8080" */
     config_strings https;
-    char *access_log;           /* path; NULL = off */
+    char *access_log; /* path; NULL = off; "-" = stdout */
     config_access_format access_log_format;
     int64_t header_timeout_ms;    /* whole head must arrive within this */
     int64_t keepalive_timeout_ms; /* idle keep-alive connections closed after this */
@@ -60,7 +60,7 @@ typedef struct {
     uint64_t max_body_size;       /* 413 past it; 0 = unlimited */
     uint64_t max_header_size;     /* 431 past it */
     int max_header_count;
-    int max_connections;          /* per worker process */
+    int max_connections; /* per worker process */
     int64_t proxy_connect_timeout_ms;
     int64_t proxy_read_timeout_ms;
     int64_t upstream_fail_timeout_ms; /* how long a failed upstream is skipped */
@@ -73,15 +73,15 @@ typedef struct {
     int64_t timeout_ms;          /* a silent worker is killed after this */
     int64_t graceful_timeout_ms; /* how long workers get to finish on stop/reload */
     int64_t keepalive_timeout_ms;
-    int max_requests;            /* 0 = never recycle */
+    int max_requests; /* 0 = never recycle */
     int max_requests_jitter;
-    uint64_t max_body_size;
-    char *access_log; /* NULL = off */
+    uint64_t max_body_size; /* default: edge.max_body_size */
+    char *access_log;       /* NULL = off */
 } config_appserver;
 
 typedef struct {
-    char *server;   /* ACME directory URL */
-    char *email;    /* NULL = none */
+    char *server; /* ACME directory URL */
+    char *email;  /* NULL = none */
     bool agree_tos;
     char *ca_bundle; /* NULL = system trust store */
     char *eab_kid;
@@ -94,21 +94,21 @@ typedef struct {
 } config_certd;
 
 typedef struct {
-    int64_t stop_timeout_ms;     /* per component, then SIGKILL */
-    int64_t restart_delay_ms;    /* first restart delay */
+    int64_t stop_timeout_ms;  /* per component, then SIGKILL */
+    int64_t restart_delay_ms; /* first restart delay */
     int64_t restart_delay_max_ms;
-    int64_t restart_reset_ms;    /* up this long: the delay starts over */
-    int max_restarts;            /* crashes within restart_window before FATAL */
+    int64_t restart_reset_ms; /* up this long: the delay starts over */
+    int max_restarts;         /* crashes within restart_window before FATAL */
     int64_t restart_window_ms;
 } config_supervisor;
 
 typedef struct {
-    char *path;      /* the file loaded */
-    char *user;      /* unprivileged user for the children; NULL: stay as is */
+    char *path; /* the file loaded */
+    char *user; /* unprivileged user for the children; NULL: stay as is */
     char *group;
     char *run_dir;   /* sockets, pidfiles */
     char *state_dir; /* certificates, ACME account, challenge files */
-    char *log_level; /* debug, info, warn, error */
+    char *log_level; /* debug, info, warn or error (the loader allows nothing else) */
     config_log_format log_format;
     config_edge edge;
     config_appserver appserver;
@@ -118,17 +118,22 @@ typedef struct {
     size_t site_count;
 } hearth_config;
 
-/* Fill every field with its default (no sites). */
+/* Fill every field with its default (no sites), the derived ones included. */
 void config_defaults(hearth_config *cfg);
 
-/* Load path over the defaults. On error returns -1 and writes one message, "FILE:LINE:COL: key
- * 'a.b': what is wrong", into err (errlen bytes); cfg is then freed. */
+/* Load path over the defaults. cfg need not be initialised: it is overwritten (a config it held
+ * is not freed), so there is no need to call config_defaults first. Relative paths in the file
+ * are made relative to the file's directory. On error returns -1 and writes one message,
+ * "FILE:LINE:COL: key 'a.b': what is wrong", into err (errlen bytes, may be 0); cfg is then
+ * freed and zeroed. A file that cannot be read gives "FILE: strerror". */
 int config_load(hearth_config *cfg, const char *path, char *err, size_t errlen);
 
-/* The same from a string in memory (name stands for the file in messages). */
+/* The same from a string in memory (name stands for the file in messages; NULL: "config").
+ * Relative paths are kept as written. */
 int config_load_string(hearth_config *cfg, const char *yaml, size_t len, const char *name,
                        char *err, size_t errlen);
 
+/* Frees everything cfg holds and zeroes it, so freeing twice is harmless. */
 void config_free(hearth_config *cfg);
 
 /* "30s" -> 30000 and friends; used by the CLI flags too. -1 on error. */
