@@ -42,6 +42,7 @@ typedef struct {
 typedef struct {
     unsigned id;
     int *fds;
+    char **paths; /* as configured when opened: a reload may change the list */
     size_t count;
 } module_gen;
 
@@ -72,11 +73,14 @@ static const int arbiter_signals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP,  SIGTTIN
 
 static void module_gen_close(module_gen *g)
 {
-    for (size_t i = 0; i < g->count; i++)
-        if (g->fds[i] >= 0)
-            close(g->fds[i]);
+    for (size_t i = 0; i < g->count; i++) {
+        close(g->fds[i]);
+        free(g->paths[i]);
+    }
     free(g->fds);
+    free(g->paths);
     g->fds = NULL;
+    g->paths = NULL;
     g->count = 0;
     g->id = 0;
 }
@@ -86,9 +90,10 @@ static int module_gen_open(module_gen *g, const str_list *paths, unsigned id, ch
                            size_t errlen)
 {
     g->fds = calloc(paths->count ? paths->count : 1, sizeof *g->fds);
+    g->paths = calloc(paths->count ? paths->count : 1, sizeof *g->paths);
     g->count = 0;
     g->id = id;
-    if (!g->fds) {
+    if (!g->fds || !g->paths) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -99,6 +104,7 @@ static int module_gen_open(module_gen *g, const str_list *paths, unsigned id, ch
             module_gen_close(g);
             return -1;
         }
+        g->paths[g->count] = strdup(paths->items[i]);
         g->fds[g->count++] = fd;
     }
     return 0;
@@ -154,7 +160,7 @@ static int spawn(arbiter *a, const module_gen *g)
         .opts = a->opts,
         .listen_fds = a->listeners->fds,
         .listen_count = a->listeners->count,
-        .module_paths = a->opts->modules.items,
+        .module_paths = g->paths,
         .module_fds = g->fds,
         .module_count = g->count,
         .slot = &a->slots[slot],

@@ -18,8 +18,8 @@ extern "C" {
 #define HEARTH_APP_ABI_VERSION 1
 /* Marks a real descriptor, so a stray symbol of the same name is not mistaken for one. */
 #define HEARTH_APP_MAGIC 0x48525448u /* "HRTH" */
-/* The one symbol a module exports: a const hearth_module of this name. */
-#define HEARTH_MODULE_SYMBOL "hearth_module"
+/* The one symbol a module exports: a const hearth_module of this name (use HEARTH_MODULE). */
+#define HEARTH_MODULE_SYMBOL "hearth_app_module"
 
 #define HEARTH_EXPORT __attribute__((visibility("default")))
 
@@ -35,8 +35,9 @@ typedef int (*hearth_handler)(hearth_req *req, hearth_res *res);
 typedef struct {
     /* "GET", "POST", ... or "*" for any method. A GET route also answers HEAD. */
     const char *method;
-    /* "/notes", "/notes/:id" (one segment, named), "/files/*path" (the rest, may be empty;
-     * only last). Literal segments win over parameters, parameters over a wildcard. */
+    /* "/notes", "/notes/:id" (":name": one segment, named), or a last segment "*name" that
+     * takes the rest of the path, maybe empty. Literal segments win over parameters, parameters
+     * over a wildcard. */
     const char *pattern;
     hearth_handler handler;
 } hearth_route;
@@ -55,7 +56,9 @@ typedef struct {
     const hearth_route *routes; /* array ended by an entry whose pattern is NULL */
 } hearth_module;
 
-/* Fills the two header fields: const hearth_module hearth_module = { HEARTH_MODULE_HEAD, ... }; */
+/* Declares the exported descriptor; HEARTH_MODULE_HEAD fills its two header fields:
+ *   HEARTH_MODULE = {HEARTH_MODULE_HEAD, .name = "hello", .routes = routes}; */
+#define HEARTH_MODULE HEARTH_EXPORT const hearth_module hearth_app_module
 #define HEARTH_MODULE_HEAD .magic = HEARTH_APP_MAGIC, .abi_version = HEARTH_APP_ABI_VERSION
 
 /* ---- Request. Strings are NUL-terminated, owned by the server, valid until the handler
