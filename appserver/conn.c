@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "accesslog.h"
 #include "shared/log.h"
@@ -348,9 +349,10 @@ static void dispatch(conn *c)
     route_path path;
     int status = request_build(&req, &w->arena, p, head, buf_head(&c->body), buf_used(&c->body),
                                c->peer, &path);
-    if (status)
+    if (status) {
+        keep = false;
         response_simple(&c->out, status, NULL, keep, head_only);
-    else
+    } else
         status = route_and_run(c, &req, &path, keep, head_only);
     if (w->access_fd >= 0 && req.method)
         access_log_write(w->access_fd, &req, p->version_minor, status,
@@ -485,17 +487,28 @@ void conn_accept(worker_ctx *w, uv_stream_t *server)
     rearm_read_timer(c);
 }
 
+/* A request may be on its way: a fresh connection carries one soon, and a keep-alive one may
+ * have bytes we have not read yet. Closing either would reset a request the client already
+ * sent, so those connections get their answer (with Connection: close) instead. */
+static bool bytes_waiting(conn *c)
+{
+    uv_os_fd_t fd;
+    int n = 0;
+    return uv_fileno(&c->h.handle, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 void conn_stop_all(worker_ctx *w)
 {
     conn *next;
     for (conn *c = w->conns; c; c = next) {
         next = c->next;
-        bool request_started = c->in_body || buf_used(&c->in) > 0;
+        bool request_started = c->in_body || buf_used(&c->in) > 0 || c->served == 0 ||
+                               bytes_waiting(c);
         if (request_started || c->lingering)
             continue; /* its answer will carry Connection: close */
-        if (c->writes == 0)
+        if (c->writes == 0 && buf_used(&c->out) == 0)
             conn_close(c);
         else
-            c->close_after = true;
+            c->close_after = true; /* an answer is still on its way out */
     }
 }
