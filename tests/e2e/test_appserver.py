@@ -499,3 +499,36 @@ def test_tcp_bind_and_hello_example(procs, tmp_path):
     out = subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/client"], capture_output=True)
     assert out.returncode == 0
     assert p.poll() is None
+
+
+# ---- examples/site: the notes API on SQLite -----------------------------------------------
+
+
+@pytest.mark.skipif(not os.path.exists(binary("examples", "site.so")),
+                    reason="examples/site not built (no libsqlite3-dev)")
+def test_site_notes_api(procs, tmp_path):
+    import json
+    sock = str(tmp_path / "site.sock")
+    p = procs.start([APPSERVER, "-b", "unix:" + sock, "-w", "2", binary("examples", "site.so")],
+                    name="appserver", env={"HEARTH_SITE_DB": str(tmp_path / "notes.db")})
+    wait_until(lambda: unix_open(sock) and "serving (" in open(p.log_path).read(), what="site")
+    st, h, body = request(sock, "/api/notes", method="POST", body=b'{"title": "first", "body": "x"}',
+                          headers={"Content-Type": "application/json"})
+    assert st == 201
+    first = json.loads(body)
+    assert h["location"] == f"/api/notes/{first['id']}" and first["title"] == "first"
+    st, _, body = request(sock, "/api/notes", method="POST", body=b"title=second+one&body=%C3%A9",
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    second = json.loads(body)
+    assert st == 201 and second["body"] == "é"
+    # every worker has its own connection and sees the others' writes
+    for _ in range(4):
+        notes = json.loads(request(sock, "/api/notes")[2])["notes"]
+        assert [n["title"] for n in notes] == ["first", "second one"]
+    assert json.loads(request(sock, f"/api/notes/{second['id']}")[2]) == second
+    assert request(sock, "/api/notes", method="POST", body=b'{"body": "no title"}')[0] == 422
+    assert request(sock, f"/api/notes/{first['id']}", method="DELETE")[0] == 204
+    assert request(sock, f"/api/notes/{first['id']}", method="DELETE")[0] == 404
+    assert request(sock, "/api/notes/abc")[0] == 404
+    assert request(sock, "/api/notes/1", method="PUT")[0] == 405
+    assert json.loads(request(sock, "/api/health")[2])["ok"] is True
