@@ -532,3 +532,17 @@ def test_site_notes_api(procs, tmp_path):
     assert request(sock, "/api/notes/abc")[0] == 404
     assert request(sock, "/api/notes/1", method="PUT")[0] == 405
     assert json.loads(request(sock, "/api/health")[2])["ok"] is True
+
+
+def test_module_built_outside_the_tree(procs, tmp_path):
+    """What a user does: cc -shared -fPIC with the public header only, then serve the .so."""
+    from conftest import SOURCE
+    so = tmp_path / "hello.so"
+    cflags = subprocess.run(["pkg-config", "--cflags", "jansson"], capture_output=True,
+                            text=True).stdout.split()
+    subprocess.run(["cc", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+                    "-I", os.path.join(SOURCE, "appserver", "include"), *cflags,
+                    os.path.join(SOURCE, "examples", "hello", "hello.c"), "-o", str(so)],
+                   check=True)
+    app = start(procs, tmp_path, [str(so)], workers=1)
+    assert app.get("/hello/outside")[2] == b"Hello, outside!\n"
