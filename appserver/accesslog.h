@@ -9,7 +9,6 @@
 
 /* Open path for appending ("-" is stdout); -1 with errno on failure. */
 int access_log_open(const char *path);
-void access_log_write(int fd, const hearth_req *req, int version_minor, int status,
-                      size_t bytes);
+void access_log_write(int fd, const hearth_req *req, int version_minor, int status, size_t bytes);
 
 #endif

@@ -68,8 +68,8 @@ typedef struct {
     int exit_code;
 } arbiter;
 
-static const int arbiter_signals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP,  SIGTTIN,
-                                      SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, 0};
+static const int arbiter_signals[] = {SIGTERM, SIGINT,  SIGQUIT,  SIGHUP,  SIGTTIN, SIGTTOU,
+                                      SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, 0};
 
 static void module_gen_close(module_gen *g)
 {
@@ -184,8 +184,8 @@ static int spawn(arbiter *a, const module_gen *g)
         log_error("fork: %s", strerror(errno));
         return -1;
     }
-    a->w[slot] = (worker_rec){.pid = pid, .state = W_BOOTING, .gen = g->id,
-                              .started_ms = scoreboard_now_ms()};
+    a->w[slot] = (worker_rec){
+        .pid = pid, .state = W_BOOTING, .gen = g->id, .started_ms = scoreboard_now_ms()};
     log_debug("worker %d forked (generation %u, slot %d)", (int)pid, g->id, slot);
     return 0;
 }
@@ -266,8 +266,8 @@ static void abort_reload(arbiter *a, const char *why)
 {
     if (!a->next.id)
         return;
-    log_error("reload failed: %s; still serving generation %u with the modules loaded before",
-              why, a->cur.id);
+    log_error("reload failed: %s; still serving generation %u with the modules loaded before", why,
+              a->cur.id);
     for (int i = 0; i < MAX_WORKERS; i++)
         if (a->w[i].state != W_FREE && a->w[i].gen == a->next.id)
             retire(a, i);
@@ -445,8 +445,8 @@ static void check_timeout(arbiter *a, int i, int64_t now)
                   (int)w->pid, (long long)silent, SCOREBOARD_TEXT, s->route, SCOREBOARD_TEXT,
                   s->request);
     else
-        log_error("worker %d timed out (no heartbeat for %lld ms) %s; sending SIGABRT",
-                  (int)w->pid, (long long)silent,
+        log_error("worker %d timed out (no heartbeat for %lld ms) %s; sending SIGABRT", (int)w->pid,
+                  (long long)silent,
                   w->state == W_BOOTING ? "while loading the modules" : "outside any request");
     kill(w->pid, SIGABRT);
     w->abort_sent = true;

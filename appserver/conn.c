@@ -502,8 +502,8 @@ void conn_stop_all(worker_ctx *w)
     conn *next;
     for (conn *c = w->conns; c; c = next) {
         next = c->next;
-        bool request_started = c->in_body || buf_used(&c->in) > 0 || c->served == 0 ||
-                               bytes_waiting(c);
+        bool request_started =
+            c->in_body || buf_used(&c->in) > 0 || c->served == 0 || bytes_waiting(c);
         if (request_started || c->lingering)
             continue; /* its answer will carry Connection: close */
         if (c->writes == 0 && buf_used(&c->out) == 0)

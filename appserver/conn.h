@@ -24,7 +24,7 @@ typedef struct {
     uint64_t requests;
     uint64_t max_requests;
     size_t conn_count;
-    struct conn *conns; /* doubly linked */
+    struct conn *conns;    /* doubly linked */
     void (*on_idle)(void); /* called when stopping and the last connection closed */
     void (*on_max_requests)(void);
     /* reused for every request: no allocation per request once warm */

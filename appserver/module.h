@@ -8,10 +8,10 @@
 #include "hearth/app.h"
 
 typedef struct {
-    char *path;                 /* as configured, for messages */
-    void *handle;               /* dlopen handle */
-    const hearth_module *desc;  /* the exported descriptor */
-    void *data;                 /* what init() stored */
+    char *path;                /* as configured, for messages */
+    void *handle;              /* dlopen handle */
+    const hearth_module *desc; /* the exported descriptor */
+    void *data;                /* what init() stored */
     int initialised;
 } app_module;
 

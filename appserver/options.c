@@ -196,13 +196,20 @@ static int apply_flag(appserver_opts *o, int c, const char *arg, bool *binds_fro
             list_free(&o->binds); /* flags replace the file's list, not add to it */
         *binds_from_cli = true;
         return list_add(&o->binds, arg);
-    case 'w': return parse_int("--workers", arg, 0, &o->workers);
-    case 't': return parse_duration("--timeout", arg, &o->timeout_ms);
-    case 'c': return 0;
-    case OPT_GRACEFUL: return parse_duration("--graceful-timeout", arg, &o->graceful_timeout_ms);
-    case OPT_KEEPALIVE: return parse_duration("--keep-alive", arg, &o->keepalive_ms);
-    case OPT_MAX_REQUESTS: return parse_int("--max-requests", arg, 0, &o->max_requests);
-    case OPT_JITTER: return parse_int("--max-requests-jitter", arg, 0, &o->max_requests_jitter);
+    case 'w':
+        return parse_int("--workers", arg, 0, &o->workers);
+    case 't':
+        return parse_duration("--timeout", arg, &o->timeout_ms);
+    case 'c':
+        return 0;
+    case OPT_GRACEFUL:
+        return parse_duration("--graceful-timeout", arg, &o->graceful_timeout_ms);
+    case OPT_KEEPALIVE:
+        return parse_duration("--keep-alive", arg, &o->keepalive_ms);
+    case OPT_MAX_REQUESTS:
+        return parse_int("--max-requests", arg, 0, &o->max_requests);
+    case OPT_JITTER:
+        return parse_int("--max-requests-jitter", arg, 0, &o->max_requests_jitter);
     case OPT_MAX_BODY:
         if (config_parse_size(arg, &size) != 0) {
             fprintf(stderr, "appserver: --max-body-size: not a size: '%s'\n", arg);
@@ -210,19 +217,32 @@ static int apply_flag(appserver_opts *o, int c, const char *arg, bool *binds_fro
         }
         o->max_body = size;
         return 0;
-    case OPT_PID: set_str(&o->pidfile, arg); return 0;
-    case OPT_ACCESS_LOG: set_str(&o->access_log, arg); return 0;
-    case OPT_ERROR_LOG: set_str(&o->error_log, arg); return 0;
+    case OPT_PID:
+        set_str(&o->pidfile, arg);
+        return 0;
+    case OPT_ACCESS_LOG:
+        set_str(&o->access_log, arg);
+        return 0;
+    case OPT_ERROR_LOG:
+        set_str(&o->error_log, arg);
+        return 0;
     case OPT_LOG_LEVEL:
         if ((o->log_level = log_level_parse(arg)) < 0) {
             fprintf(stderr, "appserver: --log-level: unknown level '%s'\n", arg);
             return -1;
         }
         return 0;
-    case OPT_LOG_JSON: o->log_json = true; return 0;
-    case OPT_USER: set_str(&o->user, arg); return 0;
-    case OPT_GROUP: set_str(&o->group, arg); return 0;
-    default: return -1;
+    case OPT_LOG_JSON:
+        o->log_json = true;
+        return 0;
+    case OPT_USER:
+        set_str(&o->user, arg);
+        return 0;
+    case OPT_GROUP:
+        set_str(&o->group, arg);
+        return 0;
+    default:
+        return -1;
     }
 }
 

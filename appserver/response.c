@@ -33,38 +33,45 @@ void response_free(hearth_res *res)
     buf_free(&res->body);
 }
 
+static const struct {
+    int status;
+    const char *reason;
+} reasons[] = {
+    {100, "Continue"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {422, "Unprocessable Content"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {503, "Service Unavailable"},
+    {505, "HTTP Version Not Supported"},
+};
+
 const char *response_reason(int status)
 {
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
-    }
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+        if (reasons[i].status == status)
+            return reasons[i].reason;
+    return "Unknown";
 }
 
 /* The Date field changes once a second; format it once a second. */
@@ -107,16 +114,15 @@ int response_serialize(const hearth_res *res, buf *out, int version_minor, bool 
     return rc ? -1 : 0;
 }
 
-int response_simple(buf *out, int status, const char *extra_header, bool keep_alive,
-                    bool head_only)
+int response_simple(buf *out, int status, const char *extra_header, bool keep_alive, bool head_only)
 {
     const char *reason = response_reason(status);
-    int rc = buf_printf(out,
-                        "HTTP/1.1 %d %s\r\nServer: hearth\r\nDate: %s\r\n"
-                        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n%s%s\r\n",
-                        status, reason, http_date(), strlen(reason) + 1,
-                        extra_header ? extra_header : "",
-                        keep_alive ? "" : "Connection: close\r\n") < 0;
+    int rc =
+        buf_printf(out,
+                   "HTTP/1.1 %d %s\r\nServer: hearth\r\nDate: %s\r\n"
+                   "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n%s%s\r\n",
+                   status, reason, http_date(), strlen(reason) + 1,
+                   extra_header ? extra_header : "", keep_alive ? "" : "Connection: close\r\n") < 0;
     if (!head_only)
         rc |= buf_printf(out, "%s\n", reason) < 0;
     return rc ? -1 : 0;

@@ -47,8 +47,7 @@ static int compile_pattern(compiled_route *cr, const char *pattern, char *err, s
                 return -1;
             }
             if (s->kind == SEG_WILDCARD && end) {
-                snprintf(err, errlen, "route pattern '%s': '*' only as the last segment",
-                         pattern);
+                snprintf(err, errlen, "route pattern '%s': '*' only as the last segment", pattern);
                 return -1;
             }
         }

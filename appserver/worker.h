@@ -19,7 +19,7 @@ typedef struct {
     size_t module_count;
     worker_slot *slot;
     int slot_index;
-    int notify_fd; /* write end of the master's notify pipe */
+    int notify_fd;         /* write end of the master's notify pipe */
     uint64_t max_requests; /* with jitter applied; 0: never */
     pid_t master_pid;
 } worker_params;

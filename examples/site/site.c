@@ -13,11 +13,12 @@
 #define TITLE_MAX 200
 #define BODY_MAX 10000
 
-static const char schema[] = "PRAGMA journal_mode=WAL;"
-                             "CREATE TABLE IF NOT EXISTS notes ("
-                             " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                             " title TEXT NOT NULL, body TEXT NOT NULL,"
-                             " created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))";
+static const char schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "CREATE TABLE IF NOT EXISTS notes ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " title TEXT NOT NULL, body TEXT NOT NULL,"
+    " created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))";
 
 static int site_init(void **data)
 {
@@ -51,8 +52,8 @@ static void site_fini(void *data)
 
 static json_t *note_from_row(sqlite3_stmt *st)
 {
-    return json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)sqlite3_column_int64(st, 0),
-                     "title", (const char *)sqlite3_column_text(st, 1), "body",
+    return json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)sqlite3_column_int64(st, 0), "title",
+                     (const char *)sqlite3_column_text(st, 1), "body",
                      (const char *)sqlite3_column_text(st, 2), "created",
                      (const char *)sqlite3_column_text(st, 3));
 }
@@ -140,7 +141,8 @@ static int create_note(hearth_req *req, hearth_res *res)
     if (rc != SQLITE_DONE || get_by_id(db, sqlite3_last_insert_rowid(db), &note) != 0 || !note)
         return db_fail(res, db, "insert");
     char location[64];
-    snprintf(location, sizeof location, "/api/notes/%lld", (long long)sqlite3_last_insert_rowid(db));
+    snprintf(location, sizeof location, "/api/notes/%lld",
+             (long long)sqlite3_last_insert_rowid(db));
     hearth_res_header(res, "Location", location);
     return reply_json(res, 201, note);
 }
@@ -188,19 +190,12 @@ static int health(hearth_req *req, hearth_res *res)
 }
 
 static const hearth_route routes[] = {
-    {"GET", "/api/notes", list_notes},
-    {"POST", "/api/notes", create_note},
-    {"GET", "/api/notes/:id", get_note},
-    {"DELETE", "/api/notes/:id", delete_note},
-    {"GET", "/api/health", health},
-    {NULL, NULL, NULL},
+    {"GET", "/api/notes", list_notes},   {"POST", "/api/notes", create_note},
+    {"GET", "/api/notes/:id", get_note}, {"DELETE", "/api/notes/:id", delete_note},
+    {"GET", "/api/health", health},      {NULL, NULL, NULL},
 };
 
 HEARTH_MODULE = {
-    HEARTH_MODULE_HEAD,
-    .name = "site",
-    .version = "1.0",
-    .init = site_init,
-    .fini = site_fini,
-    .routes = routes,
+    HEARTH_MODULE_HEAD, .name = "site",    .version = "1.0",
+    .init = site_init,  .fini = site_fini, .routes = routes,
 };

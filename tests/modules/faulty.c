@@ -37,11 +37,8 @@ static int ok(hearth_req *req, hearth_res *res)
 }
 
 static const hearth_route routes[] = {
-    {"GET", "/crash", crash},
-    {"GET", "/abort", do_abort},
-    {"GET", "/hang", hang},
-    {"GET", "/ok", ok},
-    {NULL, NULL, NULL},
+    {"GET", "/crash", crash}, {"GET", "/abort", do_abort}, {"GET", "/hang", hang},
+    {"GET", "/ok", ok},       {NULL, NULL, NULL},
 };
 
 HEARTH_MODULE = {

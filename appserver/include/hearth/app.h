@@ -65,8 +65,8 @@ typedef struct {
  * returns. Lookups of names are exact except headers, which are case-insensitive. ---- */
 
 const char *hearth_req_method(const hearth_req *req);
-const char *hearth_req_path(const hearth_req *req);   /* percent-decoded, no query */
-const char *hearth_req_target(const hearth_req *req); /* as sent: path and query */
+const char *hearth_req_path(const hearth_req *req);         /* percent-decoded, no query */
+const char *hearth_req_target(const hearth_req *req);       /* as sent: path and query */
 const char *hearth_req_query_string(const hearth_req *req); /* "" when none */
 /* The route's :name or *name part, percent-decoded; NULL when the route has none. */
 const char *hearth_req_param(const hearth_req *req, const char *name);
