@@ -19,8 +19,15 @@ static int drop_privileges(const appserver_opts *o, const listen_set *ls)
     uid_t uid;
     gid_t gid;
     char err[256];
-    if (privs_lookup(o->user ? o->user : "root", o->group, &uid, &gid, err, sizeof err) != 0 ||
-        (listen_chown(ls, uid, gid), privs_drop(uid, gid, err, sizeof err)) != 0) {
+    if (privs_lookup(o->user ? o->user : "root", o->group, &uid, &gid, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    /* what we created as root we must still be able to remove at exit (sticky /tmp, /run) */
+    listen_chown(ls, uid, gid);
+    if (o->pidfile && chown(o->pidfile, uid, gid) != 0)
+        log_warn("cannot hand %s to the unprivileged user; it may stay behind", o->pidfile);
+    if (privs_drop(uid, gid, err, sizeof err) != 0) {
         log_error("%s", err);
         return -1;
     }

@@ -546,3 +546,28 @@ def test_module_built_outside_the_tree(procs, tmp_path):
                    check=True)
     app = start(procs, tmp_path, [str(so)], workers=1)
     assert app.get("/hello/outside")[2] == b"Hello, outside!\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_user_group_drop_privileges(procs, tmp_path):
+    import pwd
+    import tempfile
+    pwd.getpwnam("nobody")
+    d = tempfile.mkdtemp(prefix="hearth-user-")  # pytest's tmp_path is private to root
+    try:
+        os.chmod(d, 0o755)
+        so = os.path.join(d, "app.so")
+        shutil.copy(module("mod_v1"), so)
+        os.chmod(so, 0o644)
+        sock, pid = os.path.join(d, "app.sock"), os.path.join(d, "app.pid")
+        p = procs.start([APPSERVER, "--user", "nobody", "-w", "1", "-b", "unix:" + sock,
+                         "--pid", pid, so], name="appserver")
+        wait_until(lambda: "serving (" in open(p.log_path).read(), what="serving")
+        assert request(sock, "/")[2] == b"v1\n"
+        uids = {os.stat(f"/proc/{x}").st_uid for x in [p.pid, *children(p.pid)]}
+        assert uids == {pwd.getpwnam("nobody").pw_uid}
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=10) == 0
+        assert not os.path.exists(sock) and not os.path.exists(pid)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
