@@ -555,7 +555,7 @@ def test_user_group_drop_privileges(procs, tmp_path):
     pwd.getpwnam("nobody")
     d = tempfile.mkdtemp(prefix="hearth-user-")  # pytest's tmp_path is private to root
     try:
-        os.chmod(d, 0o755)
+        os.chmod(d, 0o1777)  # like /tmp: the unprivileged master removes its own files
         so = os.path.join(d, "app.so")
         shutil.copy(module("mod_v1"), so)
         os.chmod(so, 0o644)
