@@ -314,7 +314,7 @@ static void format_duration(int64_t ms, char *out, size_t len)
             return;
         }
     }
-    snprintf(out, len, ms == 0 ? "0" : "%lldms", (long long)ms);
+    snprintf(out, len, "%lld%s", (long long)ms, ms == 0 ? "" : "ms");
 }
 
 static void format_size(uint64_t bytes, char *out, size_t len)
@@ -467,31 +467,12 @@ static int size_parse(const char *text, uint64_t *bytes)
     int rc = parse_number(&text, &n), shift;
     if (rc == -1)
         return -1;
-    switch (*text) {
-    case '\0':
-        shift = 0;
-        break;
-    case 'k':
-    case 'K':
-        shift = 10;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        break;
-    case 't':
-    case 'T':
-        shift = 40;
-        break;
-    default:
+    /* k, m, g, t in either case; *text | 32 lower-cases a letter */
+    static const char units[] = "kmgt";
+    const char *unit = *text ? strchr(units, *text | 32) : NULL;
+    if (*text && (!unit || text[1]))
         return -1;
-    }
-    if (*text && text[1])
-        return -1;
+    shift = unit ? 10 * (int)(unit - units + 1) : 0;
     if (rc == -2 || n > (UINT64_MAX >> shift))
         return -2;
     *bytes = n << shift;
@@ -592,12 +573,15 @@ static void strings_free(config_strings *list)
 static char *stored_string(loader *ld, const field *f, const char *text)
 {
     char *out;
-    if ((f->flags & FL_PATH) && ld->basedir && text[0] != '/' && strcmp(text, "-") != 0) {
-        size_t dirlen = strlen(ld->basedir), len = dirlen + 1 + strlen(text) + 1;
+    const char *scheme = (f->flags & FL_ADDR) && strncmp(text, "unix:", 5) == 0 ? "unix:" : "";
+    const char *file = text + strlen(scheme);
+    bool is_path = (f->flags & FL_PATH) || *scheme;
+    if (is_path && ld->basedir && file[0] != '/' && strcmp(file, "-") != 0) {
+        size_t dirlen = strlen(ld->basedir), len = 5 + dirlen + 1 + strlen(file) + 1;
         bool slash = dirlen > 0 && ld->basedir[dirlen - 1] == '/';
         out = malloc(len);
         if (out)
-            snprintf(out, len, "%s%s%s", ld->basedir, slash ? "" : "/", text);
+            snprintf(out, len, "%s%s%s%s", scheme, ld->basedir, slash ? "" : "/", file);
         return out;
     }
     out = strdup(text);
@@ -1101,13 +1085,13 @@ static int check_static(loader *ld, yaml_node_t *node, void *elem, size_t index,
     yaml_node_t *at = map_get(ld, node, "prefix");
     char kpath[256];
     size_t len = strlen(st->prefix);
-    (void)index;
     child_path(kpath, sizeof(kpath), path, "prefix");
     if (st->prefix[0] != '/')
         return fail(ld, at, kpath, "a URL prefix must start with '/', got '%s'",
                     shown(st->prefix, (char[64]){0}));
-    if (strstr(st->prefix, "/../") || strstr(st->prefix, "//") ||
-        (len >= 3 && strcmp(st->prefix + len - 3, "/..") == 0))
+    if (strstr(st->prefix, "/../") || strstr(st->prefix, "/./") || strstr(st->prefix, "//") ||
+        (len >= 3 && strcmp(st->prefix + len - 3, "/..") == 0) ||
+        (len >= 2 && strcmp(st->prefix + len - 2, "/.") == 0))
         return fail(ld, at, kpath, "a URL prefix must be a clean path, got '%s'",
                     shown(st->prefix, (char[64]){0}));
     if (st->prefix[len - 1] != '/') {
@@ -1118,6 +1102,11 @@ static int check_static(loader *ld, yaml_node_t *node, void *elem, size_t index,
         memcpy(slashed + len, "/", 2);
         st->prefix = slashed;
     }
+    /* the elements of one site's list are contiguous and loaded in order */
+    for (const config_static *prev = st - index; prev < st; prev++)
+        if (strcmp(prev->prefix, st->prefix) == 0)
+            return fail(ld, at, kpath, "'%s' is already served by static[%zu]", st->prefix,
+                        (size_t)(prev - (st - index)));
     return 0;
 }
 
@@ -1436,8 +1425,8 @@ static char *read_file(const char *path, size_t *len)
     return NULL;
 }
 
-/* Relative paths in the file are relative to the file's directory, not to the cwd: the
- * supervisor, the edge and certd all read the same file, each from its own cwd. */
+/* Relative paths in the file (unix: socket paths too) are relative to the file's directory, not to
+ * the cwd: the supervisor, the edge and certd all read the same file, each from its own cwd. */
 static char *config_dir(const char *path)
 {
     char *real = realpath(path, NULL), *slash;
@@ -1454,6 +1443,8 @@ static char *config_dir(const char *path)
 int config_load(hearth_config *cfg, const char *path, char *err, size_t errlen)
 {
     size_t len = 0;
+    if (!path)
+        path = CONFIG_DEFAULT_PATH;
     char *text = read_file(path, &len), *dir;
     int rc;
     if (!text) {

@@ -121,11 +121,11 @@ typedef struct {
 /* Fill every field with its default (no sites), the derived ones included. */
 void config_defaults(hearth_config *cfg);
 
-/* Load path over the defaults. cfg need not be initialised: it is overwritten (a config it held
- * is not freed), so there is no need to call config_defaults first. Relative paths in the file
- * are made relative to the file's directory. On error returns -1 and writes one message,
- * "FILE:LINE:COL: key 'a.b': what is wrong", into err (errlen bytes, may be 0); cfg is then
- * freed and zeroed. A file that cannot be read gives "FILE: strerror". */
+/* Load path (NULL: CONFIG_DEFAULT_PATH) over the defaults. cfg need not be initialised: it is
+ * overwritten (a config it held is not freed), so there is no need to call config_defaults first.
+ * Relative paths in the file are made relative to the file's directory. On error returns -1 and
+ * writes one message, "FILE:LINE:COL: key 'a.b': what is wrong", into err (errlen bytes, may be 0);
+ * cfg is then freed and zeroed. A file that cannot be read gives "FILE: strerror". */
 int config_load(hearth_config *cfg, const char *path, char *err, size_t errlen);
 
 /* The same from a string in memory (name stands for the file in messages; NULL: "config").

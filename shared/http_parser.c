@@ -100,11 +100,13 @@ const char *http_error_reason(http_error err)
 
 /* ---- character classes ---- */
 
+/* One bit per ASCII byte: DIGIT, ALPHA and !#$%&'*+-.^_`|~ (a bit set is checked on every byte
+ * of every name and method, so it is worth not calling strchr). */
+static const uint64_t tchar_bits[2] = {0x03ff6cfa00000000u, 0x57ffffffc7fffffeu};
+
 bool http_is_tchar(unsigned char c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return c < 128 && (tchar_bits[c >> 6] >> (c & 63) & 1);
 }
 
 static bool is_ctl(unsigned char c)

@@ -41,12 +41,12 @@ void http_limits_default(http_limits *limits);
 typedef enum {
     HTTP_OK = 0,
     HTTP_E_BAD_METHOD,          /* method is not a token */
-    HTTP_E_BAD_TARGET,          /* request target has a byte outside VCHAR, or is empty */
-    HTTP_E_BAD_REQUEST_LINE,    /* not exactly METHOD SP TARGET SP VERSION CRLF */
+    HTTP_E_BAD_TARGET,          /* request target has a byte outside 0x21-0x7E */
+    HTTP_E_BAD_REQUEST_LINE,    /* not METHOD SP TARGET SP VERSION, or empty target */
     HTTP_E_URI_TOO_LONG,        /* 414 */
     HTTP_E_BAD_VERSION,         /* not HTTP/D.D */
     HTTP_E_VERSION_UNSUPPORTED, /* 505: a well-formed version other than 1.0/1.1 */
-    HTTP_E_BAD_STATUS_LINE,     /* response: not HTTP/1.x SP 3DIGIT SP reason CRLF */
+    HTTP_E_BAD_STATUS_LINE,     /* not HTTP-version SP 100-599 [SP reason] */
     HTTP_E_BARE_LF,             /* a line ended by LF without CR */
     HTTP_E_BARE_CR,             /* a CR not followed by LF */
     HTTP_E_CTL_CHAR,            /* NUL or another control byte in the start line or a field */

@@ -210,6 +210,9 @@ static void check_good_sites(const hearth_config *c, const char *dir)
 
     s = &c->sites[2];
     CHECK(s->tls == SITE_TLS_ACME); /* a public name */
+    snprintf(path, sizeof(path), "unix:%s/run/shop.sock", dir);
+    CHECK(s->upstreams.count == 1);
+    CHECK_STR(s->upstreams.items[0], dir[0] ? path : "unix:run/shop.sock");
     CHECK(s->line == 75);
 }
 
@@ -422,6 +425,12 @@ static const struct bad bad_sites[] = {
     {"sites:\n  - name: a.org\n    static:\n      - {prefix: /a/../b, root: /srv}\n",
      "t.yaml:4:18: key 'sites[0].static[0].prefix': a URL prefix must be a clean path, got "
      "'/a/../b'"},
+    {"sites:\n  - name: a.org\n    static:\n      - {prefix: /s, root: /a}\n      - {prefix: /s/, "
+     "root: /b}\n",
+     "t.yaml:5:18: key 'sites[0].static[1].prefix': '/s/' is already served by static[0]"},
+    {"sites:\n  - name: a.org\n    static:\n      - {prefix: /s/., root: /a}\n",
+     "t.yaml:4:18: key 'sites[0].static[0].prefix': a URL prefix must be a clean path, got "
+     "'/s/.'"},
     {"sites:\n  - name: a.org\n    static:\n      - {prefix: /s}\n",
      "t.yaml:4:9: key 'sites[0].static[0].root': missing, and it has no default"},
     {"sites:\n  - name: a.org\n    upstreams: [localhost]\n",
