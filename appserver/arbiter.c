@@ -156,6 +156,8 @@ static int spawn(arbiter *a, const module_gen *g)
         return -1;
     }
     memset(&a->slots[slot], 0, sizeof a->slots[slot]);
+    /* the heartbeat starts now: the timeout covers booting too, but not the time before it */
+    atomic_store(&a->slots[slot].beat_ms, scoreboard_now_ms());
     worker_params wp = {
         .opts = a->opts,
         .listen_fds = a->listeners->fds,
@@ -403,6 +405,9 @@ static void worker_exited(arbiter *a, int i, int status)
         a->crash_streak++;
     else
         log_debug("worker %d exited", (int)w->pid);
+    /* a new worker lost before the switch: the reload cannot complete with the set it has */
+    if (a->next.id && w->gen == a->next.id && w->booted && w->state != W_STOPPING)
+        abort_reload(a, "a new worker died before the switch");
     *w = (worker_rec){0};
     int64_t delay = backoff_ms(a->crash_streak);
     if (delay > 0 && !a->stopping) {
