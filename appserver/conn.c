@@ -385,6 +385,18 @@ static void set_reading(conn *c, bool on)
     }
 }
 
+/* Flush, then stop taking requests while the client has too much unread: it is asking faster
+ * than it reads. on_write resumes once the queue has drained. */
+static bool should_pause(conn *c)
+{
+    flush(c);
+    if (c->closing || uv_stream_get_write_queue_size(&c->h.stream) <= WRITE_HIGH)
+        return false;
+    c->paused = true;
+    log_debug("connection from %s paused: the client reads slower than it asks", c->peer);
+    return true;
+}
+
 static void process(conn *c)
 {
     while (!c->closing && !c->close_after) {
@@ -394,15 +406,11 @@ static void process(conn *c)
             break;
         dispatch(c);
         finish_request(c);
-        if (buf_used(&c->out) > WRITE_HIGH) {
-            flush(c);
-            if (!c->closing && uv_stream_get_write_queue_size(&c->h.stream) > WRITE_HIGH) {
-                c->paused = true;
-                break;
-            }
-        }
+        if (buf_used(&c->out) > WRITE_HIGH && should_pause(c))
+            break;
     }
-    flush(c);
+    if (!c->paused)
+        should_pause(c);
     if (c->closing || c->lingering)
         return;
     set_reading(c, !c->paused && !c->close_after);

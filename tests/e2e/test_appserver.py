@@ -571,3 +571,47 @@ def test_user_group_drop_privileges(procs, tmp_path):
         assert not os.path.exists(sock) and not os.path.exists(pid)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_pipelined_flood_with_slow_reader_is_answered_in_full(v1):
+    """Thousands of pipelined requests from a client that reads nothing for a while: the worker
+    stops reading instead of buffering without bound, then answers every one in order."""
+    n = 12000  # about 1.8 MB of answers: past the worker's 1 MiB high-water mark
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(v1.sock)
+    reqs = b"".join(b"GET /hello/%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(n - 1))
+    reqs += b"GET /hello/last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    sender = threading.Thread(target=s.sendall, args=(reqs,))
+    sender.start()
+    time.sleep(0.5)
+    assert v1.get("/")[0] == 200  # other clients are served meanwhile
+    out = b""
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        out += chunk
+    sender.join()
+    s.close()
+    assert out.count(b"HTTP/1.1 200 OK") == n
+    assert out.index(b"hello, 0 (v1)") < out.index(b"hello, 6000 (v1)") < out.index(b"hello, last")
+    assert out.rstrip().endswith(b"hello, last (v1)")
+
+
+def test_sd_notify_ready_and_reloading(procs, tmp_path):
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = str(tmp_path / "notify.sock")
+    notify.bind(path)
+    notify.settimeout(10)
+    sock = str(tmp_path / "app.sock")
+    p = procs.start([APPSERVER, "-b", "unix:" + sock, module("mod_v1")], name="appserver",
+                    env={"NOTIFY_SOCKET": path})
+    assert b"READY=1" in notify.recv(4096)
+    p.send_signal(signal.SIGHUP)
+    assert b"RELOADING=1" in notify.recv(4096)
+    assert b"READY=1" in notify.recv(4096)
+    p.send_signal(signal.SIGTERM)
+    assert b"STOPPING=1" in notify.recv(4096)
+    assert p.wait(timeout=10) == 0
+    notify.close()
