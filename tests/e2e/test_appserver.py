@@ -135,6 +135,8 @@ def test_routes_params_and_sdk(v1):
     assert body == "name=Jürgen M\n".encode()
     # the handler cannot inject header lines or take over framing
     assert v1.get("/bad-header")[2] == b"refused=1\n"
+    # a module function named like one of the server's internals stays the module's own
+    assert v1.get("/own-symbol")[2] == b"42\n"
 
 
 def test_404_405_head_and_500(v1):

@@ -128,7 +128,21 @@ static int bad_header(hearth_req *req, hearth_res *res)
     return hearth_res_printf(res, "refused=%d\n", refused);
 }
 
+/* Same name as a function inside the appserver: it must stay this module's own. */
+int buf_init(void);
+int buf_init(void)
+{
+    return 42;
+}
+
+static int own_symbol(hearth_req *req, hearth_res *res)
+{
+    (void)req;
+    return hearth_res_printf(res, "%d\n", buf_init());
+}
+
 static const hearth_route routes[] = {
+    {"GET", "/own-symbol", own_symbol},
     {"GET", "/", root},
     {"GET", "/hello/:name", hello},
     {"GET", "/items/new", item_literal},
