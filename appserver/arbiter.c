@@ -301,8 +301,14 @@ static void begin_reload(arbiter *a)
         return;
     }
     sd_notify_reloading();
-    if (a->opts->config_path && options_reload(a->opts) == 0)
+    /* a config that does not load is not half-applied: nothing changes, as with nginx -s reload */
+    if (a->opts->config_path) {
+        if (options_reload(a->opts) != 0) {
+            sd_notify_send("READY=1");
+            return;
+        }
         a->target = a->opts->workers;
+    }
     char err[512];
     unsigned id = a->cur.id + 1;
     if (module_gen_open(&a->next, &a->opts->modules, id, err, sizeof err) != 0) {

@@ -290,7 +290,8 @@ int options_reload(appserver_opts *o)
     appserver_opts fresh;
     /* getopt prints to stderr itself; the file was valid once, so errors here are rare */
     if (options_parse(&fresh, saved_argc, saved_argv) != 0) {
-        log_error("reload: config not reloaded (see the message above); keeping the old one");
+        log_error("reload refused: config not reloaded (see the message above); nothing "
+                  "changed");
         return -1;
     }
     list_free(&o->modules);

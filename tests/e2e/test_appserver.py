@@ -617,3 +617,26 @@ def test_sd_notify_ready_and_reloading(procs, tmp_path):
     assert b"STOPPING=1" in notify.recv(4096)
     assert p.wait(timeout=10) == 0
     notify.close()
+
+
+def test_hup_rereads_config_file(procs, tmp_path):
+    sock = tmp_path / "cfg.sock"
+    cfg = tmp_path / "hearth.yaml"
+
+    def write(mod, workers):
+        cfg.write_text(f"appserver:\n  modules: [{module(mod)}]\n  bind: [\"unix:{sock}\"]\n"
+                       f"  workers: {workers}\n")
+
+    write("mod_v1", 1)
+    p = procs.start([APPSERVER, "-c", str(cfg)], name="appserver")
+    wait_until(lambda: unix_open(str(sock)), what="socket")
+    assert request(str(sock), "/")[2] == b"v1\n"
+    write("mod_v2", 2)
+    p.send_signal(signal.SIGHUP)
+    wait_until(lambda: request(str(sock), "/")[2] == b"v2\n", what="v2 from the new config")
+    wait_until(lambda: len(children(p.pid)) == 2, what="two workers from the new config")
+    # a broken config file is refused and the running setup stays
+    cfg.write_text("appserver:\n  workers: many\n")
+    p.send_signal(signal.SIGHUP)
+    wait_until(lambda: "reload refused: config not reloaded" in open(p.log_path).read(), what="refusal logged")
+    assert request(str(sock), "/")[2] == b"v2\n"
