@@ -72,6 +72,7 @@ static const char usage_text[] =
 /* Kept for options_reload(): a reload re-reads the file and re-applies the same flags. */
 static int saved_argc;
 static char **saved_argv;
+static bool reloading;
 
 static int list_add(str_list *l, const char *s)
 {
@@ -125,7 +126,10 @@ static int from_config(appserver_opts *o, const char *path)
     hearth_config cfg;
     char err[512];
     if (config_load(&cfg, path, err, sizeof err) != 0) {
-        fprintf(stderr, "appserver: %s\n", err);
+        if (reloading)
+            log_error("%s", err); /* into the error log the running server writes */
+        else
+            fprintf(stderr, "appserver: %s\n", err);
         return -1;
     }
     const config_appserver *a = &cfg.appserver;
@@ -288,8 +292,11 @@ int options_parse(appserver_opts *o, int argc, char **argv)
 int options_reload(appserver_opts *o)
 {
     appserver_opts fresh;
-    /* getopt prints to stderr itself; the file was valid once, so errors here are rare */
-    if (options_parse(&fresh, saved_argc, saved_argv) != 0) {
+    reloading = true;
+    int rc = options_parse(&fresh, saved_argc, saved_argv);
+    reloading = false;
+    if (rc != 0) {
+        options_free(&fresh);
         log_error("reload refused: config not reloaded (see the message above); nothing "
                   "changed");
         return -1;
