@@ -3,6 +3,7 @@ raw sockets, curl) over its Unix socket."""
 import http.client
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -95,7 +96,9 @@ class App:
 def start(procs, tmp_path, modules, *args, workers=2, wait=True):
     sock = str(tmp_path / "app.sock")
     argv = [APPSERVER, "-b", "unix:" + sock, "-w", str(workers), *args, *modules]
-    p = procs.start(argv, name="appserver")
+    # crash tests kill workers with SIGSEGV/SIGABRT: no core files on machines that keep them
+    p = procs.start(argv, name="appserver",
+                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
     app = App(procs, p, sock)
     if wait:
         wait_until(lambda: p.poll() is not None or "serving (" in app.log(), what="appserver up")
