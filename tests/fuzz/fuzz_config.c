@@ -1,5 +1,9 @@
 /* libFuzzer target for the config loader: any bytes must give 0 or -1 with one message, and
- * config_free must leave nothing behind (ASan's leak check runs at exit). */
+ * config_free must leave nothing behind (ASan's leak check runs at exit). Run it from a scratch
+ * copy of the seeds, since libFuzzer adds what it finds to the first corpus directory:
+ *   CC=clang meson setup build-fuzz -Dfuzz=true && ninja -C build-fuzz
+ *   cp -r tests/fuzz/corpus_config /tmp/corpus && build-fuzz/tests/fuzz_config \
+ *       -dict=tests/fuzz/config.dict -max_total_time=600 /tmp/corpus */
 #include "shared/config.h"
 
 #include <stdint.h>
