@@ -254,6 +254,7 @@ static void stop_all(arbiter *a, bool fast)
     log_info("%s stop: %s", fast ? "fast" : "graceful",
              fast ? "workers exit now" : "workers finish their requests");
     sd_notify_send("STOPPING=1");
+    listen_unlink(a->listeners); /* no new clients; the queued ones are drained by the workers */
     for (int i = 0; i < MAX_WORKERS; i++) {
         if (a->w[i].state == W_FREE)
             continue;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "accesslog.h"
 #include "shared/log.h"
@@ -456,27 +457,25 @@ static void peer_name(conn *c)
         uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
 }
 
-static int init_stream(worker_ctx *w, conn *c, uv_stream_t *server)
-{
-    if (server->type == UV_TCP)
-        return uv_tcp_init(w->loop, &c->h.tcp);
-    return uv_pipe_init(w->loop, &c->h.pipe, 0);
-}
-
-void conn_accept(worker_ctx *w, uv_stream_t *server)
+static conn *conn_new(worker_ctx *w, bool tcp)
 {
     conn *c = calloc(1, sizeof *c);
-    if (!c || init_stream(w, c, server) != 0) {
+    if (!c)
+        return NULL;
+    int rc = tcp ? uv_tcp_init(w->loop, &c->h.tcp) : uv_pipe_init(w->loop, &c->h.pipe, 0);
+    if (rc != 0) {
         free(c);
-        return;
+        return NULL;
     }
     c->w = w;
     c->h.handle.data = c;
     c->handles_open = 1;
-    if (uv_accept(server, &c->h.stream) != 0) {
-        uv_close(&c->h.handle, on_closed);
-        return;
-    }
+    return c;
+}
+
+/* The stream is connected: set up the rest and start reading. */
+static void conn_start(worker_ctx *w, conn *c)
+{
     uv_timer_init(w->loop, &c->timer);
     c->timer.data = c;
     c->handles_open = 2;
@@ -493,6 +492,31 @@ void conn_accept(worker_ctx *w, uv_stream_t *server)
     w->conn_count++;
     set_reading(c, true);
     rearm_read_timer(c);
+}
+
+void conn_accept(worker_ctx *w, uv_stream_t *server)
+{
+    conn *c = conn_new(w, server->type == UV_TCP);
+    if (!c)
+        return;
+    if (uv_accept(server, &c->h.stream) != 0) {
+        uv_close(&c->h.handle, on_closed);
+        return;
+    }
+    conn_start(w, c);
+}
+
+void conn_adopt(worker_ctx *w, int fd, bool tcp)
+{
+    conn *c = conn_new(w, tcp);
+    int rc = !c ? -1 : tcp ? uv_tcp_open(&c->h.tcp, fd) : uv_pipe_open(&c->h.pipe, fd);
+    if (rc != 0) {
+        close(fd);
+        if (c)
+            uv_close(&c->h.handle, on_closed);
+        return;
+    }
+    conn_start(w, c);
 }
 
 /* A request may be on its way: a fresh connection carries one soon, and a keep-alive one may

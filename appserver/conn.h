@@ -34,6 +34,8 @@ typedef struct {
 
 /* Accept one pending connection from server. */
 void conn_accept(worker_ctx *w, uv_stream_t *server);
+/* Serve a connection accepted by hand (fd), when draining the backlog at stop. */
+void conn_adopt(worker_ctx *w, int fd, bool tcp);
 /* On graceful stop: close idle connections now; busy ones close after their response. */
 void conn_stop_all(worker_ctx *w);
 

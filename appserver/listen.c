@@ -162,6 +162,17 @@ void listen_chown(const listen_set *ls, unsigned uid, unsigned gid)
     }
 }
 
+void listen_unlink(listen_set *ls)
+{
+    for (size_t i = 0; i < ls->count; i++) {
+        if (ls->unix_paths[i]) {
+            unlink(ls->unix_paths[i]);
+            free(ls->unix_paths[i]);
+            ls->unix_paths[i] = NULL;
+        }
+    }
+}
+
 void listen_close(listen_set *ls, int unlink_paths)
 {
     for (size_t i = 0; i < ls->count; i++) {

@@ -18,6 +18,9 @@ typedef struct {
 int listen_open(listen_set *ls, const str_list *binds, char *err, size_t errlen);
 /* Hand unix socket files to uid/gid before privileges are dropped. */
 void listen_chown(const listen_set *ls, unsigned uid, unsigned gid);
+/* Remove the unix socket files we created, now: from then on clients get "no such file" at
+ * once, while the sockets stay open for what is already queued on them. */
+void listen_unlink(listen_set *ls);
 /* Close the sockets; unlink the unix socket files when unlink_paths. */
 void listen_close(listen_set *ls, int unlink_paths);
 

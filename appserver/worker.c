@@ -73,13 +73,28 @@ static void finish(void)
     uv_stop(&loop);
 }
 
+/* Connections already in the listen queue were made before the stop: they get an answer
+ * too, instead of a reset when the last copy of the socket closes. (The master removes a unix
+ * socket's path first, so no new ones can join the queue meanwhile.) */
+static void drain_backlog(listener *l)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno(&l->handle, &fd) != 0)
+        return;
+    int c;
+    while ((c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+        conn_adopt(&ctx, c, l->handle.type == UV_TCP);
+}
+
 static void begin_stop(void)
 {
     if (ctx.stopping)
         return;
     ctx.stopping = true;
-    for (size_t i = 0; i < params->listen_count; i++)
+    for (size_t i = 0; i < params->listen_count; i++) {
+        drain_backlog(&listeners[i]);
         uv_close(&listeners[i].handle, on_listener_closed);
+    }
     conn_stop_all(&ctx);
     if (ctx.conn_count == 0)
         finish();

@@ -439,6 +439,31 @@ def test_graceful_term_completes_requests_in_flight(procs, tmp_path):
     assert not os.path.exists(app.sock)
 
 
+def test_graceful_term_answers_connections_waiting_in_the_backlog(procs, tmp_path):
+    app = start(procs, tmp_path, [module("mod_v1")], workers=1)
+    results = []
+
+    def get(path):
+        try:
+            results.append(app.get(path, timeout=10)[0])
+        except Exception as e:  # noqa: BLE001
+            results.append(repr(e))
+
+    busy = threading.Thread(target=get, args=("/sleep?ms=800",))
+    busy.start()
+    time.sleep(0.3)  # the only worker is inside the handler: new connections queue up
+    queued = [threading.Thread(target=get, args=("/",)) for _ in range(3)]
+    for t in queued:
+        t.start()
+    time.sleep(0.2)
+    app.signal(signal.SIGTERM)
+    wait_until(lambda: not os.path.exists(app.sock), what="socket path removed at once")
+    for t in [busy, *queued]:
+        t.join()
+    assert results == [200] * 4
+    assert app.proc.wait(timeout=10) == 0
+
+
 def test_fast_stop_with_quit(procs, tmp_path):
     app = start(procs, tmp_path, [module("mod_v1")])
     app.signal(signal.SIGQUIT)
