@@ -20,6 +20,19 @@ static const char schema[] =
     " title TEXT NOT NULL, body TEXT NOT NULL,"
     " created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))";
 
+/* Workers start together and all run this: switching to WAL can answer SQLITE_BUSY at once,
+ * without waiting in the busy handler, so retry for a while. */
+static int create_schema(sqlite3 *db)
+{
+    int rc = SQLITE_BUSY;
+    for (int tries = 0; tries < 250 && (rc == SQLITE_BUSY || rc == SQLITE_LOCKED); tries++) {
+        rc = sqlite3_exec(db, schema, NULL, NULL, NULL);
+        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+            usleep(20 * 1000);
+    }
+    return rc;
+}
+
 static int site_init(void **data)
 {
     const char *path = getenv("HEARTH_SITE_DB");
@@ -34,10 +47,8 @@ static int site_init(void **data)
     }
     /* several workers share the file: wait for a writer instead of failing at once */
     sqlite3_busy_timeout(db, 5000);
-    char *err = NULL;
-    if (sqlite3_exec(db, schema, NULL, NULL, &err) != SQLITE_OK) {
-        hearth_log(HEARTH_LOG_ERROR, "site: schema: %s", err);
-        sqlite3_free(err);
+    if (create_schema(db) != SQLITE_OK) {
+        hearth_log(HEARTH_LOG_ERROR, "site: schema: %s", sqlite3_errmsg(db));
         sqlite3_close(db);
         return 1;
     }

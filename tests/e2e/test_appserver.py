@@ -539,7 +539,7 @@ def test_tcp_bind_and_hello_example(procs, tmp_path):
 def test_site_notes_api(procs, tmp_path):
     import json
     sock = str(tmp_path / "site.sock")
-    p = procs.start([APPSERVER, "-b", "unix:" + sock, "-w", "2", binary("examples", "site.so")],
+    p = procs.start([APPSERVER, "-b", "unix:" + sock, "-w", "3", binary("examples", "site.so")],
                     name="appserver", env={"HEARTH_SITE_DB": str(tmp_path / "notes.db")})
     wait_until(lambda: unix_open(sock) and "serving (" in open(p.log_path).read(), what="site")
     st, h, body = request(sock, "/api/notes", method="POST", body=b'{"title": "first", "body": "x"}',
