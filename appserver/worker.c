@@ -41,7 +41,9 @@ static const int worker_signals[] = {SIGTERM, SIGINT,  SIGQUIT, SIGUSR1, SIGUSR2
                                      SIGHUP,  SIGTTIN, SIGTTOU, SIGWINCH};
 
 /* Called with every signal blocked (the master blocks them around fork). Afterwards only the
- * signals above stay blocked, to be read from the signalfd; the rest act by default. */
+ * signals above stay blocked, to be read from the signalfd; the rest act by default. That
+ * includes SIGSEGV and SIGABRT, also under a sanitizer: a crashing handler kills its worker
+ * with the signal, which is what the master reports (with the route) and counts. */
 static int setup_signals(void)
 {
     sigset_t mine;
