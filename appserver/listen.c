@@ -139,8 +139,10 @@ int listen_open(listen_set *ls, const str_list *binds, char *err, size_t errlen)
 {
     memset(ls, 0, sizeof *ls);
     int got = inherited(ls);
-    if (got != 0)
+    if (got != 0) {
+        ls->inherited = got > 0;
         return got < 0 ? -1 : 0;
+    }
     for (size_t i = 0; i < binds->count; i++) {
         const char *b = binds->items[i];
         int rc = strncmp(b, "unix:", 5) == 0 ? bind_unix(ls, b + 5, err, errlen)

@@ -11,6 +11,7 @@ typedef struct {
     int *fds;
     char **unix_paths; /* paths we created, removed at exit; NULL entries for others */
     size_t count;
+    int inherited; /* came from LISTEN_FDS: the binds were not used */
 } listen_set;
 
 /* Inherited sockets when LISTEN_PID is us, else bind every address in binds. -1 with a message

@@ -38,7 +38,9 @@ static int serve(appserver_opts *o, listen_set *ls)
 {
     if (drop_privileges(o, ls) != 0)
         return 1;
-    for (size_t i = 0; i < o->binds.count; i++)
+    if (ls->inherited)
+        log_info("listening on %zu socket(s) from the supervisor", ls->count);
+    for (size_t i = 0; i < o->binds.count && !ls->inherited; i++)
         log_info("listening at %s", o->binds.items[i]);
     return arbiter_run(o, ls);
 }

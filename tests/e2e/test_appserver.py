@@ -668,3 +668,24 @@ def test_hup_rereads_config_file(procs, tmp_path):
     p.send_signal(signal.SIGHUP)
     wait_until(lambda: "reload refused: config not reloaded" in open(p.log_path).read(), what="refusal logged")
     assert request(str(sock), "/")[2] == b"v2\n"
+
+
+def test_inherited_socket_from_supervisor(procs, tmp_path):
+    """LISTEN_FDS/LISTEN_PID, as the supervisor (or systemd) hands sockets down: served, and
+    left in place at exit, since the socket belongs to whoever handed it over."""
+    path = str(tmp_path / "inherited.sock")
+    lsock = socket.socket(socket.AF_UNIX)
+    lsock.bind(path)
+    lsock.listen(16)
+    script = f"LISTEN_PID=$$ LISTEN_FDS=1 exec {APPSERVER} -b unix:/nonexistent/x.sock " \
+             f"{module('mod_v1')}"
+    fd = lsock.fileno()
+    p = procs.start(["/bin/sh", "-c", script], name="appserver", close_fds=False,
+                    preexec_fn=lambda: os.dup2(fd, 3))
+    wait_until(lambda: "serving (" in open(p.log_path).read(), what="serving")
+    assert "1 socket(s) from the supervisor" in open(p.log_path).read()
+    assert request(path, "/")[2] == b"v1\n"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=10) == 0
+    assert os.path.exists(path)
+    lsock.close()
