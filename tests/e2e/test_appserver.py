@@ -320,6 +320,44 @@ def test_reload_under_load_switches_with_zero_failures(procs, tmp_path):
     assert set(load.bodies[mark:]) == {b"v2\n"} and len(load.bodies) > mark + 10
 
 
+class KeepAliveLoad(Load):
+    """Clients that keep their connection, as the edge's upstream pool does, and retry once
+    when a reused connection turns out closed before any answer (what a proxy must do: an idle
+    keep-alive connection can be closed just as a request is sent on it)."""
+
+    def run(self):
+        c = UnixHTTPConnection(self.sock, timeout=5)
+        while not self.stop.is_set():
+            for attempt in (1, 2):
+                try:
+                    c.request("GET", self.path)
+                    r = c.getresponse()
+                    body = r.read()
+                    (self.bodies if r.status == 200 else self.failures).append(
+                        body if r.status == 200 else r.status)
+                    break
+                except (http.client.RemoteDisconnected, ConnectionResetError,
+                        BrokenPipeError) as e:
+                    c.close()
+                    if attempt == 2:
+                        self.failures.append(repr(e))
+        c.close()
+
+
+def test_reload_under_keepalive_load(procs, tmp_path):
+    app, target = reloadable(procs, tmp_path)
+    load = KeepAliveLoad(app.sock)
+    time.sleep(0.3)
+    deploy(module("mod_v2"), target)
+    app.signal(signal.SIGHUP)
+    app.wait_log(r"reload complete: generation 2 serving")
+    wait_until(lambda: load.bodies[-1:] == [b"v2\n"], what="v2 on kept connections")
+    time.sleep(0.2)
+    load.finish()
+    assert load.failures == []
+    assert load.bodies[0] == b"v1\n" and load.bodies[-1] == b"v2\n"
+
+
 @pytest.mark.parametrize("bad,message", [
     ("mod_broken", r"undefined symbol: hearth_this_symbol_does_not_exist"),
     ("mod_abi", r"ABI version 999"),
