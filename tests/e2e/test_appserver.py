@@ -727,3 +727,20 @@ def test_inherited_socket_from_supervisor(procs, tmp_path):
     assert p.wait(timeout=10) == 0
     assert os.path.exists(path)
     lsock.close()
+
+
+def test_error_logfile_level_and_usr1_reopen(procs, tmp_path):
+    errlog = tmp_path / "error.log"
+    sock = str(tmp_path / "app.sock")
+    p = procs.start([APPSERVER, "-b", "unix:" + sock, "--error-logfile", str(errlog),
+                     "--log-level", "warn", "--log-json", module("mod_v1")], name="appserver")
+    wait_until(lambda: unix_open(sock), what="socket")
+    assert request(sock, "/fail")[0] == 500
+    wait_until(lambda: errlog.exists() and "on fire" in errlog.read_text(), what="error line")
+    text = errlog.read_text()
+    assert '"level"' in text and "listening" not in text  # JSON lines; info filtered out
+    os.rename(errlog, tmp_path / "error.log.1")
+    p.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    request(sock, "/fail")
+    wait_until(lambda: errlog.exists() and "on fire" in errlog.read_text(), what="reopened log")
