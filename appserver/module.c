@@ -42,7 +42,12 @@ int module_load(app_module *m, const char *path, const char *open_path, char *er
     m->handle = dlopen(open_path, RTLD_NOW | RTLD_LOCAL);
     if (!m->handle) {
         const char *why = dlerror();
-        snprintf(err, errlen, "%s: cannot load: %s", path, why ? why : "unknown error");
+        why = why ? why : "unknown error";
+        /* dlerror names the /proc/self/fd path it was given; the user knows the real one */
+        size_t n = strlen(open_path);
+        if (strncmp(why, open_path, n) == 0 && strncmp(why + n, ": ", 2) == 0)
+            why += n + 2;
+        snprintf(err, errlen, "%s: cannot load: %s", path, why);
         return -1;
     }
     m->desc = dlsym(m->handle, HEARTH_MODULE_SYMBOL);
