@@ -29,22 +29,41 @@ static void escape(char *out, size_t cap, const char *in)
     out[o] = '\0';
 }
 
-void access_log_write(int fd, const hearth_req *req, int version_minor, int status, size_t bytes)
+static void format_now(char *when, size_t len)
 {
-    char when[64], target[1024], referer[512], agent[512], line[2560];
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
-    strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);
+    strftime(when, len, "%d/%b/%Y:%H:%M:%S %z", &tm);
+}
+
+static void write_line(int fd, const char *line, int n, size_t cap)
+{
+    if (n > 0) {
+        size_t len = (size_t)n < cap ? (size_t)n : cap - 1;
+        ssize_t w = write(fd, line, len);
+        (void)w; /* a full disk must not stop the site */
+    }
+}
+
+void access_log_refused(int fd, const char *client, int status, size_t bytes)
+{
+    char when[64], line[256];
+    format_now(when, sizeof when);
+    int n = snprintf(line, sizeof line, "%s - - [%s] \"-\" %d %zu \"-\" \"-\"\n", client, when,
+                     status, bytes);
+    write_line(fd, line, n, sizeof line);
+}
+
+void access_log_write(int fd, const hearth_req *req, int version_minor, int status, size_t bytes)
+{
+    char when[64], target[1024], referer[512], agent[512], line[2560];
+    format_now(when, sizeof when);
     escape(target, sizeof target, hearth_req_target(req));
     escape(referer, sizeof referer, hearth_req_header(req, "Referer"));
     escape(agent, sizeof agent, hearth_req_header(req, "User-Agent"));
     int n = snprintf(line, sizeof line, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu \"%s\" \"%s\"\n",
                      hearth_req_client_addr(req), when, hearth_req_method(req), target,
                      version_minor, status, bytes, referer, agent);
-    if (n > 0) {
-        size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-        ssize_t w = write(fd, line, len);
-        (void)w; /* a full disk must not stop the site */
-    }
+    write_line(fd, line, n, sizeof line);
 }

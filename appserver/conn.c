@@ -152,7 +152,10 @@ static void maybe_close(conn *c)
 static void refuse(conn *c, int status, const char *why)
 {
     log_info("refused a request from %s: %d %s", c->peer, status, why);
+    size_t before = buf_used(&c->out);
     response_simple(&c->out, status, NULL, false, false);
+    if (c->w->access_fd >= 0)
+        access_log_refused(c->w->access_fd, c->peer, status, buf_used(&c->out) - before);
     c->close_after = true;
 }
 
