@@ -1,0 +1,42 @@
+/* The appserver's settings: Gunicorn's flags, or the appserver section of the stack's YAML
+ * file (-c), flags winning over the file. */
+#ifndef APPSERVER_OPTIONS_H
+#define APPSERVER_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char **items;
+    size_t count;
+} str_list;
+
+typedef struct {
+    str_list modules;
+    str_list binds; /* "unix:PATH" or "HOST:PORT" */
+    int workers;
+    int64_t timeout_ms;
+    int64_t graceful_timeout_ms;
+    int64_t keepalive_ms;
+    int max_requests; /* 0: never recycle */
+    int max_requests_jitter;
+    uint64_t max_body;
+    char *pidfile;
+    char *access_log; /* NULL: off; "-": stdout */
+    char *error_log;  /* NULL or "-": stderr */
+    int log_level;    /* shared/log.h level */
+    bool log_json;
+    char *user, *group;
+    char *config_path;
+} appserver_opts;
+
+/* Parse argv into opts (loading -c FILE first). 0 ok, 1 printed help/version (exit 0),
+ * -1 usage or config error already printed (exit 2). */
+int options_parse(appserver_opts *opts, int argc, char **argv);
+/* Re-read the config file on HUP: modules and worker count may change. -1 on error, message
+ * logged, opts unchanged. */
+int options_reload(appserver_opts *opts);
+void options_free(appserver_opts *opts);
+
+#endif

@@ -1,0 +1,283 @@
+/* certd's private declarations, one section per source file, as OpenBSD acme-client keeps
+ * one header of shared declarations. Nothing outside certd/ includes this. */
+#ifndef HEARTH_CERTD_H
+#define HEARTH_CERTD_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "shared/buf.h"
+#include "shared/config.h"
+
+/* Exit codes: certbot-like scripts need to tell "issued" from "nothing to do". */
+enum {
+    CERTD_EXIT_OK = 0,       /* issued, renewed, revoked, listed */
+    CERTD_EXIT_FAIL = 1,     /* runtime failure */
+    CERTD_EXIT_USAGE = 2,    /* bad flags or config */
+    CERTD_EXIT_NOTHING = 3,  /* every certificate is still good: nothing was done */
+    CERTD_EXIT_REEXEC = 100, /* internal: the daemon wants to start over with the new config */
+};
+
+#define CERTD_LE_PRODUCTION "https://acme-v02.api.letsencrypt.org/directory"
+#define CERTD_LE_STAGING "https://acme-staging-v02.api.letsencrypt.org/directory"
+#define CERTD_MAX_NAMES 100 /* Let's Encrypt's limit of names per certificate */
+
+/* One certificate to obtain: its names (the first one names the directory). */
+typedef struct {
+    char **names;
+    size_t count;
+    bool internal; /* signed by the local CA (tls: internal), not obtained by ACME */
+} certd_names;
+
+/* Everything the commands need, from flags or from the config file. */
+typedef struct {
+    char *server;
+    char *ca_bundle;
+    char *email;
+    bool agree_tos;
+    char *eab_kid;
+    char *eab_hmac_key;
+    config_key_type key_type;
+    char *cert_dir;
+    char *webroot;
+    char *account_dir;
+    char *internal_ca_dir;
+    bool dry_run;
+    bool force;
+    int revoke_reason;
+    certd_names *wanted; /* certificates the daemon keeps (from -d or the config's sites) */
+    size_t wanted_count;
+    int64_t check_interval_ms;
+    double renew_fraction;
+    int64_t backoff_min_ms;
+    int64_t backoff_max_ms;
+    int64_t timeout_ms; /* one issuance, polling included, must finish within this */
+    char *reload_pidfile;
+    char *deploy_hook;
+    bool reexec_on_hup; /* -c given: SIGHUP re-reads the file by re-executing certd */
+} certd_opts;
+
+/* ---- wait.c: signals are blocked and only looked at here, so no wait is uninterruptible ---- */
+void wait_setup(void);
+/* Sleep ms milliseconds; 0 when the time passed, else the signal that ended the sleep
+ * (SIGTERM/SIGINT also set the stop flag). */
+int wait_ms(int64_t ms);
+bool wait_stop_requested(void);
+/* A SIGHUP arrived since the last call. */
+bool wait_take_hup(void);
+const sigset_t *wait_sigset(void);
+int64_t wait_now_ms(void); /* CLOCK_MONOTONIC */
+uint32_t wait_random(void);
+
+/* ---- http.c: one libcurl handle, HTTPS only, CA verified, every transfer time-bounded ---- */
+typedef struct {
+    CURL *curl;
+    struct curl_slist *headers;
+    char *ca_bundle;
+    long connect_timeout_s;
+    long timeout_s;
+    size_t max_body;
+    char errbuf[CURL_ERROR_SIZE];
+} http_client;
+
+typedef struct {
+    long status;
+    buf body; /* NUL-terminated beyond buf_used() */
+    char *location;
+    char *nonce;
+    char *retry_after;
+    char *content_type;
+} http_response;
+
+int http_client_init(http_client *c, const char *ca_bundle);
+void http_client_free(http_client *c);
+/* method "GET", "HEAD" or "POST"; ctype/body for POST. -1 on transport failure (logged). */
+int http_request(http_client *c, const char *method, const char *url, const char *ctype,
+                 const char *body, http_response *resp);
+void http_response_free(http_response *resp);
+
+/* ---- jws.c: base64url, JWK, RFC 7638 thumbprints, flattened JWS (ES256/ES384, HS256) ---- */
+char *b64url_encode(const unsigned char *data, size_t len);
+int b64url_decode(const char *text, size_t len, unsigned char **out, size_t *outlen);
+json_t *jws_jwk(EVP_PKEY *key);
+char *jws_thumbprint(EVP_PKEY *key);
+const char *jws_alg(EVP_PKEY *key); /* NULL: not a key we sign with */
+/* Flattened JWS: protected {alg, nonce (when given), url, kid or else jwk}. payload NULL means
+ * the empty payload of POST-as-GET. */
+char *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
+               const char *payload);
+/* External account binding: HS256 over the account's JWK. */
+json_t *jws_eab(const char *eab_kid, const char *hmac_key_b64url, EVP_PKEY *account_key,
+                const char *url);
+/* 0 when jws (flattened JSON) carries a valid signature by key; *payload gets the decoded
+ * payload when not NULL. */
+int jws_verify(EVP_PKEY *key, const char *jws, char **payload);
+/* ECDSA signature conversions between DER (OpenSSL) and the raw r||s of JWS (RFC 7518 3.4). */
+unsigned char *jws_sig_der_to_raw(const unsigned char *der, size_t derlen, size_t half,
+                                  size_t *rawlen);
+unsigned char *jws_sig_raw_to_der(const unsigned char *raw, size_t rawlen, size_t *derlen);
+
+/* ---- keys.c: key generation and PEM files ---- */
+int key_type_parse(const char *name, config_key_type *type);
+const char *key_type_name(config_key_type type);
+int key_type_of(EVP_PKEY *key, config_key_type *type);
+EVP_PKEY *key_generate(config_key_type type);
+char *key_to_pem(EVP_PKEY *key, size_t *len);
+EVP_PKEY *key_from_pem(const char *pem, size_t len);
+
+/* ---- csr.c ---- */
+/* DER PKCS#10 request for names signed by key; NULL on error. */
+unsigned char *csr_build(EVP_PKEY *key, const certd_names *names, size_t *derlen);
+
+/* ---- certinfo.c: what a stored or downloaded chain says about itself ---- */
+typedef struct {
+    time_t not_before;
+    time_t not_after;
+    char serial[130]; /* lowercase hex, as Pebble's /cert-status-by-serial/ wants */
+    char **names;     /* subjectAltName dNSNames */
+    size_t name_count;
+    char *ari_id; /* RFC 9773 certID, NULL without an authority key identifier */
+    config_key_type key_type;
+    bool key_type_known;
+} cert_info;
+
+/* Parse the leaf of a PEM chain. -1 with a message in err. */
+int certinfo_parse(const char *pem, size_t len, cert_info *info, char *err, size_t errlen);
+void certinfo_free(cert_info *info);
+/* The chain is usable for names with key: parses, leaf key is key, SANs cover names. */
+int certinfo_check(const char *pem, size_t len, EVP_PKEY *key, const certd_names *names, char *err,
+                   size_t errlen);
+/* DER of the leaf certificate (for revocation). */
+unsigned char *certinfo_leaf_der(const char *pem, size_t len, size_t *derlen);
+/* RFC 9773 certID from the leaf: base64url(AKI keyIdentifier) "." base64url(serial). */
+char *certinfo_ari_id(X509 *leaf);
+
+/* ---- schedule.c: pure renewal decisions and retry delays ---- */
+/* Retry-After: delay-seconds or HTTP-date. -1 when malformed; past dates give 0. */
+int schedule_retry_after(const char *value, time_t now, int64_t *delay_s);
+/* RFC 3339 timestamp ("2025-01-02T03:04:05Z", fractions and offsets allowed). */
+int schedule_parse_rfc3339(const char *text, time_t *out);
+/* When a certificate of this lifetime is due: once less than fraction of it is left. */
+time_t schedule_renew_at(time_t not_before, time_t not_after, double fraction);
+/* A uniformly chosen moment of an ARI window (rnd is 32 random bits). */
+time_t schedule_ari_pick(time_t start, time_t end, uint32_t rnd);
+/* attempt 0, 1, 2, ...: min_ms * 2^attempt capped at max_ms, then jittered down by up to a
+ * half so a fleet of failing clients spreads out. */
+int64_t schedule_backoff_ms(int attempt, int64_t min_ms, int64_t max_ms, uint32_t rnd);
+/* interval with +-10% jitter, at least 1 ms. */
+int64_t schedule_jitter_ms(int64_t interval_ms, uint32_t rnd);
+
+/* ---- store.c: atomic storage; CERT_DIR/NAME is a symlink to .archive/NAME/<version> ---- */
+char *store_read_file(const char *path, size_t max, size_t *len);
+/* temp file, fsync, rename, fsync of the directory. */
+int store_write_file(const char *dir, const char *name, const void *data, size_t len, mode_t mode);
+int store_mkdirs(const char *path, mode_t mode);
+/* Exclusive lock on the cert dir, waiting up to timeout_ms; returns the fd or -1. */
+int store_lock(const char *cert_dir, int64_t timeout_ms);
+void store_unlock(int fd);
+int store_save(const char *cert_dir, const char *name, const char *chain, size_t chain_len,
+               const char *key, size_t key_len, json_t *meta);
+/* Current version of a certificate; -1 when there is none. */
+int store_load(const char *cert_dir, const char *name, char **chain, size_t *chain_len, char **key,
+               size_t *key_len, json_t **meta);
+/* Names of the stored certificates, sorted. */
+int store_list(const char *cert_dir, char ***names, size_t *count);
+void store_free_list(char **names, size_t count);
+/* Does name make a safe single path component (a DNS name, possibly "*.")? */
+bool store_name_ok(const char *name);
+
+/* ---- acme.c: directory, nonces, signed POSTs with bounded retries ---- */
+typedef struct {
+    http_client http;
+    char *dir_url;
+    json_t *dir;
+    char *nonce;
+    EVP_PKEY *key;       /* account key, owned */
+    char *kid;           /* account URL once known */
+    int64_t deadline_ms; /* wait_now_ms() bound for the current operation */
+} acme_ctx;
+
+typedef struct {
+    long status;
+    json_t *json; /* the body, when it is JSON */
+    char *location;
+    char *retry_after;
+    buf body;
+} acme_reply;
+
+int acme_init(acme_ctx *a, const char *dir_url, const char *ca_bundle, int64_t timeout_ms);
+void acme_free(acme_ctx *a);
+int acme_directory(acme_ctx *a);
+/* URL from the directory, NULL when the CA does not offer it. */
+const char *acme_dir_url(acme_ctx *a, const char *name);
+/* Signed POST (payload NULL: POST-as-GET). 0 on 2xx with a reply; -1 otherwise, with the CA's
+ * problem document logged. badNonce, 429/503 and 5xx are retried here, boundedly. */
+int acme_post(acme_ctx *a, const char *url, const char *payload, acme_reply *r);
+/* Plain GET (ARI). */
+int acme_get(acme_ctx *a, const char *url, acme_reply *r);
+void acme_reply_free(acme_reply *r);
+/* Move an HTTP response (body, Location, Retry-After) into a reply, parsing a JSON body;
+ * -1 (logged) when the body claims to be JSON and is not. */
+int acme_reply_take(http_response *h, acme_reply *r);
+/* Log the CA's problem document (type, detail, subproblems) once. */
+void acme_log_problem(const char *url, const acme_reply *r);
+/* The delay to honour before polling again: Retry-After when sane, else fallback_ms. */
+int64_t acme_retry_delay_ms(const acme_reply *r, int64_t fallback_ms);
+/* Sleep until the next poll; -1 when that passes the deadline or a stop was requested. */
+int acme_sleep(acme_ctx *a, int64_t ms);
+/* String member of a JSON object, NULL when missing or not a string. */
+const char *json_str(const json_t *obj, const char *key);
+
+/* ---- account.c ---- */
+char *account_dir_for(const certd_opts *o);
+EVP_PKEY *account_key_load(const char *dir, bool create);
+int account_register(acme_ctx *a, const certd_opts *o, bool only_existing);
+int account_rollover(acme_ctx *a, const char *dir);
+/* A rollover cut short between the CA's answer and our rename left account.key.next: when the
+ * CA knows that key, adopt it (0, account open); else drop it (-1, go on as usual). */
+int account_finish_rollover(acme_ctx *a, const certd_opts *o, const char *dir);
+
+/* ---- challenge.c: HTTP-01 files under WEBROOT/.well-known/acme-challenge ---- */
+bool challenge_token_ok(const char *token);
+int challenge_write(const char *webroot, const char *token, const char *key_auth);
+void challenge_remove(const char *webroot, const char *token);
+
+/* ---- order.c: one order from newOrder to the downloaded chain ---- */
+typedef struct {
+    char *chain; /* PEM */
+    size_t chain_len;
+    EVP_PKEY *key;
+} order_result;
+
+int order_run(acme_ctx *a, const certd_opts *o, const certd_names *names, const char *replaces,
+              order_result *out);
+void order_result_free(order_result *r);
+
+/* ---- internal.c: the local CA for tls: internal ---- */
+/* A certificate for names signed by the CA in o->internal_ca_dir (created on first use). */
+int internal_issue(const certd_opts *o, const certd_names *names, order_result *out);
+
+/* ---- ops.c: the one-shot commands ---- */
+/* 0 issued, CERTD_EXIT_NOTHING when not due, 1 on failure; *changed when a cert was written. */
+int ops_issue(const certd_opts *o, const certd_names *names, bool force, bool *changed);
+int ops_renew_all(const certd_opts *o, bool force, bool *changed);
+int ops_renew_one(const certd_opts *o, const char *name, bool force, bool *changed);
+int ops_list(const certd_opts *o);
+int ops_revoke(const certd_opts *o, const char *name);
+int ops_rollover(const certd_opts *o);
+/* When name's stored certificate should be renewed (ARI window when the CA offers one). */
+int ops_renew_time(const certd_opts *o, acme_ctx *a, const char *name, time_t *when);
+
+/* ---- reload.c: tell the edge, only after a real change ---- */
+int reload_after_change(const certd_opts *o);
+
+/* ---- daemon.c ---- */
+int daemon_run(const certd_opts *o);
+
+#endif

@@ -1,0 +1,29 @@
+/* Restart policy: how long to wait before restarting a component that exited, and when a
+ * crash loop has gone on long enough to give up (FATAL). Pure logic, no clocks of its own. */
+#ifndef HEARTH_SUPERVISOR_POLICY_H
+#define HEARTH_SUPERVISOR_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/config.h"
+
+typedef struct {
+    int64_t next_delay_ms; /* what the next crash waits, unless the child stayed up long */
+    uint64_t *crashes;     /* times (ms) of the crashes inside the window, oldest first */
+    size_t crash_count;
+    size_t crash_cap; /* max_restarts + 1 */
+} restart_policy;
+
+#define POLICY_FATAL (-1)
+
+int policy_init(restart_policy *p, const config_supervisor *cfg);
+void policy_free(restart_policy *p);
+/* Forget the crash history (after an explicit restart, or when the settings change). */
+int policy_reset(restart_policy *p, const config_supervisor *cfg);
+/* A child exited unexpectedly at now_ms after uptime_ms: the delay before restarting it, or
+ * POLICY_FATAL when more than max_restarts crashes fell inside restart_window. */
+int64_t policy_on_crash(restart_policy *p, const config_supervisor *cfg, uint64_t now_ms,
+                        uint64_t uptime_ms);
+
+#endif

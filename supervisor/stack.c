@@ -1,0 +1,320 @@
+/* The stack as a whole: which components run, readiness reported to systemd once all are up,
+ * reload, the ordered graceful stop (edge first so it drains, then appserver, then certd) and
+ * the fast stop, and the signals that drive them. */
+#include "supervisor/sv.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "shared/log.h"
+#include "shared/sdnotify.h"
+#include "shared/signals.h"
+
+static const int stop_order[CHILD_COUNT] = {CHILD_EDGE, CHILD_APPSERVER, CHILD_CERTD};
+
+sv_child *stack_child_by_name(supervisor *sv, const char *name)
+{
+    for (int i = 0; i < CHILD_COUNT; i++)
+        if (name != NULL && strcmp(sv->children[i].name, name) == 0)
+            return &sv->children[i];
+    return NULL;
+}
+
+sv_child *stack_child_by_pid(supervisor *sv, pid_t pid)
+{
+    for (int i = 0; i < CHILD_COUNT; i++)
+        if (pid > 0 && sv->children[i].pid == pid)
+            return &sv->children[i];
+    return NULL;
+}
+
+/* The components the config gives something to do; the edge always runs. */
+void stack_enable(supervisor *sv)
+{
+    bool wants_certd = false;
+    for (size_t i = 0; i < sv->cfg.site_count; i++)
+        if (sv->cfg.sites[i].tls == SITE_TLS_ACME || sv->cfg.sites[i].tls == SITE_TLS_INTERNAL)
+            wants_certd = true;
+    sv->children[CHILD_EDGE].enabled = true;
+    sv->children[CHILD_APPSERVER].enabled = sv->cfg.appserver.modules.count > 0;
+    sv->children[CHILD_CERTD].enabled = wants_certd;
+}
+
+static void send_status(supervisor *sv)
+{
+    char status[256] = "STATUS=";
+    for (int i = 0; i < CHILD_COUNT; i++) {
+        const sv_child *c = &sv->children[stop_order[i]];
+        if (!c->enabled)
+            continue;
+        size_t used = strlen(status);
+        snprintf(status + used, sizeof(status) - used, "%s%s %s", used > 7 ? ", " : "", c->name,
+                 child_state_name(c->state));
+    }
+    sd_notify_send(status);
+}
+
+static void check_ready(supervisor *sv)
+{
+    if (sv->told_ready || sv->state != STACK_RUNNING)
+        return;
+    for (int i = 0; i < CHILD_COUNT; i++) {
+        const sv_child *c = &sv->children[i];
+        if (c->enabled && c->state != CHILD_RUNNING && c->state != CHILD_FATAL)
+            return;
+    }
+    sv->told_ready = true;
+    log_info("stack ready");
+    sd_notify_send("READY=1");
+}
+
+static void on_done_timer(uv_timer_t *t)
+{
+    supervisor *sv = t->data;
+    log_info("all components stopped");
+    signals_close(sv->signals);
+    for (int i = 0; i < CHILD_COUNT; i++)
+        uv_close((uv_handle_t *)&sv->children[i].timer, NULL);
+    uv_close((uv_handle_t *)&sv->done_timer, NULL);
+    notify_close(sv);
+    control_server_close(sv);
+    output_close_all();
+}
+
+/* Everything is down: tear down on the next loop turn, after the replies already queued. */
+static void finish(supervisor *sv)
+{
+    if (sv->state == STACK_DONE)
+        return;
+    sv->state = STACK_DONE;
+    uv_timer_start(&sv->done_timer, on_done_timer, 0, 0);
+}
+
+static bool all_down(supervisor *sv)
+{
+    for (int i = 0; i < CHILD_COUNT; i++)
+        if (!child_is_down(&sv->children[i]))
+            return false;
+    return true;
+}
+
+/* Graceful stop: one component at a time, each to its end (or SIGKILL) before the next. */
+static void advance_stop(supervisor *sv)
+{
+    if (sv->advancing)
+        return;
+    sv->advancing = true;
+    while (sv->stop_index < CHILD_COUNT) {
+        sv_child *c = &sv->children[stop_order[sv->stop_index]];
+        if (c->state == CHILD_STOPPING)
+            break;
+        bool was_down = child_is_down(c);
+        child_event_post(c, EV_STOP); /* also cancels a pending backoff restart */
+        if (!was_down && c->state == CHILD_STOPPING)
+            break;
+        sv->stop_index++;
+    }
+    sv->advancing = false;
+    if (sv->stop_index == CHILD_COUNT && all_down(sv))
+        finish(sv);
+}
+
+void stack_child_changed(supervisor *sv, sv_child *c)
+{
+    send_status(sv);
+    if (c->state == CHILD_FATAL)
+        listeners_shut(sv, c->id);
+    if (sv->state == STACK_RUNNING) {
+        check_ready(sv);
+    } else if (sv->state == STACK_STOPPING) {
+        if (sv->fast_stop) {
+            if (all_down(sv))
+                finish(sv);
+        } else {
+            advance_stop(sv);
+        }
+    }
+}
+
+void stack_stop(supervisor *sv, bool fast)
+{
+    if (sv->state == STACK_DONE || (sv->state == STACK_STOPPING && (sv->fast_stop || !fast)))
+        return;
+    if (sv->state == STACK_RUNNING)
+        sd_notify_send("STOPPING=1");
+    log_info("%s stop", fast ? "fast" : "graceful");
+    sv->state = STACK_STOPPING;
+    if (fast) {
+        sv->fast_stop = true;
+        for (int i = 0; i < CHILD_COUNT; i++)
+            child_event_post(&sv->children[i], EV_FASTSTOP);
+        if (all_down(sv))
+            finish(sv);
+    } else {
+        sv->stop_index = 0;
+        advance_stop(sv);
+    }
+}
+
+void stack_start_all(supervisor *sv)
+{
+    for (int i = 0; i < CHILD_COUNT; i++)
+        if (sv->children[i].enabled)
+            child_event_post(&sv->children[i], EV_START);
+    check_ready(sv);
+}
+
+static bool same_string(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool same_strings(const config_strings *a, const config_strings *b)
+{
+    if (a->count != b->count)
+        return false;
+    for (size_t i = 0; i < a->count; i++)
+        if (strcmp(a->items[i], b->items[i]) != 0)
+            return false;
+    return true;
+}
+
+/* Take a freshly loaded config: new restart settings, components switched on or off. */
+static void adopt_config(supervisor *sv, hearth_config *next)
+{
+    if (!same_strings(&sv->cfg.edge.http, &next->edge.http) ||
+        !same_strings(&sv->cfg.edge.https, &next->edge.https))
+        log_warn("edge.http/edge.https changed: the listening sockets stay as they are until the "
+                 "supervisor restarts");
+    if (strcmp(sv->cfg.run_dir, next->run_dir) != 0 || !same_string(sv->cfg.user, next->user) ||
+        !same_string(sv->cfg.group, next->group))
+        log_warn("run_dir, user or group changed: they take effect when the supervisor restarts");
+    bool limits_changed = sv->cfg.supervisor.max_restarts != next->supervisor.max_restarts;
+    config_free(&sv->cfg);
+    sv->cfg = *next;
+    bool was_enabled[CHILD_COUNT];
+    for (int i = 0; i < CHILD_COUNT; i++)
+        was_enabled[i] = sv->children[i].enabled;
+    stack_enable(sv);
+    for (int i = 0; i < CHILD_COUNT; i++) {
+        sv_child *c = &sv->children[i];
+        if (limits_changed)
+            policy_reset(&c->policy, &sv->cfg.supervisor);
+        if (c->enabled && !was_enabled[i])
+            child_event_post(c, EV_START);
+        else if (!c->enabled && was_enabled[i])
+            child_event_post(c, EV_STOP);
+    }
+}
+
+/* Before READY=1 a component may not handle SIGHUP yet, and SIGHUP's default is to
+ * terminate: it gets the signal once it is ready. */
+static void hup_child(sv_child *c)
+{
+    if (!c->enabled)
+        return;
+    if (c->state == CHILD_RUNNING) {
+        log_info("%s: reload (SIGHUP)", c->name);
+        child_signal(c, SIGHUP);
+    } else if (c->state == CHILD_STARTING) {
+        log_info("%s: reload once it is ready", c->name);
+        c->reload_pending = true;
+    }
+}
+
+int stack_reload(supervisor *sv, const char *name, char *err, size_t errlen)
+{
+    if (sv->state != STACK_RUNNING) {
+        snprintf(err, errlen, "the supervisor is stopping");
+        return -1;
+    }
+    sv_child *only = NULL;
+    if (name != NULL && (only = stack_child_by_name(sv, name)) == NULL) {
+        snprintf(err, errlen, "no such component '%s'", name);
+        return -1;
+    }
+    if (only != NULL && !only->enabled) {
+        snprintf(err, errlen, "%s is not enabled by the config", name);
+        return -1;
+    }
+    /* Like nginx: a config that does not load is refused and the running one stays. */
+    hearth_config next;
+    if (config_load(&next, sv->config_path, err, errlen) < 0 ||
+        sv_validate(&next, err, errlen) < 0) {
+        log_error("reload refused: %s", err);
+        return -1;
+    }
+    /* Before the first READY=1, a READY=1 here would tell systemd too early. */
+    if (sv->told_ready)
+        sd_notify_reloading();
+    adopt_config(sv, &next);
+    for (int i = 0; i < CHILD_COUNT; i++)
+        if (only == NULL || only == &sv->children[i])
+            hup_child(&sv->children[i]);
+    if (sv->told_ready)
+        sd_notify_send("READY=1");
+    return 0;
+}
+
+void stack_reopen_logs(supervisor *sv)
+{
+    if (log_reopen() < 0)
+        log_error("reopening the log file: %s", strerror(errno));
+    for (int i = 0; i < CHILD_COUNT; i++) {
+        sv_child *c = &sv->children[i];
+        /* Not before READY=1, for the reason hup_child() gives; it has fresh files anyway. */
+        if (c->state == CHILD_RUNNING)
+            child_signal(c, SIGUSR1);
+    }
+}
+
+static void reap(supervisor *sv)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        sv_child *c = stack_child_by_pid(sv, pid);
+        if (c != NULL)
+            child_exited(c, status);
+    }
+}
+
+static void on_signal(int signum, void *data)
+{
+    supervisor *sv = data;
+    char err[512];
+    switch (signum) {
+    case SIGCHLD:
+        reap(sv);
+        break;
+    case SIGHUP:
+        log_info("SIGHUP: reloading");
+        stack_reload(sv, NULL, err, sizeof(err));
+        break;
+    case SIGTERM:
+        stack_stop(sv, false);
+        break;
+    case SIGINT:
+    case SIGQUIT:
+        stack_stop(sv, true);
+        break;
+    case SIGUSR1:
+        stack_reopen_logs(sv);
+        break;
+    default:
+        break;
+    }
+}
+
+int stack_watch_signals(supervisor *sv)
+{
+    static const int watched[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, 0};
+    sv->signals = calloc(1, sizeof(signals_set));
+    if (sv->signals == NULL)
+        return -1;
+    return signals_watch(sv->signals, sv->loop, watched, on_signal, sv);
+}

@@ -1,0 +1,155 @@
+/* The supervisor's private declarations: the child table with its states and events, and the
+ * pieces (listeners, notify socket, control socket, output relay) that stack.c wires together. */
+#ifndef HEARTH_SUPERVISOR_SV_H
+#define HEARTH_SUPERVISOR_SV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "shared/config.h"
+#include "supervisor/policy.h"
+
+#define SV_EXIT_OK 0
+#define SV_EXIT_RUNTIME 1
+#define SV_EXIT_CONFIG 2
+
+/* What a child is doing. Every transition happens in child.c's table. */
+typedef enum {
+    CHILD_STOPPED,  /* not running, and not meant to be until told */
+    CHILD_STARTING, /* spawned, READY=1 not yet received */
+    CHILD_RUNNING,  /* READY=1 received */
+    CHILD_BACKOFF,  /* exited unexpectedly; the timer restarts it */
+    CHILD_STOPPING, /* stop signal sent; the timer escalates to SIGKILL */
+    CHILD_FATAL,    /* crash loop past the limit: left down until an explicit restart */
+} child_state;
+
+typedef enum {
+    EV_START,    /* bring it up */
+    EV_READY,    /* READY=1 from its main pid */
+    EV_EXIT,     /* reaped */
+    EV_TIMER,    /* backoff over, or stop timeout reached */
+    EV_STOP,     /* graceful stop (SIGTERM) */
+    EV_FASTSTOP, /* fast stop (SIGINT) */
+    EV_RESTART,  /* stop if running, then start at once; clears FATAL */
+} child_event;
+
+typedef struct supervisor supervisor;
+
+typedef struct {
+    const char *name; /* "edge", "appserver", "certd" */
+    char *path;       /* the binary */
+    bool enabled;     /* false: the config gives it nothing to do */
+    int id;           /* index in the child table: CHILD_EDGE, ... */
+    child_state state;
+    pid_t pid;
+    uint64_t started_ms; /* uv_now() at spawn */
+    int restarts;        /* unexpected exits followed by a restart */
+    int last_status;     /* waitpid status of the last exit; valid when has_exited */
+    bool has_exited;
+    bool restart_after_stop;
+    bool reload_pending; /* reload asked for before READY=1: SIGHUP once ready */
+    int stop_signal;
+    restart_policy policy;
+    uv_timer_t timer; /* backoff, or stop timeout */
+    supervisor *sv;
+} sv_child;
+
+typedef struct {
+    const char *key;  /* "edge.http" */
+    const char *name; /* LISTEN_FDNAMES entry: "http", "https" or "app" */
+    int owner;        /* the child it is handed to */
+    size_t index;     /* position in that list, for messages */
+    char *spec;       /* as written in the config */
+    int fd;           /* -1 while shut (edge FATAL) */
+} sv_listener;
+
+enum { CHILD_APPSERVER, CHILD_EDGE, CHILD_CERTD, CHILD_COUNT };
+
+typedef enum { STACK_RUNNING, STACK_STOPPING, STACK_DONE } stack_state;
+
+struct supervisor {
+    uv_loop_t *loop;
+    hearth_config cfg;
+    char *config_path; /* absolute, handed to the children */
+    bool drop_privs;
+    uid_t uid;
+    gid_t gid;
+    sv_child children[CHILD_COUNT];
+    sv_listener *listeners;
+    size_t listener_count;
+    /* notify socket the children report READY=1 on */
+    int notify_fd;
+    char *notify_path;
+    uv_poll_t notify_poll;
+    bool notify_polling; /* notify_poll initialised */
+    /* control socket */
+    char *control_path;
+    uv_pipe_t control;
+    bool control_open;
+    int devnull_fd;
+    stack_state state;
+    bool fast_stop;
+    int stop_index;  /* position in the stop order during a graceful stop */
+    bool told_ready; /* READY=1 sent to systemd */
+    bool advancing;  /* advance_stop() is on the stack */
+    uv_timer_t done_timer;
+    void *signals;      /* signals_set */
+    char *pidfile_path; /* set once the pidfile is ours */
+    bool cfg_loaded;
+};
+
+/* child.c: the state x event table */
+void child_init(sv_child *c, supervisor *sv, int id, const char *name);
+void child_free(sv_child *c);
+void child_event_post(sv_child *c, child_event ev);
+void child_exited(sv_child *c, int status);
+void child_signal(sv_child *c, int signum);
+const char *child_state_name(child_state s);
+bool child_is_down(const sv_child *c);
+/* "exit 1", "signal 9 (SIGKILL)" */
+void child_describe_status(int status, char *out, size_t len);
+
+/* spawn.c: fork + exec with the fds, environment and privileges a component expects */
+pid_t spawn_child(supervisor *sv, sv_child *c);
+
+/* output.c: relay a child's stdout/stderr lines to ours, prefixed with its name */
+int output_attach(uv_loop_t *loop, int fd, const char *name);
+void output_close_all(void);
+void output_set_json(bool json);
+
+/* listeners.c */
+int listeners_open(supervisor *sv, char *err, size_t errlen);
+int listeners_check(const hearth_config *cfg, char *err, size_t errlen);
+void listeners_close(supervisor *sv);
+void listeners_shut(supervisor *sv, int owner);
+int listeners_reopen(supervisor *sv, int owner, char *err, size_t errlen);
+
+/* notify.c: the NOTIFY_SOCKET the children speak sd_notify to */
+int notify_open(supervisor *sv, char *err, size_t errlen);
+void notify_close(supervisor *sv);
+
+/* control_server.c: JSON lines over run_dir/supervisor.sock */
+int control_server_open(supervisor *sv, char *err, size_t errlen);
+void control_server_close(supervisor *sv);
+
+/* stack.c: the whole stack */
+sv_child *stack_child_by_name(supervisor *sv, const char *name);
+sv_child *stack_child_by_pid(supervisor *sv, pid_t pid);
+void stack_child_changed(supervisor *sv, sv_child *c);
+void stack_enable(supervisor *sv);
+void stack_start_all(supervisor *sv);
+int stack_watch_signals(supervisor *sv);
+int stack_reload(supervisor *sv, const char *name, char *err, size_t errlen);
+void stack_stop(supervisor *sv, bool fast);
+void stack_reopen_logs(supervisor *sv);
+
+/* start.c / checks.c */
+int sv_validate(const hearth_config *cfg, char *err, size_t errlen);
+int sv_locate(const char *name, char **path, char *err, size_t errlen);
+int sv_start(const char *config_path);
+int sv_check(const char *config_path);
+int sv_client(int argc, char **argv, const char *config_path, const char *socket_path);
+
+#endif
