@@ -19,6 +19,8 @@
 /* Bytes queued toward one peer before the edge stops reading from the other side. */
 #define EDGE_HIGH_WATER (256 * 1024)
 #define EDGE_READ_CHUNK (64 * 1024)
+/* Plain-HTTP files up to this size are read and written with their head, not sendfile'd. */
+#define EDGE_SMALL_FILE (16 * 1024)
 
 /* ---- sockets: plain or TLS, nonblocking, one uv_poll each (io.c) ---- */
 
@@ -177,6 +179,7 @@ typedef struct edge_conn {
     bool proxy_upgrade;    /* the client asked for an Upgrade */
     bool proxy_sent_body;  /* some body byte went upstream: no retry elsewhere */
     bool proxy_body_error; /* the request body broke its framing */
+    bool proxy_dechunk;    /* HTTP/1.0 client, chunked upstream body: send it decoded */
     size_t proxy_tries;    /* upstreams tried for this request */
     buf proxy_head;        /* the rewritten request head, kept for a retry */
     bool head_method;      /* the request is HEAD: responses carry no body */

@@ -501,13 +501,19 @@ static void drain_closing(edge_conn *c)
  * one segment; the next chunk is read once the previous one is nearly out. */
 static int static_step(edge_conn *c)
 {
-    if (c->io.ssl) {
+    /* Small files (and every file on TLS) go through c->out, so head and body leave in one
+     * write; large plain files go by sendfile once the head is out. */
+    bool buffered = c->io.ssl || c->file_left + buf_used(&c->out) <= EDGE_SMALL_FILE;
+    if (buffered) {
         if (c->file_left > 0 && buf_used(&c->out) < EDGE_READ_CHUNK && edge_static_send(c) < 0)
             return -1;
         if (edge_io_flush(&c->io, &c->out) < 0)
             return -1;
-    } else if (buf_used(&c->out) == 0 && c->file_left > 0 && edge_static_send(c) < 0) {
-        return -1;
+    } else {
+        if (edge_io_flush(&c->io, &c->out) < 0)
+            return -1;
+        if (buf_used(&c->out) == 0 && c->file_left > 0 && edge_static_send(c) < 0)
+            return -1;
     }
     if (c->file_left == 0 && buf_used(&c->out) == 0)
         edge_conn_finish(c);
@@ -521,8 +527,8 @@ static void conn_run(edge_conn *c)
     for (int round = 0; round < 64 && !c->closed; round++) {
         edge_conn_state before = c->state;
         size_t out_before = buf_used(&c->out);
-        bool tls_static = c->state == CONN_STATIC && c->io.ssl;
-        if (!tls_static && edge_io_flush(&c->io, &c->out) < 0) {
+        bool in_static = c->state == CONN_STATIC; /* static_step flushes itself */
+        if (!in_static && edge_io_flush(&c->io, &c->out) < 0) {
             edge_conn_close(c);
             return;
         }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "shared/log.h"
+#include "shared/privs.h"
 #include "shared/sdnotify.h"
 #include "shared/signals.h"
 #include "edge/edge.h"
@@ -255,6 +256,25 @@ static int https_port(void)
     return atoi(colon ? colon + 1 : a);
 }
 
+/* Started as root (ports below 1024 without the supervisor): once the sockets are bound, the
+ * process that parses the internet's bytes keeps no privilege. Certificates and roots must then
+ * be readable by that user, for reloads too, which is how certd writes them. */
+static int drop_privileges(void)
+{
+    char err[256];
+    uid_t uid;
+    gid_t gid;
+    if (!edge_w.cfg.user || geteuid() != 0)
+        return 0;
+    if (privs_lookup(edge_w.cfg.user, edge_w.cfg.group, &uid, &gid, err, sizeof(err)) < 0 ||
+        privs_drop(uid, gid, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    log_info("running as user %s", edge_w.cfg.user);
+    return 0;
+}
+
 static int setup(void)
 {
     char err[512];
@@ -280,7 +300,7 @@ static int setup(void)
         log_error("%s", err);
         return 1;
     }
-    return 0;
+    return drop_privileges();
 }
 
 int main(int argc, char **argv)

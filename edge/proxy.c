@@ -417,7 +417,10 @@ static void build_response_head(edge_conn *c, edge_upconn *up)
     const char *conn_val = ch ? b + ch->value.off : NULL;
     conn_len = ch ? ch->value.len : 0;
     bool switching = p->status == 101;
-    if (p->body_kind == HTTP_BODY_UNTIL_CLOSE)
+    /* An HTTP/1.0 client cannot read chunked framing: it gets the decoded bytes, delimited by
+     * the connection's close. */
+    c->proxy_dechunk = c->parser.version_minor == 0 && p->body_kind == HTTP_BODY_CHUNKED;
+    if (p->body_kind == HTTP_BODY_UNTIL_CLOSE || c->proxy_dechunk)
         c->keep_alive = false;
     c->status = p->status;
     buf_printf(&c->out, "HTTP/1.1 %d %.*s\r\n", p->status, (int)p->reason.len, b + p->reason.off);
@@ -430,6 +433,9 @@ static void build_response_head(edge_conn *c, edge_upconn *up)
             continue;
         }
         if (is_hop_by_hop(name, h->name.len, conn_val, conn_len))
+            continue;
+        if (c->proxy_dechunk && h->name.len == 17 &&
+            strncasecmp(name, "transfer-encoding", 17) == 0)
             continue;
         if (h->name.len == 25 && strncasecmp(name, "strict-transport-security", 25) == 0)
             has_hsts = true;
@@ -530,7 +536,10 @@ static bool body_to_client(edge_conn *c, edge_upconn *up)
         http_parse_result r =
             http_parse_body(&up->p, buf_head(&up->in), buf_used(&up->in), &consumed, &data, &dl);
         if (consumed) {
-            buf_append(&c->out, buf_head(&up->in), consumed);
+            if (c->proxy_dechunk)
+                buf_append(&c->out, data, dl);
+            else
+                buf_append(&c->out, buf_head(&up->in), consumed);
             buf_consume(&up->in, consumed);
             c->body_sent += dl;
         }

@@ -473,11 +473,11 @@ static int send_plain(edge_conn *c)
 
 /* Without kernel TLS the bytes must pass through user space anyway: read a chunk for the flush
  * loop to SSL_write; the caller reads the next only once little is left (bounded memory). */
-static int send_tls(edge_conn *c)
+static int send_buffered(edge_conn *c)
 {
     size_t n = c->file_left > EDGE_READ_CHUNK ? EDGE_READ_CHUNK : (size_t)c->file_left;
 #ifdef BIO_get_ktls_send
-    if (BIO_get_ktls_send(SSL_get_wbio(c->io.ssl))) {
+    if (c->io.ssl && BIO_get_ktls_send(SSL_get_wbio(c->io.ssl))) {
         ossl_ssize_t r = SSL_sendfile(c->io.ssl, c->file_fd, c->file_off, n, 0);
         if (r > 0) {
             c->file_off += r;
@@ -500,5 +500,7 @@ static int send_tls(edge_conn *c)
 
 int edge_static_send(edge_conn *c)
 {
-    return c->io.ssl ? send_tls(c) : send_plain(c);
+    if (c->io.ssl || c->file_left + buf_used(&c->out) <= EDGE_SMALL_FILE)
+        return send_buffered(c);
+    return send_plain(c);
 }

@@ -131,20 +131,39 @@ static void key_name(uint64_t period, unsigned char name[16])
     memcpy(name, full, 16);
 }
 
+/* The three keys of a period, derived once per period rather than once per ticket. */
+typedef struct {
+    uint64_t period;
+    bool valid;
+    unsigned char name[16], aes[32], mac[32];
+} ticket_keys;
+
+static const ticket_keys *keys_for(uint64_t period)
+{
+    static ticket_keys cache[2];
+    ticket_keys *k = &cache[period & 1];
+    if (!k->valid || k->period != period) {
+        key_name(period, k->name);
+        derive(period, "aes", k->aes);
+        derive(period, "mac", k->mac);
+        k->period = period;
+        k->valid = true;
+    }
+    return k;
+}
+
 static int set_keys(uint64_t period, unsigned char *iv, EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx,
                     int enc)
 {
-    unsigned char aes[32], mac[32];
-    derive(period, "aes", aes);
-    derive(period, "mac", mac);
+    const ticket_keys *k = keys_for(period);
     OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, mac, sizeof(mac)),
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->mac, sizeof(k->mac)),
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
         OSSL_PARAM_construct_end(),
     };
     if (EVP_MAC_CTX_set_params(hctx, params) != 1)
         return -1;
-    if (EVP_CipherInit_ex(ctx, EVP_aes_256_cbc(), NULL, aes, iv, enc) != 1)
+    if (EVP_CipherInit_ex(ctx, EVP_aes_256_cbc(), NULL, k->aes, iv, enc) != 1)
         return -1;
     return 0;
 }
@@ -155,15 +174,13 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     (void)ssl;
     uint64_t period = (uint64_t)time(NULL) / TICKET_PERIOD_S;
     if (enc) {
-        key_name(period, name);
+        memcpy(name, keys_for(period)->name, 16);
         if (RAND_bytes(iv, EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != 1)
             return -1;
         return set_keys(period, iv, ctx, hctx, 1) == 0 ? 1 : -1;
     }
     for (uint64_t back = 0; back < 2; back++) {
-        unsigned char n[16];
-        key_name(period - back, n);
-        if (memcmp(n, name, 16) != 0)
+        if (memcmp(keys_for(period - back)->name, name, 16) != 0)
             continue;
         if (set_keys(period - back, iv, ctx, hctx, 0) < 0)
             return -1;
@@ -194,6 +211,9 @@ static SSL_CTX *ctx_base(void)
     /* Resumption is by tickets, which every worker can decrypt; a per-process session cache
      * would only cost memory per connection and help no other worker. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* One TLS 1.3 ticket per handshake is enough for a client to resume once, and each one
+     * costs an encryption. */
+    SSL_CTX_set_num_tickets(ctx, 1);
     static const unsigned char sid_ctx[] = "hearth-edge";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
     return ctx;

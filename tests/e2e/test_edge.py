@@ -1216,3 +1216,39 @@ def test_plain_site_without_tls_serves_static_with_sendfile_and_proxies(procs, p
     assert h["x-forwarded-proto"] == "http"
     r = curl("-H", "Host: plain.test", f"{url}/.well-known/acme-challenge/tok_EN-123")
     assert r.stdout == b"tok_EN-123.thumbprint"
+
+
+def test_http10_client_gets_dechunked_body(procs, pki, site, upstream):
+    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+    resp = raw(e.https, b"GET /big?n=70000&chunked HTTP/1.0\r\nHost: a.test\r\n\r\n",
+               tls=client_ctx(pki))
+    head, _, body = resp.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head.lower()
+    assert body == b"x" * 70000
+
+
+def test_config_user_drops_privileges(procs, pki, site, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    hp = free_port()
+    cfg = tmp_path / "hearth.yaml"
+    cfg.write_text(f"""
+user: nobody
+run_dir: {tmp_path}
+state_dir: {tmp_path}
+edge:
+  workers: 1
+  http: ["127.0.0.1:{hp}"]
+  https: []
+sites:
+  - name: a.test
+    tls: off
+""")
+    p = procs.start([EDGE, "--config", str(cfg)])
+    wait_until(lambda: port_open(hp) or p.poll() is not None)
+    assert p.poll() is None, procs.log(p)
+    with open(f"/proc/{p.pid}/status") as f:
+        uids = [line.split()[1:] for line in f if line.startswith("Uid:")][0]
+    assert set(uids) == {str(65534)}
+    resp = raw(hp, b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert status_of(resp) in (404, 502)
