@@ -413,6 +413,8 @@ static void handle_head(edge_conn *c)
 
 void edge_conn_finish(edge_conn *c)
 {
+    if (c->requests == 0 && c->io.ssl)
+        log_debug("%s: TLS session %s", c->peer, SSL_session_reused(c->io.ssl) ? "resumed" : "new");
     edge_access_write(c);
     c->requests++;
     if (c->file_fd >= 0)

@@ -163,7 +163,11 @@ static int set_keys(uint64_t period, unsigned char *iv, EVP_CIPHER_CTX *ctx, EVP
     };
     if (EVP_MAC_CTX_set_params(hctx, params) != 1)
         return -1;
-    if (EVP_CipherInit_ex(ctx, EVP_aes_256_cbc(), NULL, k->aes, iv, enc) != 1)
+    /* Fetched once: OpenSSL 3 looks a cipher up by name on every implicit use. */
+    static EVP_CIPHER *aes;
+    if (!aes && !(aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)))
+        return -1;
+    if (EVP_CipherInit_ex(ctx, aes, NULL, k->aes, iv, enc) != 1)
         return -1;
     return 0;
 }
@@ -175,7 +179,7 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     uint64_t period = (uint64_t)time(NULL) / TICKET_PERIOD_S;
     if (enc) {
         memcpy(name, keys_for(period)->name, 16);
-        if (RAND_bytes(iv, EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != 1)
+        if (RAND_bytes(iv, 16) != 1) /* the AES block size */
             return -1;
         return set_keys(period, iv, ctx, hctx, 1) == 0 ? 1 : -1;
     }
@@ -184,7 +188,9 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
             continue;
         if (set_keys(period - back, iv, ctx, hctx, 0) < 0)
             return -1;
-        return back == 0 ? 1 : 2; /* 2: accept, and issue a ticket under the new key */
+        /* 2: accept and issue a fresh ticket. TLS 1.3 clients use a ticket once, so without a
+         * fresh one every other connection would be a full handshake. */
+        return 2;
     }
     return 0; /* unknown or too old: full handshake */
 }

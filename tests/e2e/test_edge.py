@@ -604,6 +604,14 @@ def test_tls_session_resumption_across_workers(procs, pki, site, tmp_path):
             r = s_client(e.https, proto, "-ign_eof", "-sess_in", str(sess), data=req)
             reused += b"Reused, TLSv1" in r.stdout
         assert reused == 6, proto
+    # TLS 1.3 tickets are single-use: a resumed handshake must hand out a fresh one, or every
+    # other connection of a client that resumes in a chain is a full handshake.
+    for i in range(4):
+        nxt = tmp_path / f"chain{i}.pem"
+        r = s_client(e.https, "-tls1_3", "-ign_eof", "-sess_in", str(sess), "-sess_out", str(nxt),
+                     data=req)
+        assert b"Reused, TLSv1.3" in r.stdout, i
+        sess = nxt
 
 
 # ---------------------------------------------------------------------------------------------
