@@ -21,6 +21,8 @@
 edge_worker edge_w;
 static edge_options opts;
 static signals_set worker_signals;
+/* Workers of a master leave sd_notify to it: only the main pid may speak by default. */
+static bool in_master_mode;
 static uv_timer_t grace_timer;
 
 uint64_t edge_now_ms(void)
@@ -119,13 +121,19 @@ static void on_signal(int signum, void *data)
     (void)data;
     switch (signum) {
     case SIGHUP:
+        if (!in_master_mode)
+            sd_notify_reloading();
         reload();
+        if (!in_master_mode)
+            sd_notify_send("READY=1");
         break;
     case SIGUSR1:
         edge_access_reopen(&edge_w);
         log_reopen();
         break;
     case SIGTERM:
+        if (!in_master_mode)
+            sd_notify_send("STOPPING=1");
         stop_graceful();
         break;
     default: /* INT, QUIT: fast stop */
@@ -217,6 +225,7 @@ static int run_master(int n)
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaddset(&set, sigs[i]);
     sigprocmask(SIG_BLOCK, &set, &old);
+    in_master_mode = true;
     children = calloc((size_t)n, sizeof(pid_t));
     child_count = n;
     for (int i = 0; i < n; i++)
@@ -233,9 +242,15 @@ static int run_master(int n)
                 return 0;
             continue;
         }
-        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
             stopping = true;
+            sd_notify_send("STOPPING=1");
+        }
+        if (sig == SIGHUP)
+            sd_notify_reloading();
         forward(sig);
+        if (sig == SIGHUP)
+            sd_notify_send("READY=1"); /* each worker logs its own outcome */
     }
 }
 

@@ -1260,3 +1260,19 @@ sites:
     assert set(uids) == {str(65534)}
     resp = raw(hp, b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
     assert status_of(resp) in (404, 502)
+
+
+def test_sd_notify_ready_reloading_stopping(procs, pki, site, tmp_path):
+    path = str(tmp_path / "notify.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(path)
+    srv.settimeout(5)
+    e = start_edge(procs, pki, site, env={"NOTIFY_SOCKET": path})
+    assert b"READY=1" in srv.recv(4096)
+    e.proc.send_signal(signal.SIGHUP)
+    assert b"RELOADING=1" in srv.recv(4096)
+    assert b"READY=1" in srv.recv(4096)
+    e.proc.send_signal(signal.SIGTERM)
+    assert b"STOPPING=1" in srv.recv(4096)
+    assert e.proc.wait(timeout=5) == 0
+    srv.close()
