@@ -63,6 +63,9 @@ typedef struct {
     char **aliases;
     size_t alias_count;
     SSL_CTX *ctx; /* NULL without TLS */
+    /* tls: acme or internal and certd has not written a certificate yet: plain HTTP answers
+     * 503 (challenges aside) and handshakes for its names fail, until a reload finds one. */
+    bool tls_pending;
     char *hsts;   /* full header value or NULL */
     edge_static_root *statics;
     size_t static_count;
@@ -79,9 +82,12 @@ typedef struct {
     edge_site *sites;
     size_t site_count;
     SSL_CTX *default_ctx; /* the first site's: the handshake starts there, SNI may switch */
+    SSL_CTX *bare_ctx;    /* no certificate: the default while no site has one yet */
 } edge_gen;
 
-edge_gen *edge_gen_build(const hearth_config *cfg, char *err, size_t errlen);
+/* prev (the running generation, or NULL) lends a managed certificate that no longer loads. */
+edge_gen *edge_gen_build(const hearth_config *cfg, const edge_gen *prev, char *err,
+                         size_t errlen);
 void edge_gen_ref(edge_gen *g);
 void edge_gen_unref(edge_gen *g);
 edge_site *edge_gen_find_site(edge_gen *g, const char *host, size_t len);
@@ -91,6 +97,8 @@ edge_site *edge_gen_find_site(edge_gen *g, const char *host, size_t len);
 /* Context for one site from its cert/key pairs; NULL with a reason in err when any pair is
  * unreadable, mismatched, not yet valid or expired. */
 SSL_CTX *edge_tls_ctx_new(const config_site *site, char *err, size_t errlen);
+/* A context with no certificate: handshakes on it fail with an alert, never hang. */
+SSL_CTX *edge_tls_ctx_bare(void);
 /* Ticket keys derive from this secret, made once before the workers fork, so every worker
  * decrypts every other worker's tickets. */
 void edge_tls_init_ticket_secret(void);
@@ -216,10 +224,13 @@ const char *edge_status_reason(int status);
 
 /* ---- handlers ---- */
 
-/* Plain HTTP: ACME challenge or redirect (redirect.c); false when the site has no TLS and the
- * request goes on to static files or the proxy. */
+/* Plain HTTP: ACME challenge (any Host, c->site may be NULL), 503 while the site's certificate
+ * is pending, or redirect (redirect.c); false when the site has no TLS and the request goes on
+ * to static files or the proxy. */
 bool edge_redirect_handle(edge_conn *c);
-/* Static files (static.c): true when a static prefix matched and a response was started. */
+/* Static files (static.c): true when a static prefix matched and a response was started. A
+ * "/" prefix on a site with upstreams is nginx's `try_files $uri @app`: what is not a file there
+ * (and every method but GET and HEAD) goes on to the proxy. */
 bool edge_static_handle(edge_conn *c);
 /* Continue sending the file; -1 when the peer is gone. */
 int edge_static_send(edge_conn *c);

@@ -310,13 +310,13 @@ static void dispatch(edge_conn *c)
     c->site = pick_site(c);
     bool has_body = c->parser.body_kind != HTTP_BODY_NONE;
     edge_conn_arm(c, edge_w.cfg.edge.send_timeout_ms);
-    if (!c->site) {
-        c->keep_alive = false;
-        edge_resp_simple(c, 404, NULL, NULL, "no such site\n");
-    } else if (!c->tls && edge_redirect_handle(c)) {
+    if (!c->tls && edge_redirect_handle(c)) {
         /* Bodies sent to be redirected are never read: close after answering. */
         if (has_body)
             c->keep_alive = false;
+    } else if (!c->site) {
+        c->keep_alive = false;
+        edge_resp_simple(c, 404, NULL, NULL, "no such site\n");
     } else if (edge_static_handle(c)) {
         if (has_body)
             c->keep_alive = false;

@@ -74,7 +74,7 @@ static void reload(void)
         }
         cfg = &fresh;
     }
-    edge_gen *g = edge_gen_build(cfg, err, sizeof(err));
+    edge_gen *g = edge_gen_build(cfg, edge_w.gen, err, sizeof(err));
     if (!g) {
         log_error("reload refused, keeping the running configuration: %s", err);
         if (cfg == &fresh)
@@ -300,7 +300,7 @@ static int setup(void)
     open_acme_dir(&edge_w);
     edge_w.https_port = https_port();
     edge_tls_init_ticket_secret();
-    edge_w.gen = edge_gen_build(&edge_w.cfg, err, sizeof(err));
+    edge_w.gen = edge_gen_build(&edge_w.cfg, NULL, err, sizeof(err));
     if (!edge_w.gen) {
         log_error("%s", err);
         return 2;

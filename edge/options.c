@@ -307,8 +307,12 @@ static int check_sites(edge_options *o, char *err, size_t errlen)
     }
     if (o->cfg.edge.https.count > 0) {
         bool any = false;
-        for (size_t i = 0; i < o->cfg.site_count; i++)
-            any |= o->cfg.sites[i].cert_count > 0;
+        for (size_t i = 0; i < o->cfg.site_count; i++) {
+            config_tls_mode t = o->cfg.sites[i].tls;
+            /* certd's certificates may not exist yet: the edge starts and waits for them. */
+            bool managed = o->cfg_from_file && (t == SITE_TLS_ACME || t == SITE_TLS_INTERNAL);
+            any |= o->cfg.sites[i].cert_count > 0 || managed;
+        }
         if (!any) {
             snprintf(err, errlen, "--https needs a certificate: give --cert and --key");
             return -1;

@@ -1,5 +1,6 @@
 /* The plain-HTTP listener's two jobs: ACME HTTP-01 challenge files from the webroot certd
- * writes to, and a permanent redirect to https:// for everything else. */
+ * writes to (for any Host, known site or not, as certd may be issuing a name no site has yet),
+ * and a permanent redirect to https:// for everything else. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -14,6 +15,8 @@
 #define CHALLENGE_PREFIX "/.well-known/acme-challenge/"
 #define MAX_TOKEN 256
 #define MAX_CHALLENGE_FILE 16384
+/* Seconds: certd usually has a certificate within a few of them. */
+#define PENDING_RETRY_AFTER "10"
 
 /* ACME tokens are base64url (RFC 8555 8.3): anything else cannot be one and never reaches the
  * file system. */
@@ -116,6 +119,15 @@ bool edge_redirect_handle(edge_conn *c)
         const char *q = memchr(t, '?', tlen);
         size_t end = q ? (size_t)(q - t) : tlen;
         serve_challenge(c, t + plen, end - plen);
+        return true;
+    }
+    if (!c->site)
+        return false;
+    if (c->site->tls_pending) {
+        /* No HTTPS to redirect to yet, and an acme/internal site is not meant to be served in
+         * the clear: the client is told to come back once certd has the certificate. */
+        edge_resp_simple(c, 503, NULL, "Retry-After: " PENDING_RETRY_AFTER "\r\n",
+                         "the certificate for this site is being obtained; retry shortly\n");
         return true;
     }
     /* A site without TLS is served on plain HTTP like any other; only TLS sites redirect. */

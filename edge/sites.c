@@ -9,8 +9,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/un.h>
+#include <limits.h>
 #include <unistd.h>
 
+#include "shared/log.h"
 #include "edge/edge.h"
 
 static int parse_upstream(edge_upstream *u, const char *spec, char *err, size_t errlen)
@@ -68,7 +70,66 @@ static int open_root(edge_static_root *r, const config_static *st, char *err, si
     return 0;
 }
 
-static int build_site(edge_site *s, const config_site *cs, char *err, size_t errlen)
+/* tls: acme and internal take their certificate from certd's store; without an HTTPS listener
+ * there is nothing to serve it on, and the site is plain HTTP like tls: off. */
+static bool managed_tls(const hearth_config *cfg, const config_site *cs)
+{
+    return (cs->tls == SITE_TLS_ACME || cs->tls == SITE_TLS_INTERNAL) && cfg->edge.https.count > 0 &&
+           cfg->certd.cert_dir;
+}
+
+/* CERT_DIR/NAME is a symlink certd switches with one rename(): resolving it once reads both
+ * files from one version, so a switch between the two opens cannot pair a new chain with an old
+ * key (and the key is checked against the chain anyway). */
+static SSL_CTX *load_managed(const hearth_config *cfg, const config_site *cs, char *err,
+                             size_t errlen)
+{
+    char link[PATH_MAX], dir[PATH_MAX], chain[PATH_MAX + 16], key[PATH_MAX + 16];
+    snprintf(link, sizeof(link), "%s/%s", cfg->certd.cert_dir, cs->name);
+    if (!realpath(link, dir)) {
+        snprintf(err, errlen, "certificate '%s': %s", link, strerror(errno));
+        return NULL;
+    }
+    snprintf(chain, sizeof(chain), "%s/fullchain.pem", dir);
+    snprintf(key, sizeof(key), "%s/privkey.pem", dir);
+    config_cert_pair pair = {.cert = chain, .key = key};
+    config_site one = *cs;
+    one.certs = &pair;
+    one.cert_count = 1;
+    return edge_tls_ctx_new(&one, err, errlen);
+}
+
+static SSL_CTX *running_ctx(const edge_gen *prev, const char *name)
+{
+    for (size_t i = 0; prev && i < prev->site_count; i++)
+        if (strcmp(prev->sites[i].name, name) == 0)
+            return prev->sites[i].ctx;
+    return NULL;
+}
+
+/* A managed certificate that does not load never stops the edge: the plain listener must go on
+ * serving challenges, or certd could never fix it. The running certificate stays if there is
+ * one; otherwise the site waits for certd. */
+static void build_managed(edge_site *s, const hearth_config *cfg, const config_site *cs,
+                          const edge_gen *prev)
+{
+    char why[PATH_MAX + 256];
+    s->ctx = load_managed(cfg, cs, why, sizeof(why));
+    if (s->ctx)
+        return;
+    SSL_CTX *old = running_ctx(prev, s->name);
+    if (old) {
+        log_error("site '%s': %s; keeping the running certificate", s->name, why);
+        SSL_CTX_up_ref(old);
+        s->ctx = old;
+        return;
+    }
+    s->tls_pending = true;
+    log_info("site '%s': no certificate yet (%s); HTTPS for it waits for certd", s->name, why);
+}
+
+static int build_site(edge_site *s, const hearth_config *cfg, const config_site *cs,
+                      const edge_gen *prev, char *err, size_t errlen)
 {
     s->name = strdup(cs->name ? cs->name : "localhost");
     s->alias_count = cs->aliases.count;
@@ -93,7 +154,9 @@ static int build_site(edge_site *s, const config_site *cs, char *err, size_t err
         if (parse_upstream(&s->upstreams[i], cs->upstreams.items[i], err, errlen) < 0)
             return -1;
     }
-    if (cs->tls != SITE_TLS_OFF && cs->cert_count > 0) {
+    if (managed_tls(cfg, cs)) {
+        build_managed(s, cfg, cs, prev);
+    } else if (cs->tls != SITE_TLS_OFF && cs->cert_count > 0) {
         s->ctx = edge_tls_ctx_new(cs, err, errlen);
         if (!s->ctx)
             return -1;
@@ -121,20 +184,25 @@ static void free_site(edge_site *s)
     SSL_CTX_free(s->ctx);
 }
 
-edge_gen *edge_gen_build(const hearth_config *cfg, char *err, size_t errlen)
+edge_gen *edge_gen_build(const hearth_config *cfg, const edge_gen *prev, char *err,
+                         size_t errlen)
 {
     edge_gen *g = calloc(1, sizeof(*g));
     g->refs = 1;
     g->sites = calloc(cfg->site_count + 1, sizeof(edge_site));
     for (size_t i = 0; i < cfg->site_count; i++) {
         g->site_count = i + 1;
-        if (build_site(&g->sites[i], &cfg->sites[i], err, errlen) < 0) {
+        if (build_site(&g->sites[i], cfg, &cfg->sites[i], prev, err, errlen) < 0) {
             edge_gen_unref(g);
             return NULL;
         }
         if (!g->default_ctx)
             g->default_ctx = g->sites[i].ctx;
     }
+    /* Sites still waiting for certd: HTTPS connections are accepted and their handshakes fail
+     * with an alert, rather than being closed unanswered. */
+    if (!g->default_ctx)
+        g->default_ctx = g->bare_ctx = edge_tls_ctx_bare();
     return g;
 }
 
@@ -151,6 +219,7 @@ void edge_gen_unref(edge_gen *g)
     for (size_t i = 0; i < g->site_count; i++)
         free_site(&g->sites[i]);
     free(g->sites);
+    SSL_CTX_free(g->bare_ctx);
     free(g);
 }
 

@@ -398,38 +398,52 @@ static void redirect_dir(edge_conn *c, const char *path, size_t plen, const char
     c->state = CONN_SIMPLE;
 }
 
-static void serve(edge_conn *c, edge_static_root *root, const char *path, size_t plen,
+/* A "/" root with upstreams behind it covers the whole site: what it does not hold belongs to
+ * the application, or the upstreams could never be reached. */
+static bool falls_through(const edge_conn *c, const edge_static_root *root)
+{
+    return root->prefix_len == 1 && c->site->upstream_count > 0;
+}
+
+/* false: no such file under a root that falls through; nothing was answered. */
+static bool serve(edge_conn *c, edge_static_root *root, const char *path, size_t plen,
                   const char *query)
 {
     char rel[MAX_PATH];
     int bad = decode_path(path + root->prefix_len, plen - root->prefix_len, rel, sizeof(rel) - 16);
     if (bad) {
         edge_resp_simple(c, bad, NULL, NULL, bad == 404 ? "not found\n" : "bad path\n");
-        return;
+        return true;
     }
     if (rel[0] == 0 || rel[strlen(rel) - 1] == '/')
         strcat(rel, "index.html");
     representation rep = {.fd = open_beneath(root->root_fd, rel, O_RDONLY)};
     if (rep.fd < 0 || fstat(rep.fd, &rep.st) < 0) {
+        int e = errno;
         if (rep.fd >= 0)
             close(rep.fd);
-        int status = (errno == EACCES) ? 403 : 404;
+        if ((e == ENOENT || e == ENOTDIR) && falls_through(c, root))
+            return false;
+        int status = (e == EACCES) ? 403 : 404;
         edge_resp_simple(c, status, NULL, NULL, status == 403 ? "forbidden\n" : "not found\n");
-        return;
+        return true;
     }
     if (S_ISDIR(rep.st.st_mode)) {
         close(rep.fd);
         redirect_dir(c, path, plen, query);
-        return;
+        return true;
     }
     if (!S_ISREG(rep.st.st_mode)) {
         close(rep.fd);
+        if (falls_through(c, root))
+            return false;
         edge_resp_simple(c, 404, NULL, NULL, "not found\n");
-        return;
+        return true;
     }
     choose_encoding(c, root->root_fd, rel, &rep);
     validators(&rep);
     respond_file(c, root, rel, &rep);
+    return true;
 }
 
 bool edge_static_handle(edge_conn *c)
@@ -446,17 +460,19 @@ bool edge_static_handle(edge_conn *c)
         return false;
     const char *m = buf_head(&c->in);
     if (!http_span_eq(m, c->parser.method, "GET") && !http_span_eq(m, c->parser.method, "HEAD")) {
+        if (falls_through(c, root))
+            return false;
         edge_resp_simple(c, 405, NULL, "Allow: GET, HEAD\r\n", "method not allowed\n");
         return true;
     }
     char query[2048] = "";
     if (q && tlen - plen < sizeof(query))
         snprintf(query, sizeof(query), "%.*s", (int)(tlen - plen), q);
-    if (bare)
+    if (bare) {
         redirect_dir(c, t, plen, query);
-    else
-        serve(c, root, t, plen, query);
-    return true;
+        return true;
+    }
+    return serve(c, root, t, plen, query);
 }
 
 static int send_plain(edge_conn *c)

@@ -101,12 +101,16 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 
 static int sni_select(SSL *ssl, int *alert, void *arg)
 {
-    (void)alert;
     (void)arg;
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (!name || !current_gen)
         return SSL_TLSEXT_ERR_OK;
     edge_site *s = edge_gen_find_site(current_gen, name, strlen(name));
+    if (s && s->tls_pending) {
+        /* Another site's certificate would only fail the client's name check, later. */
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
     if (s && s->ctx && s->ctx != SSL_get_SSL_CTX(ssl))
         SSL_set_SSL_CTX(ssl, s->ctx);
     return SSL_TLSEXT_ERR_OK;
@@ -239,4 +243,9 @@ SSL_CTX *edge_tls_ctx_new(const config_site *site, char *err, size_t errlen)
         }
     }
     return ctx;
+}
+
+SSL_CTX *edge_tls_ctx_bare(void)
+{
+    return ctx_base();
 }
