@@ -53,18 +53,21 @@ def tls_files(tmp_path_factory):
     return d
 
 
+EDGE = binary("edge", "edge")
+
+
 def serve_webroot(webroot, port, log_path):
-    """The HTTP server Pebble fetches challenges from: serves WEBROOT/.well-known/acme-challenge/
-    on port. A real HTTP server (Python's) until the edge's --acme-webroot can take its place."""
+    """The HTTP server Pebble fetches challenges from: the real edge with no site at all, serving
+    WEBROOT/.well-known/acme-challenge/ for any Host on port, as it does for certd in the stack."""
     log = open(log_path, "ab")
-    p = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                          "--directory", str(webroot)], stdout=log, stderr=subprocess.STDOUT)
-    wait_until(lambda: port_open(port), timeout=5, what="challenge HTTP server")
+    p = subprocess.Popen([EDGE, "--workers", "1", "--http", f"127.0.0.1:{port}",
+                          "--acme-webroot", str(webroot)], stdout=log, stderr=subprocess.STDOUT)
+    wait_until(lambda: port_open(port), timeout=5, what="the edge serving challenges")
     return p
 
 
 class Pebble:
-    """Pebble + pebble-challtestsrv + the challenge HTTP server, on free loopback ports."""
+    """Pebble + pebble-challtestsrv + the edge serving challenges, on free loopback ports."""
 
     def __init__(self, base, tls, validity=3600, eab=None):
         self.base = base
@@ -808,9 +811,6 @@ def test_sigkill_at_random_points_never_tears_the_pair(pebble, tmp_path):
     assert all(not v.endswith(".tmp") for v in versions)
 
 
-EDGE = binary("edge", "edge")
-
-
 def start_edge(procs, pebble, name, *site):
     """The real edge on Pebble's HTTP port, serving the challenge directory."""
     e = procs.start([EDGE, "--workers", "1", "--http", f"127.0.0.1:{pebble.http_port}",
@@ -824,7 +824,6 @@ def stop(proc):
     proc.wait(timeout=5)
 
 
-@pytest.mark.skipif(not os.path.exists(EDGE), reason="the edge is not built")
 def test_daemon_renewal_served_by_edge_without_failures(make_pebble, tmp_path, procs):
     p = make_pebble(challenge_server=False, validity=10)
     name = "edge.example.com"
