@@ -1084,6 +1084,102 @@ sites:
     assert r.returncode == 2 and b"bad.yaml:2" in r.stderr
 
 
+def store_version(certs, name, version, chain, key):
+    """Lay out a certificate the way certd does: CERT_DIR/.archive/NAME/N, then switch the
+    CERT_DIR/NAME symlink to it with one rename()."""
+    import shutil
+    d = certs / ".archive" / name / str(version)
+    d.mkdir(parents=True)
+    shutil.copy(chain, d / "fullchain.pem")
+    shutil.copy(key, d / "privkey.pem")
+    tmp = certs / f".{name}.tmp"
+    os.symlink(f".archive/{name}/{version}", tmp)
+    os.rename(tmp, certs / name)
+
+
+def handshake_fails(port, host, ctx):
+    try:
+        handshake_serial(port, host, ctx)
+    except (ssl.SSLError, ConnectionError):
+        return True
+    return False
+
+
+def test_managed_certificate_pending_then_loaded_on_sighup(procs, pki, site, tmp_path, upstream):
+    """tls: acme without a certificate in certd's store: the edge starts anyway, answers
+    challenges and a 503 on plain HTTP, fails handshakes for the name at once, and takes the
+    certificate on SIGHUP once certd has written it; a broken later version keeps the old one."""
+    hp, sp = free_port(), free_port()
+    certs = tmp_path / "state" / "certs"
+    certs.mkdir(parents=True)
+    cfg = tmp_path / "hearth.yaml"
+    cfg.write_text(f"""
+state_dir: {tmp_path}/state
+edge:
+  workers: 1
+  http: ["127.0.0.1:{hp}"]
+  https: ["127.0.0.1:{sp}"]
+certd:
+  webroot: {site['acme']}
+sites:
+  - name: a.test
+    tls: acme
+    static: {{prefix: /, root: {site['www']}}}
+    upstreams: ["unix:{upstream}"]
+""")
+    p = procs.start([EDGE, "--config", str(cfg)])
+    wait_until(lambda: port_open(sp) or p.poll() is not None)
+    assert p.poll() is None, procs.log(p)
+    resp = raw(hp, b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert status_of(resp) == 503 and re.search(rb"\r\nRetry-After: \d+\r\n", resp), resp
+    # challenges for any Host: certd may be issuing a name no site has yet
+    for host in (b"a.test", b"new.example.org"):
+        resp = raw(hp, b"GET /.well-known/acme-challenge/tok_EN-123 HTTP/1.1\r\nHost: " + host +
+                   b"\r\nConnection: close\r\n\r\n")
+        assert status_of(resp) == 200 and resp.endswith(b"tok_EN-123.thumbprint"), resp
+    t0 = time.monotonic()
+    assert handshake_fails(sp, "a.test", client_ctx(pki))
+    assert handshake_fails(sp, "other.test", client_ctx(pki))
+    assert time.monotonic() - t0 < 3
+    store_version(certs, "a.test", 1, *pki["a_ec"])
+    p.send_signal(signal.SIGHUP)
+    wait_until(lambda: not handshake_fails(sp, "a.test", client_ctx(pki)), timeout=5,
+               what="the certificate after SIGHUP")
+    assert handshake_serial(sp, "a.test", client_ctx(pki)) == 1001
+    resp = raw(hp, b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert status_of(resp) == 301 and f"https://a.test:{sp}/x".encode() in resp
+    store_version(certs, "a.test", 2, *pki["a_ec2"])
+    p.send_signal(signal.SIGHUP)
+    wait_until(lambda: handshake_serial(sp, "a.test", client_ctx(pki)) == 1003, timeout=5)
+    # a version whose key is not the certificate's: logged, the running one stays
+    store_version(certs, "a.test", 3, pki["a_ec"][0], pki["b_ec"][1])
+    p.send_signal(signal.SIGHUP)
+    wait_until(lambda: "keeping the running certificate" in procs.log(p), timeout=5)
+    assert handshake_serial(sp, "a.test", client_ctx(pki)) == 1003
+    assert p.poll() is None
+
+
+def test_root_static_prefix_falls_through_to_upstream(procs, pki, site, tmp_path, upstream):
+    """static prefix "/" with upstreams: files where they exist, the application for the rest
+    (nginx's try_files $uri @app), so a site's pages and its /api/ both work."""
+    e = start_edge(procs, pki, site, sites=[
+        "--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+        "--static", f"/={site['www']}", "--upstream", f"unix:{upstream}"])
+    r, body = https_get(e, pki, "/")
+    assert r.status == 200 and body == b"<h1>home</h1>\n"
+    r, body = https_get(e, pki, "/style.css")
+    assert r.status == 200 and body.startswith(b"body")
+    r, body = https_get(e, pki, "/echo/api/notes?x=1")
+    assert r.status == 200 and json.loads(body)["target"] == "/echo/api/notes?x=1"
+    r, body = https_get(e, pki, "/echo", method="POST", body=b"abc")
+    assert r.status == 200 and json.loads(body)["method"] == "POST"
+    # refused paths are answered by the edge, never handed on
+    r, body = https_get(e, pki, "/escape.txt")
+    assert r.status in (403, 404) and b"TOP-SECRET" not in body
+    r, body = https_get(e, pki, "/%2e%2e/secret.txt")
+    assert r.status in (400, 404) and b"TOP-SECRET" not in body
+
+
 # ---------------------------------------------------------------------------------------------
 # streaming, backpressure, slow clients
 
