@@ -66,7 +66,7 @@ typedef struct {
     /* tls: acme or internal and certd has not written a certificate yet: plain HTTP answers
      * 503 (challenges aside) and handshakes for its names fail, until a reload finds one. */
     bool tls_pending;
-    char *hsts;   /* full header value or NULL */
+    char *hsts; /* full header value or NULL */
     edge_static_root *statics;
     size_t static_count;
     edge_upstream *upstreams;
@@ -86,8 +86,7 @@ typedef struct {
 } edge_gen;
 
 /* prev (the running generation, or NULL) lends a managed certificate that no longer loads. */
-edge_gen *edge_gen_build(const hearth_config *cfg, const edge_gen *prev, char *err,
-                         size_t errlen);
+edge_gen *edge_gen_build(const hearth_config *cfg, const edge_gen *prev, char *err, size_t errlen);
 void edge_gen_ref(edge_gen *g);
 void edge_gen_unref(edge_gen *g);
 edge_site *edge_gen_find_site(edge_gen *g, const char *host, size_t len);

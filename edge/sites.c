@@ -74,8 +74,8 @@ static int open_root(edge_static_root *r, const config_static *st, char *err, si
  * there is nothing to serve it on, and the site is plain HTTP like tls: off. */
 static bool managed_tls(const hearth_config *cfg, const config_site *cs)
 {
-    return (cs->tls == SITE_TLS_ACME || cs->tls == SITE_TLS_INTERNAL) && cfg->edge.https.count > 0 &&
-           cfg->certd.cert_dir;
+    return (cs->tls == SITE_TLS_ACME || cs->tls == SITE_TLS_INTERNAL) &&
+           cfg->edge.https.count > 0 && cfg->certd.cert_dir;
 }
 
 /* CERT_DIR/NAME is a symlink certd switches with one rename(): resolving it once reads both
@@ -184,8 +184,7 @@ static void free_site(edge_site *s)
     SSL_CTX_free(s->ctx);
 }
 
-edge_gen *edge_gen_build(const hearth_config *cfg, const edge_gen *prev, char *err,
-                         size_t errlen)
+edge_gen *edge_gen_build(const hearth_config *cfg, const edge_gen *prev, char *err, size_t errlen)
 {
     edge_gen *g = calloc(1, sizeof(*g));
     g->refs = 1;
