@@ -1276,3 +1276,88 @@ def test_sd_notify_ready_reloading_stopping(procs, pki, site, tmp_path):
     assert b"STOPPING=1" in srv.recv(4096)
     assert e.proc.wait(timeout=5) == 0
     srv.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# races at the edges of a connection's life
+
+
+def test_graceful_restart_on_inherited_socket_answers_every_connection(procs, site):
+    """As under the supervisor: the listening socket stays open here while edges come and go on
+    it. TERM stops accepting; a connection already accepted is answered even when its request
+    is still on its way; what waits in the backlog goes to the next edge."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(128)
+    port = lsock.getsockname()[1]
+    move = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.execv(sys.argv[2], sys.argv[2:])"
+
+    def start(i):
+        args = ["/usr/bin/python3", "-c", move, str(lsock.fileno()), EDGE, "--http", f":{port}",
+                "--workers", str(1 + i % 2), "--server-name", "a.test",
+                "--static", f"/={site['www']}"]
+        p = procs.start(args, name=f"edge{i}", pass_fds=(lsock.fileno(),),
+                        env={"LISTEN_FDS": "1", "LISTEN_FDNAMES": "http"})
+        wait_until(lambda: "listening" in procs.log(p) or p.poll() is not None, what="edge up")
+        assert p.poll() is None, procs.log(p)
+        return p
+    stop, ok, failed = threading.Event(), [], []
+
+    def client():
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    time.sleep(0.01)  # accepted before its request arrives: TERM's hard case
+                    s.sendall(b"GET /digits.txt HTTP/1.1\r\nHost: a.test\r\n"
+                              b"Connection: close\r\n\r\n")
+                    answer = b""
+                    while chunk := s.recv(4096):
+                        answer += chunk
+                (ok if status_of(answer) == 200 else failed).append(answer[:40])
+            except OSError as ex:
+                failed.append(repr(ex))
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    edge = start(0)
+    for t in threads:
+        t.start()
+    for i in range(1, 5):
+        time.sleep(0.3)
+        edge.send_signal(signal.SIGTERM)
+        edge.wait(timeout=10)
+        edge = start(i)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failed == [] and len(ok) > 100, (failed[:3], len(failed), len(ok))
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_stop_when_the_master_is_killed(procs, pki, site):
+    e = start_edge(procs, pki, site, workers="2")
+    workers = set()
+
+    def both_up():
+        try:
+            with open(f"/proc/{e.proc.pid}/task/{e.proc.pid}/children") as f:
+                workers.update(int(x) for x in f.read().split())
+        except OSError:
+            pass
+        return len(workers) == 2
+    wait_until(both_up, what="two workers")
+    e.proc.kill()
+    e.proc.wait()
+    try:
+        wait_until(lambda: not any(alive(w) for w in workers), timeout=5, what="workers gone")
+    finally:
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
+    assert not port_open(e.http)
