@@ -21,7 +21,7 @@ static void on_handle_closed(uv_handle_t *h)
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->info);
-    buf_free(&c->proxy_head);
+    buf_free(&c->proxy_resend);
     free(c->headers);
     free(c);
 }
@@ -128,7 +128,7 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
     buf_init(&c->in, w->cfg.edge.max_header_size + EDGE_READ_CHUNK);
     buf_init(&c->out, 0);
     buf_init(&c->info, 0);
-    buf_init(&c->proxy_head, 0);
+    buf_init(&c->proxy_resend, 0);
     http_parser_init(&c->parser, HTTP_KIND_REQUEST, &w->limits, NULL, 0);
     c->next = w->conns;
     if (w->conns)
@@ -441,7 +441,7 @@ void edge_conn_finish(edge_conn *c)
         buf_free(&c->in);
         buf_free(&c->out);
         buf_free(&c->info);
-        buf_free(&c->proxy_head);
+        buf_free(&c->proxy_resend);
         free(c->headers);
         c->headers = NULL;
     }
