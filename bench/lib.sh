@@ -19,6 +19,7 @@ cleanup() {
 trap cleanup EXIT
 
 build_release() {
+    "$ROOT/tools/install-deps" "$ROOT/tools/bench-packages.txt"
     [ -d "$BUILD" ] || meson setup "$BUILD" --buildtype=release >/dev/null
     ninja -C "$BUILD" >/dev/null
 }
