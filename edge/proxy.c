@@ -362,8 +362,13 @@ static void retry_or_fail(edge_conn *c, int status, const char *why)
         if (again && attach(c, false))
             return;
     } else {
-        log_debug("upstream %s: reused connection %s before answering%s", up->u->spec, why,
-                  again && !c->proxy_retried ? "; retrying on a new one" : "");
+        if (again && !c->proxy_retried)
+            log_debug("upstream %s: reused connection %s before answering; retrying on a new one",
+                      up->u->spec, why);
+        else
+            log_warn("upstream %s: reused connection %s before answering; not retried (%s)",
+                     up->u->spec, why,
+                     c->proxy_retried ? "retried once already" : "not resendable");
         up_close(up);
         if (again && !c->proxy_retried) {
             c->proxy_retried = true;
