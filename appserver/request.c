@@ -5,17 +5,7 @@
 #include <strings.h>
 
 #include "exchange.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "shared/percent.h"
 
 /* Percent-decode s[0,n) into the arena. NULL on a bad escape or a decoded NUL, which no
  * handler should ever have to think about. */
@@ -28,11 +18,10 @@ static char *decode(arena *a, const char *s, size_t n, bool plus_is_space)
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '%') {
-            int hi = n - i >= 3 ? hexval(s[i + 1]) : -1;
-            int lo = n - i >= 3 ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
+            int v = percent_escape(s + i, n - i);
+            if (v < 0)
                 return NULL;
-            c = (char)(hi * 16 + lo);
+            c = (char)v;
             if (c == '\0')
                 return NULL;
             i += 2;

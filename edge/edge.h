@@ -21,6 +21,11 @@
 #define EDGE_READ_CHUNK (64 * 1024)
 /* Plain-HTTP files up to this size are read and written with their head, not sendfile'd. */
 #define EDGE_SMALL_FILE (16 * 1024)
+/* On TERM, how long a connection accepted before it keeps waiting for its first request. */
+#define EDGE_DRAIN_FIRST_REQUEST_MS 1000
+/* A request (rewritten head and body) is kept up to this size, so it can go to another upstream
+ * connection when the first one fails before answering. */
+#define EDGE_RESEND_MAX (64 * 1024)
 
 /* ---- sockets: plain or TLS, nonblocking, one uv_poll each (io.c) ---- */
 
@@ -183,13 +188,15 @@ typedef struct edge_conn {
     /* proxying */
     edge_upconn *up;
     bool req_body_done;
-    bool proxy_upgrade;    /* the client asked for an Upgrade */
-    bool proxy_sent_body;  /* some body byte went upstream: no retry elsewhere */
-    bool proxy_body_error; /* the request body broke its framing */
-    bool proxy_dechunk;    /* HTTP/1.0 client, chunked upstream body: send it decoded */
-    size_t proxy_tries;    /* upstreams tried for this request */
-    buf proxy_head;        /* the rewritten request head, kept for a retry */
-    bool head_method;      /* the request is HEAD: responses carry no body */
+    bool proxy_upgrade;     /* the client asked for an Upgrade */
+    bool proxy_body_error;  /* the request body broke its framing */
+    bool proxy_dechunk;     /* HTTP/1.0 client, chunked upstream body: send it decoded */
+    size_t proxy_tries;     /* upstreams tried for this request */
+    buf proxy_resend;       /* the rewritten head and the body bytes sent so far, for a retry */
+    bool proxy_resend_lost; /* body bytes went upstream that proxy_resend no longer holds */
+    bool proxy_idempotent;  /* GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110 9.2.2) */
+    bool proxy_retried;     /* the one retry after a reused connection closed is spent */
+    bool head_method;       /* the request is HEAD: responses carry no body */
     /* access log fields */
     buf info; /* method \0 target \0 host \0 referer \0 user-agent \0 */
     int status;

@@ -1,11 +1,12 @@
 /* Client connections: read and parse request heads, route each request to redirect, static or
  * proxy, write responses, keep-alive and pipelining, and the header/idle/send timeouts. */
 #include <arpa/inet.h>
-#include <netinet/tcp.h>
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,7 +21,7 @@ static void on_handle_closed(uv_handle_t *h)
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->info);
-    buf_free(&c->proxy_head);
+    buf_free(&c->proxy_resend);
     free(c->headers);
     free(c);
 }
@@ -127,7 +128,7 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
     buf_init(&c->in, w->cfg.edge.max_header_size + EDGE_READ_CHUNK);
     buf_init(&c->out, 0);
     buf_init(&c->info, 0);
-    buf_init(&c->proxy_head, 0);
+    buf_init(&c->proxy_resend, 0);
     http_parser_init(&c->parser, HTTP_KIND_REQUEST, &w->limits, NULL, 0);
     c->next = w->conns;
     if (w->conns)
@@ -440,7 +441,7 @@ void edge_conn_finish(edge_conn *c)
         buf_free(&c->in);
         buf_free(&c->out);
         buf_free(&c->info);
-        buf_free(&c->proxy_head);
+        buf_free(&c->proxy_resend);
         free(c->headers);
         c->headers = NULL;
     }
@@ -572,15 +573,30 @@ void edge_conn_progress(edge_conn *c)
     conn_run(c);
 }
 
-/* TERM: connections waiting for a request are closed now; busy ones close after their
- * response (edge_conn_finish checks draining). */
+/* Bytes of a next request that the kernel (or OpenSSL) holds and the edge has not read yet. */
+static bool bytes_waiting(edge_conn *c)
+{
+    int n = 0;
+    if (c->io.ssl && SSL_has_pending(c->io.ssl))
+        return true;
+    return ioctl(c->io.fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+/* TERM: busy connections close after their response (edge_conn_finish checks draining). One
+ * waiting between requests is closed now unless its next request is already here. A fresh one
+ * has served nothing yet: its client connected to send a request that may still be on its
+ * way, and closing would lose it, so it gets a moment to arrive. */
 void edge_conn_drain_idle(edge_worker *w)
 {
     edge_conn *c = w->conns;
     while (c) {
         edge_conn *next = c->next;
-        if (c->state == CONN_HEAD && !c->head_started)
-            edge_conn_close(c);
+        if (c->state == CONN_HEAD && !c->head_started) {
+            if (c->requests == 0)
+                edge_conn_arm(c, EDGE_DRAIN_FIRST_REQUEST_MS);
+            else if (!bytes_waiting(c))
+                edge_conn_close(c);
+        }
         c = next;
     }
 }

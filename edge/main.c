@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -158,9 +159,15 @@ static int child_count;
 
 static pid_t spawn_worker(const sigset_t *old_mask)
 {
+    pid_t master = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, old_mask, NULL);
+        /* A killed master must not leave workers serving behind the next edge's back: they
+         * get a graceful stop. The master may have died before the prctl took effect. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != master)
+            exit(0);
         exit(run_worker());
     }
     if (pid < 0)

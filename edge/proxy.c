@@ -24,6 +24,8 @@ struct edge_upconn {
     bool closed;
     bool connecting;
     bool reused;
+    bool wrote; /* some byte of the request left */
+    bool heard; /* some byte of the response came */
     bool eof;
     bool head_done;
     bool tunnel;
@@ -125,7 +127,7 @@ static void pool_put(edge_upconn *up)
         return;
     }
     up->c = NULL;
-    up->head_done = up->tunnel = false;
+    up->head_done = up->tunnel = up->wrote = up->heard = false;
     buf_free(&up->in);
     buf_free(&up->out);
     up->next_idle = u->idle;
@@ -274,13 +276,13 @@ static edge_upstream *pick(edge_site *s, size_t *tries)
     return NULL;
 }
 
-/* Attach an upstream connection with the request head (and what body bytes were already
- * forwarded, none on a retry) queued; false when every upstream refused. */
-static bool attach(edge_conn *c, const buf *head, size_t *tries)
+/* Attach an upstream connection (a pooled one unless fresh) with the request as sent so far
+ * queued: the head, and on a retry the body bytes kept; false when every upstream refused. */
+static bool attach(edge_conn *c, bool fresh)
 {
     edge_upstream *u;
-    while ((u = pick(c->site, tries)) != NULL) {
-        edge_upconn *up = pool_get(u);
+    while ((u = pick(c->site, &c->proxy_tries)) != NULL) {
+        edge_upconn *up = fresh ? NULL : pool_get(u);
         if (!up) {
             int fd = connect_to(u);
             if (fd < 0) {
@@ -303,7 +305,7 @@ static bool attach(edge_conn *c, const buf *head, size_t *tries)
         http_parser_init(&up->p, HTTP_KIND_RESPONSE, &edge_w.limits, up->hdrs, EDGE_MAX_HEADERS);
         up->p.limits.max_body = 0;
         up->p.response_to_head = c->head_method;
-        buf_append(&up->out, buf_head(head), buf_used(head));
+        buf_append(&up->out, buf_head(&c->proxy_resend), buf_used(&c->proxy_resend));
         c->up = up;
         up_set_events(up, UV_WRITABLE);
         return true;
@@ -311,37 +313,69 @@ static bool attach(edge_conn *c, const buf *head, size_t *tries)
     return false;
 }
 
+static bool is_idempotent(edge_conn *c)
+{
+    static const char *const methods[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (http_span_eq(buf_head(&c->in), c->parser.method, methods[i]))
+            return true;
+    return false;
+}
+
 void edge_proxy_start(edge_conn *c)
 {
-    buf_reset(&c->proxy_head);
-    build_request_head(c, &c->proxy_head);
+    buf_reset(&c->proxy_resend);
+    build_request_head(c, &c->proxy_resend);
     c->proxy_tries = 0;
     c->proxy_upgrade = c->parser.upgrade;
-    c->proxy_sent_body = false;
+    c->proxy_resend_lost = false;
+    c->proxy_retried = false;
+    c->proxy_idempotent = is_idempotent(c);
     c->req_body_done = c->parser.body_kind == HTTP_BODY_NONE;
     c->state = CONN_PROXY;
     if (c->parser.expect_continue && !c->req_body_done)
         buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-    if (!attach(c, &c->proxy_head, &c->proxy_tries))
+    if (!attach(c, false))
         fail_request(c, 502);
 }
 
-/* A connection that failed before the upstream said anything: try the next upstream, as long
- * as no body byte of the request has left (it could not be sent twice). */
+/* The request may go to another connection when all of it is still here and the upstream
+ * cannot have acted on it: nothing left, or sending it twice is harmless. */
+static bool resendable(const edge_conn *c, const edge_upconn *up)
+{
+    return !c->proxy_resend_lost && (!up->wrote || c->proxy_idempotent);
+}
+
+/* A connection failed before the upstream said anything. A fresh one marks its upstream failed
+ * and the request goes to the next. A reused one was most likely closed as idle by the upstream
+ * just as the request left (HTTP/1.1 cannot prevent that race, and an appserver reload does it
+ * to every idle connection of its old workers): the request gets one more try, on a fresh
+ * connection, as nginx's proxy_next_upstream does. */
 static void retry_or_fail(edge_conn *c, int status, const char *why)
 {
     edge_upconn *up = c->up;
-    bool reused = up->reused;
-    if (!reused)
-        mark_failed(up->u, why);
+    bool reused = up->reused, again = resendable(c, up);
     c->up = NULL;
-    up_close(up);
-    if (!c->proxy_sent_body) {
-        if (reused)
-            c->proxy_tries =
-                c->proxy_tries > 0 ? c->proxy_tries - 1 : 0; /* not the upstream's fault */
-        if (attach(c, &c->proxy_head, &c->proxy_tries))
+    if (!reused) {
+        mark_failed(up->u, why);
+        up_close(up);
+        if (again && attach(c, false))
             return;
+    } else {
+        if (again && !c->proxy_retried)
+            log_debug("upstream %s: reused connection %s before answering; retrying on a new one",
+                      up->u->spec, why);
+        else
+            log_warn("upstream %s: reused connection %s before answering; not retried (%s)",
+                     up->u->spec, why,
+                     c->proxy_retried ? "retried once already" : "not resendable");
+        up_close(up);
+        if (again && !c->proxy_retried) {
+            c->proxy_retried = true;
+            c->proxy_tries = c->proxy_tries > 0 ? c->proxy_tries - 1 : 0; /* not its fault */
+            if (attach(c, true))
+                return;
+        }
     }
     fail_request(c, status);
 }
@@ -370,11 +404,31 @@ static void on_up_timeout(uv_timer_t *t)
 
 /* ---- moving bytes ---- */
 
+/* Body bytes sent upstream are kept after the head while the whole request stays small, so a
+ * retry can send them again; past that, the request can only go to the connection it is on. */
+static void keep_for_resend(edge_conn *c, const char *p, size_t n)
+{
+    if (c->proxy_resend_lost)
+        return;
+    if (buf_used(&c->proxy_resend) + n <= EDGE_RESEND_MAX &&
+        buf_append(&c->proxy_resend, p, n) == 0)
+        return;
+    c->proxy_resend_lost = true;
+    buf_free(&c->proxy_resend);
+}
+
 static bool client_to_upstream(edge_conn *c, edge_upconn *up)
 {
     bool moved = false;
     while (buf_used(&up->out) < EDGE_HIGH_WATER && !c->closed) {
         if (buf_used(&c->in) == 0) {
+            /* The parser says DONE only when asked again: a Content-Length body whose last
+             * byte went is complete without waiting for more input that may never come. */
+            if (!up->tunnel && c->parser.body_kind == HTTP_BODY_LENGTH &&
+                c->parser.remaining == 0) {
+                c->req_body_done = true;
+                break;
+            }
             if (!edge_conn_read(c))
                 break;
             moved = true;
@@ -391,9 +445,9 @@ static bool client_to_upstream(edge_conn *c, edge_upconn *up)
         http_parse_result r =
             http_parse_body(&c->parser, buf_head(&c->in), buf_used(&c->in), &consumed, &data, &dl);
         if (consumed) {
+            keep_for_resend(c, buf_head(&c->in), consumed);
             buf_append(&up->out, buf_head(&c->in), consumed);
             buf_consume(&c->in, consumed);
-            c->proxy_sent_body = true;
             moved = true;
         }
         if (r == HTTP_PARSE_DONE) {
@@ -420,7 +474,9 @@ static void build_response_head(edge_conn *c, edge_upconn *up)
     /* An HTTP/1.0 client cannot read chunked framing: it gets the decoded bytes, delimited by
      * the connection's close. */
     c->proxy_dechunk = c->parser.version_minor == 0 && p->body_kind == HTTP_BODY_CHUNKED;
-    if (p->body_kind == HTTP_BODY_UNTIL_CLOSE || c->proxy_dechunk)
+    /* An answer before the request body's end leaves the rest of it unread: the connection
+     * closes after the response, and the client must hear it in advance. */
+    if (p->body_kind == HTTP_BODY_UNTIL_CLOSE || c->proxy_dechunk || !c->req_body_done)
         c->keep_alive = false;
     c->status = p->status;
     buf_printf(&c->out, "HTTP/1.1 %d %.*s\r\n", p->status, (int)p->reason.len, b + p->reason.off);
@@ -479,16 +535,16 @@ static bool handle_head(edge_conn *c, edge_upconn *up)
 {
     http_parse_result r = http_parse_head(&up->p, buf_head(&up->in), buf_used(&up->in));
     if (r == HTTP_PARSE_AGAIN) {
+        if (up->eof && !up->heard && up->reused) {
+            retry_or_fail(c, 502, "closed");
+            return false;
+        }
         if (up->eof || buf_used(&up->in) >= up->in.max) {
             log_warn("upstream %s: %s before a complete response head", up->u->spec,
                      up->eof ? "closed" : "too many bytes");
-            if (up->eof && buf_used(&up->in) == 0 && up->reused)
-                retry_or_fail(c, 502, "closed a reused connection");
-            else {
-                c->up = NULL;
-                up_close(up);
-                fail_request(c, 502);
-            }
+            c->up = NULL;
+            up_close(up);
+            fail_request(c, 502);
             return false;
         }
         return true;
@@ -576,6 +632,7 @@ static bool read_upstream(edge_upconn *up)
     ssize_t r = read(up->fd, buf_tail(&up->in), room);
     if (r > 0) {
         buf_commit(&up->in, (size_t)r);
+        up->heard = true;
         return true;
     }
     if (r == 0 || (errno != EAGAIN && errno != EINTR))
@@ -589,6 +646,7 @@ static int flush_upstream(edge_upconn *up)
         ssize_t r = write(up->fd, buf_head(&up->out), buf_used(&up->out));
         if (r < 0)
             return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+        up->wrote = true;
         buf_consume(&up->out, (size_t)r);
     }
     return 0;

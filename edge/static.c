@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shared/percent.h"
 #include "edge/edge.h"
 
 #define MAX_PATH 4096
@@ -70,17 +71,6 @@ static const char *mime_for(const char *path)
     return "application/octet-stream";
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Decode %XX into out and refuse what could name something outside the root or confuse the
  * file system: encoded '/' and '\', NUL and control bytes, backslashes, "." and ".." segments.
  * Returns 0, or the status to answer with. */
@@ -90,13 +80,10 @@ static int decode_path(const char *in, size_t len, char *out, size_t outlen)
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)in[i];
         if (ch == '%') {
-            if (i + 2 >= len)
+            int v = percent_escape(in + i, len - i);
+            if (v < 0)
                 return 400;
-            int hi = hexval(in[i + 1]);
-            int lo = hexval(in[i + 2]);
-            if (hi < 0 || lo < 0)
-                return 400;
-            ch = (unsigned char)(hi * 16 + lo);
+            ch = (unsigned char)v;
             if (ch == '/')
                 return 404; /* a slash inside a segment names no file */
             i += 2;

@@ -1,6 +1,7 @@
 /* Strict incremental HTTP/1.1 parser (RFC 9112): a resumable head scanner over the caller's
  * buffer, and a byte-split-resilient decoder for Content-Length and chunked bodies. */
 #include "shared/http_parser.h"
+#include "shared/percent.h"
 
 #include <string.h>
 
@@ -599,20 +600,9 @@ http_parse_result http_parse_head(http_parser *p, const char *buf, size_t len)
 
 /* ---- body: chunked framing, one byte at a time ---- */
 
-static int hex_value(unsigned char c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static http_error chunk_size_byte(http_parser *p, unsigned char c)
 {
-    int v = hex_value(c);
+    int v = percent_hex_digit(c);
     if (v >= 0) {
         if (p->scan == 16)
             return HTTP_E_BAD_CHUNK_SIZE; /* would overflow 64 bits, or is padding */

@@ -1372,3 +1372,184 @@ def test_sd_notify_ready_reloading_stopping(procs, pki, site, tmp_path):
     assert b"STOPPING=1" in srv.recv(4096)
     assert e.proc.wait(timeout=5) == 0
     srv.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# races at the edges of a connection's life
+
+
+APPSERVER = binary("appserver", "appserver")
+
+
+class Vanishing(socketserver.StreamRequestHandler):
+    """An upstream that answers only the first request of each connection: on a reused one it
+    closes unanswered, as an upstream does when it closes an idle keep-alive connection just as
+    a request arrives. /vanish is never answered."""
+    attempts = []
+
+    def handle(self):
+        first = True
+        while (head := read_head(self.rfile)) is not None:
+            method, target, _ = head[0].split(" ", 2)
+            headers = dict((k.strip().lower(), v.strip())
+                           for k, v in (line.split(":", 1) for line in head[1:]))
+            Vanishing.attempts.append(f"{method} {target}")
+            if target == "/vanish" or not first:
+                return
+            n, _ = read_body(self.rfile, headers)
+            if target == "/slow":
+                time.sleep(0.3)
+            body = f"{method} {n}".encode()
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            first = False
+
+
+def test_proxy_retries_once_when_a_reused_connection_closes_unanswered(procs, pki, site,
+                                                                       tmp_path):
+    Vanishing.attempts = []
+    srv = UnixHTTPServer(str(tmp_path / "v.sock"), Vanishing)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    e = start_edge(procs, pki, site, https=False,
+                   sites=["--server-name", "a.test", "--upstream", f"unix:{tmp_path}/v.sock"])
+
+    def ask(method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", e.http, timeout=5)
+        c.request(method, path, body=body, headers={"Host": "a.test"})
+        r = c.getresponse()
+        return r.status, r.read(), r.will_close
+    assert ask("GET", "/") == (200, b"GET 0", False)  # pools a connection
+    # idempotent, body kept: sent again on a fresh connection (which goes back to the pool, and
+    # the client's connection stays open, now that the body's end is noticed)
+    assert ask("PUT", "/", b"x" * 3000) == (200, b"PUT 3000", False)
+    # not idempotent and already sent: the upstream may have acted on it
+    assert ask("POST", "/", b"y" * 10)[0] == 502
+    threads = [threading.Thread(target=ask, args=("GET", "/slow")) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    del Vanishing.attempts[:]
+    # three connections in the pool, yet one retry only
+    assert ask("GET", "/vanish")[0] == 502
+    assert Vanishing.attempts == ["GET /vanish"] * 2
+    srv.shutdown()
+    srv.server_close()
+
+
+APPSERVER = binary("appserver", "appserver")
+
+
+def test_proxy_through_appserver_reloads_fails_no_request(procs, pki, site, tmp_path):
+    """Each appserver HUP ends the old workers, which close their idle keep-alive connections
+    while the edge may be sending a request on one."""
+    sock = str(tmp_path / "app.sock")
+    app = procs.start([APPSERVER, "-b", "unix:" + sock, "-w", "2",
+                       binary("appserver", "mod_v1.so")], name="appserver")
+    wait_until(lambda: "serving (" in procs.log(app), what="appserver up")
+    e = start_edge(procs, pki, site, https=False,
+                   sites=["--server-name", "a.test", "--upstream", f"unix:{sock}"])
+    stop, ok, failed = threading.Event(), [], []
+
+    def client(method, body):
+        c = http.client.HTTPConnection("127.0.0.1", e.http, timeout=5)
+        while not stop.is_set():
+            try:
+                c.request(method, "/echo" if body else "/", body=body, headers={"Host": "a.test"})
+                r = c.getresponse()
+                (ok if r.status == 200 else failed).append((r.status, r.read()[:40]))
+            except (OSError, http.client.HTTPException) as ex:
+                failed.append(repr(ex))
+                c.close()
+    threads = [threading.Thread(target=client, args=a)
+               for a in (("GET", None), ("GET", None), ("PUT", b"z" * 2000))]
+    for t in threads:
+        t.start()
+    for _ in range(8):
+        time.sleep(0.15)
+        app.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failed == [] and len(ok) > 100, (failed[:3], len(failed), len(ok))
+
+
+def test_graceful_restart_on_inherited_socket_answers_every_connection(procs, site):
+    """As under the supervisor: the listening socket stays open here while edges come and go on
+    it. TERM stops accepting; a connection already accepted is answered even when its request
+    is still on its way; what waits in the backlog goes to the next edge."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(128)
+    port = lsock.getsockname()[1]
+    move = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.execv(sys.argv[2], sys.argv[2:])"
+
+    def start(i):
+        args = ["/usr/bin/python3", "-c", move, str(lsock.fileno()), EDGE, "--http", f":{port}",
+                "--workers", str(1 + i % 2), "--server-name", "a.test",
+                "--static", f"/={site['www']}"]
+        p = procs.start(args, name=f"edge{i}", pass_fds=(lsock.fileno(),),
+                        env={"LISTEN_FDS": "1", "LISTEN_FDNAMES": "http"})
+        wait_until(lambda: "listening" in procs.log(p) or p.poll() is not None, what="edge up")
+        assert p.poll() is None, procs.log(p)
+        return p
+    stop, ok, failed = threading.Event(), [], []
+
+    def client():
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    time.sleep(0.01)  # accepted before its request arrives: TERM's hard case
+                    s.sendall(b"GET /digits.txt HTTP/1.1\r\nHost: a.test\r\n"
+                              b"Connection: close\r\n\r\n")
+                    answer = b""
+                    while chunk := s.recv(4096):
+                        answer += chunk
+                (ok if status_of(answer) == 200 else failed).append(answer[:40])
+            except OSError as ex:
+                failed.append(repr(ex))
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    edge = start(0)
+    for t in threads:
+        t.start()
+    for i in range(1, 5):
+        time.sleep(0.3)
+        edge.send_signal(signal.SIGTERM)
+        edge.wait(timeout=10)
+        edge = start(i)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failed == [] and len(ok) > 100, (failed[:3], len(failed), len(ok))
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_stop_when_the_master_is_killed(procs, pki, site):
+    e = start_edge(procs, pki, site, workers="2")
+    workers = set()
+
+    def both_up():
+        try:
+            with open(f"/proc/{e.proc.pid}/task/{e.proc.pid}/children") as f:
+                workers.update(int(x) for x in f.read().split())
+        except OSError:
+            pass
+        return len(workers) == 2
+    wait_until(both_up, what="two workers")
+    e.proc.kill()
+    e.proc.wait()
+    try:
+        wait_until(lambda: not any(alive(w) for w in workers), timeout=5, what="workers gone")
+    finally:
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
+    assert not port_open(e.http)

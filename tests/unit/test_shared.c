@@ -2,6 +2,7 @@
  * privilege lookup and signals on a libuv loop. */
 #include "shared/buf.h"
 #include "shared/log.h"
+#include "shared/percent.h"
 #include "shared/pidfile.h"
 #include "shared/privs.h"
 #include "shared/sdnotify.h"
@@ -205,11 +206,22 @@ static void test_signals(void)
     CHECK_STR(signals_name(SIGTERM), "SIGTERM");
 }
 
+static void test_percent(void)
+{
+    CHECK(percent_hex_digit('0') == 0 && percent_hex_digit('f') == 15);
+    CHECK(percent_hex_digit('F') == 15 && percent_hex_digit('g') == -1);
+    CHECK(percent_escape("%2F", 3) == '/' && percent_escape("%2fx", 4) == '/');
+    CHECK(percent_escape("%00", 3) == 0 && percent_escape("%ff", 3) == 255);
+    CHECK(percent_escape("%2", 2) == -1 && percent_escape("%2F", 2) == -1);
+    CHECK(percent_escape("%G0", 3) == -1 && percent_escape("x2F", 3) == -1);
+}
+
 int main(void)
 {
     if (mkdtemp(tmpdir) == NULL)
         return 2;
     test_buf();
+    test_percent();
     test_log();
     test_sdnotify();
     test_pidfile();
