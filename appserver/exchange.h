@@ -63,6 +63,5 @@ int response_serialize(const hearth_res *res, buf *out, int version_minor, bool 
  * whole "Name: value\r\n" line or NULL. */
 int response_simple(buf *out, int status, const char *extra_header, bool keep_alive,
                     bool head_only);
-const char *response_reason(int status);
 
 #endif

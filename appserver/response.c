@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "exchange.h"
+#include "shared/http_status.h"
 
 #define RES_BODY_MAX (64u << 20) /* a handler building more than this has a bug */
 #define DEFAULT_TYPE "text/plain; charset=utf-8"
@@ -33,61 +34,6 @@ void response_free(hearth_res *res)
     buf_free(&res->body);
 }
 
-static const struct {
-    int status;
-    const char *reason;
-} reasons[] = {
-    {100, "Continue"},
-    {200, "OK"},
-    {201, "Created"},
-    {202, "Accepted"},
-    {204, "No Content"},
-    {301, "Moved Permanently"},
-    {302, "Found"},
-    {303, "See Other"},
-    {304, "Not Modified"},
-    {307, "Temporary Redirect"},
-    {308, "Permanent Redirect"},
-    {400, "Bad Request"},
-    {401, "Unauthorized"},
-    {403, "Forbidden"},
-    {404, "Not Found"},
-    {405, "Method Not Allowed"},
-    {408, "Request Timeout"},
-    {409, "Conflict"},
-    {413, "Content Too Large"},
-    {414, "URI Too Long"},
-    {415, "Unsupported Media Type"},
-    {422, "Unprocessable Content"},
-    {431, "Request Header Fields Too Large"},
-    {500, "Internal Server Error"},
-    {501, "Not Implemented"},
-    {503, "Service Unavailable"},
-    {505, "HTTP Version Not Supported"},
-};
-
-const char *response_reason(int status)
-{
-    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
-        if (reasons[i].status == status)
-            return reasons[i].reason;
-    return "Unknown";
-}
-
-/* The Date field changes once a second; format it once a second. */
-static const char *http_date(void)
-{
-    static char cached[40];
-    static time_t cached_at = -1;
-    time_t now = time(NULL);
-    if (now != cached_at) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        cached_at = now;
-    }
-    return cached;
-}
 
 static bool status_has_body(int status)
 {
@@ -98,7 +44,7 @@ int response_serialize(const hearth_res *res, buf *out, int version_minor, bool 
                        bool head_only)
 {
     int rc = buf_printf(out, "HTTP/1.1 %d %s\r\nServer: hearth\r\nDate: %s\r\n", res->status,
-                        response_reason(res->status), http_date()) < 0;
+                        http_status_reason(res->status), http_date_now()) < 0;
     if (res->content_type[0] && status_has_body(res->status))
         rc |= buf_printf(out, "Content-Type: %s\r\n", res->content_type) < 0;
     rc |= buf_append(out, buf_head(&res->headers), buf_used(&res->headers)) < 0;
@@ -116,12 +62,12 @@ int response_serialize(const hearth_res *res, buf *out, int version_minor, bool 
 
 int response_simple(buf *out, int status, const char *extra_header, bool keep_alive, bool head_only)
 {
-    const char *reason = response_reason(status);
+    const char *reason = http_status_reason(status);
     int rc =
         buf_printf(out,
                    "HTTP/1.1 %d %s\r\nServer: hearth\r\nDate: %s\r\n"
                    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n%s%s\r\n",
-                   status, reason, http_date(), strlen(reason) + 1,
+                   status, reason, http_date_now(), strlen(reason) + 1,
                    extra_header ? extra_header : "", keep_alive ? "" : "Connection: close\r\n") < 0;
     if (!head_only)
         rc |= buf_printf(out, "%s\n", reason) < 0;

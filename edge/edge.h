@@ -226,7 +226,6 @@ const char *edge_req_header(edge_conn *c, const char *name, size_t *len);
 /* Access log fields of the current request. */
 const char *edge_conn_info(edge_conn *c, int idx);
 void edge_conn_drain_idle(edge_worker *w);
-const char *edge_status_reason(int status);
 
 /* ---- handlers ---- */
 

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shared/http_status.h"
 #include "shared/log.h"
 #include "edge/edge.h"
 
@@ -146,79 +147,12 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
 
 /* ---- responses ---- */
 
-const char *edge_status_reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 101:
-        return "Switching Protocols";
-    case 200:
-        return "OK";
-    case 204:
-        return "No Content";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 304:
-        return "Not Modified";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 416:
-        return "Range Not Satisfiable";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Unknown";
-    }
-}
-
-static const char *http_date(void)
-{
-    static char cached[40];
-    static time_t cached_at = -1;
-    time_t now = time(NULL);
-    if (now != cached_at) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        cached_at = now;
-    }
-    return cached;
-}
 
 void edge_resp_start(edge_conn *c, int status, const char *reason)
 {
     c->status = status;
     buf_printf(&c->out, "HTTP/1.1 %d %s\r\nServer: hearth\r\nDate: %s\r\n", status,
-               reason ? reason : edge_status_reason(status), http_date());
+               reason ? reason : http_status_reason(status), http_date_now());
     if (c->tls && c->site && c->site->hsts)
         buf_printf(&c->out, "Strict-Transport-Security: %s\r\n", c->site->hsts);
     if (!c->keep_alive)

@@ -1,6 +1,7 @@
 /* Unit tests for the small pieces of the shared core: buffers, logging, sd_notify, pidfiles,
  * privilege lookup and signals on a libuv loop. */
 #include "shared/buf.h"
+#include "shared/http_status.h"
 #include "shared/log.h"
 #include "shared/percent.h"
 #include "shared/pidfile.h"
@@ -216,6 +217,16 @@ static void test_percent(void)
     CHECK(percent_escape("%G0", 3) == -1 && percent_escape("x2F", 3) == -1);
 }
 
+static void test_http_status(void)
+{
+    CHECK_STR(http_status_reason(404), "Not Found");
+    CHECK_STR(http_status_reason(502), "Bad Gateway");
+    CHECK_STR(http_status_reason(599), "Unknown");
+    const char *date = http_date_now();
+    /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
+    CHECK(strlen(date) == 29 && date[3] == ',' && strcmp(date + 25, " GMT") == 0);
+}
+
 int main(void)
 {
     if (mkdtemp(tmpdir) == NULL)
@@ -227,6 +238,7 @@ int main(void)
     test_pidfile();
     test_privs();
     test_signals();
+    test_http_status();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
