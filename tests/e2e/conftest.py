@@ -50,6 +50,24 @@ def unix_open(path):
         return False
 
 
+def read_until_close(sock, stop=None):
+    """Everything a server sends on sock until it closes, times out or resets; with stop, also
+    return as soon as the bytes read so far contain it. Closes sock."""
+    out = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+            if stop is not None and stop in out:
+                break
+    except (socket.timeout, ConnectionResetError):
+        pass
+    sock.close()
+    return out
+
+
 class Processes:
     """Starts processes with their output in files under tmp_path; stops them all at teardown."""
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import binary, unix_open, wait_until
+from conftest import binary, read_until_close, unix_open, wait_until
 
 APPSERVER = binary("appserver", "appserver")
 
@@ -51,17 +51,7 @@ def raw(sock, data, timeout=5):
     s.settimeout(timeout)
     s.connect(sock)
     s.sendall(data)
-    out = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return out
+    return read_until_close(s)
 
 
 def statuses(answer):

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import binary, free_port, port_open, wait_until
+from conftest import binary, free_port, port_open, read_until_close, wait_until
 
 EDGE = binary("edge", "edge")
 
@@ -377,19 +377,7 @@ def raw(port, data, tls=None, host="a.test", timeout=5, read_all=True):
     if tls:
         s = tls.wrap_socket(s, server_hostname=host)
     s.sendall(data)
-    out = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-            if not read_all and b"\r\n\r\n" in out:
-                break
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return out
+    return read_until_close(s, stop=None if read_all else b"\r\n\r\n")
 
 
 def status_of(resp):
