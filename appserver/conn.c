@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "accesslog.h"
@@ -174,10 +173,23 @@ static void on_timeout(uv_timer_t *t)
     }
 }
 
+/* How long a stopping worker keeps an idle keep-alive connection open. A client (wrk, a
+ * proxy's pool) may be sending its next request at the instant we would close; closing then
+ * resets a request it already sent. Within this grace that request is answered, with
+ * Connection: close, and the client reconnects to a worker that is not stopping. */
+#define STOP_IDLE_GRACE_MS 1000
+
+static int64_t idle_timeout_ms(const worker_ctx *w)
+{
+    if (w->stopping && w->keepalive_ms > STOP_IDLE_GRACE_MS)
+        return STOP_IDLE_GRACE_MS;
+    return w->keepalive_ms;
+}
+
 static void rearm_read_timer(conn *c)
 {
     bool partial = c->in_body || buf_used(&c->in) > 0 || c->served == 0;
-    arm_timer(c, partial ? c->w->request_timeout_ms : c->w->keepalive_ms);
+    arm_timer(c, partial ? c->w->request_timeout_ms : idle_timeout_ms(c->w));
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -522,28 +534,16 @@ void conn_adopt(worker_ctx *w, int fd, bool tcp)
     conn_start(w, c);
 }
 
-/* A request may be on its way: a fresh connection carries one soon, and a keep-alive one may
- * have bytes we have not read yet. Closing either would reset a request the client already
- * sent, so those connections get their answer (with Connection: close) instead. */
-static bool bytes_waiting(conn *c)
-{
-    uv_os_fd_t fd;
-    int n = 0;
-    return uv_fileno(&c->h.handle, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
-}
-
+/* No connection is closed at once: one with a request under way gets its answer with
+ * Connection: close; an idle keep-alive one (or one whose last answer is still going out,
+ * promising keep-alive) stays open for STOP_IDLE_GRACE_MS, so a request the client sends
+ * meanwhile is answered, not reset. */
 void conn_stop_all(worker_ctx *w)
 {
-    conn *next;
-    for (conn *c = w->conns; c; c = next) {
-        next = c->next;
-        bool request_started =
-            c->in_body || buf_used(&c->in) > 0 || c->served == 0 || bytes_waiting(c);
-        if (request_started || c->lingering)
-            continue; /* its answer will carry Connection: close */
-        if (c->writes == 0 && buf_used(&c->out) == 0)
-            conn_close(c);
-        else
-            c->close_after = true; /* an answer is still on its way out */
+    for (conn *c = w->conns; c; c = c->next) {
+        bool idle = !c->in_body && buf_used(&c->in) == 0 && c->served > 0 && !c->lingering &&
+                    !c->close_after && c->writes == 0 && buf_used(&c->out) == 0;
+        if (idle)
+            arm_timer(c, idle_timeout_ms(w));
     }
 }
