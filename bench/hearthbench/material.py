@@ -1,0 +1,78 @@
+"""What both sides serve: one ECDSA P-256 certificate, the same files, and nginx's config."""
+import os
+import subprocess
+
+
+def make_cert(directory, name="cert"):
+    """A self-signed ECDSA P-256 certificate for localhost; returns (cert, key) paths."""
+    cert = os.path.join(directory, f"{name}.pem")
+    key = os.path.join(directory, f"{name}-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def make_files(www):
+    """The static files: 1k.html (1 KiB) and 1m.bin (1 MiB)."""
+    os.makedirs(www, exist_ok=True)
+    with open(os.path.join(www, "1k.html"), "wb") as f:
+        f.write(os.urandom(768).hex().encode()[:1024])
+    with open(os.path.join(www, "1m.bin"), "wb") as f:
+        f.write(os.urandom(1 << 20))
+
+
+NGINX_CONF = """\
+user {user};
+worker_processes {workers};
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 10000000;
+  keepalive_timeout 600s;
+  ssl_certificate {cert};
+  ssl_certificate_key {key};
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_session_cache shared:SSL:10m;
+  types {{ text/html html; application/octet-stream bin; }}
+  upstream gunicorn {{ server unix:{gunicorn_sock}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{http};
+    listen 127.0.0.1:{https} ssl;
+    root {www};
+  }}
+  server {{
+    listen 127.0.0.1:{app} ssl;
+    location / {{
+      proxy_pass http://gunicorn;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+  }}
+}}
+"""
+
+
+def write_nginx_conf(directory, **values):
+    """nginx.conf for one master and `workers` workers: static files on http/https and a
+    reverse proxy to Gunicorn's Unix socket on app. Returns its path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(NGINX_CONF.format(dir=directory, **values))
+    return path

@@ -1,0 +1,195 @@
+"""The ten rows: what each side runs for one measurement, and which figures go in the table.
+
+An Item measures every one of its sides once per round and each side returns a dict of
+figures; a Line of the table compares one figure of hearth's side with the same figure of a
+peer's side."""
+from dataclasses import dataclass
+
+from . import load, reloads
+from .issuance import Pebble
+from .procs import tree_rss_kib
+
+
+@dataclass
+class Line:
+    label: str
+    metric: str
+    ours: str
+    theirs: str
+    unit: str
+    higher_is_better: bool
+
+
+@dataclass
+class Item:
+    number: str
+    title: str
+    sides: dict          # side name -> function(ctx) -> {metric: value}
+    lines: list
+    setup: object = None     # function(ctx), before the first round
+    teardown: object = None  # function(ctx), after the last round
+
+
+class Context:
+    """What the rows share: the servers, the settings, and a Pebble started on first use."""
+
+    def __init__(self, servers, settings):
+        self.servers = servers
+        self.s = settings
+        self._pebble = None
+
+    def url(self, scheme, port_name, path="/"):
+        return f"{scheme}://127.0.0.1:{self.servers.port(port_name)}{path}"
+
+    def pebble(self):
+        if self._pebble is None:
+            self._pebble = Pebble(self.servers.work)
+        return self._pebble
+
+    def close(self):
+        if self._pebble:
+            self._pebble.stop()
+        self.servers.stop_all()
+
+
+def throughput(server, scheme, port_name, path, headers=(), connections=None):
+    def run(ctx):
+        ctx.servers.get(server)
+        r = load.wrk_clean(ctx.url(scheme, port_name, path), ctx.s.duration,
+                           connections or ctx.s.connections, headers)
+        return {"rps": r["rps"]}
+    return run
+
+
+def big_file(server, port_name, path, mib, connections):
+    """Body throughput of one file of `mib` MiB over HTTPS."""
+    rps = throughput(server, "https", port_name, path, connections=connections)
+
+    def run(ctx):
+        return {"mib_s": rps(ctx)["rps"] * mib}
+    return run
+
+
+def rps_line(label, theirs, ours="hearth"):
+    return Line(label, "rps", ours, theirs, "req/s", True)
+
+
+def latency(server, port_name):
+    def run(ctx):
+        ctx.servers.get(server)
+        return load.h2load_latency(ctx.url("https", port_name), ctx.s.rate, ctx.s.rate_clients,
+                                   ctx.s.duration)
+    return run
+
+
+def idle_memory(server, port_name):
+    """RSS growth of the server's processes while it holds ctx.s.idle idle TLS connections,
+    from a freshly started server (memory freed after a round would stay counted)."""
+    def run(ctx):
+        pid = ctx.servers.restart(server).pid
+        before = tree_rss_kib(pid)
+        with load.IdleConnections(ctx.servers.port(port_name), ctx.s.idle):
+            after = tree_rss_kib(pid)
+        grown = max(0, after - before)
+        return {"kib": grown, "bytes_per_conn": grown * 1024 / ctx.s.idle}
+    return run
+
+
+def issuance(client):
+    def run(ctx):
+        return ctx.pebble().issue(client, ctx.servers.build)
+    return run
+
+
+def app_reload(server, port_name):
+    def run(ctx):
+        s = ctx.servers.get(server)
+        return reloads.app_reload(s, ctx.url("http", port_name), ctx.s.reload_duration,
+                                  ctx.s.reloads)
+    return run
+
+
+def cert_reload(name, start):
+    def run(ctx):
+        item_state = ctx.cert_reload_state
+        if name not in item_state:
+            side = reloads.CertReloadSide(name, ctx.servers.work,
+                                          ctx.s.reloads * ctx.s.rounds)
+            port = ctx.servers.port(f"{name}_reload")
+            start(side, ctx.servers, port)
+            item_state[name] = (side, port)
+        side, port = item_state[name]
+        return side.measure(port, ctx.s.reload_duration, ctx.s.reloads)
+    return run
+
+
+def cert_reload_setup(ctx):
+    ctx.cert_reload_state = {}
+
+
+def cert_reload_teardown(ctx):
+    for side, _ in ctx.cert_reload_state.values():
+        side.stop()
+
+
+def items():
+    return [
+        Item("1", "1 KiB static file, HTTP keep-alive",
+             {"hearth": throughput("edge_static", "http", "edge_http", "/1k.html"),
+              "nginx": throughput("nginx", "http", "nginx_http", "/1k.html")},
+             [rps_line("1 KiB static, HTTP keep-alive", "nginx")]),
+        Item("2", "1 KiB static file, HTTPS keep-alive",
+             {"hearth": throughput("edge_static", "https", "edge_https", "/1k.html"),
+              "nginx": throughput("nginx", "https", "nginx_https", "/1k.html")},
+             [rps_line("1 KiB static, HTTPS keep-alive", "nginx")]),
+        Item("3", "new TLS connection per request (Connection: close)",
+             {"hearth": throughput("edge_static", "https", "edge_https", "/1k.html",
+                                   ["Connection: close"]),
+              "nginx": throughput("nginx", "https", "nginx_https", "/1k.html",
+                                  ["Connection: close"])},
+             [Line("new TLS connection per request", "rps", "hearth", "nginx", "conn/s", True)]),
+        Item("4", "1 MiB static file over HTTPS",
+             {"hearth": big_file("edge_static", "edge_https", "/1m.bin", 1, 10),
+              "nginx": big_file("nginx", "nginx_https", "/1m.bin", 1, 10)},
+             [Line("1 MiB static, HTTPS (10 conns)", "mib_s", "hearth", "nginx", "MiB/s",
+                   True)]),
+        Item("5", "app hello through TLS: edge > appserver vs nginx > Gunicorn > Flask",
+             {"hearth": throughput("edge_app", "https", "edge_app", "/"),
+              "nginx+gunicorn": throughput("nginx", "https", "nginx_app", "/")},
+             [rps_line("app hello, edge>appserver vs nginx>gunicorn", "nginx+gunicorn")]),
+        Item("6", "app hello: appserver alone vs Gunicorn + Flask alone (HTTP)",
+             {"hearth": throughput("appserver_tcp", "http", "appserver_tcp", "/"),
+              "gunicorn": throughput("gunicorn_tcp", "http", "gunicorn_tcp", "/")},
+             [rps_line("app hello, appserver vs gunicorn+flask", "gunicorn")]),
+        Item("7", "latency at a fixed request rate on row 5",
+             {"hearth": latency("edge_app", "edge_app"),
+              "nginx+gunicorn": latency("nginx", "nginx_app")},
+             [Line("p50 latency at fixed rate (row 5)", "p50_ms", "hearth", "nginx+gunicorn",
+                   "ms", False),
+              Line("p99 latency at fixed rate (row 5)", "p99_ms", "hearth", "nginx+gunicorn",
+                   "ms", False)]),
+        Item("8", "memory with idle keep-alive TLS connections",
+             {"hearth": idle_memory("edge_static", "edge_https"),
+              "nginx": idle_memory("nginx", "nginx_https")},
+             [Line("RSS growth, idle TLS conns", "kib", "hearth", "nginx", "KiB", False),
+              Line("  bytes per idle TLS connection", "bytes_per_conn", "hearth", "nginx",
+                   "B", False)]),
+        Item("9", "certificate issuance against Pebble (two names, fresh account)",
+             {"certd": issuance("certd"), "certbot": issuance("certbot"),
+              "lego": issuance("lego")},
+             [Line("issuance wall time vs Certbot", "wall_s", "certd", "certbot", "s", False),
+              Line("issuance wall time vs lego", "wall_s", "certd", "lego", "s", False),
+              Line("issuance peak RSS vs Certbot", "rss_kib", "certd", "certbot", "KiB", False),
+              Line("issuance peak RSS vs lego", "rss_kib", "certd", "lego", "KiB", False)]),
+        Item("10a", "failed requests during app reloads: appserver HUP vs Gunicorn HUP",
+             {"hearth": app_reload("appserver_tcp", "appserver_tcp"),
+              "gunicorn": app_reload("gunicorn_tcp", "gunicorn_tcp")},
+             [Line("failed requests, app server HUPs", "failed", "hearth", "gunicorn",
+                   "requests", False)]),
+        Item("10b", "failed requests during certificate reloads: edge HUP vs nginx reload",
+             {"hearth": cert_reload("edge", reloads.start_edge),
+              "nginx": cert_reload("nginx", reloads.start_nginx)},
+             [Line("failed requests, certificate reloads", "failed", "hearth", "nginx",
+                   "requests", False)],
+             setup=cert_reload_setup, teardown=cert_reload_teardown),
+    ]
