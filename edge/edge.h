@@ -21,6 +21,8 @@
 #define EDGE_READ_CHUNK (64 * 1024)
 /* Plain-HTTP files up to this size are read and written with their head, not sendfile'd. */
 #define EDGE_SMALL_FILE (16 * 1024)
+/* at most this many file chunks (EDGE_READ_CHUNK, or 1 MiB by sendfile) per event-loop turn */
+#define EDGE_STATIC_TURN_CHUNKS 16
 /* On TERM, how long a connection accepted before it keeps waiting for its first request. */
 #define EDGE_DRAIN_FIRST_REQUEST_MS 1000
 /* A request (rewritten head and body) is kept up to this size, so it can go to another upstream
