@@ -17,10 +17,19 @@ def binary(*parts):
     return os.path.join(BUILD, *parts)
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, never the same one twice in a test run (the kernel may
+    hand a just-released port out again, and two servers of one test would then collide)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):

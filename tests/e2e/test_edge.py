@@ -343,7 +343,10 @@ def start_edge(procs, pki, site, *extra, https=True, workers="1", name="edge", s
                  "--static", f"/static/={site['www']}", "--static", f"/={site['www']}"]
     args += sites + ["--acme-webroot", site["acme"]] + list(extra)
     p = procs.start(args, name=name, env=env)
-    wait_until(lambda: port_open(hp) or p.poll() is not None, what="edge listening")
+    # the listeners are bound one after the other: wait for each one the test will use
+    ports = [hp, sp] if https else [hp]
+    wait_until(lambda: all(port_open(x) for x in ports) or p.poll() is not None,
+               what="edge listening")
     assert p.poll() is None, procs.log(p)
     return Edge(p, hp, sp, p.log_path)
 
