@@ -20,8 +20,11 @@ def open_one(ctx, host, port, request):
     status_line = head.split(b"\r\n", 1)[0]
     if b" 200 " not in status_line:
         raise OSError(f"answered {status_line!r}")
-    length = int([line.split(b":", 1)[1] for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:")][0])
+    lengths = [line.split(b":", 1)[1] for line in head.split(b"\r\n")
+               if line.lower().startswith(b"content-length:")]
+    if not lengths or not lengths[0].strip().isdigit():
+        raise OSError("the answer has no usable Content-Length")
+    length = int(lengths[0])
     while len(body) < length:
         chunk = s.recv(65536)
         if not chunk:

@@ -60,6 +60,9 @@ def client_argv(argv):
     return ["taskset", "-c", CLIENT_CPU] + argv
 
 
+MAX_CHECK_RESPONSE = 4 << 20  # the readiness checks fetch small pages; stop reading beyond
+
+
 def http_get(url_host, port, path="/", tls=False, unix=None, timeout=2.0):
     """One GET with a fresh connection; returns (status, body) or raises OSError."""
     if unix:
@@ -78,7 +81,7 @@ def http_get(url_host, port, path="/", tls=False, unix=None, timeout=2.0):
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
                      .encode())
         data = b""
-        while True:
+        while len(data) < MAX_CHECK_RESPONSE:
             chunk = sock.recv(65536)
             if not chunk:
                 break
@@ -120,11 +123,11 @@ def tree_pids(pid):
             children.setdefault(int(fields[1]), []).append(int(entry))
         except OSError:
             continue
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    out, pending = [], [pid]
+    while pending:
+        p = pending.pop()
         out.append(p)
-        todo.extend(children.get(p, []))
+        pending.extend(children.get(p, []))
     return out
 
 

@@ -104,7 +104,7 @@ class CertReloadSide:
 
 
 def start_edge(side, servers, port):
-    argv = servers._edge_argv() + [
+    argv = servers.edge_argv() + [
         "--https", f"127.0.0.1:{port}", "--server-name", "localhost",
         "--cert", side.cert, "--key", side.key, "--static", f"/={servers.www}"]
     side.server = Server("edge-reload", argv, servers.work)

@@ -132,21 +132,20 @@ def cert_reload_teardown(ctx):
         side.stop()
 
 
+def static_sides(scheme, headers=()):
+    """The 1 KiB file from the edge and from nginx over `scheme`."""
+    return {"hearth": throughput("edge_static", scheme, f"edge_{scheme}", "/1k.html", headers),
+            "nginx": throughput("nginx", scheme, f"nginx_{scheme}", "/1k.html", headers)}
+
+
 def items():
     return [
-        Item("1", "1 KiB static file, HTTP keep-alive",
-             {"hearth": throughput("edge_static", "http", "edge_http", "/1k.html"),
-              "nginx": throughput("nginx", "http", "nginx_http", "/1k.html")},
+        Item("1", "1 KiB static file, HTTP keep-alive", static_sides("http"),
              [rps_line("1 KiB static, HTTP keep-alive", "nginx")]),
-        Item("2", "1 KiB static file, HTTPS keep-alive",
-             {"hearth": throughput("edge_static", "https", "edge_https", "/1k.html"),
-              "nginx": throughput("nginx", "https", "nginx_https", "/1k.html")},
+        Item("2", "1 KiB static file, HTTPS keep-alive", static_sides("https"),
              [rps_line("1 KiB static, HTTPS keep-alive", "nginx")]),
         Item("3", "new TLS connection per request (Connection: close)",
-             {"hearth": throughput("edge_static", "https", "edge_https", "/1k.html",
-                                   ["Connection: close"]),
-              "nginx": throughput("nginx", "https", "nginx_https", "/1k.html",
-                                  ["Connection: close"])},
+             static_sides("https", ["Connection: close"]),
              [Line("new TLS connection per request", "rps", "hearth", "nginx", "conn/s", True)]),
         Item("4", "1 MiB static file over HTTPS",
              {"hearth": big_file("edge_static", "edge_https", "/1m.bin", 1, 10),

@@ -53,7 +53,7 @@ class Servers:
         self.running.clear()
 
     # --- hearth ---
-    def _edge_argv(self):
+    def edge_argv(self):
         return [os.path.join(self.build, "edge", "edge"), "--workers", str(self.workers),
                 "--keepalive-timeout", "600s", "--max-connections", "20000",
                 "--log-level", "warn"]
@@ -61,7 +61,7 @@ class Servers:
     def _start_edge_static(self):
         # Site "localhost" has the certificate; site "127.0.0.1" (the Host wrk sends) has none,
         # so plain HTTP serves it rather than redirecting. Both serve the same directory.
-        argv = self._edge_argv() + [
+        argv = self.edge_argv() + [
             "--http", f"127.0.0.1:{self.port('edge_http')}",
             "--https", f"127.0.0.1:{self.port('edge_https')}",
             "--server-name", "localhost", "--cert", self.cert, "--key", self.key,
@@ -91,7 +91,7 @@ class Servers:
 
     def _start_edge_app(self):
         self.get("appserver_unix")
-        argv = self._edge_argv() + [
+        argv = self.edge_argv() + [
             "--https", f"127.0.0.1:{self.port('edge_app')}",
             "--server-name", "localhost", "--cert", self.cert, "--key", self.key,
             "--upstream", "unix:" + self.sock("appserver")]
