@@ -541,9 +541,9 @@ void conn_adopt(worker_ctx *w, int fd, bool tcp)
 void conn_stop_all(worker_ctx *w)
 {
     for (conn *c = w->conns; c; c = c->next) {
-        bool idle = !c->in_body && buf_used(&c->in) == 0 && c->served > 0 && !c->lingering &&
-                    !c->close_after && c->writes == 0 && buf_used(&c->out) == 0;
-        if (idle)
-            arm_timer(c, idle_timeout_ms(w));
+        bool between_requests = !c->in_body && buf_used(&c->in) == 0 && c->served > 0 &&
+                                !c->lingering && !c->close_after;
+        if (between_requests)
+            arm_timer(c, idle_timeout_ms(w)); /* on_timeout waits for an answer still going out */
     }
 }
