@@ -234,7 +234,7 @@ def test_hostile_requests_get_4xx_and_next_client_is_served(v1):
 
 
 @pytest.mark.parametrize("mod,message", [
-    ("mod_abi", r"module ABI version 999, this appserver speaks version 1"),
+    ("mod_abi", r"module ABI version 999\.0, this appserver speaks version 1\.1"),
     ("mod_initfail", r"init failed \(returned 7\)"),
     ("mod_broken", r"undefined symbol: hearth_this_symbol_does_not_exist"),
     ("mod_loadcrash", r"failed to boot: killed by"),
