@@ -19,7 +19,6 @@
  * whole body, if smaller): small uploads never hold a worker, big ones never fill memory. */
 #define EARLY_DISPATCH_BYTES (64u * 1024)
 
-
 typedef struct {
     uv_write_t req;
     conn *c;
@@ -362,8 +361,8 @@ static int run_handler(conn *c, hearth_req *req, const route_match *m, bool keep
     req->module_data = m->match->module->data;
     prepare_response(c, &w->res, keep, head_only);
     slot_enter(w, route, req);
-    int rc = complete_body(c, req, m->match->module) == 0 ? route->handler(req, &w->res)
-                                                          : HEARTH_ERROR;
+    int rc =
+        complete_body(c, req, m->match->module) == 0 ? route->handler(req, &w->res) : HEARTH_ERROR;
     slot_leave(w);
     if (c->body_error && !w->res.started) {
         log_info("refused a request body from %s: %d", c->peer, c->body_error);

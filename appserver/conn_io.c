@@ -32,8 +32,8 @@ static int wait_ready(conn *c, int fd, short events)
         rc = poll(&pfd, 1, (int)c->w->request_timeout_ms);
     while (rc < 0 && errno == EINTR);
     if (rc == 0)
-        log_info("connection from %s: no progress for %lld ms while streaming; giving up",
-                 c->peer, (long long)c->w->request_timeout_ms);
+        log_info("connection from %s: no progress for %lld ms while streaming; giving up", c->peer,
+                 (long long)c->w->request_timeout_ms);
     return rc > 0 ? 0 : -1;
 }
 

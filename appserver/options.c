@@ -273,8 +273,10 @@ static int resolve_wsgi_app(appserver_opts *o)
         }
         char *bridge = bridge_path();
         if (!bridge || access(bridge, R_OK) != 0) {
-            fprintf(stderr, "appserver: %s: the WSGI bridge %s is missing (built without "
-                    "python3-embed?)\n", o->modules.items[i], bridge ? bridge : "hearth_wsgi.so");
+            fprintf(stderr,
+                    "appserver: %s: the WSGI bridge %s is missing (built without "
+                    "python3-embed?)\n",
+                    o->modules.items[i], bridge ? bridge : "hearth_wsgi.so");
             free(bridge);
             return -1;
         }

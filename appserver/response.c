@@ -41,7 +41,6 @@ void response_free(hearth_res *res)
     buf_free(&res->body);
 }
 
-
 static bool status_has_body(int status)
 {
     return !(status < 200 || status == 204 || status == 304);
@@ -259,8 +258,8 @@ int hearth_res_send(hearth_res *res, const void *data, size_t len)
     struct iovec iov[3];
     int n = 0;
     if (res->chunked) {
-        iov[n++] = (struct iovec){size_line, (size_t)snprintf(size_line, sizeof size_line,
-                                                              "%zx\r\n", len)};
+        iov[n++] = (struct iovec){size_line,
+                                  (size_t)snprintf(size_line, sizeof size_line, "%zx\r\n", len)};
     }
     iov[n++] = (struct iovec){(void *)data, len};
     if (res->chunked)

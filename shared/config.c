@@ -576,15 +576,28 @@ bool config_is_mount_prefix(const char *s)
     return n >= 2 && s[0] == '/' && s[n - 1] != '/' && !strpbrk(s, "?# ");
 }
 
+/* A dotted Python name: "notes.wsgi", "app". */
+static bool dotted_name(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool start = i == 0 || s[i - 1] == '.';
+        if (s[i] == '.' ? start || i + 1 == n
+                        : !(isalnum((unsigned char)s[i]) || s[i] == '_') ||
+                              (start && isdigit((unsigned char)s[i])))
+            return false;
+    }
+    return n > 0;
+}
+
 bool config_is_wsgi_app(const char *module)
 {
     const char *colon = strchr(module, ':');
     if (!colon || colon == module || !colon[1])
         return false;
-    for (const char *p = module; p < colon; p++) /* a dotted Python module name */
-        if (!(isalnum((unsigned char)*p) || *p == '_' || (*p == '.' && p > module)))
-            return false;
-    return true;
+    size_t attr_len = strlen(colon + 1);
+    if (attr_len > 2 && strcmp(colon + 1 + attr_len - 2, "()") == 0)
+        attr_len -= 2; /* a factory, called to make the application */
+    return dotted_name(module, (size_t)(colon - module)) && dotted_name(colon + 1, attr_len);
 }
 
 static bool valid_string(const field *f, const char *s)
@@ -621,8 +634,8 @@ static char *stored_string(loader *ld, const field *f, const char *text)
     char *out;
     const char *scheme = (f->flags & FL_ADDR) && strncmp(text, "unix:", 5) == 0 ? "unix:" : "";
     const char *file = text + strlen(scheme);
-    bool is_path = ((f->flags & FL_PATH) || *scheme) &&
-                   !((f->flags & FL_MODULE) && config_is_wsgi_app(text));
+    bool is_path =
+        ((f->flags & FL_PATH) || *scheme) && !((f->flags & FL_MODULE) && config_is_wsgi_app(text));
     if (is_path && ld->basedir && file[0] != '/' && strcmp(file, "-") != 0) {
         size_t dirlen = strlen(ld->basedir), len = 5 + dirlen + 1 + strlen(file) + 1;
         bool slash = dirlen > 0 && ld->basedir[dirlen - 1] == '/';
@@ -1311,7 +1324,8 @@ static bool python_can_find(const config_appserver *a, const char *basedir, cons
         if (holds_python_module(a->pythonpath.items[i], module, len))
             return true;
     char site[PATH_MAX];
-    snprintf(site, sizeof(site), "%s/lib/python3.11/site-packages", a->virtualenv ? a->virtualenv : "");
+    snprintf(site, sizeof(site), "%s/lib/python3.11/site-packages",
+             a->virtualenv ? a->virtualenv : "");
     if (a->virtualenv && holds_python_module(site, module, len))
         return true;
     for (size_t i = 0; system_dirs[i]; i++)
@@ -1331,8 +1345,8 @@ static int check_wsgi_app(loader *ld, yaml_node_t *root)
             continue;
         if (app)
             return fail(ld, node, "appserver.modules",
-                        "names two WSGI applications ('%s' and '%s'); an appserver runs one",
-                        app, a->modules.items[i]);
+                        "names two WSGI applications ('%s' and '%s'); an appserver runs one", app,
+                        a->modules.items[i]);
         app = a->modules.items[i];
         if (!python_can_find(a, ld->basedir, app))
             return fail(ld, node, "appserver.modules",

@@ -168,11 +168,10 @@ void wsgi_log_exception(const char *what, const hearth_req *req)
     if (!type)
         return;
     PyErr_NormalizeException(&type, &value, &tb);
-    PyObject *lines = wsgi.format_exc
-                          ? PyObject_CallFunctionObjArgs(wsgi.format_exc, type,
-                                                         value ? value : Py_None,
-                                                         tb ? tb : Py_None, NULL)
-                          : NULL;
+    PyObject *lines = wsgi.format_exc ? PyObject_CallFunctionObjArgs(wsgi.format_exc, type,
+                                                                     value ? value : Py_None,
+                                                                     tb ? tb : Py_None, NULL)
+                                      : NULL;
     PyObject *empty = PyUnicode_FromString("");
     PyObject *text = lines && empty ? PyUnicode_Join(empty, lines) : PyObject_Str(value);
     const char *s = text ? PyUnicode_AsUTF8(text) : NULL;

@@ -95,7 +95,8 @@ static int add_path(PyObject *env, hearth_req *req, bool *not_found)
         }
         path += m;
     }
-    if (set_str(env, "SCRIPT_NAME", wsgi.mount, -1) != 0 || set_str(env, "PATH_INFO", path, -1) != 0)
+    if (set_str(env, "SCRIPT_NAME", wsgi.mount, -1) != 0 ||
+        set_str(env, "PATH_INFO", path, -1) != 0)
         return -1;
     return 0;
 }

@@ -6,9 +6,9 @@
 #define INPUT_BLOCK 65536
 
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base; /* PyObject_HEAD */
     hearth_req *req;
-    char *buf;  /* read ahead of a readline, not yet handed out */
+    char *buf; /* read ahead of a readline, not yet handed out */
     size_t pos, len, cap;
     bool eof;
 } wsgi_input;
@@ -37,10 +37,9 @@ static Py_ssize_t read_socket(wsgi_input *in, char *dst, size_t n)
     if (in->eof || n == 0)
         return 0;
     long got;
-    Py_BEGIN_ALLOW_THREADS
-    got = hearth_req_read(in->req, dst, n);
-    Py_END_ALLOW_THREADS
-    if (got < 0) {
+    Py_BEGIN_ALLOW_THREADS got = hearth_req_read(in->req, dst, n);
+    Py_END_ALLOW_THREADS if (got < 0)
+    {
         PyErr_SetString(PyExc_OSError,
                         "the request body could not be read (client gone, too slow, or the body "
                         "is malformed or over the size limit)");
@@ -106,7 +105,8 @@ static PyObject *input_read(wsgi_input *in, PyObject *const *args, Py_ssize_t na
             if (n == 0)
                 break;
         }
-        PyObject *all = PyBytes_FromStringAndSize(in->buf + in->pos, (Py_ssize_t)(in->len - in->pos));
+        PyObject *all =
+            PyBytes_FromStringAndSize(in->buf + in->pos, (Py_ssize_t)(in->len - in->pos));
         in->pos = in->len;
         return all;
     }
@@ -148,8 +148,8 @@ static PyObject *read_line(wsgi_input *in, Py_ssize_t limit)
         if (!take && in->eof)
             take = avail;
         if (take || in->eof) {
-            PyObject *line = PyBytes_FromStringAndSize(in->buf ? in->buf + in->pos : "",
-                                                       (Py_ssize_t)take);
+            PyObject *line =
+                PyBytes_FromStringAndSize(in->buf ? in->buf + in->pos : "", (Py_ssize_t)take);
             in->pos += take;
             return line;
         }

@@ -10,7 +10,7 @@
 #include <strings.h>
 
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base; /* PyObject_HEAD */
     wsgi_start *sr;
 } wsgi_write;
 
@@ -37,9 +37,10 @@ PyObject *wsgi_start_new(hearth_res *res)
 /* Fields about the connection belong to the server: dropped, as Gunicorn does. */
 static bool hop_by_hop(const char *name)
 {
-    static const char *const names[] = {"connection", "keep-alive", "proxy-authenticate",
-                                        "proxy-authorization", "te", "trailer", "trailers",
-                                        "transfer-encoding", "upgrade", NULL};
+    static const char *const names[] = {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+        "te",         "trailer",    "trailers",           "transfer-encoding",
+        "upgrade",    NULL};
     for (size_t i = 0; names[i]; i++)
         if (strcasecmp(name, names[i]) == 0)
             return true;
@@ -156,8 +157,8 @@ static PyObject *start_call(wsgi_start *sr, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"status", "headers", "exc_info", NULL};
     PyObject *status, *headers, *exc_info = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:start_response", names, &status,
-                                     &headers, &exc_info))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:start_response", names, &status, &headers,
+                                     &exc_info))
         return NULL;
     if (exc_info != Py_None && sr->sent) {
         /* too late to change the response: re-raise what the application is handling */
@@ -211,10 +212,8 @@ int wsgi_send_headers(wsgi_start *sr, int64_t length_if_none)
     int64_t length = sr->length >= 0 ? sr->length : length_if_none;
     int rc;
     sr->sent = true;
-    Py_BEGIN_ALLOW_THREADS
-    rc = hearth_res_start(sr->res, length);
-    Py_END_ALLOW_THREADS
-    return wsgi_sent(sr, rc);
+    Py_BEGIN_ALLOW_THREADS rc = hearth_res_start(sr->res, length);
+    Py_END_ALLOW_THREADS return wsgi_sent(sr, rc);
 }
 
 int wsgi_sent(wsgi_start *sr, int rc)
@@ -233,10 +232,8 @@ int wsgi_send_body(wsgi_start *sr, const char *data, size_t len)
     if (wsgi_send_headers(sr, -1) != 0)
         return -1;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = hearth_res_send(sr->res, data, len);
-    Py_END_ALLOW_THREADS
-    return wsgi_sent(sr, rc);
+    Py_BEGIN_ALLOW_THREADS rc = hearth_res_send(sr->res, data, len);
+    Py_END_ALLOW_THREADS return wsgi_sent(sr, rc);
 }
 
 PyTypeObject wsgi_start_type = {

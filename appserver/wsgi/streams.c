@@ -7,7 +7,7 @@
 /* ---- wsgi.errors ---- */
 
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base; /* PyObject_HEAD */
 } wsgi_errors;
 
 static PyObject *errors_write(PyObject *self, PyObject *text)
@@ -70,7 +70,7 @@ PyTypeObject wsgi_errors_type = {
 /* ---- wsgi.file_wrapper ---- */
 
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base; /* PyObject_HEAD */
     PyObject *filelike;
     Py_ssize_t blksize;
 } wsgi_file_wrapper;

@@ -11,12 +11,12 @@
 
 /* Objects made once per worker (bridge.c). */
 typedef struct {
-    PyObject *app;         /* the application callable */
-    PyObject *version;     /* (1, 0) */
-    PyObject *errors;      /* the wsgi.errors stream */
-    PyObject *format_exc;  /* traceback.format_exception */
-    const char *mount;     /* SCRIPT_NAME, or "" */
-    PyThreadState *idle;   /* the worker's thread, saved while the GIL is released */
+    PyObject *app;        /* the application callable */
+    PyObject *version;    /* (1, 0) */
+    PyObject *errors;     /* the wsgi.errors stream */
+    PyObject *format_exc; /* traceback.format_exception */
+    const char *mount;    /* SCRIPT_NAME, or "" */
+    PyThreadState *idle;  /* the worker's thread, saved while the GIL is released */
 } wsgi_globals;
 
 extern wsgi_globals wsgi;
@@ -34,14 +34,14 @@ PyObject *wsgi_input_new(hearth_req *req);
 
 /* start_response's state for one request (response.c). */
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base; /* PyObject_HEAD */
     hearth_res *res;
-    bool called;         /* start_response was called (headers pending or sent) */
-    bool sent;           /* the status line and fields went out */
-    PyObject *status;    /* pending, as given */
-    PyObject *headers;   /* pending, as given */
-    int64_t length;      /* the application's Content-Length, -1: none */
-    bool client_gone;    /* a send failed: the client left or stopped reading */
+    bool called;       /* start_response was called (headers pending or sent) */
+    bool sent;         /* the status line and fields went out */
+    PyObject *status;  /* pending, as given */
+    PyObject *headers; /* pending, as given */
+    int64_t length;    /* the application's Content-Length, -1: none */
+    bool client_gone;  /* a send failed: the client left or stopped reading */
 } wsgi_start;
 
 PyObject *wsgi_start_new(hearth_res *res);

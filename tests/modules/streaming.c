@@ -102,9 +102,9 @@ static int reason(hearth_req *req, hearth_res *res)
 }
 
 static const hearth_route routes[] = {
-    {"POST", "/upload", upload},   {"POST", "/partial", partial}, {"GET", "/lines", lines},
-    {"GET", "/sized", sized},      {"GET", "/short", short_body}, {"GET", "/abort", aborted},
-    {"GET", "/file", file},        {"GET", "/reason", reason},    {NULL, NULL, NULL},
+    {"POST", "/upload", upload}, {"POST", "/partial", partial}, {"GET", "/lines", lines},
+    {"GET", "/sized", sized},    {"GET", "/short", short_body}, {"GET", "/abort", aborted},
+    {"GET", "/file", file},      {"GET", "/reason", reason},    {NULL, NULL, NULL},
 };
 
 HEARTH_MODULE = {
