@@ -578,6 +578,10 @@ static void conn_start(worker_ctx *w, conn *c)
     buf_init(&c->head, 0);
     buf_init(&c->body, 0); /* the parser enforces the body limit */
     buf_init(&c->out, 0);
+    /* answers are written whole (or, streamed, piece by piece as produced): Nagle's delay
+     * would hold back the piece after each un-acknowledged one (nginx's tcp_nodelay) */
+    if (c->h.handle.type == UV_TCP)
+        uv_tcp_nodelay(&c->h.tcp, 1);
     http_parser_init(&c->parser, HTTP_KIND_REQUEST, &w->limits, c->headers, HDR_MAX);
     peer_name(c);
     c->next = w->conns;

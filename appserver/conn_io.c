@@ -158,3 +158,8 @@ int conn_read_rest_of_body(conn *c, const char **body, size_t *len)
 }
 
 const body_reader conn_streamed_reader = {read_body_part, conn_read_rest_of_body};
+
+buf *conn_output(conn *c)
+{
+    return &c->out;
+}

@@ -80,6 +80,8 @@ typedef struct body_reader {
  * timeout for progress and counts progress as the worker's heartbeat. -1: failed (client gone,
  * too slow, or the body is refused: conn_body_error() then says with what status). */
 int conn_write_now(conn *c, const struct iovec *iov, int count);
+/* What waits to be written before anything else on the connection. */
+buf *conn_output(conn *c);
 int conn_sendfile_now(conn *c, int fd, int64_t offset, size_t len);
 
 /* Build req from a parsed head (head = the message's bytes) and its body. path receives the

@@ -225,18 +225,12 @@ int hearth_res_start(hearth_res *res, int64_t content_length)
 {
     if (res->started || !res->conn)
         return -1;
-    buf head;
-    buf_init(&head, 64 * 1024 + 1024);
     res->no_body = res->head_only || !status_has_body(res->status);
-    /* HEAD keeps the length the application declared, as a GET would have had */
-    int rc = response_head(res, &head, content_length);
+    /* HEAD keeps the length the application declared, as a GET would have had. The head waits
+     * in the connection's output for the first body bytes: one write for both. */
+    int rc = response_head(res, conn_output(res->conn), content_length);
     res->started = true;
     res->length = res->no_body ? 0 : content_length;
-    if (rc == 0) {
-        struct iovec iov = {buf_head(&head), buf_used(&head)};
-        rc = conn_write_now(res->conn, &iov, 1);
-    }
-    buf_free(&head);
     if (rc != 0)
         res->send_failed = true;
     return rc;
@@ -320,10 +314,9 @@ int response_stream_end(hearth_res *res)
                  res->sent, (long long)res->length);
         return -1;
     }
-    if (res->chunked) {
-        struct iovec iov = {"0\r\n\r\n", 5};
-        if (conn_write_now(res->conn, &iov, 1) != 0)
-            return -1;
-    }
+    /* whatever is still in the connection's output (the head of an empty body, the last
+     * chunk) goes out with the event loop's ordinary writes */
+    if (res->chunked && buf_append_str(conn_output(res->conn), "0\r\n\r\n") != 0)
+        return -1;
     return 0;
 }
