@@ -3,76 +3,19 @@ from a fresh state (account registration included), each timed with /usr/bin/tim
 time and peak RSS on the client core. A small static server answers Pebble's HTTP-01
 requests from the shared webroot, so no client's own server is part of the figure."""
 import itertools
-import json
 import os
-import shutil
 import subprocess
-import time
 
-from .procs import Server, client_argv, free_port
+from . import pebble
+from .procs import client_argv
 
 
-class Pebble:
+class Pebble(pebble.Pebble):
+    """Pebble with a webroot server of its own, issuing for certd, Certbot and lego in turn."""
+
     def __init__(self, work):
-        self.work = os.path.join(work, "pebble")
-        self.webroot = os.path.join(self.work, "www")
-        os.makedirs(self.webroot)
-        self.ca = self._make_tls()
+        super().__init__(work)
         self.serial = itertools.count(1)
-        self.servers = []
-        self._start()
-
-    def _openssl(self, *args):
-        subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
-
-    def _make_tls(self):
-        """A CA, and a certificate for 127.0.0.1 it signs that Pebble serves its API with."""
-        d = self.work
-        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                      "-nodes", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem", "-days", "2",
-                      "-subj", "/CN=bench-ca")
-        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                      "-keyout", f"{d}/key.pem", "-out", f"{d}/csr.pem", "-subj", "/CN=localhost")
-        with open(f"{d}/san.ext", "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        self._openssl("x509", "-req", "-in", f"{d}/csr.pem", "-CA", f"{d}/ca.pem", "-CAkey",
-                      f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/cert.pem", "-days", "2",
-                      "-extfile", f"{d}/san.ext")
-        return f"{d}/ca.pem"
-
-    def _start(self):
-        acme, http, dns = free_port(), free_port(), free_port()
-        config = {"pebble": {
-            "listenAddress": f"127.0.0.1:{acme}",
-            "managementListenAddress": f"127.0.0.1:{free_port()}",
-            "certificate": f"{self.work}/cert.pem", "privateKey": f"{self.work}/key.pem",
-            "httpPort": http, "tlsPort": free_port(), "ocspResponderURL": "",
-            "externalAccountBindingRequired": False}}
-        with open(f"{self.work}/pebble.json", "w") as f:
-            json.dump(config, f)
-        # challtestsrv answers Pebble's DNS queries: every name is 127.0.0.1
-        self.servers.append(Server("challtestsrv", [
-            shutil.which("pebble-challtestsrv"), "-dns01", f"127.0.0.1:{dns}", "-http01", "",
-            "-https01", "", "-tlsalpn01", "", "-management", f"127.0.0.1:{free_port()}",
-            "-defaultIPv6", ""], self.work))
-        self.servers.append(Server("webroot", [
-            "/usr/bin/python3", "-m", "http.server", str(http), "--bind", "127.0.0.1",
-            "--directory", self.webroot], self.work))
-        self.servers.append(Server("pebble", [
-            shutil.which("pebble"), "-config", f"{self.work}/pebble.json",
-            "-dnsserver", f"127.0.0.1:{dns}"], self.work,
-            env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}))
-        self.directory = f"https://127.0.0.1:{acme}/dir"
-        deadline = time.monotonic() + 20
-        while subprocess.run(["curl", "-sf", "--cacert", self.ca, "-o", "/dev/null",
-                              self.directory]).returncode != 0:
-            if time.monotonic() > deadline or not all(s.alive() for s in self.servers):
-                raise RuntimeError("pebble did not come up:\n" + self.servers[-1].log_tail())
-            time.sleep(0.1)
-
-    def stop(self):
-        for s in reversed(self.servers):
-            s.stop()
 
     def issue(self, client, build):
         """One issuance by `client` (certd, certbot or lego) for two fresh names; returns

@@ -30,7 +30,7 @@ worker_processes {workers};
 daemon off;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log;
-events {{ worker_connections 20000; }}
+events {{ worker_connections {connections}; }}
 http {{
   access_log off;
   client_body_temp_path {dir}/body;
@@ -70,7 +70,9 @@ http {{
 
 def write_nginx_conf(directory, **values):
     """nginx.conf for one master and `workers` workers: static files on http/https and a
-    reverse proxy to Gunicorn's Unix socket on app. Returns its path."""
+    reverse proxy to Gunicorn's Unix socket on app; `connections` per worker (20000 unless
+    given). Returns its path."""
+    values.setdefault("connections", 20000)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "nginx.conf")
     with open(path, "w") as f:

@@ -146,12 +146,24 @@ def tree_rss_kib(pid):
     return sum(rss_kib(p) for p in tree_pids(pid))
 
 
+def tree_fds(pid):
+    """Open file descriptors of pid and all its descendants."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            total += len(os.listdir(f"/proc/{p}/fd"))
+        except OSError:
+            pass
+    return total
+
+
 _ports_given = set()
 
 
 def free_port():
     """A port nothing listens on now, never the same one twice in a run (the kernel may hand a
-    just-released port out again)."""
+    just-released port out again, and two servers of one run would then collide). The tests
+    (tests/e2e/conftest.py) and tests/chaos/run take theirs from here too."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

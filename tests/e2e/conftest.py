@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -11,25 +12,14 @@ import pytest
 BUILD = os.environ.get("HEARTH_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
 SOURCE = os.environ.get("HEARTH_SOURCE", os.path.join(os.path.dirname(__file__), "../.."))
 
+# One helper package for tests and benchmarks (bench/hearthbench): ports come from there.
+sys.path.insert(0, os.path.join(SOURCE, "bench"))
+from hearthbench.procs import free_port  # noqa: E402,F401
+
 
 def binary(*parts):
     """Path of a built file, e.g. binary('edge', 'edge')."""
     return os.path.join(BUILD, *parts)
-
-
-_ports_given = set()
-
-
-def free_port():
-    """A port nothing listens on now, never the same one twice in a test run (the kernel may
-    hand a just-released port out again, and two servers of one test would then collide)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
