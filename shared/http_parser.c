@@ -514,6 +514,61 @@ static http_error finish_head(http_parser *p, size_t head_len)
     return HTTP_OK;
 }
 
+/* ---- head: the request line as it arrives ---- */
+
+enum { RL_METHOD, RL_TARGET, RL_VERSION };
+
+/* The start line of a request is being scanned. */
+static bool in_request_line(const http_parser *p)
+{
+    return p->kind == HTTP_KIND_REQUEST && p->line_start == 0;
+}
+
+/* One byte of a request line (not CR or LF): the error it proves, or HTTP_OK. The version is
+ * only counted here (its form is checked with the line end), so that "GET /a b HTTP/1.1" is a
+ * request-line error, as it is for the whole line. */
+static http_error request_line_byte(http_parser *p, unsigned char c)
+{
+    if (c == '\t')
+        return HTTP_E_BAD_REQUEST_LINE;
+    if (is_ctl(c))
+        return HTTP_E_CTL_CHAR;
+    if (c == ' ') {
+        if (p->rl_len == 0 || p->rl_part == RL_VERSION)
+            return HTTP_E_BAD_REQUEST_LINE;
+        p->rl_part++;
+        p->rl_len = 0;
+        return HTTP_OK;
+    }
+    p->rl_len++;
+    if (p->rl_part == RL_METHOD && !http_is_tchar(c))
+        return HTTP_E_BAD_METHOD;
+    if (p->rl_part == RL_TARGET && c > 0x7e)
+        return HTTP_E_BAD_TARGET;
+    if (p->rl_part == RL_VERSION && p->rl_len > 8)
+        return HTTP_E_BAD_VERSION;
+    return HTTP_OK;
+}
+
+/* Judges buf[from, to) of the request line before its end is known, so a peer whose bytes can
+ * never form one (binary, TLS on the plain port) is refused at the first of them instead of
+ * holding its connection until the header timeout. Every byte of the line passes here, in
+ * order, whatever the reads were: the first bad byte decides, however the head was split. */
+static http_error request_line_prefix(http_parser *p, const char *buf, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (i > p->line_start && buf[i - 1] == '\r')
+            return HTTP_E_BARE_CR; /* the CR before this byte did not end the line */
+        if (c == '\r')
+            continue; /* the line end, if LF comes next */
+        http_error e = request_line_byte(p, c);
+        if (e)
+            return e;
+    }
+    return HTTP_OK;
+}
+
 /* A complete line buf[line_start, lf) has arrived, lf being the index of its LF. */
 static http_error head_line(http_parser *p, const char *buf, size_t lf)
 {
@@ -583,8 +638,15 @@ http_parse_result http_parse_head(http_parser *p, const char *buf, size_t len)
     if (p->head_done)
         return HTTP_PARSE_DONE;
     while (p->pos < len) {
-        size_t lf;
+        size_t lf = len, from = p->pos;
+        bool start = in_request_line(p);
         http_error e = find_line_end(p, buf, len, &lf);
+        if (start) {
+            /* the bytes before a limit was hit, or before the line end, come first */
+            http_error pe = request_line_prefix(p, buf, from, e ? p->pos : lf);
+            if (pe)
+                return fail(p, pe);
+        }
         if (e)
             return fail(p, e);
         if (lf == len)

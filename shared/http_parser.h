@@ -1,7 +1,9 @@
 /* Incremental, strict HTTP/1.1 message parser (RFC 9112) for requests and responses.
  * It never allocates: header fields are offsets into the caller's buffer, stored in an
  * array the caller provides. It refuses every framing ambiguity that has enabled request
- * smuggling elsewhere and says exactly why, so the caller can pick 400/413/414/431/501/505. */
+ * smuggling elsewhere and says exactly why, so the caller can pick 400/413/414/431/501/505.
+ * A request line is judged byte by byte as it arrives: bytes that cannot form one are refused
+ * at the first of them, not when (or if) a line end comes. */
 #ifndef HEARTH_HTTP_PARSER_H
 #define HEARTH_HTTP_PARSER_H
 
@@ -135,6 +137,8 @@ typedef struct {
     uint64_t body_total;  /* decoded body bytes so far */
     size_t scan;          /* digits, extension or trailer bytes counted so far */
     size_t trailer_count; /* trailer fields seen */
+    int rl_part;          /* request line checked so far: method, target or version */
+    size_t rl_len;        /* bytes of that part */
 } http_parser;
 
 void http_parser_init(http_parser *p, http_kind kind, const http_limits *limits,

@@ -705,6 +705,26 @@ def test_hostile_requests_refused_and_process_survives(procs, pki, site, upstrea
     assert r.status == 200
 
 
+def test_bytes_that_cannot_start_a_request_are_refused_at_once(procs, pki, site):
+    """300 random bytes without a line end used to hold a connection for the header timeout;
+    nginx answers 400 at the first byte that cannot begin a request line, and so does the edge.
+    A CR or LF first is still waited on: a request line may follow an empty line."""
+    import random
+    e = start_edge(procs, pki, site)
+    rnd = random.Random(13)
+    garbage = bytes(b for b in rnd.randbytes(600) if b not in b"\r\n")[:300]
+    tls = client_ctx(pki)
+    for port, t in ((e.http, None), (e.https, tls)):
+        t0 = time.monotonic()
+        resp = raw(port, garbage, tls=t)
+        assert status_of(resp) == 400 and time.monotonic() - t0 < 2, resp[:100]
+    s = socket.create_connection(("127.0.0.1", e.http), timeout=0.5)
+    s.sendall(b"\r")
+    with pytest.raises(socket.timeout):
+        s.recv(100)
+    s.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # reverse proxy
 

@@ -445,6 +445,40 @@ static void test_request_line_refusals(void)
     REFUSE_REQ("GET / FOO/1.1" H11 "\r\n", HTTP_E_BAD_VERSION, 400);
 }
 
+/* No line end yet: bytes that can never form a request line are refused as they arrive, so a
+ * peer sending garbage does not hold its connection until the header timeout. The whole line,
+ * when it comes, gets the same error: the first bad byte decides. */
+static void test_request_line_refused_before_its_end(void)
+{
+    REFUSE_REQ("\x80", HTTP_E_BAD_METHOD, 400);
+    REFUSE_REQ("{", HTTP_E_BAD_METHOD, 400);
+    REFUSE_REQ("\x16\x03\x01\x02\x00", HTTP_E_CTL_CHAR, 400); /* TLS on the plain port */
+    REFUSE_REQ(" ", HTTP_E_BAD_REQUEST_LINE, 400);
+    REFUSE_REQ("GET(", HTTP_E_BAD_METHOD, 400);
+    REFUSE_REQ("GET\t", HTTP_E_BAD_REQUEST_LINE, 400);
+    REFUSE_REQ("GET  ", HTTP_E_BAD_REQUEST_LINE, 400);
+    REFUSE_REQ("GET /\xc3", HTTP_E_BAD_TARGET, 400);
+    REFUSE_REQ("GET /a\x01", HTTP_E_CTL_CHAR, 400);
+    REFUSE_REQ("GET /a\rb", HTTP_E_BARE_CR, 400);
+    REFUSE_REQ("GET / HTTP/1.1 ", HTTP_E_BAD_REQUEST_LINE, 400);
+    REFUSE_REQ("GET / HTTP/1.11", HTTP_E_BAD_VERSION, 400);
+    /* the first bad byte decides, not the one the whole-line check would have named */
+    REFUSE_REQ("GE(T /\0 HTTP/1.1" H11 "\r\n", HTTP_E_BAD_METHOD, 400);
+    REFUSE_REQ("G(\n", HTTP_E_BAD_METHOD, 400);
+    /* what may still become a request line waits for more */
+    static const char *const pending[] = {
+        "G",       "GET",         "GET ",           "GET /a",
+        "GET /a ", "GET / HTTP/", "GET / HTTP/1.1", "GET / HTTP/1.1\r",
+        "\r"};
+    for (size_t i = 0; i < sizeof(pending) / sizeof(pending[0]); i++) {
+        http_parser p;
+        http_header h[4];
+        http_parser_init(&p, HTTP_KIND_REQUEST, NULL, h, 4);
+        CHECK_MSG(http_parse_head(&p, pending[i], strlen(pending[i])) == HTTP_PARSE_AGAIN,
+                  "'%s' refused: %s", pending[i], http_error_reason(p.error));
+    }
+}
+
 static void test_status_line_refusals(void)
 {
     REFUSE_RESP("HTTP/1.1 20 OK\r\n\r\n", HTTP_E_BAD_STATUS_LINE, 400);
@@ -777,6 +811,7 @@ int main(void)
     test_chunk_refusals();
     test_line_refusals();
     test_request_line_refusals();
+    test_request_line_refused_before_its_end();
     test_status_line_refusals();
     test_limit_refusals();
     test_simple_get();
