@@ -41,6 +41,7 @@ void edge_conn_close(edge_conn *c)
         SSL_free(c->io.ssl);
         c->io.ssl = NULL;
     }
+    edge_slots_busy(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -141,12 +142,12 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
     c->poll.data = c->timer.data = c;
     c->handles_open = 2;
     c->keep_alive = true;
+    edge_slots_wait(c, EDGE_WAIT_HEAD);
     edge_conn_arm(c, w->cfg.edge.header_timeout_ms);
     edge_conn_progress(c);
 }
 
 /* ---- responses ---- */
-
 
 void edge_resp_start(edge_conn *c, int status, const char *reason)
 {
@@ -237,6 +238,7 @@ static edge_site *pick_site(edge_conn *c)
 
 static void dispatch(edge_conn *c)
 {
+    edge_slots_busy(c);
     c->status = 0;
     c->body_sent = 0;
     c->head_method = http_span_eq(buf_head(&c->in), c->parser.method, "HEAD");
@@ -270,6 +272,7 @@ static void parse_error(edge_conn *c)
 {
     int status = http_error_status(c->parser.error);
     log_debug("%s: refused request: %s", c->peer, http_error_reason(c->parser.error));
+    edge_slots_busy(c);
     buf_reset(&c->info);
     c->keep_alive = false;
     c->head_method = false;
@@ -326,6 +329,8 @@ static void handle_head(edge_conn *c)
         if (buf_used(&c->in) > 0) {
             if (!c->head_started) {
                 c->head_started = true;
+                if (c->wait == EDGE_WAIT_IDLE)
+                    edge_slots_wait(c, EDGE_WAIT_HEAD);
                 c->request_started_ms = edge_now_ms();
                 edge_conn_arm(c, edge_w.cfg.edge.header_timeout_ms);
             }
@@ -379,6 +384,7 @@ void edge_conn_finish(edge_conn *c)
         free(c->headers);
         c->headers = NULL;
     }
+    edge_slots_wait(c, EDGE_WAIT_IDLE);
     edge_conn_arm(c, edge_w.cfg.edge.keepalive_timeout_ms);
 }
 

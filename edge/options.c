@@ -33,6 +33,9 @@ enum {
     OPT_MAX_HEADER_SIZE,
     OPT_MAX_HEADER_COUNT,
     OPT_MAX_CONNECTIONS,
+    OPT_PRESSURE_THRESHOLD,
+    OPT_PRESSURE_HEADER_TIMEOUT,
+    OPT_PRESSURE_LOG_INTERVAL,
     OPT_LOG_LEVEL,
     OPT_CONFIG,
     OPT_HELP,
@@ -64,6 +67,9 @@ static const struct option long_opts[] = {
     {"max-header-size", required_argument, NULL, OPT_MAX_HEADER_SIZE},
     {"max-header-count", required_argument, NULL, OPT_MAX_HEADER_COUNT},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"pressure-threshold", required_argument, NULL, OPT_PRESSURE_THRESHOLD},
+    {"pressure-header-timeout", required_argument, NULL, OPT_PRESSURE_HEADER_TIMEOUT},
+    {"pressure-log-interval", required_argument, NULL, OPT_PRESSURE_LOG_INTERVAL},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
@@ -82,7 +88,9 @@ void edge_usage(FILE *f)
           "            [--proxy-connect-timeout D] [--proxy-read-timeout D]\n"
           "            [--upstream-fail-timeout D] [--graceful-timeout D]\n"
           "            [--max-body-size SIZE] [--max-header-size SIZE] [--max-header-count N]\n"
-          "            [--max-connections N] [--log-level LEVEL]\n"
+          "            [--max-connections N] [--pressure-threshold FRACTION]\n"
+          "            [--pressure-header-timeout D] [--pressure-log-interval D]\n"
+          "            [--log-level LEVEL]\n"
           "Each --server-name starts a site; the site flags after it belong to it.\n"
           "Durations: 500ms, 10s, 5m; sizes: 512, 64k, 1m.\n",
           f);
@@ -183,6 +191,17 @@ static int set_int(const char *v, int *out, int min)
     return 0;
 }
 
+/* As the config file takes it: strictly between 0 and 1. */
+static int set_fraction(const char *v, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x > 0 && x < 1))
+        return -1;
+    *out = x;
+    return 0;
+}
+
 static int site_opt(edge_options *o, int opt, const char *arg)
 {
     config_site *s = opt == OPT_SERVER_NAME ? site_add(&o->cfg, arg) : cur_site(o);
@@ -269,6 +288,12 @@ static int edge_opt(edge_options *o, int opt, const char *arg)
         return set_int(arg, &e->max_header_count, 1);
     case OPT_MAX_CONNECTIONS:
         return set_int(arg, &e->max_connections, 1);
+    case OPT_PRESSURE_THRESHOLD:
+        return set_fraction(arg, &e->pressure_threshold);
+    case OPT_PRESSURE_HEADER_TIMEOUT:
+        return duration(arg, &e->pressure_header_timeout_ms);
+    case OPT_PRESSURE_LOG_INTERVAL:
+        return duration(arg, &e->pressure_log_interval_ms);
     case OPT_ACME_WEBROOT:
         free(o->acme_webroot);
         o->acme_webroot = strdup(arg);

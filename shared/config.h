@@ -61,6 +61,10 @@ typedef struct {
     uint64_t max_header_size;     /* 431 past it */
     int max_header_count;
     int max_connections; /* per worker process */
+    /* Past this fraction of max_connections, request heads get pressure_header_timeout. */
+    double pressure_threshold;
+    int64_t pressure_header_timeout_ms;
+    int64_t pressure_log_interval_ms; /* shedding is summarised in the log this often */
     int64_t proxy_connect_timeout_ms;
     int64_t proxy_read_timeout_ms;
     int64_t upstream_fail_timeout_ms; /* how long a failed upstream is skipped */
@@ -78,7 +82,7 @@ typedef struct {
     uint64_t max_body_size; /* default: edge.max_body_size */
     char *access_log;       /* NULL = off */
     /* for a WSGI application (Gunicorn's and uWSGI's settings of the same names) */
-    char *chdir;             /* NULL: the config file's directory */
+    char *chdir; /* NULL: the config file's directory */
     config_strings pythonpath;
     char *virtualenv;
     config_strings env; /* "NAME=VALUE", set in the workers */

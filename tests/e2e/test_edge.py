@@ -383,6 +383,21 @@ def raw(port, data, tls=None, host="a.test", timeout=5, read_all=True):
     return read_until_close(s, stop=None if read_all else b"\r\n\r\n")
 
 
+def tls_requests(edge, pki, n, request, answered=None):
+    """n TLS connections that each sent request (and, with answered, got an answer holding
+    it), left open."""
+    tls = client_ctx(pki)
+    socks = []
+    for _ in range(n):
+        s = tls.wrap_socket(socket.create_connection(("127.0.0.1", edge.https), timeout=10),
+                            server_hostname="a.test")
+        s.sendall(request)
+        if answered is not None:
+            assert answered in s.recv(4096)
+        socks.append(s)
+    return socks
+
+
 def status_of(resp):
     m = re.match(rb"HTTP/1\.1 (\d{3})", resp)
     return int(m.group(1)) if m else None
@@ -658,19 +673,95 @@ def test_body_too_large_413_and_header_too_large_431(procs, pki, site, upstream)
     assert r.status == 200 and json.loads(body)["body_len"] == 1000
 
 
-def test_max_connections(procs, pki, site):
-    e = start_edge(procs, pki, site, "--max-connections", "3")
-    held = [socket.create_connection(("127.0.0.1", e.http)) for _ in range(3)]
-    time.sleep(0.2)
-    s = socket.create_connection(("127.0.0.1", e.http), timeout=0.5)  # sits in the backlog
+def test_max_connections_sheds_idle_then_oldest_head_and_waits_only_when_all_are_busy(
+        procs, pki, site, upstream):
+    """A full worker makes room for a newcomer by closing an idle keep-alive connection, else the
+    one that has waited longest for its request head; only while every slot serves a request does
+    the newcomer wait in the backlog (it used to wait there whatever the slots were doing)."""
+    e = start_edge(procs, pki, site, "--max-connections", "3",
+                   sites=proxy_sites(pki, f"unix:{upstream}"))
+
+    def connect():
+        return socket.create_connection(("127.0.0.1", e.http), timeout=5)
+
+    def still_open(s):
+        s.settimeout(0.2)
+        try:
+            return s.recv(10) != b""
+        except socket.timeout:
+            return True
+
+    def newcomer_status():
+        s = connect()
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        return status_of(read_until_close(s))
+
+    heads = [connect(), connect()]
+    time.sleep(0.1)
+    idle = connect()
+    idle.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    assert status_of(idle.recv(4096)) == 301
+    assert newcomer_status() == 301
+    assert not still_open(idle) and still_open(heads[0]) and still_open(heads[1])
+    heads.append(connect())
+    time.sleep(0.1)
+    assert newcomer_status() == 301
+    assert not still_open(heads[0]) and still_open(heads[1]) and still_open(heads[2])
+    for h in heads:
+        h.close()
+
+    busy = tls_requests(e, pki, 3, b"GET /slow?t=1.5 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    time.sleep(0.3)
+    s = connect()  # sits in the backlog while every slot serves a request
     s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    s.settimeout(0.5)
     with pytest.raises(socket.timeout):
         s.recv(100)
-    held[0].close()
     s.settimeout(5)
-    assert status_of(s.recv(4096)) == 301
-    for h in held[1:]:
-        h.close()
+    assert status_of(s.recv(4096)) == 301  # a slow request ended: its connection made room
+    for b in busy:
+        b.close()
+
+
+def test_slowloris_crowd_shed_and_summarised_while_a_normal_client_is_served(procs, pki, site):
+    """300 connections that never finish their head, against 100 slots: each newcomer takes the
+    slot of the oldest of them, so a normal client is served at once; under pressure the rest
+    are closed at the short pressure_header_timeout, not the 60 s header_timeout; one log line
+    for the interval counts all of it."""
+    e = start_edge(procs, pki, site, "--max-connections", "100", "--pressure-header-timeout",
+                   "1s", "--pressure-log-interval", "3s")
+    slow = []
+    for _ in range(300):
+        s = socket.create_connection(("127.0.0.1", e.http), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nX-a: ")
+        slow.append(s)
+    t0 = time.monotonic()
+    for _ in range(5):
+        r, body = https_get(e, pki, "/")
+        assert r.status == 200 and body == b"<h1>home</h1>\n"
+    assert time.monotonic() - t0 < 2.0
+
+    def closed(s):
+        try:
+            return s.recv(10) == b""
+        except ConnectionResetError:
+            return True
+
+    for s in slow[:200]:  # the oldest made room for the newest at once
+        assert closed(s)
+    for s in slow[200:]:  # and the newest went at the short timeout
+        assert closed(s)
+    slots_lines = lambda: [x for x in procs.log(e.proc).splitlines() if "connection slots" in x]
+    wait_until(lambda: slots_lines(), timeout=6, what="the slots summary")
+    time.sleep(0.5)
+    lines = slots_lines()
+    assert len(lines) == 1, lines
+    m = re.search(r"shed (\d+) idle keep-alive and (\d+) unfinished request heads.* closed "
+                  r"(\d+) heads at pressure_header_timeout", lines[0])
+    assert m and m.group(1) == "0", lines[0]
+    assert 200 <= int(m.group(2)) <= 205 and int(m.group(2)) + int(m.group(3)) == 300, lines[0]
+    for s in slow:
+        s.close()
 
 
 SMUGGLING = [
