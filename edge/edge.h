@@ -256,6 +256,12 @@ void edge_slots_accepted(void);
 /* Every slot is busy serving: the newcomers stay in the kernel's backlog for now. */
 void edge_slots_none_free(void);
 
+/* ---- memory given back after a spike (memory.c) ---- */
+
+void edge_memory_init(edge_worker *w);
+void edge_memory_opened(void);
+void edge_memory_closed(void);
+
 /* ---- handlers ---- */
 
 /* Plain HTTP: ACME challenge (any Host, c->site may be NULL), 503 while the site's certificate

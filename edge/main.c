@@ -148,6 +148,7 @@ static int run_worker(void)
     static const int sigs[] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGQUIT, 0};
     signals_watch(&worker_signals, edge_w.loop, sigs, on_signal, NULL);
     edge_slots_init(&edge_w);
+    edge_memory_init(&edge_w);
     edge_listeners_start(&edge_w);
     uv_run(edge_w.loop, UV_RUN_DEFAULT);
     return 0;
