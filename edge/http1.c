@@ -308,8 +308,11 @@ bool edge_conn_read(edge_conn *c)
     if (r > 0) {
         if (direct)
             buf_commit(&c->in, (size_t)r);
-        else if (buf_append(&c->in, read_scratch, (size_t)r) < 0)
-            return false; /* cannot happen within c->in.max: only malloc can fail here */
+        else if (buf_append(&c->in, read_scratch, (size_t)r) < 0) {
+            /* only malloc can fail within c->in.max: the bytes are lost, so is the stream */
+            c->read_eof = true;
+            return false;
+        }
         return true;
     }
     if (r == 0 || r == IO_ERROR)
