@@ -204,6 +204,9 @@ HOSTILE = [
     (b"GET / HTTP/1.1\nHost: a\n\n", 400),
     (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+    (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    (b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n", 400),
+    (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked\r\n\r\n0\r\n\r\n", 400),
     (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
     (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n", 431),
@@ -221,6 +224,10 @@ def test_hostile_requests_get_4xx_and_next_client_is_served(v1):
         answer = raw(v1.sock, data)
         assert statuses(answer)[:1] == [want], (data[:80], answer[:200])
         assert v1.get("/")[0::2] == (200, b"v1\n")
+    # an empty line before a request line is skipped (RFC 9112 2.2), and HTTP/1.0 needs no Host
+    answer = raw(v1.sock, b"\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert statuses(answer) == [200], answer[:200]
+    assert statuses(raw(v1.sock, b"GET / HTTP/1.0\r\n\r\n")) == [200]
     # a slowloris head is cut off, and the server never hung meanwhile
     s = socket.socket(socket.AF_UNIX)
     s.connect(v1.sock)
