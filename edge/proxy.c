@@ -217,11 +217,18 @@ static void build_request_head(edge_conn *c, buf *out)
     const char *upg = edge_req_header(c, "Upgrade", &up_len);
     buf_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int)p->method.len, b + p->method.off,
                (int)p->target.len, b + p->target.off);
+    /* HTTP/1.1 requires a Host: a client that sent none (HTTP/1.0) or an empty one is served
+     * by the site the edge chose for it, so that is the name the application hears. */
+    if (host && host_len)
+        buf_printf(out, "Host: %.*s\r\n", (int)host_len, host);
+    else
+        buf_printf(out, "Host: %s\r\n", c->site->name);
     for (size_t i = 0; i < p->header_count; i++) {
         http_header *h = &p->headers[i];
         const char *name = b + h->name.off;
         if (is_hop_by_hop(name, h->name.len, conn_val, conn_len) ||
-            (h->name.len == 15 && strncasecmp(name, "x-forwarded-for", 15) == 0))
+            (h->name.len == 15 && strncasecmp(name, "x-forwarded-for", 15) == 0) ||
+            (h->name.len == 4 && strncasecmp(name, "host", 4) == 0))
             continue;
         buf_printf(out, "%.*s: %.*s\r\n", (int)h->name.len, name, (int)h->value.len,
                    b + h->value.off);
@@ -231,7 +238,7 @@ static void build_request_head(edge_conn *c, buf *out)
     else
         buf_printf(out, "X-Forwarded-For: %s\r\n", c->peer);
     buf_printf(out, "X-Forwarded-Proto: %s\r\n", c->tls ? "https" : "http");
-    if (host)
+    if (host && host_len)
         buf_printf(out, "X-Forwarded-Host: %.*s\r\n", (int)host_len, host);
     if (p->upgrade && upg)
         buf_printf(out, "Connection: upgrade\r\nUpgrade: %.*s\r\n\r\n", (int)up_len, upg);
