@@ -179,8 +179,9 @@ static int connect_to(edge_upstream *u)
 
 static void mark_failed(edge_upstream *u, const char *why)
 {
-    log_warn("upstream %s failed: %s; skipping it for %lld ms", u->spec, why,
-             (long long)edge_w.cfg.edge.upstream_fail_timeout_ms);
+    log_repeated(&u->fail_log, edge_now_ms(), LOG_WARN,
+                 "upstream %s failed: %s; skipping it for %lld ms", u->spec, why,
+                 (long long)edge_w.cfg.edge.upstream_fail_timeout_ms);
     u->failed_until_ms = edge_now_ms() + (uint64_t)edge_w.cfg.edge.upstream_fail_timeout_ms;
 }
 
@@ -398,7 +399,8 @@ static void on_up_timeout(uv_timer_t *t)
     if (up->connecting) {
         retry_or_fail(c, 504, "connect timed out");
     } else if (!up->head_done) {
-        log_warn("upstream %s: no response in time", up->u->spec);
+        log_repeated(&up->u->timeout_log, edge_now_ms(), LOG_WARN,
+                     "upstream %s: no response in time", up->u->spec);
         c->up = NULL;
         up_close(up);
         fail_request(c, 504);
