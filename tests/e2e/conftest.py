@@ -116,3 +116,46 @@ def procs(tmp_path):
     ps = Processes(tmp_path)
     yield ps
     ps.stop_all()
+
+
+# The example Flask site (examples/notes), served by each WSGI server the tests know: Debian's
+# Gunicorn, and hearth's appserver once its WSGI bridge is built.
+NOTES_APP_DIR = os.path.join(SOURCE, "examples", "notes")
+
+
+def notes_under_gunicorn(port, db, tls=()):
+    args = ["/usr/bin/python3", "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
+            "--chdir", NOTES_APP_DIR, *tls, "notes.wsgi:app"]
+    return args, {"NOTES_DB": db}
+
+
+def notes_under_appserver(port, db, tls=()):
+    assert not tls, "the appserver speaks plain HTTP: TLS is the edge's job"
+    args = [binary("appserver", "appserver"), "-w", "2", "-b", f"127.0.0.1:{port}",
+            "--chdir", NOTES_APP_DIR, "--env", f"NOTES_DB={db}", "notes.wsgi:app"]
+    return args, {}
+
+
+NOTES_SERVERS = [
+    pytest.param(notes_under_gunicorn, id="gunicorn"),
+    pytest.param(notes_under_appserver, id="appserver", marks=pytest.mark.skipif(
+        not os.path.exists(binary("appserver", "hearth_wsgi.so")),
+        reason="the appserver's WSGI bridge is not built")),
+]
+
+
+@pytest.fixture(params=NOTES_SERVERS)
+def notes_server(request, procs):
+    """start(db_path, tls=()) serves the notes site on a free loopback port and returns its
+    port once it accepts connections; tls: extra Gunicorn flags (--certfile ...)."""
+
+    def start(db_path, tls=()):
+        port = free_port()
+        args, env = request.param(port, str(db_path), tls)
+        p = procs.start(args, name="notes", env=env)
+        wait_until(lambda: p.poll() is not None or port_open(port), timeout=20,
+                   what="the notes site to listen")
+        assert p.poll() is None, procs.log(p)
+        return port
+
+    return start
