@@ -144,18 +144,19 @@ NOTES_SERVERS = [
 ]
 
 
+def start_notes(procs, command, db_path, tls=()):
+    """Serves the notes site with command (one of NOTES_SERVERS) on a free loopback port and
+    returns the port once it accepts connections; tls: extra Gunicorn flags (--certfile ...)."""
+    port = free_port()
+    args, env = command(port, str(db_path), tls)
+    p = procs.start(args, name="notes", env=env)
+    wait_until(lambda: p.poll() is not None or port_open(port), timeout=20,
+               what="the notes site to listen")
+    assert p.poll() is None, procs.log(p)
+    return port
+
+
 @pytest.fixture(params=NOTES_SERVERS)
 def notes_server(request, procs):
-    """start(db_path, tls=()) serves the notes site on a free loopback port and returns its
-    port once it accepts connections; tls: extra Gunicorn flags (--certfile ...)."""
-
-    def start(db_path, tls=()):
-        port = free_port()
-        args, env = request.param(port, str(db_path), tls)
-        p = procs.start(args, name="notes", env=env)
-        wait_until(lambda: p.poll() is not None or port_open(port), timeout=20,
-                   what="the notes site to listen")
-        assert p.poll() is None, procs.log(p)
-        return port
-
-    return start
+    """start(db_path) serves the notes site under each server in turn; returns the port."""
+    return lambda db_path: start_notes(procs, request.param, db_path)

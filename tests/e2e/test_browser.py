@@ -1,0 +1,73 @@
+"""The notes site (examples/notes) in a real browser: Debian's Chromium, headless, driven by
+tests/browser/check_notes.mjs (playwright-core) at a desktop and a phone size. Any console
+error, failed request or CSP violation fails the test."""
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import SOURCE
+
+BROWSER_DIR = os.path.join(SOURCE, "tests", "browser")
+
+
+def playwright_installed():
+    """The playwright-core version in node_modules, or None."""
+    try:
+        with open(os.path.join(BROWSER_DIR, "node_modules", "playwright-core",
+                               "package.json")) as f:
+            return json.load(f)["version"]
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """The driver's command line, its npm dependencies installed as package-lock.json pins
+    them (a fresh clone has none, and a stale node_modules would test another version)."""
+    with open(os.path.join(BROWSER_DIR, "package-lock.json")) as f:
+        pinned = json.load(f)["packages"]["node_modules/playwright-core"]["version"]
+    if playwright_installed() != pinned:
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BROWSER_DIR, check=True,
+                       timeout=300)
+    return ["node", os.path.join(BROWSER_DIR, "check_notes.mjs")]
+
+
+def browse(driver, url, *flags):
+    done = subprocess.run([*driver, url, *flags], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def check_visit(seen):
+    """What must hold at every size: a clean page that fits, styled by the stylesheet, and
+    the add (post/redirect/get) and delete flows through the real forms."""
+    assert seen["problems"] == []
+    layout = seen["layout"]
+    assert layout["viewportMeta"] == "width=device-width, initial-scale=1"
+    # the browser's defaults are an 8px body margin and a block header
+    assert layout["bodyMargin"] == "0px" and layout["headerDisplay"] == "flex"
+    assert layout["scrollWidth"] <= layout["innerWidth"]
+    assert layout["overflowing"] == [] and layout["outOfCard"] == []
+    assert seen["icons"]["linked"] > 0 and seen["icons"]["root"] > 0
+    assert seen["added"]["count"] == 1
+    assert seen["added"]["body"] == "typed in Chromium\n\nattached from the browser"
+    assert seen["leftAfterDelete"] == 0
+    nav = seen["navigations"]
+    assert nav[:3] == ["GET / 200", "POST /notes 303", "GET / 200"]
+    assert re.fullmatch(r"POST /notes/\d+/delete 303", nav[3]) and nav[4:] == ["GET / 200"]
+
+
+def test_site_in_chromium_at_desktop_and_phone_sizes(notes_server, tmp_path, driver):
+    port = notes_server(tmp_path / "notes.db")
+    seen = browse(driver, f"http://127.0.0.1:{port}")
+    check_visit(seen["desktop"])
+    check_visit(seen["phone"])
+    desktop, phone = seen["desktop"]["layout"], seen["phone"]["layout"]
+    assert desktop["innerWidth"] == 1280 and desktop["mainWidth"] < 800  # a centred column
+    # without the viewport meta a phone lays the page out 980px wide
+    assert phone["innerWidth"] == 390 and phone["mainWidth"] == 390
+    # the phone rule of the stylesheet: a full-width submit button
+    assert phone["submitWidth"] > 300 > desktop["submitWidth"]
