@@ -118,6 +118,24 @@ def procs(tmp_path):
     ps.stop_all()
 
 
+
+def make_test_pki(d, *sans):
+    """A throwaway CA (ca.pem, ca.key) and a certificate it signed for sans ("DNS:localhost",
+    "IP:127.0.0.1"...: cert.pem, key.pem), all in folder d, which is returned."""
+    def openssl(*args):
+        subprocess.run(["openssl", *map(str, args)], capture_output=True, check=True)
+
+    os.makedirs(d, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days", "2",
+            "-subj", "/CN=test CA")
+    openssl("req", *ec, "-keyout", d / "key.pem", "-out", d / "csr.pem", "-subj", "/CN=test")
+    ext = d / "san.ext"
+    ext.write_text(f"subjectAltName={','.join(sans)}\n")
+    openssl("x509", "-req", "-in", d / "csr.pem", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
+            "-CAcreateserial", "-out", d / "cert.pem", "-days", "2", "-extfile", ext)
+    return d
+
 # The example Flask site (examples/notes), served by each WSGI server the tests know: Debian's
 # Gunicorn, and hearth's appserver once its WSGI bridge is built.
 NOTES_APP_DIR = os.path.join(SOURCE, "examples", "notes")
