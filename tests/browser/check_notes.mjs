@@ -111,8 +111,11 @@ async function visit(browser, base, label, screenshots) {
   await watch(context, problems, navigations);
   const page = await context.newPage();
   page.setDefaultTimeout(10000);
-  await page.goto(`${base}/`);
-  const result = { layout: await layout(page), icons: await iconWidths(page),
+  const response = await page.goto(`${base}/`);
+  const headers = await response.allHeaders();
+  const result = { security: { csp: headers['content-security-policy'] ?? null,
+    hsts: headers['strict-transport-security'] ?? null },
+  layout: await layout(page), icons: await iconWidths(page),
     ...(await addAndDelete(page, base, label, screenshots)) };
   await context.close();
   return { ...result, navigations, problems };

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import SOURCE
+from conftest import SOURCE, make_test_pki, notes_under_gunicorn, start_notes
 
 BROWSER_DIR = os.path.join(SOURCE, "tests", "browser")
 
@@ -41,10 +41,12 @@ def browse(driver, url, *flags):
     return json.loads(done.stdout)
 
 
-def check_visit(seen):
+def check_visit(seen, https=False):
     """What must hold at every size: a clean page that fits, styled by the stylesheet, and
     the add (post/redirect/get) and delete flows through the real forms."""
     assert seen["problems"] == []
+    assert "default-src 'self'" in seen["security"]["csp"]
+    assert (seen["security"]["hsts"] is not None) == https
     layout = seen["layout"]
     assert layout["viewportMeta"] == "width=device-width, initial-scale=1"
     # the browser's defaults are an 8px body margin and a block header
@@ -71,3 +73,19 @@ def test_site_in_chromium_at_desktop_and_phone_sizes(notes_server, tmp_path, dri
     assert phone["innerWidth"] == 390 and phone["mainWidth"] == 390
     # the phone rule of the stylesheet: a full-width submit button
     assert phone["submitWidth"] > 300 > desktop["submitWidth"]
+
+
+def test_https_with_a_root_given_to_chromium(procs, tmp_path, driver):
+    """How ./demo is to be checked (Pebble's root is no system root): Gunicorn serves HTTPS
+    with a certificate from a throwaway CA for notes.localhost (Chromium resolves *.localhost
+    to loopback), and the driver's --ca has Chromium trust that CA, and only for this run."""
+    pki = make_test_pki(tmp_path / "pki", "DNS:notes.localhost")
+    tls = ["--certfile", str(pki / "cert.pem"), "--keyfile", str(pki / "key.pem")]
+    port = start_notes(procs, notes_under_gunicorn, tmp_path / "notes.db", tls)
+    url = f"https://notes.localhost:{port}"
+    seen = browse(driver, url, "--ca", str(pki / "ca.pem"))
+    check_visit(seen["desktop"], https=True)
+    check_visit(seen["phone"], https=True)
+    # and without the root Chromium refuses the certificate: the trust came from --ca
+    refused = subprocess.run([*driver, url], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "ERR_CERT_AUTHORITY_INVALID" in refused.stderr
