@@ -20,6 +20,7 @@ def get_db():
         # several workers share the file: wait for a writer rather than fail at once
         g.db = sqlite3.connect(current_app.config["DATABASE"], timeout=5)
         g.db.row_factory = sqlite3.Row
+        # a new or empty NOTES_DB needs no setup step; on an existing table this is a no-op
         g.db.execute(SCHEMA)
     return g.db
 

@@ -28,9 +28,8 @@ def add():
     title = request.form.get("title", "").strip()
     body = request.form.get("body", "").strip()
     attached = attachment_text()
-    note = None
-    if attached is not None:
-        note = db.add_note(title, "\n\n".join(part for part in (body, attached) if part))
+    note = None if attached is None else db.add_note(
+        title, "\n\n".join(part for part in (body, attached) if part))
     if note is None:
         error = "A note needs a title (up to 200 characters); an attachment must be UTF-8 text."
         return render_template("index.html", notes=db.all_notes().fetchall(), error=error,
