@@ -94,6 +94,15 @@ class Processes:
         self.procs.append(p)
         return p
 
+    def start_serving(self, args, ports, name=None, env=None, timeout=20):
+        """start(), then wait until the process listens on every one of ports on 127.0.0.1;
+        its exit before that fails the test with its log."""
+        p = self.start(args, name=name, env=env)
+        wait_until(lambda: p.poll() is not None or all(port_open(x) for x in ports),
+                   timeout=timeout, what=f"{name or args[0]} to listen")
+        assert p.poll() is None, self.log(p)
+        return p
+
     def log(self, p):
         with open(p.log_path, "r", errors="replace") as f:
             return f.read()
@@ -167,10 +176,7 @@ def start_notes(procs, command, db_path, tls=()):
     returns the port once it accepts connections; tls: extra Gunicorn flags (--certfile ...)."""
     port = free_port()
     args, env = command(port, str(db_path), tls)
-    p = procs.start(args, name="notes", env=env)
-    wait_until(lambda: p.poll() is not None or port_open(port), timeout=20,
-               what="the notes site to listen")
-    assert p.poll() is None, procs.log(p)
+    procs.start_serving(args, [port], name="notes", env=env)
     return port
 
 
