@@ -4,11 +4,13 @@ error, failed request or CSP violation fails the test."""
 import json
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
 
-from conftest import SOURCE, make_test_pki, notes_under_gunicorn, start_notes
+from conftest import (NOTES_APP_DIR, SOURCE, binary, free_port, make_test_pki,
+                      notes_under_gunicorn, start_notes)
 
 BROWSER_DIR = os.path.join(SOURCE, "tests", "browser")
 
@@ -89,3 +91,28 @@ def test_https_with_a_root_given_to_chromium(procs, tmp_path, driver):
     # and without the root Chromium refuses the certificate: the trust came from --ca
     refused = subprocess.run([*driver, url], capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "ERR_CERT_AUTHORITY_INVALID" in refused.stderr
+
+
+def test_behind_the_edge_over_https(notes_server, procs, tmp_path, driver):
+    """The demo's layout: hearth's edge terminates TLS, serves /static/ from the package's
+    static folder itself and passes the rest to the WSGI server, which sees scheme https
+    (X-Forwarded-Proto) and so sends HSTS."""
+    app_port = notes_server(tmp_path / "notes.db")
+    pki = make_test_pki(tmp_path / "pki", "DNS:notes.localhost")
+    # the edge's copy of the static folder has one file more, to tell who served /static/
+    static = shutil.copytree(os.path.join(NOTES_APP_DIR, "notes", "static"), tmp_path / "static")
+    (static / "edge.txt").write_text("from the edge's folder\n")
+    https = free_port()
+    procs.start_serving([
+        binary("edge", "edge"), "--workers", "1", "--https", f"127.0.0.1:{https}",
+        "--server-name", "notes.localhost", "--cert", str(pki / "cert.pem"),
+        "--key", str(pki / "key.pem"), "--static", f"/static/={static}",
+        "--upstream", f"127.0.0.1:{app_port}"], [https], name="edge")
+    url = f"https://notes.localhost:{https}"
+    seen = browse(driver, url, "--ca", str(pki / "ca.pem"))
+    check_visit(seen["desktop"], https=True)
+    check_visit(seen["phone"], https=True)
+    marker = subprocess.run(["curl", "-sSf", "--cacert", str(pki / "ca.pem"), "--resolve",
+                             f"notes.localhost:{https}:127.0.0.1", f"{url}/static/edge.txt"],
+                            capture_output=True, text=True, timeout=10)
+    assert marker.stdout == "from the edge's folder\n", marker.stderr
