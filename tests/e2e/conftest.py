@@ -127,7 +127,6 @@ def procs(tmp_path):
     ps.stop_all()
 
 
-
 def make_test_pki(d, *sans):
     """A throwaway CA (ca.pem, ca.key) and a certificate it signed for sans ("DNS:localhost",
     "IP:127.0.0.1"...: cert.pem, key.pem), all in folder d, which is returned."""
