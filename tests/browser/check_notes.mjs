@@ -13,7 +13,8 @@ import { chromium } from 'playwright-core';
 
 const SIZES = {
   desktop: { viewport: { width: 1280, height: 800 } },
-  phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 3 },
+  phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true,
+    deviceScaleFactor: 3 },
 };
 
 // No GPU, no sandbox (CI runs as root), and no traffic of Chromium's own beyond the site's.
@@ -26,18 +27,22 @@ function trustRoot(home, caFile) {
   const dir = join(home, '.pki', 'nssdb');
   mkdirSync(dir, { recursive: true });
   execFileSync('certutil', ['-d', `sql:${dir}`, '-N', '--empty-password']);
-  execFileSync('certutil', ['-d', `sql:${dir}`, '-A', '-t', 'C,,', '-n', 'test-root', '-i', caFile]);
+  execFileSync('certutil',
+    ['-d', `sql:${dir}`, '-A', '-t', 'C,,', '-n', 'test-root', '-i', caFile]);
 }
 
 // Everything that goes wrong on the context's pages ends up in problems: console errors,
 // uncaught exceptions, failed requests, HTTP errors and CSP violations.
 async function watch(context, problems, navigations) {
-  await context.exposeBinding('reportCspViolation', (_source, text) => problems.push(`CSP: ${text}`));
+  await context.exposeBinding('reportCspViolation',
+    (_source, text) => problems.push(`CSP: ${text}`));
   await context.addInitScript(() => document.addEventListener('securitypolicyviolation',
-    (e) => window.reportCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`)));
+    (e) => window.reportCspViolation(
+      `${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`)));
   context.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
   context.on('weberror', (e) => problems.push(`exception: ${e.error().message}`));
-  context.on('requestfailed', (r) => problems.push(`failed: ${r.url()} ${r.failure()?.errorText}`));
+  context.on('requestfailed',
+    (r) => problems.push(`failed: ${r.url()} ${r.failure()?.errorText}`));
   context.on('response', (r) => {
     if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
     if (r.request().isNavigationRequest())
@@ -96,9 +101,11 @@ async function addAndDelete(page, base, label, screenshots) {
     buffer: Buffer.from('attached from the browser') });
   await page.click('.new-note button[type=submit]');
   await page.waitForURL(/#note-\d+$/);
-  const note = page.locator('li.note', { has: page.getByRole('heading', { name: title, exact: true }) });
+  const heading = page.getByRole('heading', { name: title, exact: true });
+  const note = page.locator('li.note', { has: heading });
   const added = { count: await note.count(), body: await note.locator('.body').innerText() };
-  if (screenshots) await page.screenshot({ path: join(screenshots, `${label}.png`), fullPage: true });
+  if (screenshots)
+    await page.screenshot({ path: join(screenshots, `${label}.png`), fullPage: true });
   await note.getByRole('button', { name: `Delete ${title}` }).click();
   await page.waitForURL(`${base}/`);
   return { added, leftAfterDelete: await note.count() };
@@ -130,11 +137,13 @@ async function main() {
   try {
     if (values.ca) trustRoot(home, values.ca);
     // launch() gives Chromium a fresh --user-data-dir of its own, removed on close
-    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    const browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
       args: CHROMIUM_ARGS, env: { ...process.env, HOME: home }, timeout: 30000 });
     try {
       const result = {};
-      for (const label of Object.keys(SIZES)) result[label] = await visit(browser, base, label, values.screenshots);
+      for (const label of Object.keys(SIZES))
+        result[label] = await visit(browser, base, label, values.screenshots);
       console.log(JSON.stringify(result));
     } finally {
       await browser.close();
