@@ -600,13 +600,15 @@ def test_site_notes_api(procs, tmp_path):
 
 
 def test_module_built_outside_the_tree(procs, tmp_path):
-    """What a user does: cc -shared -fPIC with the public header only, then serve the .so."""
-    from conftest import SOURCE
+    """What a user does (docs/module-abi.md): cc -shared -fPIC with the flags pkg-config gives
+    for hearth-app, here from the build tree before any install, then serve the .so."""
+    from conftest import BUILD, SOURCE
     so = tmp_path / "hello.so"
-    cflags = subprocess.run(["pkg-config", "--cflags", "jansson"], capture_output=True,
-                            text=True).stdout.split()
-    subprocess.run(["cc", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
-                    "-I", os.path.join(SOURCE, "appserver", "include"), *cflags,
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(BUILD, "meson-uninstalled"))
+    pc = subprocess.run(["pkg-config", "--cflags", "hearth-app"], capture_output=True,
+                        text=True, env=env)
+    assert pc.returncode == 0 and "appserver/include" in pc.stdout, pc.stdout + pc.stderr
+    subprocess.run(["cc", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", *pc.stdout.split(),
                     os.path.join(SOURCE, "examples", "hello", "hello.c"), "-o", str(so)],
                    check=True)
     app = start(procs, tmp_path, [str(so)], workers=1)
