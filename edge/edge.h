@@ -55,9 +55,10 @@ typedef struct {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     uint64_t failed_until_ms; /* skipped until then after a failure */
-    log_repeat fail_log;      /* a dead or hung upstream fails every request: said once */
-    log_repeat timeout_log;
-    edge_upconn *idle; /* keep-alive pool, a singly linked list */
+    log_repeat fail_log;      /* a dead, hung or broken upstream fails every request: */
+    log_repeat timeout_log;   /* each kind of failure is said once per interval */
+    log_repeat broken_log;    /* answers cut short or malformed */
+    edge_upconn *idle;        /* keep-alive pool, a singly linked list */
     int idle_count;
 } edge_upstream;
 

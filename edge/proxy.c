@@ -549,8 +549,9 @@ static bool handle_head(edge_conn *c, edge_upconn *up)
             return false;
         }
         if (up->eof || buf_used(&up->in) >= up->in.max) {
-            log_warn("upstream %s: %s before a complete response head", up->u->spec,
-                     up->eof ? "closed" : "too many bytes");
+            log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+                         "upstream %s: %s before a complete response head", up->u->spec,
+                         up->eof ? "closed" : "too many bytes");
             c->up = NULL;
             up_close(up);
             fail_request(c, 502);
@@ -559,7 +560,8 @@ static bool handle_head(edge_conn *c, edge_upconn *up)
         return true;
     }
     if (r == HTTP_PARSE_ERROR) {
-        log_warn("upstream %s: bad response: %s", up->u->spec, http_error_reason(up->p.error));
+        log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN, "upstream %s: bad response: %s",
+                     up->u->spec, http_error_reason(up->p.error));
         c->up = NULL;
         up_close(up);
         fail_request(c, 502);
@@ -613,8 +615,9 @@ static bool body_to_client(edge_conn *c, edge_upconn *up)
             return false;
         }
         if (r == HTTP_PARSE_ERROR) {
-            log_warn("upstream %s: bad response body: %s", up->u->spec,
-                     http_error_reason(up->p.error));
+            log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+                         "upstream %s: bad response body: %s", up->u->spec,
+                         http_error_reason(up->p.error));
             edge_conn_close(c);
             return false;
         }
@@ -626,7 +629,8 @@ static bool body_to_client(edge_conn *c, edge_upconn *up)
             response_done(c, up);
             return false;
         }
-        log_warn("upstream %s: closed in the middle of a response body", up->u->spec);
+        log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+                     "upstream %s: closed in the middle of a response body", up->u->spec);
         edge_conn_close(c); /* truncated: the client must not take it for complete */
         return false;
     }

@@ -174,7 +174,7 @@ void log_repeated(log_repeat *r, uint64_t now_ms, log_level level, const char *f
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (r->held)
-        log_msg(level, "%s (and %lu more like it in the last %llu s)", msg, r->held,
+        log_msg(level, "%s (and %lu similar in the last %llu s)", msg, r->held,
                 (unsigned long long)((now_ms - r->last_ms) / 1000));
     else
         log_msg(level, "%s", msg);

@@ -30,8 +30,9 @@ void log_vmsg(log_level level, const char *fmt, va_list ap);
  * summarised, not written each time: the first is logged, the next ones within
  * LOG_REPEAT_INTERVAL_MS are counted, and the first one after that is logged with the count.
  * One log_repeat per place and subject (per upstream, say), zeroed before use; now_ms is the
- * caller's clock. A count still held when the repeats stop is never written: the line before
- * it already said what is going on. */
+ * caller's clock. Lines of one kind with different details (an upstream's broken answers) may
+ * share one. A count still held when the repeats stop is never written: the line before it
+ * already said what is going on. */
 #define LOG_REPEAT_INTERVAL_MS 10000
 
 typedef struct {
