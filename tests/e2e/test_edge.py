@@ -1476,6 +1476,8 @@ def test_proxy_through_appserver_reloads_fails_no_request(procs, pki, site, tmp_
     wait_until(lambda: "serving (" in procs.log(app), what="appserver up")
     e = start_edge(procs, pki, site, https=False,
                    sites=["--server-name", "a.test", "--upstream", f"unix:{sock}"])
+    # an HTTP/1.0 client without Host is served (the appserver requires Host of HTTP/1.1)
+    assert status_of(raw(e.http, b"GET / HTTP/1.0\r\n\r\n")) == 200
     stop, ok, failed = threading.Event(), [], []
 
     def client(method, body):
