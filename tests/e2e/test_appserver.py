@@ -700,6 +700,9 @@ def test_hup_rereads_config_file(procs, tmp_path):
     p.send_signal(signal.SIGHUP)
     wait_until(lambda: request(str(sock), "/")[2] == b"v2\n", what="v2 from the new config")
     wait_until(lambda: len(children(p.pid)) == 2, what="two workers from the new config")
+    # the count can pass 2 while the new workers are still being forked: a HUP before the
+    # reload completes is ignored, so wait for that before the next one
+    wait_until(lambda: "reload complete" in open(p.log_path).read(), what="reload complete")
     # a broken config file is refused and the running setup stays
     cfg.write_text("appserver:\n  workers: many\n")
     p.send_signal(signal.SIGHUP)
