@@ -670,6 +670,24 @@ def test_usr1_reopens_children_logs(stack):
     wait_until(lambda: all(stack.count(n, "usr1") == 1 for n in COMPONENTS), what="USR1 to all")
 
 
+def test_usr1_kills_no_component(stack):
+    """logrotate's USR1, again and again: every component reopens its logs, none dies of it."""
+    stack.start()
+    pids = {n: c["pid"] for n, c in stack.status().items()}
+
+    def certd_reopened():
+        if REAL:
+            return stack.log().count("SIGUSR1: log reopened")
+        return stack.count("certd", "usr1")
+
+    for i in range(1, 4):
+        stack.proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: certd_reopened() == i, what=f"certd's log reopen #{i}")
+    st = stack.status()
+    assert {n: c["pid"] for n, c in st.items()} == pids
+    assert {c["restarts"] for c in st.values()} == {0}, st
+
+
 @standin_only
 def test_certd_asks_for_edge_reload(tmp_path, procs):
     stack = Stack(tmp_path, procs, modes={"certd": "askreload=edge"})
