@@ -123,11 +123,25 @@ static void advance_stop(supervisor *sv)
         finish(sv);
 }
 
+/* Nobody will accept on a FATAL component's sockets. The appserver's are closed, so the edge
+ * answers 502 at once instead of waiting; the edge's stay open: a refused connection looks
+ * like a site that is gone for good, and a restart must find the same sockets. */
+static void announce_fatal(supervisor *sv, sv_child *c)
+{
+    if (c->id != CHILD_EDGE) {
+        listeners_shut(sv, c->id);
+        return;
+    }
+    log_error("edge is FATAL: THE SITE IS DOWN. Its listening sockets stay open, so connections "
+              "wait unanswered; fix what it said above, then `supervisor reload` or `supervisor "
+              "restart edge`");
+}
+
 void stack_child_changed(supervisor *sv, sv_child *c)
 {
     send_status(sv);
     if (c->state == CHILD_FATAL)
-        listeners_shut(sv, c->id);
+        announce_fatal(sv, c);
     if (sv->state == STACK_RUNNING) {
         check_ready(sv);
     } else if (sv->state == STACK_STOPPING) {

@@ -122,7 +122,8 @@ static int locate_children(supervisor *sv, char *err, size_t errlen)
         sv_child *c = &sv->children[i];
         if (c->enabled && sv_locate(c->name, &c->path, err, errlen) < 0)
             return -1;
-        if (policy_init(&c->policy, &sv->cfg.supervisor) < 0) {
+        /* The edge is the site: giving up on it for crashing would take the site down. */
+        if (policy_init(&c->policy, &sv->cfg.supervisor, i == CHILD_EDGE) < 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }

@@ -19,7 +19,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import binary, free_port, port_open, wait_until  # noqa: E402
+from conftest import binary, free_port, port_open, read_until_close, wait_until  # noqa: E402
 
 SUPERVISOR = binary("supervisor", "supervisor")
 STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin.py")
@@ -412,22 +412,22 @@ def test_crash_loop_goes_fatal_others_keep_running(tmp_path, procs):
 
 
 @standin_only
-def test_fatal_edge_refuses_connections_until_restarted(tmp_path, procs):
-    stack = Stack(tmp_path, procs, modes={"edge": "crash"})
+def test_fatal_edge_keeps_its_sockets_and_says_so(tmp_path, procs):
+    """An edge that exits 2 (config error) cannot be helped by restarting: FATAL at once. The
+    site is down, but not silently: the error says so and the sockets stay open, so clients
+    wait instead of being told the site is gone, and a restart finds the same sockets."""
+    stack = Stack(tmp_path, procs, modes={"edge": "exit2"})
     stack.start()
     assert stack.state("edge") == "fatal"
-    # Nobody would accept: the sockets are closed, so clients are refused rather than left
-    # waiting in the listen queue.
-    with pytest.raises(ConnectionRefusedError):
-        http_get(stack.port)
-    assert "listening sockets are closed" in stack.log()
-    # Fixed (here: the stand-in told to behave), restarted: the sockets are bound again.
-    stack.modes = {}
+    assert "edge is FATAL: THE SITE IS DOWN" in stack.log()
+    waiting = socket.create_connection(("127.0.0.1", stack.port), timeout=2)
+    waiting.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+    # Fixed (here: the stand-in told to behave), restarted: the waiting client gets its answer.
     with open(os.path.join(stack.libexec, "edge"), "w") as f:
         f.write(f'#!/bin/sh\nexec env STANDIN_EDGE= /usr/bin/python3 {STANDIN} edge "$@"\n')
     assert stack.ctl("restart", "edge").returncode == 0
-    wait_until(lambda: stack.state("edge") == "running", what="edge running")
-    assert http_get(stack.port).startswith("HTTP/1.0 200")
+    waiting.settimeout(5)
+    assert read_until_close(waiting).startswith(b"HTTP/1.0 200")
 
 
 @standin_only
@@ -462,6 +462,23 @@ def test_sigkill_each_component_under_load(stack):
     # SIGKILL can only cut the request the killed process was answering.
     assert edge_loop.failed <= 2 and app_loop.failed <= 2
     assert {c["restarts"] for c in stack.status().values()} == {1}
+
+
+def test_edge_crash_loop_refuses_no_connection(stack):
+    """The edge is the site: killed again and again (more often than max_restarts allows), it
+    is restarted every time, soon, on the same sockets, and no connection is refused."""
+    stack.start()
+    with ClientLoop(stack.port) as loop:
+        for i in range(6):
+            old = stack.status()["edge"]["pid"]
+            os.kill(old, signal.SIGKILL)
+            wait_until(lambda: stack.state("edge") == "running"
+                       and stack.status()["edge"]["pid"] != old, what=f"edge back after kill {i}")
+            time.sleep(0.5)  # the drill's pace: clients get served between kills
+    print(f"edge x6 SIGKILL: {loop.ok} ok, {loop.refused} refused, {loop.failed} cut")
+    assert loop.refused == 0, vars(loop)
+    assert loop.failed <= 6 and loop.ok > 20, vars(loop)
+    assert stack.status()["edge"]["restarts"] == 6
 
 
 @standin_only
