@@ -58,13 +58,15 @@ static void send_status(supervisor *sv)
     sd_notify_send(status);
 }
 
+/* Ready means every enabled component runs: with one FATAL, systemd would otherwise call the
+ * service active while part of it (maybe the whole site) is down. */
 static void check_ready(supervisor *sv)
 {
     if (sv->told_ready || sv->state != STACK_RUNNING)
         return;
     for (int i = 0; i < CHILD_COUNT; i++) {
         const sv_child *c = &sv->children[i];
-        if (c->enabled && c->state != CHILD_RUNNING && c->state != CHILD_FATAL)
+        if (c->enabled && c->state != CHILD_RUNNING)
             return;
     }
     sv->told_ready = true;

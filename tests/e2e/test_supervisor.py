@@ -328,44 +328,73 @@ def test_second_instance_refused(stack, procs):
 # --- readiness and systemd notifications --------------------------------------------------------
 
 
+class SystemdSocket:
+    """The NOTIFY_SOCKET systemd would give the supervisor: collects what it is told."""
+
+    def __init__(self, base):
+        self.path = os.path.join(base, "systemd-notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.got = []
+
+    def drain(self, until, timeout=5):
+        """Collect messages until one contains `until`; False if none did within timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.got.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+            if any(until in m for m in self.got):
+                return True
+        return False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
 @standin_only
 def test_reports_ready_stopping_reloading_to_systemd(tmp_path, procs):
     stack = Stack(tmp_path, procs, modes={"certd": "readyafter=1.2"})
-    notify_path = os.path.join(stack.base, "systemd-notify.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ns:
-        ns.bind(notify_path)
-        ns.settimeout(0.1)
-        got = []
-
-        def drain(until, timeout=5):
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                try:
-                    got.append(ns.recv(4096).decode())
-                except socket.timeout:
-                    pass
-                if any(until in m for m in got):
-                    return True
-            return False
-
-        stack.start(env={"NOTIFY_SOCKET": notify_path}, wait=False)
+    with SystemdSocket(stack.base) as ns:
+        stack.start(env={"NOTIFY_SOCKET": ns.path}, wait=False)
         wait_until(lambda: stack.state("edge") == "running", what="edge ready")
         # certd has not said READY=1 yet: neither has the stack.
-        assert not drain("READY=1", timeout=0.3)
+        assert not ns.drain("READY=1", timeout=0.3)
         assert stack.state("certd") == "starting"
-        assert any("certd starting" in m for m in got), got
-        assert drain("READY=1", timeout=5)
+        assert any("certd starting" in m for m in ns.got), ns.got
+        assert ns.drain("READY=1", timeout=5)
         assert stack.state("certd") == "running"
         # The children's NOTIFY_SOCKET is the supervisor's own, not systemd's: the stand-ins'
         # READY=1 never reached this socket.
-        assert sum("READY=1" in m for m in got) == 1
-        got.clear()
+        assert sum("READY=1" in m for m in ns.got) == 1
+        ns.got.clear()
         os.kill(stack.proc.pid, signal.SIGHUP)
-        assert drain("RELOADING=1") and drain("READY=1")
-        assert "MONOTONIC_USEC=" in next(m for m in got if "RELOADING=1" in m)
+        assert ns.drain("RELOADING=1") and ns.drain("READY=1")
+        assert "MONOTONIC_USEC=" in next(m for m in ns.got if "RELOADING=1" in m)
         stack.proc.send_signal(signal.SIGTERM)
-        assert drain("STOPPING=1")
+        assert ns.drain("STOPPING=1")
         assert stack.wait_exit() == 0
+
+
+@standin_only
+def test_not_ready_while_a_component_is_fatal(tmp_path, procs):
+    """systemd must not call the service active while a component is FATAL."""
+    stack = Stack(tmp_path, procs, modes={"certd": "exit2"})
+    with SystemdSocket(stack.base) as ns:
+        stack.start(env={"NOTIFY_SOCKET": ns.path})
+        assert ns.drain("certd fatal")
+        assert not ns.drain("READY=1", timeout=0.3), ns.got
+        assert "stack ready" not in stack.log()
+        with open(os.path.join(stack.libexec, "certd"), "w") as f:
+            f.write(f'#!/bin/sh\nexec env STANDIN_CERTD= /usr/bin/python3 {STANDIN} certd "$@"\n')
+        assert stack.ctl("restart", "certd").returncode == 0
+        assert ns.drain("READY=1")
+        assert "stack ready" in stack.log()
 
 
 # --- restart policy ------------------------------------------------------------------------------
