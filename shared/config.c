@@ -1556,10 +1556,13 @@ static char *read_file(const char *path, size_t *len)
 }
 
 /* Relative paths in the file (unix: socket paths too) are relative to the file's directory, not to
- * the cwd: the supervisor, the edge and certd all read the same file, each from its own cwd. */
+ * the cwd: the supervisor, the edge and certd all read the same file, each from its own cwd. An
+ * origin that is gone (the supervisor's copy outlives an edit) still names its directory. */
 static char *config_dir(const char *path)
 {
     char *real = realpath(path, NULL), *slash;
+    if (!real && path[0] == '/')
+        real = strdup(path);
     if (!real)
         return NULL;
     slash = strrchr(real, '/');
@@ -1570,22 +1573,35 @@ static char *config_dir(const char *path)
     return real;
 }
 
+char *config_read_file(const char *path, size_t *len)
+{
+    return read_file(path, len);
+}
+
+int config_load_text(hearth_config *cfg, const char *yaml, size_t len, const char *origin,
+                     char *err, size_t errlen)
+{
+    char *dir = config_dir(origin);
+    int rc = load_text(cfg, yaml, len, origin, dir, err, errlen);
+    free(dir);
+    return rc;
+}
+
 int config_load(hearth_config *cfg, const char *path, char *err, size_t errlen)
 {
     size_t len = 0;
     if (!path)
         path = CONFIG_DEFAULT_PATH;
-    char *text = read_file(path, &len), *dir;
-    int rc;
+    char *text = read_file(path, &len);
     if (!text) {
         if (err && errlen)
             snprintf(err, errlen, "%s: %s", path, strerror(errno));
         memset(cfg, 0, sizeof(*cfg));
         return -1;
     }
-    dir = config_dir(path);
-    rc = load_text(cfg, text, len, path, dir, err, errlen);
-    free(dir);
+    const char *origin = getenv(CONFIG_ORIGIN_ENV);
+    int rc =
+        config_load_text(cfg, text, len, origin && origin[0] == '/' ? origin : path, err, errlen);
     free(text);
     return rc;
 }
