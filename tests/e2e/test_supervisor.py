@@ -57,13 +57,13 @@ class Stack:
             self.module = os.path.join(self.base, "app.so")
             open(self.module, "w").close()
 
-    def write_config(self, supervisor=None, extra="", sites=None):
+    def write_config(self, supervisor=None, extra="", sites=None, https=""):
         sup = {"stop_timeout": "1s", "restart_delay": "50ms", "restart_delay_max": "400ms",
                "restart_reset": "5s", "max_restarts": 3, "restart_window": "30s"}
         sup.update(supervisor or {})
         sites = sites if sites is not None else "  - name: example.localhost\n"
         text = (f"run_dir: {self.run_dir}\nstate_dir: {self.base}/state\n"
-                f"edge:\n  http: [\"127.0.0.1:{self.port}\"]\n  https: []\n"
+                f"edge:\n  http: [\"127.0.0.1:{self.port}\"]\n  https: [{https}]\n"
                 f"appserver:\n  modules: [{self.module}]\n"
                 "supervisor:\n" + "".join(f"  {k}: {v}\n" for k, v in sup.items()) +
                 extra + "sites:\n" + sites)
@@ -107,13 +107,20 @@ class Stack:
         st = self.status()
         return st[name]["state"] if st else None
 
+    def running_anew(self, name, old_pid):
+        """name runs again, in a process other than old_pid (one status: no torn reads)."""
+        st = self.status()
+        return st is not None and st[name]["state"] == "running" and \
+            st[name]["pid"] not in (None, old_pid)
+
     def all_settled(self):
         st = self.status()
         return st is not None and all(
             c["state"] in ("running", "fatal", "disabled") for c in st.values())
 
-    def events(self, name):
-        """[(time, event, pid, detail)] the stand-in recorded."""
+    def events(self, name, checks=False):
+        """[(time, event, pid, detail)] the stand-in recorded; its --check runs only with
+        checks (they are other processes)."""
         path = os.path.join(self.base, name + ".events")
         if not os.path.exists(path):
             return []
@@ -121,7 +128,8 @@ class Stack:
         with open(path) as f:
             for line in f:
                 t, ev, pid, *rest = line.rstrip("\n").split(" ", 3)
-                out.append((float(t), ev, int(pid), rest[0] if rest else ""))
+                if ev != "check" or checks:
+                    out.append((float(t), ev, int(pid), rest[0] if rest else ""))
         return out
 
     def count(self, name, what):
@@ -213,6 +221,54 @@ def test_check_ok(stack):
     assert "ok" in r.stdout
 
 
+def key_pair(d, name):
+    """A self-signed certificate and its key, as name.pem and name.key in d."""
+    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-subj",
+                    "/CN=example.com", "-days", "2"], check=True, capture_output=True)
+    return cert, key
+
+
+def site_with_files(cert, key):
+    return f"  - name: example.com\n    tls:\n      - cert: {cert}\n        key: {key}\n"
+
+
+# What a start would fail on, found by `check`: each case is (config, component, reason).
+START_FAILURES = {
+    "static_root": (lambda d: {"sites": "  - name: example.localhost\n    static:\n"
+                                        f"      - prefix: /\n        root: {d}/missing\n"},
+                    "edge", "static root"),
+    "module_missing": (lambda d: {"module": f"{d}/missing.so"}, "appserver", "cannot load"),
+    "module_abi": (lambda d: {"module": binary("appserver", "mod_abi.so")}, "appserver",
+                   "ABI version"),
+    "cert_missing": (lambda d: {"sites": site_with_files(f"{d}/missing.pem", f"{d}/missing.key")},
+                     "edge", "No such file"),
+    "key_mismatch": (lambda d: {"sites": site_with_files(key_pair(d, "a")[0], key_pair(d, "b")[1])},
+                     "edge", "does not match"),
+    "acme_without_agree_tos": (lambda d: {"sites": "  - name: www.example.com\n    tls: acme\n"},
+                               "certd", "agree_tos"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(START_FAILURES))
+def test_check_finds_what_start_would_fail_on(tmp_path, procs, case):
+    """`check` runs each component's own check, so it passes nothing a start then fails on; and
+    start refuses it up front too (exit 2, nothing started) instead of a FATAL component."""
+    make, component, reason = START_FAILURES[case]
+    stack = Stack(tmp_path, procs, real=True)
+    setup = make(stack.base)
+    stack.module = setup.get("module", stack.module)
+    stack.write_config(sites=setup.get("sites"), https=f'"127.0.0.1:{free_port()}"')
+    r = stack.ctl("check")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"{component} refuses it" in r.stderr and reason in r.stderr, r.stderr
+    p = stack.start(wait=False)
+    assert p.wait(timeout=20) == 2
+    log = stack.log()
+    assert reason in log and "nothing started" in log, log
+
+
 def test_port_in_use_exit_2_nothing_started(stack):
     stack.write_config()
     with socket.socket() as busy:
@@ -246,9 +302,11 @@ def test_start_status_and_stop(stack):
         wait_until(lambda: "edge: edge stand-in started" in stack.log(), what="prefixed stderr")
         assert "appserver: appserver stand-in started" in stack.log()
         starts = {n: stack.events(n)[0][3] for n in COMPONENTS}
-        assert f"args=--config {stack.config}" in starts["edge"]
-        assert f"args=-c {stack.config}" in starts["appserver"]
-        assert f"args=--daemon -c {stack.config}" in starts["certd"]
+        # The components run the supervisor's copy of the config it validated.
+        copy = os.path.join(stack.run_dir, "validated.yaml")
+        assert f"args=--config {copy}" in starts["edge"]
+        assert f"args=-c {copy}" in starts["appserver"]
+        assert f"args=--daemon -c {copy}" in starts["certd"]
         assert "fds=http" in starts["edge"] and "fds=app" in starts["appserver"]
         assert "fds= " in starts["certd"] + " "
     r = stack.ctl("stop")
@@ -501,8 +559,7 @@ def test_edge_crash_loop_refuses_no_connection(stack):
         for i in range(6):
             old = stack.status()["edge"]["pid"]
             os.kill(old, signal.SIGKILL)
-            wait_until(lambda: stack.state("edge") == "running"
-                       and stack.status()["edge"]["pid"] != old, what=f"edge back after kill {i}")
+            wait_until(lambda: stack.running_anew("edge", old), what=f"edge back after kill {i}")
             time.sleep(0.5)  # the drill's pace: clients get served between kills
     print(f"edge x6 SIGKILL: {loop.ok} ok, {loop.refused} refused, {loop.failed} cut")
     assert loop.refused == 0, vars(loop)
@@ -695,6 +752,57 @@ def test_reload_all_one_and_refused(stack):
     assert "reload refused" in stack.log()
 
 
+def test_restart_runs_the_last_validated_config(stack):
+    """A broken file on disk (its reload refused) plus a crash is no outage: a restarted
+    component runs the config that was last validated, not the file as it is now."""
+    stack.start()
+    with open(stack.config, "a") as f:
+        f.write("bogus_key: 1\n")
+    r = stack.ctl("reload")
+    assert r.returncode == 1 and "bogus_key" in r.stderr, r.stderr
+    for name in COMPONENTS:
+        old = stack.status()[name]["pid"]
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: stack.running_anew(name, old), what=f"{name} running again")
+    assert http_get(stack.port).startswith("HTTP/1.")
+    assert {c["state"] for c in stack.status().values()} == {"running"}
+
+
+def test_reload_is_all_or_nothing_and_names_each_outcome(stack):
+    """One component refusing the new config (here the edge, for a missing static root) means
+    none takes it: the appserver keeps its module. Each component's outcome is named."""
+    if REAL:
+        stack.module, new_module = binary("appserver", "mod_v1.so"), binary("appserver", "mod_v2.so")
+    else:
+        new_module = os.path.join(stack.base, "app2.so")
+        open(new_module, "w").close()
+    stack.write_config()
+    stack.start()
+    app_sock = os.path.join(stack.run_dir, "app.sock")
+    root = os.path.join(stack.base, "static")
+    stack.module = new_module
+    stack.write_config(sites=f"  - name: example.localhost\n    static:\n"
+                             f"      - prefix: /s/\n        root: {root}\n")
+    r = stack.ctl("reload")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "edge: refused:" in r.stderr and "static root" in r.stderr, r.stderr
+    assert "appserver: unchanged" in r.stderr and "certd: unchanged" in r.stderr, r.stderr
+    if REAL:
+        assert "v1" in http_get(app_sock)
+    else:
+        assert not any(stack.count(n, "hup") for n in COMPONENTS)
+    # Fixed, the same reload goes through, for everyone.
+    os.mkdir(root)
+    r = stack.ctl("reload")
+    assert r.returncode == 0, r.stderr
+    for name in COMPONENTS:
+        assert f"{name}: reloaded" in r.stdout, r.stdout
+    if REAL:
+        wait_until(lambda: "v2" in http_get(app_sock), what="the new module answering")
+    else:
+        wait_until(lambda: all(stack.count(n, "hup") == 1 for n in COMPONENTS), what="HUP to all")
+
+
 @standin_only
 def test_reload_waits_for_a_starting_component(tmp_path, procs):
     """SIGHUP's default action kills: a component still starting gets it once READY=1."""
@@ -750,7 +858,8 @@ def test_certd_reload_request_revives_a_fatal_edge(tmp_path, procs):
     stack = Stack(tmp_path, procs, modes={"edge": "exit2", "certd": "readyafter=0.5,askreload=edge"})
     stack.start()
     wait_until(lambda: stack.count("edge", "start") == 2, what="edge started again")
-    assert "edge is FATAL: restarting it instead" in stack.log()
+    wait_until(lambda: "certd asks to reload edge: restarted (it was FATAL)" in stack.log(),
+               what="the reason logged")
 
 
 # --- the control protocol itself ----------------------------------------------------------------
