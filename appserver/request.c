@@ -1,5 +1,6 @@
 /* hearth_req: built from the parser's spans, decoded lazily where it costs (query, form,
  * cookies, JSON), and the request half of the public SDK. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -360,4 +361,44 @@ const char *hearth_req_client_addr(const hearth_req *req)
 void *hearth_req_module_data(const hearth_req *req)
 {
     return req->module_data;
+}
+
+/* ---- Conveniences (ABI 1.1) ---- */
+
+static int parse_int64(const char *s, int64_t *out)
+{
+    if (!s)
+        return -1;
+    const char *digits = *s == '-' ? s + 1 : s;
+    if (*digits < '0' || *digits > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno == ERANGE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int hearth_req_param_int(const hearth_req *req, const char *name, int64_t *out)
+{
+    return parse_int64(hearth_req_param(req, name), out);
+}
+
+int hearth_req_query_int(const hearth_req *req, const char *name, int64_t *out)
+{
+    return parse_int64(hearth_req_query(req, name), out);
+}
+
+void *hearth_req_alloc(hearth_req *req, size_t size)
+{
+    if (size > ((size_t)1 << 40))
+        return NULL; /* no request needs that; rounding it up could wrap */
+    return arena_alloc(req->arena, size);
+}
+
+char *hearth_req_strdup(hearth_req *req, const char *s)
+{
+    return s ? arena_strndup(req->arena, s, strlen(s)) : NULL;
 }
