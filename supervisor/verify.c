@@ -20,8 +20,9 @@
 
 #include "shared/log.h"
 
-/* A check that takes longer is stuck (a module's constructor waiting on something). */
-#define CHECK_TIMEOUT_MS 15000
+/* A check that takes longer is stuck (a module's constructor waiting on something). The
+ * supervisor waits for the checks before it answers `reload`, whose client gives up after 10s. */
+#define CHECK_TIMEOUT_MS 5000
 #define CHECK_OUTPUT_MAX 4096
 
 static int64_t now_ms(void)
