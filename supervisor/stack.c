@@ -24,6 +24,16 @@ sv_child *stack_child_by_name(supervisor *sv, const char *name)
     return NULL;
 }
 
+sv_child *stack_child_requested(supervisor *sv, const char *name, char *err, size_t errlen)
+{
+    sv_child *c = stack_child_by_name(sv, name);
+    if (c == NULL)
+        snprintf(err, errlen, "no such component '%s' (edge, appserver or certd)", name);
+    else if (!c->enabled)
+        snprintf(err, errlen, "%s is not enabled by the config", name);
+    return c != NULL && c->enabled ? c : NULL;
+}
+
 sv_child *stack_child_by_pid(supervisor *sv, pid_t pid)
 {
     for (int i = 0; i < CHILD_COUNT; i++)
@@ -299,14 +309,8 @@ int stack_reload(supervisor *sv, const char *name, sv_reload_report *report, cha
         return -1;
     }
     sv_child *only = NULL;
-    if (name != NULL && (only = stack_child_by_name(sv, name)) == NULL) {
-        snprintf(err, errlen, "no such component '%s'", name);
+    if (name != NULL && (only = stack_child_requested(sv, name, err, errlen)) == NULL)
         return -1;
-    }
-    if (only != NULL && !only->enabled) {
-        snprintf(err, errlen, "%s is not enabled by the config", name);
-        return -1;
-    }
     hearth_config next;
     sv_verdict v[CHILD_COUNT];
     if (verify_adopt_file(sv, &next, v, err, errlen) < 0) {
