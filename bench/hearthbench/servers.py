@@ -157,10 +157,12 @@ class Servers:
         # connection after each response without saying so, which wrk counts as a read error;
         # the added header says it. (--http11-socket keeps connections open but serves fewer
         # requests/s with one sync worker, so the faster of uWSGI's two is measured.)
+        # --die-on-term: SIGTERM stops it, as it stops every other server here (uWSGI 2.0
+        # reloads on it).
         return [shutil.which("uwsgi"), "--plugin", "python3", "--http-socket", bind,
                 "--add-header", "Connection: close", "--master", "--processes",
                 str(self.workers), "--chdir", APPS, "--module", f"{app}:app",
-                "--disable-logging"]
+                "--disable-logging", "--die-on-term"]
 
     def _start_wsgi(self, kind, app):
         """bench/apps/APP.py's `app` served by KIND over HTTP on the TCP port named KIND:APP."""
