@@ -5,14 +5,20 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 
 import pytest
 
-from conftest import (NOTES_APP_DIR, SOURCE, binary, free_port, make_test_pki,
-                      notes_under_gunicorn, start_notes)
+from conftest import (BUILD, NOTES_APP_DIR, SANITIZED, SOURCE, binary, free_port,
+                      make_test_pki)
 
 BROWSER_DIR = os.path.join(SOURCE, "tests", "browser")
+
+# What the browser exercises of our code, test_notes_site runs in the sanitizer build too; a
+# second pass of Chromium there would only double the suite's longest minute.
+pytestmark = pytest.mark.skipif(SANITIZED, reason="run in the normal build only")
 
 
 def playwright_installed():
@@ -77,20 +83,46 @@ def test_site_in_chromium_at_desktop_and_phone_sizes(notes_server, tmp_path, dri
     assert phone["submitWidth"] > 300 > desktop["submitWidth"]
 
 
-def test_https_with_a_root_given_to_chromium(procs, tmp_path, driver):
-    """How ./demo is to be checked (Pebble's root is no system root): Gunicorn serves HTTPS
-    with a certificate from a throwaway CA for notes.localhost (Chromium resolves *.localhost
-    to loopback), and the driver's --ca has Chromium trust that CA, and only for this run."""
-    pki = make_test_pki(tmp_path / "pki", "DNS:notes.localhost")
-    tls = ["--certfile", str(pki / "cert.pem"), "--keyfile", str(pki / "key.pem")]
-    port = start_notes(procs, notes_under_gunicorn, tmp_path / "notes.db", tls)
-    url = f"https://notes.localhost:{port}"
-    seen = browse(driver, url, "--ca", str(pki / "ca.pem"))
-    check_visit(seen["desktop"], https=True)
-    check_visit(seen["phone"], https=True)
-    # and without the root Chromium refuses the certificate: the trust came from --ca
-    refused = subprocess.run([*driver, url], capture_output=True, text=True, timeout=120)
-    assert refused.returncode != 0 and "ERR_CERT_AUTHORITY_INVALID" in refused.stderr
+def test_the_demo_in_chromium_trusting_pebbles_root(tmp_path, driver):
+    """./demo as a user runs it: Pebble, then the whole stack serving the Flask site with a
+    certificate certd got from Pebble. Chromium, given Pebble's root as the demo prints it (and
+    only for this run: a throwaway NSS database), loads the page at both sizes, adds and deletes
+    a note; without the root it refuses the certificate. Ctrl-C stops it all."""
+    https = free_port()
+    env = dict(os.environ, HEARTH_BUILD=os.path.abspath(BUILD), TMPDIR=str(tmp_path),
+               HEARTH_DEMO_HTTP_PORT=str(free_port()), HEARTH_DEMO_HTTPS_PORT=str(https))
+    demo = subprocess.Popen([os.path.join(SOURCE, "demo")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out = read_demo_until(demo, "Ctrl-C stops everything", timeout=90)
+        url = f"https://notes.localhost:{https}/"
+        root = str(tmp_path / "hearth-demo-pebble-root.pem")
+        assert f"--ca {root}" in out
+        seen = browse(driver, url, "--ca", root)
+        check_visit(seen["desktop"], https=True)
+        check_visit(seen["phone"], https=True)
+        refused = subprocess.run([*driver, url], capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "ERR_CERT_AUTHORITY_INVALID" in refused.stderr
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        rest, _ = demo.communicate(timeout=30)
+    assert demo.returncode == 130, rest
+
+
+def read_demo_until(demo, marker, timeout):
+    """The demo's output up to the line holding marker; fails with the output so far if the
+    demo exits or takes longer than timeout."""
+    out = []
+    timer = threading.Timer(timeout, demo.kill)
+    timer.start()
+    try:
+        for line in demo.stdout:
+            out.append(line)
+            if marker in line:
+                return "".join(out)
+    finally:
+        timer.cancel()
+    raise AssertionError("the demo ended before it was ready:\n" + "".join(out))
 
 
 def test_behind_the_edge_over_https(notes_server, procs, tmp_path, driver):
