@@ -118,12 +118,17 @@ def page_db_setup(ctx):
     material.make_page_db(ctx.servers.page_db)
 
 
+def app_alone(kind, app):
+    """GET / of the Flask app bench/apps/APP.py over HTTP from the app server KIND alone
+    (appserver, gunicorn or uwsgi; the server and its port are both named KIND:APP)."""
+    name = f"{kind}:{app}"
+    return throughput(name, "http", name, "/")
+
+
 def wsgi_sides(app):
-    """GET / of the Flask app bench/apps/APP.py over HTTP from the appserver (through its WSGI
-    bridge), Gunicorn and uWSGI."""
-    return {side: throughput(f"{kind}:{app}", "http", f"{kind}:{app}", "/")
-            for side, kind in (("hearth", "appserver"), ("gunicorn", "gunicorn"),
-                               ("uwsgi", "uwsgi"))}
+    """The Flask app APP from the appserver (through its WSGI bridge), Gunicorn and uWSGI."""
+    return {"hearth": app_alone("appserver", app), "gunicorn": app_alone("gunicorn", app),
+            "uwsgi": app_alone("uwsgi", app)}
 
 
 def issuance(client):
@@ -189,8 +194,7 @@ def items():
              [rps_line("app hello, edge>appserver vs nginx>gunicorn", "nginx+gunicorn")]),
         Item("6", "app hello: appserver alone vs Gunicorn + Flask alone (HTTP)",
              {"hearth": throughput("appserver_tcp", "http", "appserver_tcp", "/"),
-              "gunicorn": throughput("gunicorn:flask_hello", "http", "gunicorn:flask_hello",
-                                     "/")},
+              "gunicorn": app_alone("gunicorn", "flask_hello")},
              [rps_line("app hello, appserver vs gunicorn+flask", "gunicorn")]),
         Item("7", "latency at a fixed request rate on row 5",
              {"hearth": latency("edge_app", "edge_app"),
