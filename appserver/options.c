@@ -186,8 +186,6 @@ static int from_config(appserver_opts *o, const char *path)
     for (size_t i = 0; i < a->env.count; i++)
         list_add(&o->env, a->env.items[i]);
     set_str(&o->mount, a->mount);
-    if (!o->chdir && strrchr(path, '/')) /* relative module names resolve next to the file */
-        o->chdir = strndup(path, (size_t)(strrchr(path, '/') - path));
     config_free(&cfg);
     return 0;
 }

@@ -1262,6 +1262,14 @@ static char *joined(const char *dir, const char *tail)
     return out;
 }
 
+static bool has_wsgi_app(const config_appserver *a)
+{
+    for (size_t i = 0; i < a->modules.count; i++)
+        if (config_is_wsgi_app(a->modules.items[i]))
+            return true;
+    return false;
+}
+
 /* Values that default to other values are filled once everything is read, so that they
  * follow a changed run_dir or state_dir wherever in the file it was set. */
 static int derive(loader *ld, yaml_node_t *root)
@@ -1281,6 +1289,9 @@ static int derive(loader *ld, yaml_node_t *root)
     }
     if (!map_has(ld, app, "max_body_size"))
         cfg->appserver.max_body_size = cfg->edge.max_body_size;
+    if (!cfg->appserver.chdir && ld->basedir && has_wsgi_app(&cfg->appserver) &&
+        !(cfg->appserver.chdir = strdup(ld->basedir)))
+        return fail_nomem(ld, NULL, "appserver.chdir");
     if (!cfg->certd.cert_dir && cfg->state_dir &&
         !(cfg->certd.cert_dir = joined(cfg->state_dir, "/certs")))
         return fail_nomem(ld, NULL, "certd.cert_dir");
