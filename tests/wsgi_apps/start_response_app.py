@@ -1,0 +1,43 @@
+"""Valid uses of start_response: exc_info replacing a response not yet sent, exc_info after
+the headers went out (the server must re-raise and abort), and the write() callable."""
+import sys
+from wsgiref.validate import validator
+
+TEXT = [("Content-Type", "text/plain")]
+
+
+def replace_before(environ, start_response):
+    start_response("200 OK", TEXT + [("X-First", "1")])
+    try:
+        raise ValueError("changed my mind")
+    except ValueError:
+        start_response("503 Service Unavailable", TEXT + [("X-Second", "1")], sys.exc_info())
+    return [b"replaced\n"]
+
+
+def exc_after(environ, start_response):
+    start_response("200 OK", TEXT)
+    yield b"partial\n"
+    try:
+        raise ValueError("too late to change")
+    except ValueError:
+        # headers are out: this must raise the exception again, and the server abort
+        start_response("500 Internal Server Error", TEXT, sys.exc_info())
+    yield b"must never be sent\n"
+
+
+def write_callable(environ, start_response):
+    write = start_response("200 OK", TEXT)
+    write(b"one,")
+    write(b"two,")
+    return [b"three\n"]
+
+
+ROUTES = {"/replace-before": replace_before, "/exc-after": exc_after, "/write": write_callable}
+
+
+def dispatch(environ, start_response):
+    return ROUTES[environ["PATH_INFO"]](environ, start_response)
+
+
+app = validator(dispatch)
