@@ -61,6 +61,15 @@ def unix_open(path):
         return False
 
 
+def children(pid):
+    """The pids of a process's children (for the appserver master: its workers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
 def read_until_close(sock, stop=None):
     """Everything a server sends on sock until it closes, times out or resets; with stop, also
     return as soon as the bytes read so far contain it. Closes sock."""
@@ -306,15 +315,22 @@ def wsgi(procs, tmp_path):
 
 class Load:
     """Clients sending requests continuously, each fetch() returning (status, body): every
-    200's body in load.bodies, every other answer or exception in load.failures."""
+    200's body in load.bodies, every other answer or exception in load.failures. As a context
+    manager, the clients stop when the block ends, failed assertion or not."""
 
     def __init__(self, fetch, threads=3):
         self.fetch = fetch
         self.bodies, self.failures = [], []
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
         for t in self.threads:
             t.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.finish()
 
     def run(self):
         while not self.stop.is_set():

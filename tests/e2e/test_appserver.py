@@ -14,7 +14,7 @@ import time
 import pytest
 
 import conftest
-from conftest import binary, read_until_close, unix_open, wait_until
+from conftest import binary, children, read_until_close, unix_open, wait_until
 
 APPSERVER = binary("appserver", "appserver")
 
@@ -57,14 +57,6 @@ def raw(sock, data, timeout=5):
 
 def statuses(answer):
     return [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
 
 
 class App:

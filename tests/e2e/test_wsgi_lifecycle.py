@@ -1,0 +1,139 @@
+"""The WSGI bridge's life cycle (issue 11): a stuck worker's Python stack in the error log,
+threads that run while the worker waits, apps that fail to import, a segfault in C, and SIGHUP
+reloads under load. HEARTH_WSGI_SERVER=gunicorn runs them against Gunicorn (see
+conftest.start_wsgi)."""
+import os
+import re
+import shutil
+import signal
+import time
+
+import pytest
+
+from conftest import WSGI_APPS, Load, children, parse_responses, wait_until
+
+
+def pid_of(server):
+    r = server.get("/")
+    assert r.status == 200, r
+    return int(r.body.split()[0])
+
+
+def killed_in_flight(server, path, timeout=15):
+    """Request path from a worker that dies serving it: the client gets no answer, or a 5xx
+    if the master answers for the dead worker."""
+    s = server.connect(timeout=timeout)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+    answer = b""
+    try:
+        answer = s.recv(65536)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    s.close()
+    assert answer == b"" or parse_responses(answer)[0].status >= 500, answer
+
+
+@pytest.mark.gunicorn_differs("it logs WORKER TIMEOUT and no Python stack")
+def test_worker_timeout_logs_the_python_stack_and_replaces_the_worker(wsgi):
+    server = wsgi("timeout_app:app", timeout=2)
+    pid = pid_of(server)
+    t0 = time.monotonic()
+    killed_in_flight(server, "/hang")
+    assert time.monotonic() - t0 < 10
+    # faulthandler's format: '  File "/.../timeout_app.py", line 11 in stuck_forever'
+    server.wait_log(r'File ".*timeout_app\.py", line \d+ in stuck_forever')
+    server.wait_log(r"GET /hang")
+    assert pid_of(server) != pid
+    assert server.proc.poll() is None
+
+
+def test_app_threads_run_while_the_worker_waits(wsgi):
+    """The app's own thread counts every 10 ms; it can only count while the worker waits for
+    the next request if the worker released the GIL."""
+    server = wsgi("thread_app:app", workers=1)
+    pid1, count1 = map(int, server.get("/").body.split())
+    time.sleep(0.3)  # the interval under test: the worker is idle in its event loop
+    pid2, count2 = map(int, server.get("/").body.split())
+    assert pid1 == pid2
+    assert count2 - count1 >= 10, (count1, count2)
+
+
+@pytest.mark.parametrize("app,error", [
+    ("broken_syntax_app:app", r'broken_syntax_app\.py", line 4.*SyntaxError'),
+    ("broken_import_app:app",
+     r"ModuleNotFoundError: No module named 'hearth_probe_no_such_module'"),
+    ("broken_raise_app:app", r"RuntimeError: probe failure at import"),
+    ("no_such_module_anywhere:app", r"No module named 'no_such_module_anywhere'"),
+])
+def test_import_failure_exits_non_zero_with_the_traceback(wsgi, app, error):
+    server = wsgi(app, wait=False)
+    assert server.proc.wait(timeout=20) != 0
+    log = server.log()
+    assert re.search(error, log, re.S), log
+    if "no_such_module" not in app:
+        assert "Traceback (most recent call last)" in log, log
+
+
+def test_segfault_kills_only_that_worker(wsgi):
+    server = wsgi("crash_app:app", workers=1)
+    pid = pid_of(server)
+    killed_in_flight(server, "/crash")
+    assert pid_of(server) != pid  # served by a new worker
+    assert server.proc.poll() is None
+
+
+# ---- SIGHUP reload ----------------------------------------------------------------------
+
+
+def deploy(src, target):
+    """Replace the app's file the way a deploy should: a new file renamed over the old."""
+    tmp = target.with_suffix(".new")
+    shutil.copy(src, tmp)
+    os.replace(tmp, target)
+
+
+def reloadable(wsgi, tmp_path):
+    """reload_app.py (version 1) served by two workers, and a client loop asking it."""
+    code = tmp_path / "code"
+    code.mkdir()
+    target = code / "reload_app.py"
+    deploy(os.path.join(WSGI_APPS, "reload_v1.py"), target)
+    server = wsgi("reload_app:app", workers=2, chdir=code)
+    load = Load(lambda: (lambda r: (r.status, r.body))(server.get("/", timeout=5)))
+    wait_until(lambda: len(load.bodies) >= 20 or load.failures, what="v1 answering under load")
+    return server, target, load
+
+
+def test_reload_picks_up_new_code_with_zero_failures(wsgi, tmp_path):
+    server, target, load = reloadable(wsgi, tmp_path)
+    old_workers = set(children(server.proc.pid))
+    with load:
+        deploy(os.path.join(WSGI_APPS, "reload_v2.py"), target)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: load.bodies[-1:] == [b"version 2\n"], what="version 2 served")
+        # requests in flight on the old workers may still answer v1 until they are gone
+        wait_until(lambda: not old_workers & set(children(server.proc.pid)),
+                   what="old workers gone")
+        mark = len(load.bodies)
+        wait_until(lambda: len(load.bodies) >= mark + 30, what="more answers after the switch")
+    assert load.failures == []
+    assert load.bodies[0] == b"v1\n"
+    assert set(load.bodies[mark:]) == {b"version 2\n"}
+
+
+@pytest.mark.gunicorn_differs("its new workers fail to boot and the arbiter halts")
+def test_reload_to_broken_code_keeps_the_old_version_serving(wsgi, tmp_path):
+    server, target, load = reloadable(wsgi, tmp_path)
+    with load:
+        deploy(os.path.join(WSGI_APPS, "broken_syntax_app.py"), target)
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_log(r"SyntaxError")
+        # the appserver's word that the reload is over and the old generation stays (as for
+        # C modules): from here on the old version must answer everything
+        server.wait_log(r"reload failed: .*still serving")
+        mark = len(load.bodies)
+        wait_until(lambda: len(load.bodies) >= mark + 50 or load.failures,
+                   what="answers after the failed reload")
+    assert load.failures == []
+    assert set(load.bodies) == {b"v1\n"}
+    assert server.proc.poll() is None
