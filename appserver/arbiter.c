@@ -20,6 +20,7 @@
 
 #define MAX_WORKERS 256
 #define TICK_MS 100
+#define STALL_MS 1000         /* a tick this late means the master itself was not running */
 #define ABORT_TO_KILL_MS 2000 /* after SIGABRT, how long a timed-out worker gets to die */
 #define FAST_STOP_MS 1000
 #define BACKOFF_FREE_CRASHES 2
@@ -65,6 +66,8 @@ typedef struct {
     int64_t next_spawn_ms;
     bool stopping, fast_stop;
     int64_t stop_deadline_ms;
+    int64_t last_tick_ms;   /* when on_tick last ran */
+    int64_t judged_from_ms; /* heartbeats older than this are not held against a worker */
     int exit_code;
 } arbiter;
 
@@ -448,7 +451,8 @@ static void check_timeout(arbiter *a, int i, int64_t now)
     worker_slot *s = &a->slots[i];
     if (w->abort_sent)
         return;
-    int64_t silent = now - atomic_load(&s->beat_ms);
+    int64_t beat = atomic_load(&s->beat_ms);
+    int64_t silent = now - (beat > a->judged_from_ms ? beat : a->judged_from_ms);
     if (silent <= a->opts->timeout_ms)
         return;
     if (atomic_load(&s->busy))
@@ -465,10 +469,26 @@ static void check_timeout(arbiter *a, int i, int64_t now)
     w->kill_at_ms = now + ABORT_TO_KILL_MS;
 }
 
+/* A master that did not run for a while (SIGSTOP, a suspended machine, starvation) saw no
+ * heartbeat in that time either: that silence is its own, not the workers'. They get a full
+ * timeout from now; one that is really stuck is still caught then. */
+static void forgive_own_pause(arbiter *a, int64_t now)
+{
+    int64_t gap = now - a->last_tick_ms;
+    if (gap > STALL_MS) {
+        log_warn("the master did not run for %lld ms (stopped?); worker heartbeats are judged "
+                 "from now",
+                 (long long)gap);
+        a->judged_from_ms = now;
+    }
+    a->last_tick_ms = now;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     arbiter *a = t->data;
     int64_t now = scoreboard_now_ms();
+    forgive_own_pause(a, now);
     for (int i = 0; i < MAX_WORKERS; i++) {
         worker_rec *w = &a->w[i];
         if (w->state == W_FREE)
@@ -554,6 +574,7 @@ static int setup(arbiter *a, char *err, size_t errlen)
     uv_poll_start(&a->notify_poll, UV_READABLE, on_notify);
     uv_timer_init(&a->loop, &a->tick);
     a->tick.data = a;
+    a->last_tick_ms = scoreboard_now_ms();
     uv_timer_start(&a->tick, on_tick, TICK_MS, TICK_MS);
     return 0;
 }

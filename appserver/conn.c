@@ -10,36 +10,14 @@
 #include <unistd.h>
 
 #include "accesslog.h"
+#include "conn_impl.h"
 #include "shared/log.h"
 
-#define HDR_MAX 100
-#define READ_CHUNK 16384
 #define WRITE_HIGH (1u << 20)
 #define LINGER_MS 1000
-
-typedef struct conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
-    uv_timer_t timer;
-    uv_shutdown_t shutdown;
-    worker_ctx *w;
-    struct conn *prev, *next;
-    buf in;   /* received, not yet parsed */
-    buf head; /* the current request's head, kept while its body arrives */
-    buf body; /* the current request's decoded body */
-    buf out;  /* answers not yet handed to the kernel */
-    http_parser parser;
-    http_header headers[HDR_MAX];
-    bool in_body, closing, close_after, paused, reading, eof, lingering;
-    int handles_open;
-    size_t writes; /* uv_write requests in flight */
-    uint64_t served;
-    char peer[64];
-} conn;
+/* A module that streams bodies gets its handler called once this much has arrived (or the
+ * whole body, if smaller): small uploads never hold a worker, big ones never fill memory. */
+#define EARLY_DISPATCH_BYTES (64u * 1024)
 
 typedef struct {
     uv_write_t req;
@@ -207,6 +185,11 @@ static void on_write(uv_write_t *req, int status)
         process(c);
         return;
     }
+    if (c->wait_writes && c->writes == 0) {
+        c->wait_writes = false;
+        process(c);
+        return;
+    }
     maybe_close(c);
 }
 
@@ -266,30 +249,53 @@ static int read_head(conn *c)
     return 1;
 }
 
-/* 1: body complete; 0: need more; -1: refused. */
+int conn_parse_body_step(conn *c)
+{
+    size_t consumed = 0, len = 0;
+    const char *data = NULL;
+    http_parse_result r =
+        http_parse_body(&c->parser, buf_head(&c->in), buf_used(&c->in), &consumed, &data, &len);
+    if (r == HTTP_PARSE_ERROR) {
+        c->body_error = http_error_status(c->parser.error);
+        return -1;
+    }
+    if (r == HTTP_PARSE_DATA && !c->discarding && buf_append(&c->body, data, len) != 0) {
+        c->body_error = 413;
+        return -1;
+    }
+    buf_consume(&c->in, consumed);
+    if (r == HTTP_PARSE_DONE)
+        c->body_done = true;
+    return r == HTTP_PARSE_AGAIN ? 0 : 1;
+}
+
+/* 1: enough of the body to dispatch (all of it, or the first part for a worker whose modules
+ * stream bodies; when discarding, all of it); 0: need more; -1: refused. */
 static int read_body(conn *c)
 {
     if (c->parser.body_kind == HTTP_BODY_NONE)
-        return 1;
-    for (;;) {
-        size_t consumed = 0, len = 0;
-        const char *data = NULL;
-        http_parse_result r =
-            http_parse_body(&c->parser, buf_head(&c->in), buf_used(&c->in), &consumed, &data, &len);
-        if (r == HTTP_PARSE_ERROR) {
-            refuse(c, http_error_status(c->parser.error), http_error_reason(c->parser.error));
-            return -1;
-        }
-        if (r == HTTP_PARSE_DATA && buf_append(&c->body, data, len) != 0) {
-            refuse(c, 413, "body too large");
-            return -1;
-        }
-        buf_consume(&c->in, consumed);
-        if (r == HTTP_PARSE_DONE)
+        c->body_done = true;
+    while (!c->body_done) {
+        if (c->w->streaming && !c->discarding && buf_used(&c->body) >= EARLY_DISPATCH_BYTES)
             return 1;
-        if (r == HTTP_PARSE_AGAIN)
+        int r = conn_parse_body_step(c);
+        if (r < 0) {
+            refuse(c, c->body_error,
+                   c->body_error == 413 ? "body too large" : http_error_reason(c->parser.error));
+            return -1;
+        }
+        if (r == 0)
             return 0;
     }
+    return 1;
+}
+
+static void end_exchange(conn *c)
+{
+    http_parser_reset(&c->parser);
+    c->in_body = c->body_done = c->discarding = false;
+    c->body_error = 0;
+    buf_reset(&c->body);
 }
 
 static void slot_enter(worker_ctx *w, const hearth_route *route, const hearth_req *req)
@@ -306,6 +312,46 @@ static void slot_leave(worker_ctx *w)
     atomic_store(&w->slot->beat_ms, scoreboard_now_ms());
 }
 
+/* After a handler that streamed: end the body, or close so the client sees it incomplete. */
+static void finish_stream(conn *c, const hearth_route *route, hearth_res *res)
+{
+    if (response_stream_end(res) != 0) {
+        if (!res->send_failed)
+            log_error("route %s %s: response aborted: %s", route->method, route->pattern,
+                      res->fail[0] ? res->fail : "by the handler");
+        conn_close(c);
+        return;
+    }
+    if (res->until_close || !res->keep_alive)
+        c->close_after = true;
+}
+
+static bool streams_body(const app_module *m)
+{
+    return m->desc->abi_version >> 16 >= 1 && (m->desc->flags & HEARTH_MODULE_STREAMS_BODY);
+}
+
+/* A handler that does not stream bodies sees the whole body, as in ABI 1.0. */
+static int complete_body(conn *c, hearth_req *req, const app_module *m)
+{
+    if (req->body_complete || streams_body(m))
+        return 0;
+    if (conn_read_rest_of_body(c, &req->body, &req->body_len) != 0)
+        return -1;
+    req->body_complete = true;
+    req->reader = NULL;
+    return 0;
+}
+
+static void prepare_response(conn *c, hearth_res *res, bool keep, bool head_only)
+{
+    response_reset(res);
+    res->conn = c;
+    res->version_minor = c->parser.version_minor;
+    res->keep_alive = keep;
+    res->head_only = head_only;
+}
+
 static int run_handler(conn *c, hearth_req *req, const route_match *m, bool keep, bool head_only)
 {
     worker_ctx *w = c->w;
@@ -313,10 +359,25 @@ static int run_handler(conn *c, hearth_req *req, const route_match *m, bool keep
     req->params = m->params;
     req->param_count = m->param_count;
     req->module_data = m->match->module->data;
-    response_reset(&w->res);
+    prepare_response(c, &w->res, keep, head_only);
     slot_enter(w, route, req);
-    int rc = route->handler(req, &w->res);
+    int rc =
+        complete_body(c, req, m->match->module) == 0 ? route->handler(req, &w->res) : HEARTH_ERROR;
     slot_leave(w);
+    if (c->body_error && !w->res.started) {
+        log_info("refused a request body from %s: %d", c->peer, c->body_error);
+        response_simple(&c->out, c->body_error, NULL, false, head_only);
+        c->close_after = true;
+        return c->body_error;
+    }
+    if (w->res.started) {
+        if (rc != HEARTH_OK || w->res.failed)
+            log_error("route %s %s (%s %s): handler failed after its response started: %s",
+                      route->method, route->pattern, req->method, req->target,
+                      w->res.failed ? w->res.fail : "returned an error");
+        finish_stream(c, route, &w->res);
+        return w->res.status;
+    }
     if (rc != HEARTH_OK || w->res.failed) {
         log_error("route %s %s (%s %s): handler failed: %s", route->method, route->pattern,
                   req->method, req->target, w->res.failed ? w->res.fail : "returned an error");
@@ -358,21 +419,28 @@ static void dispatch(conn *c)
     bool last = w->max_requests && w->requests + 1 >= w->max_requests;
     bool keep = p->keep_alive && !w->stopping && !last && !c->eof;
     /* handlers may treat a text body as a string */
-    if (buf_reserve(&c->body, 1) == 0)
+    if (c->body_done && buf_reserve(&c->body, 1) == 0)
         *buf_tail(&c->body) = '\0';
     size_t out_before = buf_used(&c->out);
     hearth_req req;
     route_path path;
     int status = request_build(&req, &w->arena, p, head, buf_head(&c->body), buf_used(&c->body),
                                c->peer, &path);
+    req.conn = c;
+    if (!c->body_done) {
+        req.body_complete = false;
+        req.reader = &conn_streamed_reader;
+    }
+    w->res.started = false;
     if (status) {
         keep = false;
         response_simple(&c->out, status, NULL, keep, head_only);
     } else
         status = route_and_run(c, &req, &path, keep, head_only);
+    size_t bytes = w->res.started ? (size_t)w->res.sent : buf_used(&c->out) - out_before;
     if (w->access_fd >= 0 && req.method)
-        access_log_write(w->access_fd, &req, p->version_minor, status,
-                         buf_used(&c->out) - out_before);
+        access_log_write(w->access_fd, &req, p->version_minor, status, bytes);
+    w->res.conn = NULL;
     request_done(&req);
     arena_reset(&w->arena);
     if (!keep)
@@ -385,8 +453,12 @@ static void finish_request(conn *c)
     w->requests++;
     atomic_fetch_add(&w->slot->requests, 1);
     c->served++;
-    http_parser_reset(&c->parser);
-    c->in_body = false;
+    if (!c->body_done && !c->closing && !c->close_after) {
+        c->discarding = true; /* its handler left part of the body unread: drop it */
+        buf_reset(&c->body);
+    } else {
+        end_exchange(c);
+    }
     if (w->max_requests && w->requests >= w->max_requests && !w->stopping && w->on_max_requests)
         w->on_max_requests();
 }
@@ -420,6 +492,14 @@ static void process(conn *c)
             break;
         if (read_body(c) <= 0)
             break;
+        if (c->discarding) {
+            end_exchange(c);
+            continue;
+        }
+        if (c->w->streaming && c->writes > 0) {
+            c->wait_writes = true; /* its handler writes to the socket itself: after these */
+            break;
+        }
         dispatch(c);
         finish_request(c);
         if (buf_used(&c->out) > WRITE_HIGH && should_pause(c))
@@ -429,7 +509,7 @@ static void process(conn *c)
         should_pause(c);
     if (c->closing || c->lingering)
         return;
-    set_reading(c, !c->paused && !c->close_after);
+    set_reading(c, !c->paused && !c->close_after && !c->wait_writes);
     if (c->eof && !c->close_after) {
         c->close_after = true; /* the client is done sending: answer what we have, then close */
         maybe_close(c);
@@ -498,6 +578,10 @@ static void conn_start(worker_ctx *w, conn *c)
     buf_init(&c->head, 0);
     buf_init(&c->body, 0); /* the parser enforces the body limit */
     buf_init(&c->out, 0);
+    /* answers are written whole (or, streamed, piece by piece as produced): Nagle's delay
+     * would hold back the piece after each un-acknowledged one (nginx's tcp_nodelay) */
+    if (c->h.handle.type == UV_TCP)
+        uv_tcp_nodelay(&c->h.tcp, 1);
     http_parser_init(&c->parser, HTTP_KIND_REQUEST, &w->limits, c->headers, HDR_MAX);
     peer_name(c);
     c->next = w->conns;

@@ -19,8 +19,9 @@ typedef struct {
     int64_t keepalive_ms;
     int64_t request_timeout_ms; /* a started request must arrive within this */
     worker_slot *slot;
-    int access_fd; /* -1: no access log */
-    bool stopping; /* finish what is in flight, take nothing new */
+    int access_fd;  /* -1: no access log */
+    bool stopping;  /* finish what is in flight, take nothing new */
+    bool streaming; /* a loaded module streams bodies: dispatch before the whole body is in */
     uint64_t requests;
     uint64_t max_requests;
     size_t conn_count;

@@ -15,11 +15,12 @@ static int check_descriptor(const app_module *m, char *err, size_t errlen)
                  m->path, HEARTH_MODULE_SYMBOL);
         return -1;
     }
-    if (d->abi_version != HEARTH_APP_ABI_VERSION) {
+    unsigned major = d->abi_version & 0xffffu, minor = d->abi_version >> 16;
+    if (major != HEARTH_APP_ABI_VERSION || minor > HEARTH_APP_ABI_MINOR) {
         snprintf(err, errlen,
-                 "%s: module ABI version %u, this appserver speaks version %d; rebuild the "
+                 "%s: module ABI version %u.%u, this appserver speaks version %d.%d; rebuild the "
                  "module against this appserver's hearth/app.h",
-                 m->path, (unsigned)d->abi_version, HEARTH_APP_ABI_VERSION);
+                 m->path, major, minor, HEARTH_APP_ABI_VERSION, HEARTH_APP_ABI_MINOR);
         return -1;
     }
     if (!d->routes) {

@@ -25,6 +25,11 @@ enum {
     OPT_LOG_JSON,
     OPT_USER,
     OPT_GROUP,
+    OPT_CHDIR,
+    OPT_PYTHONPATH,
+    OPT_VIRTUALENV,
+    OPT_ENV,
+    OPT_MOUNT,
 };
 
 static const struct option long_opts[] = {
@@ -44,13 +49,20 @@ static const struct option long_opts[] = {
     {"log-json", no_argument, NULL, OPT_LOG_JSON},
     {"user", required_argument, NULL, OPT_USER},
     {"group", required_argument, NULL, OPT_GROUP},
+    {"chdir", required_argument, NULL, OPT_CHDIR},
+    {"pythonpath", required_argument, NULL, OPT_PYTHONPATH},
+    {"virtualenv", required_argument, NULL, OPT_VIRTUALENV},
+    {"env", required_argument, NULL, OPT_ENV},
+    {"mount", required_argument, NULL, OPT_MOUNT},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
 
 static const char usage_text[] =
-    "usage: appserver [options] MODULE.so...\n"
+    "usage: appserver [options] APP...\n"
+    "APP: a C module (a path ending in .so), or a Python WSGI application as\n"
+    "pkg.module:callable or pkg.module:factory() (at most one)\n"
     "  -b, --bind ADDR             unix:PATH or HOST:PORT (repeatable; default 127.0.0.1:8000)\n"
     "  -w, --workers N             worker processes (default 1; 0: 2 x cores + 1)\n"
     "  -t, --timeout DUR           kill a worker silent this long (default 30s)\n"
@@ -66,8 +78,21 @@ static const char usage_text[] =
     "      --log-json              error log as JSON lines\n"
     "      --user USER, --group GROUP  drop privileges after binding\n"
     "  -c, --config FILE           the stack's YAML file (section appserver)\n"
+    "      --chdir DIR             change to DIR before loading (default: here; with -c, the\n"
+    "                              config file's directory)\n"
+    "      --pythonpath DIR        put DIR on sys.path (repeatable, or DIR1,DIR2)\n"
+    "      --virtualenv DIR        use the venv in DIR (made by python3 -m venv)\n"
+    "      --env NAME=VALUE        set in the workers' environment (repeatable)\n"
+    "      --mount /PREFIX         the WSGI application's SCRIPT_NAME; other paths get 404\n"
     "Durations: 30 (seconds), 500ms, 2m. Signals: HUP reload, TERM graceful stop, INT/QUIT\n"
     "fast stop, TTIN/TTOU one worker more/less, USR1 reopen logs.\n";
+
+#define SWAP_FIELD(a, b, field)                                                                    \
+    do {                                                                                           \
+        __typeof__((a)->field) tmp_ = (a)->field;                                                  \
+        (a)->field = (b)->field;                                                                   \
+        (b)->field = tmp_;                                                                         \
+    } while (0)
 
 /* Kept for options_reload(): a reload re-reads the file and re-applies the same flags. */
 static int saved_argc;
@@ -151,6 +176,15 @@ static int from_config(appserver_opts *o, const char *path)
     o->log_level = level >= 0 ? level : LOG_INFO;
     o->log_json = cfg.log_format == LOG_FORMAT_JSON;
     set_str(&o->config_path, path);
+    set_str(&o->chdir, a->chdir);
+    for (size_t i = 0; i < a->pythonpath.count; i++)
+        list_add(&o->pythonpath, a->pythonpath.items[i]);
+    set_str(&o->virtualenv, a->virtualenv);
+    for (size_t i = 0; i < a->env.count; i++)
+        list_add(&o->env, a->env.items[i]);
+    set_str(&o->mount, a->mount);
+    if (!o->chdir && strrchr(path, '/')) /* relative module names resolve next to the file */
+        o->chdir = strndup(path, (size_t)(strrchr(path, '/') - path));
     config_free(&cfg);
     return 0;
 }
@@ -189,6 +223,76 @@ static const char *find_config(int argc, char **argv)
             break;
     }
     return path;
+}
+
+/* Gunicorn's --pythonpath takes a comma-separated list; repeating the flag works too. */
+static int add_pythonpath(appserver_opts *o, const char *arg)
+{
+    const char *p = arg;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        char *dir = strndup(p, n);
+        int rc = dir && *dir ? list_add(&o->pythonpath, dir) : 0;
+        free(dir);
+        if (rc != 0)
+            return -1;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+/* The WSGI bridge is a module like any other, installed next to this program. */
+static char *bridge_path(void)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return NULL;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return NULL;
+    *slash = '\0';
+    size_t len = strlen(self) + sizeof "/hearth_wsgi.so";
+    char *path = malloc(len);
+    if (path)
+        snprintf(path, len, "%s/hearth_wsgi.so", self);
+    return path;
+}
+
+/* A "pkg.mod:app" entry becomes the bridge's path; the application is remembered. */
+static int resolve_wsgi_app(appserver_opts *o)
+{
+    for (size_t i = 0; i < o->modules.count; i++) {
+        if (!config_is_wsgi_app(o->modules.items[i]))
+            continue;
+        if (o->wsgi_app) {
+            fprintf(stderr, "appserver: two WSGI applications ('%s' and '%s'); run one each\n",
+                    o->wsgi_app, o->modules.items[i]);
+            return -1;
+        }
+        char *bridge = bridge_path();
+        if (!bridge || access(bridge, R_OK) != 0) {
+            fprintf(stderr,
+                    "appserver: %s: the WSGI bridge %s is missing (built without "
+                    "python3-embed?)\n",
+                    o->modules.items[i], bridge ? bridge : "hearth_wsgi.so");
+            free(bridge);
+            return -1;
+        }
+        o->wsgi_app = o->modules.items[i];
+        o->modules.items[i] = bridge;
+    }
+    if (o->virtualenv) {
+        char cfg[4096];
+        snprintf(cfg, sizeof cfg, "%s/pyvenv.cfg", o->virtualenv);
+        if (access(cfg, R_OK) != 0) {
+            fprintf(stderr, "appserver: --virtualenv %s: not a virtualenv (no pyvenv.cfg)\n",
+                    o->virtualenv);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int apply_flag(appserver_opts *o, int c, const char *arg, bool *binds_from_cli)
@@ -245,6 +349,28 @@ static int apply_flag(appserver_opts *o, int c, const char *arg, bool *binds_fro
     case OPT_GROUP:
         set_str(&o->group, arg);
         return 0;
+    case OPT_CHDIR:
+        set_str(&o->chdir, arg);
+        return 0;
+    case OPT_PYTHONPATH:
+        return add_pythonpath(o, arg);
+    case OPT_VIRTUALENV:
+        set_str(&o->virtualenv, arg);
+        return 0;
+    case OPT_ENV:
+        if (!config_is_env_assignment(arg)) {
+            fprintf(stderr, "appserver: --env: expected NAME=VALUE, got '%s'\n", arg);
+            return -1;
+        }
+        return list_add(&o->env, arg);
+    case OPT_MOUNT:
+        if (!config_is_mount_prefix(arg)) {
+            fprintf(stderr, "appserver: --mount: expected a path prefix like /app, got '%s'\n",
+                    arg);
+            return -1;
+        }
+        set_str(&o->mount, arg);
+        return 0;
     default:
         return -1;
     }
@@ -286,7 +412,7 @@ int options_parse(appserver_opts *o, int argc, char **argv)
         fprintf(stderr, "appserver: no module to load\n%s", usage_text);
         return -1;
     }
-    return 0;
+    return resolve_wsgi_app(o);
 }
 
 int options_reload(appserver_opts *o)
@@ -304,6 +430,13 @@ int options_reload(appserver_opts *o)
     list_free(&o->modules);
     o->modules = fresh.modules;
     fresh.modules = (str_list){0};
+    /* a reload may point the application elsewhere: the next workers take it all */
+    SWAP_FIELD(o, &fresh, wsgi_app);
+    SWAP_FIELD(o, &fresh, chdir);
+    SWAP_FIELD(o, &fresh, pythonpath);
+    SWAP_FIELD(o, &fresh, virtualenv);
+    SWAP_FIELD(o, &fresh, env);
+    SWAP_FIELD(o, &fresh, mount);
     o->workers = fresh.workers;
     o->max_requests = fresh.max_requests;
     o->max_requests_jitter = fresh.max_requests_jitter;
@@ -323,5 +456,11 @@ void options_free(appserver_opts *o)
     free(o->user);
     free(o->group);
     free(o->config_path);
+    free(o->wsgi_app);
+    free(o->chdir);
+    list_free(&o->pythonpath);
+    free(o->virtualenv);
+    list_free(&o->env);
+    free(o->mount);
     memset(o, 0, sizeof *o);
 }

@@ -29,6 +29,13 @@ typedef struct {
     bool log_json;
     char *user, *group;
     char *config_path;
+    /* a WSGI application: its "pkg.mod:app" (its entry in modules is the bridge's path) */
+    char *wsgi_app;
+    char *chdir; /* the workers change to it before loading modules */
+    str_list pythonpath;
+    char *virtualenv;
+    str_list env; /* NAME=VALUE, set in the workers */
+    char *mount;
 } appserver_opts;
 
 /* Parse argv into opts (loading -c FILE first). 0 ok, 1 printed help/version (exit 0),

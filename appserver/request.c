@@ -1,5 +1,6 @@
 /* hearth_req: built from the parser's spans, decoded lazily where it costs (query, form,
  * cookies, JSON), and the request half of the public SDK. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -104,8 +105,25 @@ static int copy_headers(hearth_req *req, const http_parser *p, const char *head)
     return 0;
 }
 
+/* What the edge forwards is believed only from where an edge connects from: the unix socket,
+ * or loopback. Anyone else could name any address or claim https. */
+static bool trusted_peer(const char *peer)
+{
+    return strcmp(peer, "unix") == 0 || strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::1") == 0;
+}
+
+static const char *forwarded_scheme(const hearth_req *req, const char *peer)
+{
+    const char *proto = hearth_req_header(req, "X-Forwarded-Proto");
+    if (proto && trusted_peer(peer) && strcasecmp(proto, "https") == 0)
+        return "https";
+    return "http";
+}
+
 static const char *client_addr(const hearth_req *req, const char *peer)
 {
+    if (!trusted_peer(peer))
+        return peer;
     const char *real = hearth_req_header(req, "X-Real-IP");
     if (real && *real)
         return real;
@@ -131,7 +149,11 @@ int request_build(hearth_req *req, arena *a, const http_parser *p, const char *h
         return 500;
     req->body = body ? body : "";
     req->body_len = body_len;
+    req->body_complete = true;
+    req->version_minor = p->version_minor;
+    req->chunked = p->body_kind == HTTP_BODY_CHUNKED;
     req->client_addr = client_addr(req, peer);
+    req->scheme = forwarded_scheme(req, peer);
     if (split_target(req, head + p->target.off, p->target.len, path) != 0)
         return 400;
     return 0;
@@ -252,8 +274,49 @@ const char *hearth_req_cookie(const hearth_req *req, const char *name)
     return pairs_find(&r->cookies, name);
 }
 
+/* A streaming request whose body is still partly on the socket reads the rest first. */
+static void complete_body(const hearth_req *req)
+{
+    hearth_req *r = (hearth_req *)req;
+    if (r->body_complete || !r->reader)
+        return;
+    r->body_complete = true;
+    if (r->reader->read_all(r->conn, &r->body, &r->body_len) != 0) {
+        r->body = "";
+        r->body_len = 0;
+    }
+}
+
+long hearth_req_read(hearth_req *req, void *dst, size_t n)
+{
+    if (req->reader)
+        return req->reader->read(req->conn, dst, n);
+    /* the whole body is in memory: hand it out from where the last read stopped */
+    size_t left = req->body_len - req->body_read;
+    n = n < left ? n : left;
+    memcpy(dst, req->body + req->body_read, n);
+    req->body_read += n;
+    return (long)n;
+}
+
+int hearth_req_http_minor(const hearth_req *req)
+{
+    return req->version_minor;
+}
+
+int hearth_req_body_chunked(const hearth_req *req)
+{
+    return req->chunked;
+}
+
+const char *hearth_req_scheme(const hearth_req *req)
+{
+    return req->scheme;
+}
+
 const char *hearth_req_body(const hearth_req *req, size_t *len)
 {
+    complete_body(req);
     if (len)
         *len = req->body_len;
     return req->body;
@@ -270,6 +333,7 @@ const char *hearth_req_form(const hearth_req *req, const char *name)
 {
     hearth_req *r = (hearth_req *)req;
     if (!r->form.parsed) {
+        complete_body(req);
         if (content_type_is(req, "application/x-www-form-urlencoded"))
             parse_pairs(r->arena, r->body, r->body_len, '&', true, &r->form);
         r->form.parsed = true;
@@ -282,6 +346,7 @@ json_t *hearth_req_json(const hearth_req *req)
     hearth_req *r = (hearth_req *)req;
     if (!r->json_parsed) {
         r->json_parsed = true;
+        complete_body(req);
         if (r->body_len > 0)
             r->json = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, NULL);
     }
@@ -296,4 +361,44 @@ const char *hearth_req_client_addr(const hearth_req *req)
 void *hearth_req_module_data(const hearth_req *req)
 {
     return req->module_data;
+}
+
+/* ---- Conveniences (ABI 1.1) ---- */
+
+static int parse_int64(const char *s, int64_t *out)
+{
+    if (!s)
+        return -1;
+    const char *digits = *s == '-' ? s + 1 : s;
+    if (*digits < '0' || *digits > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno == ERANGE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int hearth_req_param_int(const hearth_req *req, const char *name, int64_t *out)
+{
+    return parse_int64(hearth_req_param(req, name), out);
+}
+
+int hearth_req_query_int(const hearth_req *req, const char *name, int64_t *out)
+{
+    return parse_int64(hearth_req_query(req, name), out);
+}
+
+void *hearth_req_alloc(hearth_req *req, size_t size)
+{
+    if (size > ((size_t)1 << 40))
+        return NULL; /* no request needs that; rounding it up could wrap */
+    return arena_alloc(req->arena, size);
+}
+
+char *hearth_req_strdup(hearth_req *req, const char *s)
+{
+    return s ? arena_strndup(req->arena, s, strlen(s)) : NULL;
 }

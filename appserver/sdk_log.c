@@ -10,3 +10,8 @@ void hearth_log(int level, const char *fmt, ...)
     log_vmsg(levels[level < 0 ? 0 : level > 3 ? 3 : level], fmt, ap);
     va_end(ap);
 }
+
+int hearth_log_fd(void)
+{
+    return log_fd_get();
+}

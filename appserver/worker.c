@@ -16,6 +16,7 @@
 #include "accesslog.h"
 #include "conn.h"
 #include "module.h"
+#include "settings.h"
 #include "shared/log.h"
 
 #define WORKER_BACKLOG 1024
@@ -180,12 +181,17 @@ static int load_modules(char *err, size_t errlen)
         return -1;
     }
     router_init(&ctx.routes);
+    if (settings_apply(params->opts, err, errlen) != 0)
+        return -1;
     for (size_t i = 0; i < params->module_count; i++) {
         char open_path[64];
         snprintf(open_path, sizeof open_path, "/proc/self/fd/%d", params->module_fds[i]);
         if (module_load(&modules[i], params->module_paths[i], open_path, err, errlen) != 0 ||
             router_add_module(&ctx.routes, &modules[i], err, errlen) != 0)
             return -1;
+        const hearth_module *d = modules[i].desc;
+        if (d->abi_version >> 16 >= 1 && (d->flags & HEARTH_MODULE_STREAMS_BODY))
+            ctx.streaming = true;
     }
     for (size_t i = 0; i < params->module_count; i++) {
         if (module_init(&modules[i], err, errlen) != 0)

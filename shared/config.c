@@ -3,6 +3,7 @@
 #include "shared/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <yaml.h>
 
 /* A config file is a few kilobytes; refusing huge inputs keeps a typo'd path (a log file, a
@@ -45,6 +47,9 @@ enum {
     FL_ADDR = 1 << 5,   /* a listen address or "unix:PATH" */
     FL_HOST = 1 << 6,   /* a DNS name (stored lowercased) */
     FL_URL = 1 << 7,    /* http:// or https:// */
+    FL_MODULE = 1 << 8, /* a module: a path, or a WSGI application "pkg.mod:app" (no path) */
+    FL_ENV = 1 << 9,    /* NAME=VALUE, NAME a shell variable name */
+    FL_MOUNT = 1 << 10, /* a URL path prefix: "/app", not "/" and no trailing slash */
 };
 
 typedef struct field field;
@@ -160,7 +165,7 @@ static const field edge_fields[] = {
 };
 
 static const field appserver_fields[] = {
-    STRINGS("modules", config_appserver, modules, FL_PATH, NULL),
+    STRINGS("modules", config_appserver, modules, FL_PATH | FL_MODULE, NULL),
     STRINGS("bind", config_appserver, bind, FL_ADDR, NULL), /* derived from run_dir */
     INT("workers", config_appserver, workers, FL_AUTO, 0, 1024, "auto"),
     DURATION("timeout", config_appserver, timeout_ms, MS_SECOND, MS_DAY, "30s"),
@@ -171,6 +176,11 @@ static const field appserver_fields[] = {
     SIZE("max_body_size", config_appserver, max_body_size, 0, INT64_C(1) << 40,
          NULL), /* derived from edge.max_body_size */
     STRING("access_log", config_appserver, access_log, FL_NULLABLE | FL_PATH, NULL),
+    STRING("chdir", config_appserver, chdir, FL_NULLABLE | FL_PATH, NULL),
+    STRINGS("pythonpath", config_appserver, pythonpath, FL_PATH, NULL),
+    STRING("virtualenv", config_appserver, virtualenv, FL_NULLABLE | FL_PATH, NULL),
+    STRINGS("env", config_appserver, env, FL_ENV, NULL),
+    STRING("mount", config_appserver, mount, FL_NULLABLE | FL_MOUNT, NULL),
     END,
 };
 
@@ -357,6 +367,10 @@ static const char *describe(const field *f, char *out, size_t len)
             return "unix:PATH or HOST:PORT";
         if (f->flags & FL_URL)
             return "an http:// or https:// URL";
+        if (f->flags & FL_ENV)
+            return "NAME=VALUE";
+        if (f->flags & FL_MOUNT)
+            return "a path prefix like /app";
         return f->type == F_STRINGS ? "a string or a list of strings" : "a string";
     case F_BOOL:
         return "true or false";
@@ -545,8 +559,53 @@ static bool valid_listen(const char *s)
     return !host[0] || strcmp(host, "*") == 0 || valid_hostname(host, false);
 }
 
+bool config_is_env_assignment(const char *s)
+{
+    const char *eq = strchr(s, '=');
+    if (!eq || eq == s || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (const char *p = s; p < eq; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_'))
+            return false;
+    return true;
+}
+
+bool config_is_mount_prefix(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 2 && s[0] == '/' && s[n - 1] != '/' && !strpbrk(s, "?# ");
+}
+
+/* A dotted Python name: "notes.wsgi", "app". */
+static bool dotted_name(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool start = i == 0 || s[i - 1] == '.';
+        if (s[i] == '.' ? start || i + 1 == n
+                        : !(isalnum((unsigned char)s[i]) || s[i] == '_') ||
+                              (start && isdigit((unsigned char)s[i])))
+            return false;
+    }
+    return n > 0;
+}
+
+bool config_is_wsgi_app(const char *module)
+{
+    const char *colon = strchr(module, ':');
+    if (!colon || colon == module || !colon[1])
+        return false;
+    size_t attr_len = strlen(colon + 1);
+    if (attr_len > 2 && strcmp(colon + 1 + attr_len - 2, "()") == 0)
+        attr_len -= 2; /* a factory, called to make the application */
+    return dotted_name(module, (size_t)(colon - module)) && dotted_name(colon + 1, attr_len);
+}
+
 static bool valid_string(const field *f, const char *s)
 {
+    if (f->flags & FL_ENV)
+        return config_is_env_assignment(s);
+    if (f->flags & FL_MOUNT)
+        return config_is_mount_prefix(s);
     if (f->flags & FL_HOST)
         return valid_hostname(s, f->type == F_STRINGS);
     if (f->flags & FL_LISTEN)
@@ -575,7 +634,8 @@ static char *stored_string(loader *ld, const field *f, const char *text)
     char *out;
     const char *scheme = (f->flags & FL_ADDR) && strncmp(text, "unix:", 5) == 0 ? "unix:" : "";
     const char *file = text + strlen(scheme);
-    bool is_path = (f->flags & FL_PATH) || *scheme;
+    bool is_path =
+        ((f->flags & FL_PATH) || *scheme) && !((f->flags & FL_MODULE) && config_is_wsgi_app(text));
     if (is_path && ld->basedir && file[0] != '/' && strcmp(file, "-") != 0) {
         size_t dirlen = strlen(ld->basedir), len = 5 + dirlen + 1 + strlen(file) + 1;
         bool slash = dirlen > 0 && ld->basedir[dirlen - 1] == '/';
@@ -1238,8 +1298,78 @@ static int derive(loader *ld, yaml_node_t *root)
     return 0;
 }
 
+/* Whether dir holds the top-level package or module of a dotted name (name[0, len)). */
+static bool holds_python_module(const char *dir, const char *name, size_t len)
+{
+    static const char *const forms[] = {"%s/%.*s/__init__.py", "%s/%.*s.py", "%s/%.*s", NULL};
+    char path[PATH_MAX];
+    for (size_t i = 0; forms[i]; i++) {
+        snprintf(path, sizeof(path), forms[i], dir, (int)len, name);
+        if (access(path, R_OK) == 0)
+            return true; /* a bare directory is a namespace package */
+    }
+    return false;
+}
+
+/* The directories the workers' Python will search, as far as a check can know them. */
+static bool python_can_find(const config_appserver *a, const char *basedir, const char *module)
+{
+    static const char *const system_dirs[] = {"/usr/lib/python3/dist-packages",
+                                              "/usr/local/lib/python3.11/dist-packages",
+                                              "/usr/lib/python3.11", NULL};
+    size_t len = strcspn(module, ".:");
+    if (holds_python_module(a->chdir ? a->chdir : basedir ? basedir : ".", module, len))
+        return true;
+    for (size_t i = 0; i < a->pythonpath.count; i++)
+        if (holds_python_module(a->pythonpath.items[i], module, len))
+            return true;
+    char site[PATH_MAX];
+    snprintf(site, sizeof(site), "%s/lib/python3.11/site-packages",
+             a->virtualenv ? a->virtualenv : "");
+    if (a->virtualenv && holds_python_module(site, module, len))
+        return true;
+    for (size_t i = 0; system_dirs[i]; i++)
+        if (holds_python_module(system_dirs[i], module, len))
+            return true;
+    return false;
+}
+
+/* At most one WSGI application, and its top-level module where the workers will look. */
+static int check_wsgi_app(loader *ld, yaml_node_t *root)
+{
+    const config_appserver *a = &ld->cfg->appserver;
+    yaml_node_t *node = map_get(ld, map_get(ld, root, "appserver"), "modules");
+    const char *app = NULL;
+    for (size_t i = 0; i < a->modules.count; i++) {
+        if (!config_is_wsgi_app(a->modules.items[i]))
+            continue;
+        if (app)
+            return fail(ld, node, "appserver.modules",
+                        "names two WSGI applications ('%s' and '%s'); an appserver runs one", app,
+                        a->modules.items[i]);
+        app = a->modules.items[i];
+        if (!python_can_find(a, ld->basedir, app))
+            return fail(ld, node, "appserver.modules",
+                        "WSGI application '%s': no module '%.*s' in %s, appserver.pythonpath, "
+                        "the virtualenv or the system's Python",
+                        app, (int)strcspn(app, ".:"), app,
+                        a->chdir ? a->chdir : "the config file's directory (appserver.chdir)");
+    }
+    if (a->virtualenv) {
+        char cfgfile[PATH_MAX];
+        snprintf(cfgfile, sizeof(cfgfile), "%s/pyvenv.cfg", a->virtualenv);
+        if (access(cfgfile, R_OK) != 0)
+            return fail(ld, map_get(ld, map_get(ld, root, "appserver"), "virtualenv"),
+                        "appserver.virtualenv", "%s is not a virtualenv (no pyvenv.cfg)",
+                        a->virtualenv);
+    }
+    return 0;
+}
+
 static int check_across(loader *ld, yaml_node_t *root)
 {
+    if (check_wsgi_app(ld, root) != 0)
+        return -1;
     hearth_config *cfg = ld->cfg;
     yaml_node_t *certd = map_get(ld, root, "certd"), *sup = map_get(ld, root, "supervisor");
     yaml_node_t *edge = map_get(ld, root, "edge");

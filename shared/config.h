@@ -67,7 +67,7 @@ typedef struct {
 } config_edge;
 
 typedef struct {
-    config_strings modules;      /* shared objects to load */
+    config_strings modules;      /* shared objects to load, or one WSGI "pkg.mod:app" */
     config_strings bind;         /* "unix:PATH" or "HOST:PORT"; default unix:RUN_DIR/app.sock */
     int workers;                 /* 0 = auto (2 x cores + 1, Gunicorn's advice) */
     int64_t timeout_ms;          /* a silent worker is killed after this */
@@ -77,7 +77,21 @@ typedef struct {
     int max_requests_jitter;
     uint64_t max_body_size; /* default: edge.max_body_size */
     char *access_log;       /* NULL = off */
+    /* for a WSGI application (Gunicorn's and uWSGI's settings of the same names) */
+    char *chdir;             /* NULL: the config file's directory */
+    config_strings pythonpath;
+    char *virtualenv;
+    config_strings env; /* "NAME=VALUE", set in the workers */
+    char *mount;        /* SCRIPT_NAME prefix, NULL: none */
 } config_appserver;
+
+/* Whether a module entry names a Python WSGI application ("pkg.mod:app", "pkg:factory()")
+ * rather than a shared object. */
+bool config_is_wsgi_app(const char *module);
+/* NAME=VALUE with NAME a shell variable name (appserver.env, --env). */
+bool config_is_env_assignment(const char *s);
+/* A URL path prefix for a mounted application: "/app" (appserver.mount, --mount). */
+bool config_is_mount_prefix(const char *s);
 
 typedef struct {
     char *server; /* ACME directory URL */

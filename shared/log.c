@@ -159,3 +159,8 @@ void log_msg(log_level level, const char *fmt, ...)
     log_vmsg(level, fmt, ap);
     va_end(ap);
 }
+
+int log_fd_get(void)
+{
+    return log_fd;
+}

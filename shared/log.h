@@ -19,6 +19,8 @@ int log_level_parse(const char *name);
  * log_reopen() (USR1, logrotate). Returns -1 with errno set when the file cannot be opened. */
 int log_set_file(const char *path);
 int log_reopen(void);
+/* The descriptor log lines go to (stderr or the log file), for writers outside this API. */
+int log_fd_get(void);
 
 void log_msg(log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(log_level level, const char *fmt, va_list ap);

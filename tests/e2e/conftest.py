@@ -105,6 +105,15 @@ class Processes:
         self.procs.append(p)
         return p
 
+    def start_serving(self, args, ports, name=None, env=None, timeout=20):
+        """start(), then wait until the process listens on every one of ports on 127.0.0.1;
+        its exit before that fails the test with its log."""
+        p = self.start(args, name=name, env=env)
+        wait_until(lambda: p.poll() is not None or all(port_open(x) for x in ports),
+                   timeout=timeout, what=f"{name or args[0]} to listen")
+        assert p.poll() is None, self.log(p)
+        return p
+
     def log(self, p):
         with open(p.log_path, "r", errors="replace") as f:
             return f.read()
@@ -127,6 +136,62 @@ def procs(tmp_path):
     ps = Processes(tmp_path)
     yield ps
     ps.stop_all()
+
+
+def make_test_pki(d, *sans):
+    """A throwaway CA (ca.pem, ca.key) and a certificate it signed for sans ("DNS:localhost",
+    "IP:127.0.0.1"...: cert.pem, key.pem), all in folder d, which is returned."""
+    def openssl(*args):
+        subprocess.run(["openssl", *map(str, args)], capture_output=True, check=True)
+
+    os.makedirs(d, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days", "2",
+            "-subj", "/CN=test CA")
+    openssl("req", *ec, "-keyout", d / "key.pem", "-out", d / "csr.pem", "-subj", "/CN=test")
+    ext = d / "san.ext"
+    ext.write_text(f"subjectAltName={','.join(sans)}\n")
+    openssl("x509", "-req", "-in", d / "csr.pem", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
+            "-CAcreateserial", "-out", d / "cert.pem", "-days", "2", "-extfile", ext)
+    return d
+
+# The example Flask site (examples/notes), served by each WSGI server the tests know: Debian's
+# Gunicorn, and hearth's appserver.
+NOTES_APP_DIR = os.path.join(SOURCE, "examples", "notes")
+
+
+def notes_under_gunicorn(port, db, tls=()):
+    args = ["/usr/bin/python3", "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
+            "--chdir", NOTES_APP_DIR, *tls, "notes.wsgi:app"]
+    return args, {"NOTES_DB": db}
+
+
+def notes_under_appserver(port, db, tls=()):
+    assert not tls, "the appserver speaks plain HTTP: TLS is the edge's job"
+    args = [binary("appserver", "appserver"), "-w", "2", "-b", f"127.0.0.1:{port}",
+            "--chdir", NOTES_APP_DIR, "--env", f"NOTES_DB={db}", "notes.wsgi:app"]
+    return args, {}
+
+
+NOTES_SERVERS = [
+    pytest.param(notes_under_gunicorn, id="gunicorn"),
+    pytest.param(notes_under_appserver, id="appserver"),
+]
+
+
+def start_notes(procs, command, db_path, tls=()):
+    """Serves the notes site with command (one of NOTES_SERVERS) on a free loopback port and
+    returns the port once it accepts connections; tls: extra Gunicorn flags (--certfile ...)."""
+    port = free_port()
+    args, env = command(port, str(db_path), tls)
+    procs.start_serving(args, [port], name="notes", env=env)
+    return port
+
+
+@pytest.fixture(params=NOTES_SERVERS)
+def notes_server(request, procs):
+    """start(db_path) serves the notes site under each server in turn; returns the port."""
+    return lambda db_path: start_notes(procs, request.param, db_path)
 
 
 def pytest_configure(config):

@@ -227,7 +227,7 @@ def test_hostile_requests_get_4xx_and_next_client_is_served(v1):
 
 
 @pytest.mark.parametrize("mod,message", [
-    ("mod_abi", r"module ABI version 999, this appserver speaks version 1"),
+    ("mod_abi", r"module ABI version 999\.0, this appserver speaks version 1\.1"),
     ("mod_initfail", r"init failed \(returned 7\)"),
     ("mod_broken", r"undefined symbol: hearth_this_symbol_does_not_exist"),
     ("mod_loadcrash", r"failed to boot: killed by"),
@@ -709,3 +709,22 @@ def test_error_logfile_level_and_usr1_reopen(procs, tmp_path):
     time.sleep(0.3)
     request(sock, "/fail")
     wait_until(lambda: errlog.exists() and "on fire" in errlog.read_text(), what="reopened log")
+
+
+def test_master_stopped_and_continued_does_not_blame_its_workers(procs, tmp_path):
+    """SIGSTOP of the whole appserver for longer than --timeout, then SIGCONT (a suspended
+    VM, a debugger, `kill -STOP`): the master did not run either, so the silence is not the
+    workers' fault and none of them is killed."""
+    app = start(procs, tmp_path, [module("mod_v1")], "-t", "2", workers=2)
+    wait_until(lambda: len(children(app.proc.pid)) == 2, what="two workers")
+    pids = [app.proc.pid] + children(app.proc.pid)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(3.5)  # the drill itself: stopped for longer than the timeout
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+    app.wait_log(r"master did not run for \d+ ms")
+    for _ in range(20):
+        assert app.get("/")[0] == 200
+    assert sorted(children(app.proc.pid)) == sorted(pids[1:]), app.log()
+    assert "timed out" not in app.log()

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import binary, free_port, port_open, wait_until
+from conftest import binary, free_port, make_test_pki, port_open, wait_until
 
 CERTD = binary("certd", "certd")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
@@ -41,16 +41,8 @@ def openssl(*args, **kw):
 def tls_files(tmp_path_factory):
     """A throwaway CA and a 127.0.0.1/localhost certificate for Pebble's own API (the Debian
     package ships no test certificate); certd trusts the CA through --ca-bundle."""
-    d = tmp_path_factory.mktemp("pebble-tls")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days", "2", "-subj", "/CN=test CA")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", d / "key.pem", "-out", d / "csr.pem", "-subj", "/CN=localhost")
-    ext = d / "san.ext"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", d / "csr.pem", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
-            "-CAcreateserial", "-out", d / "cert.pem", "-days", "2", "-extfile", ext)
-    return d
+    return make_test_pki(tmp_path_factory.mktemp("pebble-tls"), "DNS:localhost",
+                         "IP:127.0.0.1")
 
 
 EDGE = binary("edge", "edge")

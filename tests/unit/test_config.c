@@ -288,6 +288,20 @@ static void test_derived(void)
     CHECK(c.site_count == 1 && c.sites[0].cert_count == 1 && c.sites[0].static_count == 1);
     CHECK_STR(c.sites[0].statics[0].prefix, "/");
     config_free(&c);
+    /* a WSGI application is a module name, never a path; the stdlib's json is found */
+    CHECK_MSG(load(&c,
+                   "appserver: {modules: [json:loads, /x.so], env: [A=1, 'B_2=x y'], "
+                   "mount: /app, pythonpath: [/p1, /p2]}",
+                   err, sizeof(err)) == 0,
+              "%s", err);
+    CHECK_STR(c.appserver.modules.items[0], "json:loads");
+    CHECK(c.appserver.env.count == 2 && c.appserver.pythonpath.count == 2);
+    CHECK_STR(c.appserver.env.items[1], "B_2=x y");
+    CHECK_STR(c.appserver.mount, "/app");
+    CHECK(config_is_wsgi_app("notes.wsgi:app") && config_is_wsgi_app("notes:create_app()"));
+    CHECK(!config_is_wsgi_app("/srv/app.so") && !config_is_wsgi_app("a:") &&
+          !config_is_wsgi_app(".a:b") && !config_is_wsgi_app("c:/x.so"));
+    config_free(&c);
     CHECK(load(&c, "edge: {http: ~, workers: auto}\nuser: ~\n", err, sizeof(err)) == 0);
     CHECK(c.edge.http.count == 0 && c.edge.https.count == 1 && c.user == NULL);
     config_free(&c);
@@ -357,6 +371,19 @@ static const struct bad bad_values[] = {
     {"appserver: {modules: [a.so, '']}",
      "t.yaml:1:29: key 'appserver.modules[1]': expected a string or a list of strings, got "
      "nothing"},
+    {"appserver: {modules: [nosuchmod_xyz:app]}",
+     "t.yaml:1:22: key 'appserver.modules': WSGI application 'nosuchmod_xyz:app': no module "
+     "'nosuchmod_xyz' in the config file's directory (appserver.chdir), appserver.pythonpath, "
+     "the virtualenv or the system's Python"},
+    {"appserver: {modules: ['json:a', 'os:b']}",
+     "t.yaml:1:22: key 'appserver.modules': names two WSGI applications ('json:a' and 'os:b'); "
+     "an appserver runs one"},
+    {"appserver: {env: [1A=b]}", "t.yaml:1:19: key 'appserver.env[0]': expected NAME=VALUE, got "
+                                 "'1A=b'"},
+    {"appserver: {mount: /app/}",
+     "t.yaml:1:20: key 'appserver.mount': expected a path prefix like /app, got '/app/'"},
+    {"appserver: {virtualenv: /nonexistent}",
+     "t.yaml:1:25: key 'appserver.virtualenv': /nonexistent is not a virtualenv (no pyvenv.cfg)"},
 };
 
 static const struct bad bad_structure[] = {

@@ -16,6 +16,9 @@ extern "C" {
 /* Bumped on every incompatible change to this header. A module built against another
  * version is refused at load time with a message that names both numbers. */
 #define HEARTH_APP_ABI_VERSION 1
+/* Bumped when this header grows compatibly (1.1: streaming, settings, module flags). A module
+ * records both in its descriptor; one built for 1.0 loads and works unchanged. */
+#define HEARTH_APP_ABI_MINOR 1
 /* Marks a real descriptor, so a stray symbol of the same name is not mistaken for one. */
 #define HEARTH_APP_MAGIC 0x48525448u /* "HRTH" */
 /* The one symbol a module exports: a const hearth_module of this name (use HEARTH_MODULE). */
@@ -54,12 +57,22 @@ typedef struct {
     /* Optional, run when the worker stops gracefully. */
     void (*fini)(void *data);
     const hearth_route *routes; /* array ended by an entry whose pattern is NULL */
+    /* ---- since 1.1: present only when the descriptor says minor >= 1 ---- */
+    unsigned flags; /* HEARTH_MODULE_* below */
 } hearth_module;
 
+/* The module's handlers stream request bodies with hearth_req_read(): they may be called once
+ * the head and the first part of the body (up to 64 KiB) have arrived, instead of after the
+ * whole body. hearth_req_body() still works for them: it reads the rest first. */
+#define HEARTH_MODULE_STREAMS_BODY 0x1u
+
 /* Declares the exported descriptor; HEARTH_MODULE_HEAD fills its two header fields:
- *   HEARTH_MODULE = {HEARTH_MODULE_HEAD, .name = "hello", .routes = routes}; */
+ *   HEARTH_MODULE = {HEARTH_MODULE_HEAD, .name = "hello", .routes = routes};
+ * abi_version carries the major version in its low 16 bits and the minor above them. */
 #define HEARTH_MODULE HEARTH_EXPORT const hearth_module hearth_app_module
-#define HEARTH_MODULE_HEAD .magic = HEARTH_APP_MAGIC, .abi_version = HEARTH_APP_ABI_VERSION
+#define HEARTH_MODULE_HEAD                                                                         \
+    .magic = HEARTH_APP_MAGIC,                                                                     \
+    .abi_version = HEARTH_APP_ABI_VERSION | ((uint32_t)HEARTH_APP_ABI_MINOR << 16)
 
 /* ---- Request. Strings are NUL-terminated, owned by the server, valid until the handler
  * returns. Lookups of names are exact except headers, which are case-insensitive. ---- */
@@ -108,9 +121,98 @@ int hearth_res_redirect(hearth_res *res, int status, const char *location);
 /* Records why the handler failed and returns HEARTH_ERROR: return hearth_res_fail(...); */
 int hearth_res_fail(hearth_res *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- Streaming (since 1.1). A handler may send its answer while it produces it instead of
+ * building it in memory: hearth_res_start() sends the status line and the fields set so far,
+ * then each hearth_res_send() goes to the client at once, waiting while the client reads
+ * slowly (a stall longer than the server's timeout fails the call). The server owns framing:
+ * with a declared length exactly that many bytes are sent (more is dropped; fewer aborts the
+ * connection when the handler returns), otherwise the body is chunked (HTTP/1.1) or ends with
+ * the connection (HTTP/1.0). Nothing is sent for HEAD, 1xx, 204 and 304. A call that returns
+ * -1 means the client is gone or too slow: stop producing and return. ---- */
+
+/* Reads up to n bytes of the request body: the count, 0 at its end, -1 when it cannot be read
+ * (client gone or too slow, body over the limit, malformed chunk): the server then answers
+ * 413/400/408 itself if nothing was sent yet, or closes the connection. Never reads past the
+ * body. Works for every module; without HEARTH_MODULE_STREAMS_BODY it reads from memory. */
+long hearth_req_read(hearth_req *req, void *dst, size_t n);
+/* content_length: the body's length, or -1 when unknown. 0, or -1 when the client is gone or
+ * the fields are refused. Only once per response. */
+int hearth_res_start(hearth_res *res, int64_t content_length);
+int hearth_res_send(hearth_res *res, const void *data, size_t len);
+/* len bytes of the open file fd from offset, with sendfile(2). */
+int hearth_res_sendfile(hearth_res *res, int fd, int64_t offset, size_t len);
+/* After hearth_res_start(): the response cannot be completed. The connection is closed
+ * without ending the body, so the client sees it truncated; why goes to the error log. */
+void hearth_res_abort(hearth_res *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Whether hearth_res_start() was called for this response. */
+int hearth_res_started(const hearth_res *res);
+/* Drops the fields (Content-Type included: none is sent unless set again) and the body set
+ * so far, not the status; 0, or -1 once started. */
+int hearth_res_clear(hearth_res *res);
+/* The reason phrase of the status line, instead of the standard one (visible bytes and
+ * spaces, at most 63). 0, or -1 when refused. */
+int hearth_res_reason(hearth_res *res, const char *reason);
+
+/* The request's transport facts a gateway needs (since 1.1). */
+int hearth_req_http_minor(const hearth_req *req);   /* 0 or 1: HTTP/1.<minor> */
+int hearth_req_body_chunked(const hearth_req *req); /* 1 when the body came chunked */
+/* The scheme the client used, as the edge reports it ("https" or "http"); the peer address and
+ * this are believed from the edge only (a unix socket peer or loopback). */
+const char *hearth_req_scheme(const hearth_req *req);
+
+/* ---- Conveniences (since 1.1) ---- */
+
+/* hearth_res_json() that takes ownership of json (jansson's "_new" convention), so a handler
+ * can end with  return hearth_res_json_new(res, 200, json_pack(...));  NULL json: -1. */
+int hearth_res_json_new(hearth_res *res, int status, json_t *json);
+/* Flask's abort(): status and the JSON body {"error": message}. Returns HEARTH_OK:
+ *   return hearth_res_error(res, 404, "no note %lld", (long long)id); */
+int hearth_res_error(hearth_res *res, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A route parameter or query argument that must be a decimal integer (an optional '-', then
+ * digits, in range): 0, or -1 when it is absent or anything else ("12abc", "", "1e3"). */
+int hearth_req_param_int(const hearth_req *req, const char *name, int64_t *out);
+int hearth_req_query_int(const hearth_req *req, const char *name, int64_t *out);
+/* Memory that lives until the request ends, freed with it: no free() needed. NULL when out of
+ * memory. */
+void *hearth_req_alloc(hearth_req *req, size_t size);
+char *hearth_req_strdup(hearth_req *req, const char *s);
+
+/* Set-Cookie attributes, as Flask's set_cookie takes them; zero means "not set". */
+typedef struct {
+    int64_t max_age;       /* seconds; 0: a session cookie; negative: delete it (Max-Age=0) */
+    const char *path;      /* NULL: no Path (the browser uses the request's directory) */
+    const char *domain;    /* NULL: this host only */
+    int secure;            /* only over HTTPS */
+    int http_only;         /* hidden from scripts */
+    const char *same_site; /* "Strict", "Lax", "None" or NULL */
+} hearth_cookie;
+/* Adds a Set-Cookie field. 0, or -1 when the name is not a token or the value or an attribute
+ * holds a byte a cookie cannot carry (space, quote, comma, semicolon, backslash, controls). */
+int hearth_res_cookie(hearth_res *res, const char *name, const char *value,
+                      const hearth_cookie *attrs);
+
+/* The module and its routes in one declaration (init and fini may be NULL):
+ *   HEARTH_APP("hello", NULL, NULL,
+ *              {"GET", "/", index_page},
+ *              {"POST", "/echo", echo_json});
+ * For a version string or flags, write the descriptor out with HEARTH_MODULE. */
+#define HEARTH_APP(app_name, init_fn, fini_fn, ...)                                                \
+    static const hearth_route hearth_app_routes_[] = {__VA_ARGS__, {NULL, NULL, NULL}};            \
+    HEARTH_MODULE = {HEARTH_MODULE_HEAD, .name = (app_name), .init = (init_fn), .fini = (fini_fn), \
+                     .routes = hearth_app_routes_}
+
+/* ---- Settings (since 1.1): the i-th value of a named setting the appserver was given for
+ * its modules, NULL past the last. Named settings: "wsgi.app" (module:callable), "chdir",
+ * "pythonpath" (repeatable), "virtualenv", "mount". ---- */
+const char *hearth_setting(const char *name, size_t i);
+
 /* ---- Logging into the appserver's error log. ---- */
 enum { HEARTH_LOG_DEBUG, HEARTH_LOG_INFO, HEARTH_LOG_WARN, HEARTH_LOG_ERROR };
 void hearth_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The error log's file descriptor, for what must write there without us (a crash handler
+ * such as Python's faulthandler). Since 1.1. */
+int hearth_log_fd(void);
 
 #ifdef __cplusplus
 }
