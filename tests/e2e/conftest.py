@@ -291,10 +291,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 class WsgiServer:
-    """A WSGI application served on 127.0.0.1:port and on a Unix socket."""
+    """A WSGI application served on host:port (127.0.0.1 unless asked) and a Unix socket."""
 
-    def __init__(self, procs, proc, kind, port, sock):
-        self.procs, self.proc, self.kind, self.port, self.sock = procs, proc, kind, port, sock
+    def __init__(self, procs, proc, kind, host, port, sock):
+        self.procs, self.proc, self.kind = procs, proc, kind
+        self.host, self.port, self.sock = host, port, sock
 
     def log(self):
         return self.procs.log(self.proc)
@@ -308,7 +309,7 @@ class WsgiServer:
             s.settimeout(timeout)
             s.connect(self.sock)
             return s
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout,
+        s = socket.create_connection((self.host, self.port), timeout=timeout,
                                      source_address=(source, 0) if source else None)
         return s
 
@@ -333,19 +334,17 @@ class WsgiServer:
     def get(self, target, **kw):
         return self.request("GET", target, **kw)
 
-    def pid_alive(self):
-        return self.proc.poll() is None
-
 
 def start_wsgi(procs, tmp_path, app, workers=1, chdir=WSGI_APPS, timeout=None, mount=None,
-               hearth_args=(), gunicorn_args=(), env=None, wait=True, kind=None):
-    """Serve app ('module:callable') from chdir with `workers` workers, on a fresh TCP port
-    and tmp_path/wsgi.sock, by hearth's appserver or by Gunicorn (kind, default from
-    HEARTH_WSGI_SERVER). Waits until it serves unless wait is False."""
+               hearth_args=(), gunicorn_args=(), env=None, wait=True, kind=None,
+               host="127.0.0.1"):
+    """Serve app ('module:callable') from chdir with `workers` workers, on host and a fresh
+    TCP port and on tmp_path/wsgi-KIND.sock, by hearth's appserver or by Gunicorn (kind,
+    default from HEARTH_WSGI_SERVER). Waits until it serves unless wait is False."""
     import resource
     kind = kind or WSGI_SERVER
     port, sock = free_port(), str(tmp_path / f"wsgi-{kind}.sock")
-    common = ["-w", str(workers), "-b", f"127.0.0.1:{port}", "-b", "unix:" + sock,
+    common = ["-w", str(workers), "-b", f"{host}:{port}", "-b", "unix:" + sock,
               "--chdir", str(chdir)]
     if timeout is not None:
         common += ["-t", str(timeout)]
@@ -363,10 +362,11 @@ def start_wsgi(procs, tmp_path, app, workers=1, chdir=WSGI_APPS, timeout=None, m
     # crash tests kill workers with SIGSEGV: no core files on machines that keep them
     p = procs.start([*argv, app], name=kind, env=env,
                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
-    server = WsgiServer(procs, p, kind, port, sock)
+    server = WsgiServer(procs, p, kind, host, port, sock)
     if wait:
         ready = "serving (" if kind == "hearth" else "Booting worker"
-        wait_until(lambda: p.poll() is not None or (ready in server.log() and port_open(port)),
+        wait_until(lambda: p.poll() is not None or (ready in server.log() and
+                                                    port_open(port, host)),
                    timeout=20, what=f"{kind} serving {app}")
         assert p.poll() is None, server.log()
     return server

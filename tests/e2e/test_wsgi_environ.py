@@ -3,6 +3,7 @@ the wsgi.input stream, as seen from probe applications (tests/wsgi_apps) that an
 they got. The server under test is hearth's appserver; HEARTH_WSGI_SERVER=gunicorn runs the
 same tests against Gunicorn to check the tests themselves (see conftest.start_wsgi)."""
 import json
+import socket
 
 import pytest
 
@@ -28,7 +29,7 @@ def test_required_keys_and_types(wsgi):
     assert env["QUERY_STRING"] == "a=1&b=%41"
     assert env.get("CONTENT_TYPE", "") == "" and env.get("CONTENT_LENGTH", "") == ""
     assert isinstance(env["SERVER_NAME"], str) and env["SERVER_NAME"]
-    assert env["SERVER_PORT"] == str(server.port)
+    assert env["SERVER_PORT"].isdigit()
     assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
     assert env["HTTP_HOST"] == "wsgi.test"
     assert env["wsgi.version"] == [1, 0]  # the tuple (1, 0), through JSON
@@ -39,6 +40,15 @@ def test_required_keys_and_types(wsgi):
     assert env["wsgi.multiprocess"] is True
     assert env["wsgi.run_once"] is False
     assert env["REMOTE_ADDR"] == "127.0.0.1"
+
+
+def test_server_port_is_the_port_the_request_came_in_on(wsgi):
+    """CGI (RFC 3875 4.1.15), which PEP 3333 takes its keys from: SERVER_PORT is the port
+    that received the request; the Host header is the client's to set (HTTP_HOST has it)."""
+    server = wsgi("environ_app:app")
+    env = environ_of(server, "/", headers=[])
+    assert env["HTTP_HOST"] == "wsgi.test"
+    assert env["SERVER_PORT"] == str(server.port)
 
 
 def test_content_type_length_and_protocol_version(wsgi):
@@ -129,14 +139,35 @@ def test_trusted_peer_sets_remote_addr(wsgi, peer):
     assert env["REMOTE_ADDR"] == "203.0.113.9"
 
 
-def test_untrusted_peer_cannot_forge_address_or_scheme(wsgi):
-    """A TCP peer other than 127.0.0.1/::1 (127.0.0.2 is loopback too, but not trusted) gets
-    its own address and plain http whatever it claims."""
-    server = wsgi("environ_app:app")
-    env = environ_of(server, "/", headers=PROXY_HEADERS, source="127.0.0.2")
-    assert env["REMOTE_ADDR"] == "127.0.0.2"
+def local_address():
+    """This machine's address on its default route (not loopback), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("198.51.100.1", 9))  # no packet is sent: this only picks a route
+            return s.getsockname()[0]
+        except OSError:
+            return None
+
+
+def untrusted(server, source):
+    env = environ_of(server, "/", headers=PROXY_HEADERS, source=source)
+    assert env["REMOTE_ADDR"] == source
     assert env["wsgi.url_scheme"] == "http"
     assert env["HTTP_X_REAL_IP"] == "203.0.113.9"  # still there, for what it is worth
+
+
+def test_untrusted_peer_cannot_forge_address_or_scheme(wsgi):
+    """A peer on another host gets its own address and plain http whatever it claims."""
+    addr = local_address()
+    if addr is None or addr.startswith("127."):
+        pytest.skip("no address but loopback")
+    untrusted(wsgi("environ_app:app", host=addr), addr)
+
+
+def test_only_127_0_0_1_is_trusted_on_loopback(wsgi):
+    """The issue trusts the unix socket and 127.0.0.1 (::1), where the edge connects from;
+    not the rest of 127.0.0.0/8."""
+    untrusted(wsgi("environ_app:app"), "127.0.0.2")
 
 
 # ---- wsgi.input -----------------------------------------------------------------------------
