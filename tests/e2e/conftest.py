@@ -339,11 +339,12 @@ def start_wsgi(procs, tmp_path, app, workers=1, chdir=WSGI_APPS, timeout=None, m
                hearth_args=(), gunicorn_args=(), env=None, wait=True, kind=None,
                host="127.0.0.1"):
     """Serve app ('module:callable') from chdir with `workers` workers, on host and a fresh
-    TCP port and on tmp_path/wsgi-KIND.sock, by hearth's appserver or by Gunicorn (kind,
+    TCP port and on tmp_path/wsgi-KIND-PORT.sock, by hearth's appserver or by Gunicorn (kind,
     default from HEARTH_WSGI_SERVER). Waits until it serves unless wait is False."""
     import resource
     kind = kind or WSGI_SERVER
-    port, sock = free_port(), str(tmp_path / f"wsgi-{kind}.sock")
+    port = free_port()
+    sock = str(tmp_path / f"wsgi-{kind}-{port}.sock")
     common = ["-w", str(workers), "-b", f"{host}:{port}", "-b", "unix:" + sock,
               "--chdir", str(chdir)]
     if timeout is not None:
@@ -360,7 +361,7 @@ def start_wsgi(procs, tmp_path, app, workers=1, chdir=WSGI_APPS, timeout=None, m
     else:
         raise ValueError(f"HEARTH_WSGI_SERVER={kind}: hearth or gunicorn")
     # crash tests kill workers with SIGSEGV: no core files on machines that keep them
-    p = procs.start([*argv, app], name=kind, env=env,
+    p = procs.start([*argv, app], name=f"{kind}-{port}", env=env,
                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
     server = WsgiServer(procs, p, kind, host, port, sock)
     if wait:

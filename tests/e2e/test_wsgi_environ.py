@@ -81,6 +81,14 @@ def test_http_headers_become_http_keys(wsgi):
     assert env["HTTP_COOKIE"] == "a=b; c=d"
 
 
+@pytest.mark.gunicorn_differs("20.1 keeps the whitespace at a value's end")
+def test_header_values_lose_surrounding_whitespace(wsgi):
+    """RFC 9110 5.5: the whitespace around a field value is not part of it."""
+    server = wsgi("environ_app:app")
+    env = environ_of(server, "/", headers=[("X-Pad", "\t a  b \t ")])
+    assert env["HTTP_X_PAD"] == "a  b"
+
+
 @pytest.mark.gunicorn_differs("20.1 maps X-Auth_User to HTTP_X_AUTH_USER as well")
 def test_header_names_with_underscore_are_dropped(wsgi):
     """X-Auth_User must not pass for X-Auth-User: both would be HTTP_X_AUTH_USER, and a proxy
