@@ -211,6 +211,30 @@ def test_input_read_n_read_all_readline_readlines_iteration(wsgi):
     assert read_as(server, "read-all", body=b"")["pieces"] == [b"", b""]
 
 
+@pytest.mark.parametrize("how,n", [("read-n", 10000), ("read-all", 0), ("readline-n", 300),
+                                   ("readlines", 0), ("iter", 0)])
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_input_large_body_read_as_it_arrives(wsgi, how, n, framing):
+    """A body far larger than one socket read: the pieces still add up to it exactly."""
+    import random
+    rng = random.Random(11)
+    lines = [b"%d %s\n" % (i, b"x" * rng.randrange(0, 1000)) for i in range(600)]
+    body = b"".join(lines)  # about 300 KB
+    server = wsgi("input_app:app")
+    if framing == "chunked":
+        wire = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 70001]), body[i:i + 70001])
+                        for i in range(0, len(body), 70001)) + b"0\r\n\r\n"
+        got = read_as(server, how, n, body=wire, headers=[("Transfer-Encoding", "chunked")])
+    else:
+        got = read_as(server, how, n, body=body)
+    pieces = got["pieces"]
+    assert b"".join(pieces) == body
+    if how in ("readlines", "iter"):
+        assert pieces == lines
+    elif n:
+        assert all(len(p) <= n for p in pieces)
+
+
 def test_chunked_request_body_is_decoded_and_terminated(wsgi):
     server = wsgi("input_app:app")
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in [BODY[:5], BODY[5:6], BODY[6:]])
