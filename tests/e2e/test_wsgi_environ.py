@@ -42,6 +42,13 @@ def test_required_keys_and_types(wsgi):
     assert env["REMOTE_ADDR"] == "127.0.0.1"
 
 
+@pytest.mark.gunicorn_differs("20.1 says wsgi.multiprocess False with one worker")
+def test_multiprocess_even_with_one_worker(wsgi):
+    """Another process may run the app at the same time even with -w 1: the worker that
+    replaces it on a reload, TTIN's new ones."""
+    assert environ_of(wsgi("environ_app:app", workers=1))["wsgi.multiprocess"] is True
+
+
 def test_server_port_is_the_port_the_request_came_in_on(wsgi):
     """CGI (RFC 3875 4.1.15), which PEP 3333 takes its keys from: SERVER_PORT is the port
     that received the request; the Host header is the client's to set (HTTP_HOST has it)."""
