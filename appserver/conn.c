@@ -427,6 +427,7 @@ static void dispatch(conn *c)
     int status = request_build(&req, &w->arena, p, head, buf_head(&c->body), buf_used(&c->body),
                                c->peer, &path);
     req.conn = c;
+    req.local_port = c->local_port;
     if (!c->body_done) {
         req.body_complete = false;
         req.reader = &conn_streamed_reader;
@@ -550,6 +551,10 @@ static void peer_name(conn *c)
         uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
     else if (ss.ss_family == AF_INET6)
         uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+    len = sizeof ss;
+    if (uv_tcp_getsockname(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0)
+        c->local_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                                      : ((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
 static conn *conn_new(worker_ctx *w, bool tcp)

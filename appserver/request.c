@@ -106,10 +106,12 @@ static int copy_headers(hearth_req *req, const http_parser *p, const char *head)
 }
 
 /* What the edge forwards is believed only from where an edge connects from: the unix socket,
- * or loopback. Anyone else could name any address or claim https. */
+ * or 127.0.0.1 / ::1 (not the rest of 127/8, which other local services may bind to). Anyone
+ * else could name any address or claim https. */
 static bool trusted_peer(const char *peer)
 {
-    return strcmp(peer, "unix") == 0 || strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::1") == 0;
+    return strcmp(peer, "unix") == 0 || strcmp(peer, "127.0.0.1") == 0 ||
+           strcmp(peer, "::1") == 0 || strcmp(peer, "::ffff:127.0.0.1") == 0;
 }
 
 static const char *forwarded_scheme(const hearth_req *req, const char *peer)
@@ -297,6 +299,11 @@ long hearth_req_read(hearth_req *req, void *dst, size_t n)
     memcpy(dst, req->body + req->body_read, n);
     req->body_read += n;
     return (long)n;
+}
+
+int hearth_req_local_port(const hearth_req *req)
+{
+    return req->local_port;
 }
 
 int hearth_req_http_minor(const hearth_req *req)

@@ -11,9 +11,14 @@ import threading
 
 import pytest
 
-from conftest import BUILD, NOTES_APP_DIR, SOURCE, binary, free_port, make_test_pki
+from conftest import (BUILD, NOTES_APP_DIR, SANITIZED, SOURCE, binary, free_port,
+                      make_test_pki)
 
 BROWSER_DIR = os.path.join(SOURCE, "tests", "browser")
+
+# What the browser exercises of our code, test_notes_site runs in the sanitizer build too; a
+# second pass of Chromium there would only double the suite's longest minute.
+pytestmark = pytest.mark.skipif(SANITIZED, reason="run in the normal build only")
 
 
 def playwright_installed():

@@ -156,6 +156,8 @@ int hearth_res_reason(hearth_res *res, const char *reason);
 /* The request's transport facts a gateway needs (since 1.1). */
 int hearth_req_http_minor(const hearth_req *req);   /* 0 or 1: HTTP/1.<minor> */
 int hearth_req_body_chunked(const hearth_req *req); /* 1 when the body came chunked */
+/* The port of this server the request came in on; 0 on a unix socket. */
+int hearth_req_local_port(const hearth_req *req);
 /* The scheme the client used, as the edge reports it ("https" or "http"); the peer address and
  * this are believed from the edge only (a unix socket peer or loopback). */
 const char *hearth_req_scheme(const hearth_req *req);
