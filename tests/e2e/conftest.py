@@ -256,9 +256,10 @@ def parse_responses(data, methods=("GET",)):
                     break
                 size = int(line.split(b";")[0], 16)
                 if size == 0:  # the last chunk, then trailer fields up to an empty line
-                    end = 0 if rest.startswith(b"\r\n") else rest.find(b"\r\n\r\n") + 2
-                    r.complete = end >= 0 and len(rest) >= end + 2
-                    data = rest[end + 2:] if r.complete else b""
+                    trailers = rest.find(b"\r\n\r\n")
+                    end = 2 if rest.startswith(b"\r\n") else trailers + 4 if trailers >= 0 else -1
+                    r.complete = end >= 0
+                    data = rest[end:] if r.complete else b""
                     break
                 r.body += rest[:size]
                 if len(rest) < size + 2:
@@ -291,7 +292,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="hearth only: " + m.args[0]))
         m = item.get_closest_marker("gunicorn_differs")
         if m:
-            item.add_marker(pytest.mark.xfail(strict=True, reason="Gunicorn differs: " + m.args[0]))
+            item.add_marker(pytest.mark.xfail(strict=True,
+                                              reason="Gunicorn differs: " + m.args[0]))
 
 
 class WsgiServer:

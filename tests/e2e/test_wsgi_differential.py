@@ -21,6 +21,7 @@ hearth and "," by Gunicorn; field names with "_", which hearth drops; bodies ove
 HEARTH_WSGI_SERVER=gunicorn puts Gunicorn on both sides, which checks that the requests and
 the application are deterministic and the normalisations above sufficient."""
 import concurrent.futures
+import json
 import random
 import urllib.parse
 
@@ -70,7 +71,8 @@ def rand_text(rng):
 
 
 def query(rng):
-    pairs = [(rng.choice(["a", "b", "ü", "k k"]), rand_text(rng)) for _ in range(rng.randint(0, 4))]
+    pairs = [(rng.choice(["a", "b", "ü", "k k"]), rand_text(rng))
+             for _ in range(rng.randint(0, 4))]
     return urllib.parse.urlencode(pairs)
 
 
@@ -114,7 +116,6 @@ def gen_json(rng):
     if rng.random() < 0.2:
         return Req("POST", "/json", [("Content-Type", "application/json")],
                    rng.choice([b"{not json", b"", b"[1, 2", b"\xff\xfe"]))
-    import json
     value = {rand_text(rng): [rng.randint(-10 ** 6, 10 ** 6), rand_text(rng), None, True,
                               rng.random()] for _ in range(rng.randint(0, 5))}
     return Req("POST", "/json", [("Content-Type", "application/json")],
