@@ -1,16 +1,18 @@
 """The WSGI bridge's life cycle (issue 11): a stuck worker's Python stack in the error log,
-threads that run while the worker waits, apps that fail to import, a segfault in C, and SIGHUP
-reloads under load. HEARTH_WSGI_SERVER=gunicorn runs them against Gunicorn (see
+threads that run while the worker waits, apps that fail to import, how an app is found
+(factory, --pythonpath, --env, --virtualenv), a segfault in C, and SIGHUP reloads under load. HEARTH_WSGI_SERVER=gunicorn runs them against Gunicorn (see
 conftest.start_wsgi)."""
 import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import WSGI_APPS, Load, children, parse_responses, wait_until
+from conftest import PYTHON, WSGI_APPS, Load, children, parse_responses, wait_until
 
 
 def pid_of(server):
@@ -77,6 +79,29 @@ def test_import_failure_exits_non_zero_with_the_traceback(wsgi, app, error):
     assert server.proc.wait(timeout=20) != 0
     log = server.log()
     assert re.search(error, log), log
+
+
+def test_factory_pythonpath_and_env(wsgi, tmp_path):
+    """module:factory() is called once; --pythonpath folders come first on sys.path; --env
+    variables are set before the import (Gunicorn: --pythonpath and -e)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "probe_lib.py").write_text('VALUE = "from-pythonpath"\n')
+    server = wsgi("loading_app:create_app()",
+                  hearth_args=["--pythonpath", str(lib), "--env", "PROBE_ENV=set by flag"],
+                  gunicorn_args=["--pythonpath", str(lib), "-e", "PROBE_ENV=set by flag"])
+    r = server.get("/")
+    assert (r.status, r.body) == (200, b"from-pythonpath set by flag set by flag\n"), r
+
+
+@pytest.mark.hearth_only("Gunicorn runs inside the virtualenv instead")
+def test_virtualenv_site_packages(wsgi, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    (site / "venv_probe.py").write_text('VALUE = "from the virtualenv"\n')
+    server = wsgi("venv_app:app", hearth_args=["--virtualenv", str(venv)])
+    assert server.get("/").body == b"from the virtualenv\n"
 
 
 def test_segfault_kills_only_that_worker(wsgi):
