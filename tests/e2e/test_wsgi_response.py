@@ -35,6 +35,16 @@ def test_exc_info_replaces_a_response_not_yet_sent(wsgi):
     assert r.header("x-second") == ["1"] and r.header("x-first") == []
 
 
+@pytest.mark.gunicorn_differs("it sends the headers on an empty item: exc_info re-raises")
+def test_exc_info_replaces_after_an_empty_item(wsgi):
+    """Headers go out with the first non-empty item (PEP 3333), so a response whose iterable
+    yielded only b"" so far can still be replaced."""
+    server = wsgi("start_response_app:app")
+    r = server.get("/replace-after-empty")
+    assert (r.status, r.body, r.complete) == (503, b"replaced\n", True), r
+    assert r.header("x-second") == ["1"] and r.header("x-first") == []
+
+
 def test_exc_info_after_headers_reraises_and_aborts(wsgi):
     server = wsgi("start_response_app:app")
     mark = len(server.log())
@@ -62,7 +72,8 @@ REFUSED = [
     "/twice",
     differs("/no-start-response", "it sends the status line 'HTTP/1.1 None'"),
     *(differs(p, BAD_STATUS) for p in ["/status-crlf", "/status-lf", "/status-ctl",
-                                       "/status-bytes"]),
+                                       "/status-bytes", "/status-not-a-code",
+                                       "/status-four-digits"]),
     *(differs(p, BAD_HEADER) for p in ["/value-crlf", "/value-lf", "/value-cr", "/value-nul",
                                        "/value-ctl", "/value-del", "/name-crlf", "/name-colon",
                                        "/name-space"]),
@@ -157,6 +168,19 @@ def test_content_length_caps_the_body(wsgi):
     assert answer.endswith(b"\r\n\r\n01234"), answer
     (r,) = parse_responses(answer)
     assert (r.status, r.body, r.complete) == (200, b"01234", True)
+
+
+def test_app_cannot_set_framing_headers(wsgi):
+    """Transfer-Encoding, Connection and Keep-Alive from the app are not sent: the body the
+    app returned arrives whole and framed by the server (never double-chunked or cut)."""
+    server = wsgi("response_app:app")
+    s = server.connect()
+    s.sendall(b"GET /hop-by-hop HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    answer = read_until_close(s)
+    (r,) = parse_responses(answer)
+    assert (r.status, r.complete, r.body) == (200, True, b"0\r\n\r\nplain body\n"), answer
+    assert len(r.header("transfer-encoding")) <= 1 and r.header("keep-alive") == []
+    assert "timeout=99" not in answer.decode("latin-1")
 
 
 @pytest.mark.gunicorn_differs("it closes the connection and logs nothing")

@@ -54,6 +54,8 @@ ROUTES = {
     "/status-lf": bad_start("200 OK\nX-Injected: 1", TEXT),
     "/status-ctl": bad_start("200 O\x01K", TEXT),
     "/status-bytes": bad_start(b"200 OK", TEXT),
+    "/status-not-a-code": bad_start("OK 200", TEXT),
+    "/status-four-digits": bad_start("2000 OK", TEXT),
     "/value-crlf": bad_start("200 OK", TEXT + [("X-A", "a\r\nX-Injected: 1")]),
     "/value-lf": bad_start("200 OK", TEXT + [("X-A", "a\nX-Injected: 1")]),
     "/value-cr": bad_start("200 OK", TEXT + [("X-A", "a\rX-Injected: 1")]),

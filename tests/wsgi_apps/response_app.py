@@ -49,7 +49,15 @@ def content_length(declared, body):
     return wsgi
 
 
+def hop_by_hop(environ, start_response):
+    # framing is the server's: an app that claims chunking or keep-alive must not get either
+    start_response("200 OK", TEXT + [("Transfer-Encoding", "chunked"), ("Connection", "close"),
+                                     ("Keep-Alive", "timeout=99")])
+    return [b"0\r\n\r\n", b"plain body\n"]
+
+
 INVALID = {
+    "/hop-by-hop": hop_by_hop,
     "/204": status_with_body("204 No Content"),
     "/304": status_with_body("304 Not Modified"),
     "/cl-more": content_length(5, b"0123456789"),  # more than declared: 5 sent, no more

@@ -26,6 +26,16 @@ def exc_after(environ, start_response):
     yield b"must never be sent\n"
 
 
+def replace_after_empty(environ, start_response):
+    start_response("200 OK", TEXT + [("X-First", "1")])
+    yield b""  # nothing to send yet: the headers must still be held back (PEP 3333)
+    try:
+        raise ValueError("changed my mind after an empty item")
+    except ValueError:
+        start_response("503 Service Unavailable", TEXT + [("X-Second", "1")], sys.exc_info())
+    yield b"replaced\n"
+
+
 def write_callable(environ, start_response):
     write = start_response("200 OK", TEXT)
     write(b"one,")
@@ -33,7 +43,8 @@ def write_callable(environ, start_response):
     return [b"three\n"]
 
 
-ROUTES = {"/replace-before": replace_before, "/exc-after": exc_after, "/write": write_callable}
+ROUTES = {"/replace-before": replace_before, "/replace-after-empty": replace_after_empty,
+          "/exc-after": exc_after, "/write": write_callable}
 
 
 def dispatch(environ, start_response):
