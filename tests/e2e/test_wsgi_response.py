@@ -240,14 +240,16 @@ def test_iterable_close_is_called_on_every_path(wsgi, tmp_path, path):
 # ---- wsgi.file_wrapper --------------------------------------------------------------------
 
 
-def serve_file(server, tmp_path, kind, size):
-    """The app serves a random file through wsgi.file_wrapper; returns the calls it recorded
-    on the file object (its read() sizes, then close) once the file is closed."""
+def serve_file(server, tmp_path, kind, size, expect=lambda data: data):
+    """The app serves a random file through wsgi.file_wrapper; the body must be
+    expect(file's bytes). Returns the calls the app recorded on the file object (its read()
+    sizes, then close) once the file is closed."""
     data = os.urandom(size)
     path = tmp_path / "data.bin"
     path.write_bytes(data)
     r = server.get(f"/{kind}?{path}")
-    assert (r.status, r.complete, len(r.body), r.body == data) == (200, True, size, True)
+    want = expect(data)
+    assert (r.status, r.complete, len(r.body), r.body == want) == (200, True, len(want), True)
     record = tmp_path / "data.bin.record"
     wait_until(lambda: record.exists() and "close" in record.read_text(), what="file closed")
     return record.read_text().splitlines()
@@ -256,6 +258,16 @@ def serve_file(server, tmp_path, kind, size):
 def test_file_wrapper_real_file_is_sent_without_read(wsgi, tmp_path):
     """A file with a fileno: sent by the kernel (sendfile), so the app's read() never runs."""
     assert serve_file(wsgi("file_wrapper_app:app"), tmp_path, "real", 300_000) == ["close"]
+
+
+@pytest.mark.gunicorn_differs("its sendfile starts at byte 0 whatever the file's position")
+def test_file_wrapper_starts_at_the_current_position(wsgi, tmp_path):
+    serve_file(wsgi("file_wrapper_app:app"), tmp_path, "real-offset", 50_000,
+               lambda data: data[1000:])
+
+
+def test_file_wrapper_keeps_to_content_length(wsgi, tmp_path):
+    serve_file(wsgi("file_wrapper_app:app"), tmp_path, "real-cl", 50_000, lambda data: data[:100])
 
 
 def test_file_wrapper_without_fileno_is_read_in_blocks(wsgi, tmp_path):

@@ -1,6 +1,6 @@
 """wsgi.file_wrapper: /real?PATH serves a real file (which has a fileno: the server may send
 it with sendfile and then never calls read()); /blocks?PATH serves a file-like object without
-fileno, which the server must read in blocks. Each object appends its read() sizes and its
+fileno, which the server must read in blocks; /real-offset and /real-cl are below. Each object appends its read() sizes and its
 close() to PATH.record. Not wrapped in wsgiref.validate: its iterator wrapper would hide the
 file wrapper from the server."""
 import io
@@ -42,8 +42,14 @@ class NoFileno:
 
 
 def app(environ, start_response):
-    path = environ["QUERY_STRING"]
-    kind = {"/real": RecordingFile, "/blocks": NoFileno}[environ["PATH_INFO"]]
-    start_response("200 OK", [("Content-Type", "application/octet-stream")])
-    return environ["wsgi.file_wrapper"](kind(path), 8192)
-
+    """/real, /blocks; /real-offset starts the file at byte 1000 (transmission begins at the
+    current position), /real-cl declares a Content-Length of 100 (no more may be sent)."""
+    path, route = environ["QUERY_STRING"], environ["PATH_INFO"]
+    f = (NoFileno if route == "/blocks" else RecordingFile)(path)
+    headers = [("Content-Type", "application/octet-stream")]
+    if route == "/real-offset":
+        f.seek(1000)
+    if route == "/real-cl":
+        headers.append(("Content-Length", "100"))
+    start_response("200 OK", headers)
+    return environ["wsgi.file_wrapper"](f, 8192)
