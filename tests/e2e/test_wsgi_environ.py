@@ -271,6 +271,30 @@ def test_input_never_reads_past_the_body(wsgi, how):
     assert json.loads(answers[1].body)["pieces"] == ["second", ""]
 
 
+@pytest.mark.gunicorn_differs("its sync worker closes the connection after one answer")
+@pytest.mark.parametrize("how", ["none", "read-once"])
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_unread_large_body_is_skipped_before_the_next_request(wsgi, how, framing):
+    """The app reads none or 10 bytes of a 200 KB body (more than the server reads ahead);
+    the server skips the rest and answers the request pipelined behind it."""
+    server = wsgi("input_app:app")
+    body = bytes(range(256)) * 800
+    if framing == "chunked":
+        first = b"POST /%s?10 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" % (
+            how.encode()) + b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 30000]), body[i:i + 30000])
+                                    for i in range(0, len(body), 30000)) + b"0\r\n\r\n"
+    else:
+        first = b"POST /%s?10 HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (
+            how.encode(), len(body), body)
+    second = b"POST /read-all HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n" \
+             b"Connection: close\r\n\r\nsecond"
+    answers = parse_responses(server.exchange(first + second), ["POST"])
+    assert [r.status for r in answers] == [200, 200], answers
+    pieces = json.loads(answers[0].body)["pieces"]
+    assert [p.encode("latin-1") for p in pieces] == ([] if how == "none" else [body[:10]])
+    assert json.loads(answers[1].body)["pieces"] == ["second", ""]
+
+
 @pytest.mark.hearth_only("Gunicorn has no body size limit")
 def test_body_over_max_body_size_answers_413(wsgi):
     server = wsgi("input_app:app", hearth_args=["--max-body-size", "1k"])

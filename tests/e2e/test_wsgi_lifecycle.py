@@ -1,7 +1,7 @@
 """The WSGI bridge's life cycle (issue 11): a stuck worker's Python stack in the error log,
 threads that run while the worker waits, apps that fail to import, how an app is found
-(factory, --pythonpath, --env, --virtualenv), a segfault in C, and SIGHUP reloads under load. HEARTH_WSGI_SERVER=gunicorn runs them against Gunicorn (see
-conftest.start_wsgi)."""
+(factory, --pythonpath, --env, --virtualenv), a segfault in C, and SIGHUP reloads under load.
+HEARTH_WSGI_SERVER=gunicorn runs them against Gunicorn (see conftest.start_wsgi)."""
 import os
 import re
 import shutil

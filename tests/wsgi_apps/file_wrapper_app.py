@@ -1,8 +1,8 @@
 """wsgi.file_wrapper: /real?PATH serves a real file (which has a fileno: the server may send
 it with sendfile and then never calls read()); /blocks?PATH serves a file-like object without
-fileno, which the server must read in blocks; /real-offset and /real-cl are below. Each object appends its read() sizes and its
-close() to PATH.record. Not wrapped in wsgiref.validate: its iterator wrapper would hide the
-file wrapper from the server."""
+fileno, which the server must read in blocks; /real-offset and /real-cl are below. Each
+object appends its read() sizes and its close() to PATH.record. Not wrapped in
+wsgiref.validate: its iterator wrapper would hide the file wrapper from the server."""
 import io
 
 
