@@ -70,6 +70,17 @@ def children(pid):
         return []
 
 
+def recv_until(sock, marker):
+    """Read from sock until the bytes read contain marker; all of them. The socket's timeout
+    bounds each wait; a close before the marker fails."""
+    got = b""
+    while marker not in got:
+        piece = sock.recv(65536)
+        assert piece, f"connection closed before {marker!r}: {got[:500]!r}"
+        got += piece
+    return got
+
+
 def read_until_close(sock, stop=None):
     """Everything a server sends on sock until it closes, times out or resets; with stop, also
     return as soon as the bytes read so far contain it. Closes sock."""

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import PYTHON, WSGI_APPS, Load, children, parse_responses, wait_until
+from conftest import (PYTHON, WSGI_APPS, Load, children, parse_responses, read_until_close,
+                      recv_until, wait_until)
 
 
 def pid_of(server):
@@ -149,6 +150,23 @@ def test_reload_picks_up_new_code_with_zero_failures(wsgi, tmp_path):
     assert load.failures == []
     assert load.bodies[0] == b"v1\n"
     assert set(load.bodies[mark:]) == {b"version 2\n"}
+
+
+def test_reload_lets_a_streaming_request_finish(wsgi, tmp_path):
+    """A response still streaming from a version 1 worker when the reload comes completes."""
+    server, target, load = reloadable(wsgi, tmp_path)
+    go = tmp_path / "go"
+    with load:
+        s = server.connect()
+        s.sendall(f"GET /slow?{go} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+        got = recv_until(s, b"v1 started\n")
+        deploy(os.path.join(WSGI_APPS, "reload_v2.py"), target)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: load.bodies[-1:] == [b"version 2\n"], what="version 2 served")
+        go.touch()
+        (r,) = parse_responses(got + read_until_close(s))
+    assert (r.status, r.complete, r.body) == (200, True, b"v1 started\nv1 finished\n"), r
+    assert load.failures == []
 
 
 @pytest.mark.gunicorn_differs("its new workers fail to boot and the arbiter halts")

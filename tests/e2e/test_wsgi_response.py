@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from conftest import parse_responses, read_until_close, wait_until
+from conftest import parse_responses, read_until_close, recv_until, wait_until
 
 
 def logged_after(server, mark, pattern, timeout=5):
@@ -139,11 +139,7 @@ def test_response_streams_as_produced(wsgi, tmp_path):
     go = tmp_path / "go"
     s = server.connect(timeout=5)
     s.sendall(f"GET /stream?{go} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
-    got = b""
-    while b"first chunk\n" not in got:
-        piece = s.recv(65536)  # times out if the server holds the chunk back
-        assert piece, got
-        got += piece
+    got = recv_until(s, b"first chunk\n")  # times out if the server holds the chunk back
     assert b"last chunk" not in got
     go.touch()
     (r,) = parse_responses(got + read_until_close(s))
