@@ -54,6 +54,13 @@ def test_exc_info_after_headers_reraises_and_aborts(wsgi):
     logged_after(server, mark, r"ValueError: too late to change")
 
 
+def test_latin1_header_value_is_sent_as_its_byte(wsgi):
+    server = wsgi("start_response_app:app")
+    s = server.connect()
+    s.sendall(b"GET /latin-1-header HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert b"\r\nX-Latin-1: caf\xe9\r\n" in read_until_close(s)
+
+
 def test_write_callable(wsgi):
     server = wsgi("start_response_app:app")
     r = server.get("/write")
@@ -76,7 +83,7 @@ REFUSED = [
                                        "/status-four-digits"]),
     *(differs(p, BAD_HEADER) for p in ["/value-crlf", "/value-lf", "/value-cr", "/value-nul",
                                        "/value-ctl", "/value-del", "/name-crlf", "/name-colon",
-                                       "/name-space"]),
+                                       "/name-space", "/value-not-latin1"]),
     "/value-int", "/value-bytes", "/name-bytes",
     differs("/str-item-first", "it sends the headers before it checks the first item"),
 ]

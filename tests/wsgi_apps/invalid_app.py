@@ -65,6 +65,7 @@ ROUTES = {
     "/name-crlf": bad_start("200 OK", TEXT + [("X-A\r\nX-Injected", "1")]),
     "/name-colon": bad_start("200 OK", TEXT + [("X-A: 1\r\nX-Injected", "1")]),
     "/name-space": bad_start("200 OK", TEXT + [("X A", "1")]),
+    "/value-not-latin1": bad_start("200 OK", TEXT + [("X-A", "\u20ac")]),
     "/value-int": bad_start("200 OK", TEXT + [("X-A", 1)]),
     "/value-bytes": bad_start("200 OK", TEXT + [("X-A", b"1")]),
     "/name-bytes": bad_start("200 OK", TEXT + [(b"X-A", "1")]),

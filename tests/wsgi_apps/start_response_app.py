@@ -43,7 +43,12 @@ def write_callable(environ, start_response):
     return [b"three\n"]
 
 
-ROUTES = {"/replace-before": replace_before, "/replace-after-empty": replace_after_empty,
+def latin1_header(environ, start_response):
+    start_response("200 OK", TEXT + [("X-Latin-1", "caf\u00e9")])  # PEP 3333: latin-1 str
+    return [b"ok\n"]
+
+
+ROUTES = {"/latin-1-header": latin1_header, "/replace-before": replace_before, "/replace-after-empty": replace_after_empty,
           "/exc-after": exc_after, "/write": write_callable}
 
 
