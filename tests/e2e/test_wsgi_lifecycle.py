@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from conftest import (PYTHON, WSGI_APPS, Load, children, parse_responses, read_until_close,
-                      recv_until, wait_until)
+from conftest import (PYTHON, WSGI_APPS, Load, WsgiServer, binary, children, free_port,
+                      parse_responses, read_until_close, recv_until, wait_until)
 
 
 def pid_of(server):
@@ -103,6 +103,31 @@ def test_virtualenv_site_packages(wsgi, tmp_path):
     (site / "venv_probe.py").write_text('VALUE = "from the virtualenv"\n')
     server = wsgi("venv_app:app", hearth_args=["--virtualenv", str(venv)])
     assert server.get("/").body == b"from the virtualenv\n"
+
+
+@pytest.mark.hearth_only("the appserver's YAML file")
+def test_wsgi_settings_from_the_config_file(procs, tmp_path):
+    """The same settings as the flags, from the appserver: section of the stack's file."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "probe_lib.py").write_text('VALUE = "from-pythonpath"\n')
+    port = free_port()
+    cfg = tmp_path / "hearth.yaml"
+    cfg.write_text(f"""appserver:
+  modules: ["loading_app:create_app()"]
+  bind: ["127.0.0.1:{port}"]
+  workers: 1
+  chdir: {WSGI_APPS}
+  pythonpath: [{lib}]
+  env: ["PROBE_ENV=set in yaml"]
+  mount: /yaml
+""")
+    p = procs.start_serving([binary("appserver", "appserver"), "-c", str(cfg)], [port],
+                            name="appserver")
+    server = WsgiServer(procs, p, "hearth", "127.0.0.1", port, None)
+    r = server.get("/yaml/x")
+    assert (r.status, r.body) == (200, b"from-pythonpath set in yaml set in yaml\n"), r
+    assert server.get("/elsewhere").status == 404
 
 
 def test_segfault_kills_only_that_worker(wsgi):
