@@ -14,6 +14,7 @@
 #include "shared/buf.h"
 #include "shared/config.h"
 #include "shared/http_parser.h"
+#include "shared/log.h"
 
 #define EDGE_MAX_HEADERS 128
 /* Bytes queued toward one peer before the edge stops reading from the other side. */
@@ -54,6 +55,9 @@ typedef struct {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     uint64_t failed_until_ms; /* skipped until then after a failure */
+    log_repeat fail_log;      /* a dead, hung or broken upstream fails every request: */
+    log_repeat timeout_log;   /* each kind of failure is said once per interval */
+    log_repeat broken_log;    /* answers cut short or malformed */
     edge_upconn *idle;        /* keep-alive pool, a singly linked list */
     int idle_count;
 } edge_upstream;
@@ -117,6 +121,7 @@ typedef struct {
     bool tls;
     uv_poll_t poll;
     bool active;
+    log_repeat accept_log; /* out of fds, accept fails on every turn of the loop */
 } edge_listener;
 
 typedef struct {

@@ -147,10 +147,12 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
 
 /* ---- responses ---- */
 
-
 void edge_resp_start(edge_conn *c, int status, const char *reason)
 {
     c->status = status;
+    /* After a 400 the edge cannot trust where the next request starts (nginx closes too). */
+    if (status == 400)
+        c->keep_alive = false;
     buf_printf(&c->out, "HTTP/1.1 %d %s\r\nServer: hearth\r\nDate: %s\r\n", status,
                reason ? reason : http_status_reason(status), http_date_now());
     if (c->tls && c->site && c->site->hsts)

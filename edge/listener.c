@@ -189,7 +189,8 @@ static void on_accept(uv_poll_t *h, int status, int events)
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                log_warn("accept: %s", strerror(errno));
+                log_repeated(&l->accept_log, edge_now_ms(), LOG_WARN, "accept: %s",
+                             strerror(errno));
             break;
         }
         edge_conn_accept(&edge_w, fd, l->tls, (struct sockaddr *)&ss);

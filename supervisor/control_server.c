@@ -65,11 +65,10 @@ static json_t *reply_restart(supervisor *sv, const char *name)
 {
     if (name == NULL)
         return control_error("restart needs a component name");
-    sv_child *c = stack_child_by_name(sv, name);
+    char err[160];
+    sv_child *c = stack_child_requested(sv, name, err, sizeof(err));
     if (c == NULL)
-        return control_error("no such component");
-    if (!c->enabled)
-        return control_error("component not enabled by the config");
+        return control_error(err);
     if (sv->state != STACK_RUNNING)
         return control_error("the supervisor is stopping");
     log_info("%s: restart requested", c->name);

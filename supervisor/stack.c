@@ -24,6 +24,16 @@ sv_child *stack_child_by_name(supervisor *sv, const char *name)
     return NULL;
 }
 
+sv_child *stack_child_requested(supervisor *sv, const char *name, char *err, size_t errlen)
+{
+    sv_child *c = stack_child_by_name(sv, name);
+    if (c == NULL)
+        snprintf(err, errlen, "no such component '%s' (edge, appserver or certd)", name);
+    else if (!c->enabled)
+        snprintf(err, errlen, "%s is not enabled by the config", name);
+    return c != NULL && c->enabled ? c : NULL;
+}
+
 sv_child *stack_child_by_pid(supervisor *sv, pid_t pid)
 {
     for (int i = 0; i < CHILD_COUNT; i++)
@@ -233,14 +243,8 @@ int stack_reload(supervisor *sv, const char *name, char *err, size_t errlen)
         return -1;
     }
     sv_child *only = NULL;
-    if (name != NULL && (only = stack_child_by_name(sv, name)) == NULL) {
-        snprintf(err, errlen, "no such component '%s'", name);
+    if (name != NULL && (only = stack_child_requested(sv, name, err, errlen)) == NULL)
         return -1;
-    }
-    if (only != NULL && !only->enabled) {
-        snprintf(err, errlen, "%s is not enabled by the config", name);
-        return -1;
-    }
     /* Like nginx: a config that does not load is refused and the running one stays. */
     hearth_config next;
     if (config_load(&next, sv->config_path, err, errlen) < 0 ||

@@ -136,6 +136,8 @@ void control_server_close(supervisor *sv);
 
 /* stack.c: the whole stack */
 sv_child *stack_child_by_name(supervisor *sv, const char *name);
+/* The enabled component a control request names, or NULL with the reason (naming it) in err. */
+sv_child *stack_child_requested(supervisor *sv, const char *name, char *err, size_t errlen);
 sv_child *stack_child_by_pid(supervisor *sv, pid_t pid);
 void stack_child_changed(supervisor *sv, sv_child *c);
 void stack_enable(supervisor *sv);

@@ -803,6 +803,32 @@ def test_sigkill_at_random_points_never_tears_the_pair(pebble, tmp_path):
     assert all(not v.endswith(".tmp") for v in versions)
 
 
+def test_sigkilled_run_leaves_no_challenge_file_behind(make_pebble, tmp_path):
+    p = make_pebble()
+    args = certd_args(p, tmp_path, "--issue", "orphan.example.com")
+    assert run(args, tmp_path).returncode == EXIT_OK
+    # the challenge server goes silent: a validation now hangs with certd's file in place
+    p.procs[1].terminate()
+    p.procs[1].wait()
+    silent = socket.create_server(("127.0.0.1", p.http_port))
+    # another ACME client's file in the same webroot (another account's key authorization)
+    other = p.webroot / ".well-known" / "acme-challenge" / "OtherClientToken0123456789"
+    other.write_text("OtherClientToken0123456789.someone-elses-thumbprint")
+    # a name this account has no valid authorization for yet, so a challenge is needed
+    proc = subprocess.Popen(certd_args(p, tmp_path, "--issue", "orphan2.example.com"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: len(challenge_files(p)) == 2, what="certd's challenge file")
+    proc.kill()
+    proc.wait()
+    assert len(challenge_files(p)) == 2  # killed: it could not remove its file
+    # the next run (nothing due) removes the orphan, and only that
+    r = run(args, tmp_path)
+    assert r.returncode == EXIT_NOTHING, r.stderr
+    assert "removed 1 challenge file(s) left by an earlier run" in r.stderr
+    assert challenge_files(p) == [other.name]
+    silent.close()
+
+
 def start_edge(procs, pebble, name, *site):
     """The real edge on Pebble's HTTP port, serving the challenge directory."""
     e = procs.start([EDGE, "--workers", "1", "--http", f"127.0.0.1:{pebble.http_port}",
