@@ -2,12 +2,14 @@
 threads that run while the worker waits, apps that fail to import, how an app is found
 (factory, --pythonpath, --env, --virtualenv), a segfault in C, and SIGHUP reloads under load.
 HEARTH_WSGI_SERVER=gunicorn runs them against Gunicorn (see conftest.start_wsgi)."""
+import http.client
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -148,20 +150,51 @@ def deploy(src, target):
     os.replace(tmp, target)
 
 
-def reloadable(wsgi, tmp_path):
-    """reload_app.py (version 1) served by two workers, and a client loop asking it."""
+def fresh_connections(server):
+    """A client's fetch: every request on a new connection."""
+    return lambda: (lambda r: (r.status, r.body))(server.get("/", timeout=5))
+
+
+def kept_connections(server):
+    """A client's fetch: one connection per client thread, kept across requests (as the
+    edge's upstream pool does); never a retry: http.client reconnects only after the server
+    said Connection: close."""
+    local = threading.local()
+
+    def fetch():
+        if getattr(local, "conn", None) is None:
+            local.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        try:
+            local.conn.request("GET", "/")
+            r = local.conn.getresponse()
+            return r.status, r.read()
+        except Exception:
+            local.conn.close()
+            local.conn = None
+            raise
+    return fetch
+
+
+def v1_served(wsgi, tmp_path):
+    """reload_app.py, version 1, served by two workers; the server and the file."""
     code = tmp_path / "code"
     code.mkdir()
     target = code / "reload_app.py"
     deploy(os.path.join(WSGI_APPS, "reload_v1.py"), target)
-    server = wsgi("reload_app:app", workers=2, chdir=code)
-    load = Load(lambda: (lambda r: (r.status, r.body))(server.get("/", timeout=5)))
+    return wsgi("reload_app:app", workers=2, chdir=code), target
+
+
+def load_on(server, client=fresh_connections):
+    """Four clients asking server in a loop, once they have had a few answers."""
+    load = Load(client(server), threads=4)
     wait_until(lambda: len(load.bodies) >= 20 or load.failures, what="v1 answering under load")
-    return server, target, load
+    return load
 
 
-def test_reload_picks_up_new_code_with_zero_failures(wsgi, tmp_path):
-    server, target, load = reloadable(wsgi, tmp_path)
+@pytest.mark.parametrize("client", [fresh_connections, kept_connections])
+def test_reload_picks_up_new_code_with_zero_failures(wsgi, tmp_path, client):
+    server, target = v1_served(wsgi, tmp_path)
+    load = load_on(server, client)
     old_workers = set(children(server.proc.pid))
     with load:
         deploy(os.path.join(WSGI_APPS, "reload_v2.py"), target)
@@ -179,12 +212,14 @@ def test_reload_picks_up_new_code_with_zero_failures(wsgi, tmp_path):
 
 def test_reload_lets_a_streaming_request_finish(wsgi, tmp_path):
     """A response still streaming from a version 1 worker when the reload comes completes."""
-    server, target, load = reloadable(wsgi, tmp_path)
+    server, target = v1_served(wsgi, tmp_path)
     go = tmp_path / "go"
-    with load:
-        s = server.connect()
-        s.sendall(f"GET /slow?{go} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
-        got = recv_until(s, b"v1 started\n")
+    s = server.connect()
+    s.sendall(f"GET /slow?{go} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+    got = recv_until(s, b"v1 started\n")
+    # the clients start once that worker is inside the app: connections it had accepted just
+    # before would wait for /slow to end, which is another matter than the reload
+    with load_on(server) as load:
         deploy(os.path.join(WSGI_APPS, "reload_v2.py"), target)
         server.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: load.bodies[-1:] == [b"version 2\n"], what="version 2 served")
@@ -196,8 +231,8 @@ def test_reload_lets_a_streaming_request_finish(wsgi, tmp_path):
 
 @pytest.mark.gunicorn_differs("its new workers fail to boot and the arbiter halts")
 def test_reload_to_broken_code_keeps_the_old_version_serving(wsgi, tmp_path):
-    server, target, load = reloadable(wsgi, tmp_path)
-    with load:
+    server, target = v1_served(wsgi, tmp_path)
+    with load_on(server) as load:
         deploy(os.path.join(WSGI_APPS, "broken_syntax_app.py"), target)
         server.proc.send_signal(signal.SIGHUP)
         server.wait_log(r"SyntaxError")
