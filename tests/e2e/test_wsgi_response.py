@@ -5,6 +5,7 @@ runs them against Gunicorn (see conftest.start_wsgi)."""
 import os
 import re
 import socket
+import time
 
 import pytest
 
@@ -152,6 +153,41 @@ def test_response_streams_as_produced(wsgi, tmp_path):
     (r,) = parse_responses(got + read_until_close(s))
     assert (r.status, r.framing, r.complete) == (200, "chunked", True), r
     assert r.body == b"first chunk\nlast chunk\n"
+
+
+def test_a_long_response_does_not_hold_up_other_clients(wsgi, tmp_path):
+    """Eight clients connect at once; the first one's response streams for as long as the
+    test wants, the other seven ask for a short answer. With two workers, one is busy with
+    the long response and the other free: all seven must be answered meanwhile (Gunicorn's
+    sync worker accepts a connection only when it can serve it). A worker that took idle
+    connections and then ran a long application call leaves them waiting for it."""
+    import selectors
+    server = wsgi("response_app:app", workers=2)
+    go = tmp_path / "go"
+    socks = [server.connect(timeout=5) for _ in range(8)]
+    socks[0].sendall(f"GET /stream?{go} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                     .encode())
+    recv_until(socks[0], b"first chunk\n")
+    sel = selectors.DefaultSelector()
+    answers = {}
+    for s in socks[1:]:
+        s.sendall(b"GET /pieces HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        sel.register(s, selectors.EVENT_READ)
+        answers[s] = b""
+    deadline = time.monotonic() + 5
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.1):
+            piece = key.fileobj.recv(65536)
+            answers[key.fileobj] += piece
+            if not piece:
+                sel.unregister(key.fileobj)
+    waiting = len(sel.get_map())
+    go.touch()
+    assert b"last chunk" in read_until_close(socks[0])
+    for s in socks[1:]:
+        s.close()
+    assert waiting == 0, f"{waiting} of 7 short requests waited for the long response"
+    assert all(parse_responses(a)[0].body == b"abcdef\n" for a in answers.values())
 
 
 def test_no_content_length_is_chunked_on_1_1_and_close_delimited_on_1_0(wsgi):
