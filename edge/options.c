@@ -36,6 +36,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_CONFIG,
     OPT_HELP,
+    OPT_CHECK,
 };
 
 static const struct option long_opts[] = {
@@ -67,12 +68,13 @@ static const struct option long_opts[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
+    {"check", no_argument, NULL, OPT_CHECK},
     {NULL, 0, NULL, 0},
 };
 
 void edge_usage(FILE *f)
 {
-    fputs("usage: edge --config FILE\n"
+    fputs("usage: edge --config FILE [--check]   (--check: validate, like nginx -t)\n"
           "       edge [--http ADDR]... [--https ADDR]... [--server-name NAME [--alias NAME]...\n"
           "            --cert FILE --key FILE [--cert FILE --key FILE] [--static PREFIX=DIR\n"
           "            [--cache-control VALUE]]... [--upstream unix:PATH|HOST:PORT]...\n"
@@ -344,6 +346,10 @@ int edge_options_parse(edge_options *o, int argc, char **argv, char *err, size_t
         }
         if (opt == OPT_CONFIG)
             continue;
+        if (opt == OPT_CHECK) {
+            o->check = true;
+            continue;
+        }
         if (opt == '?' || edge_opt(o, opt, optarg) < 0) {
             if (opt != '?')
                 snprintf(err, errlen, "bad value '%s' for --%s", optarg,

@@ -1262,6 +1262,14 @@ static char *joined(const char *dir, const char *tail)
     return out;
 }
 
+static bool has_wsgi_app(const config_appserver *a)
+{
+    for (size_t i = 0; i < a->modules.count; i++)
+        if (config_is_wsgi_app(a->modules.items[i]))
+            return true;
+    return false;
+}
+
 /* Values that default to other values are filled once everything is read, so that they
  * follow a changed run_dir or state_dir wherever in the file it was set. */
 static int derive(loader *ld, yaml_node_t *root)
@@ -1281,6 +1289,9 @@ static int derive(loader *ld, yaml_node_t *root)
     }
     if (!map_has(ld, app, "max_body_size"))
         cfg->appserver.max_body_size = cfg->edge.max_body_size;
+    if (!cfg->appserver.chdir && ld->basedir && has_wsgi_app(&cfg->appserver) &&
+        !(cfg->appserver.chdir = strdup(ld->basedir)))
+        return fail_nomem(ld, NULL, "appserver.chdir");
     if (!cfg->certd.cert_dir && cfg->state_dir &&
         !(cfg->certd.cert_dir = joined(cfg->state_dir, "/certs")))
         return fail_nomem(ld, NULL, "certd.cert_dir");
@@ -1556,10 +1567,13 @@ static char *read_file(const char *path, size_t *len)
 }
 
 /* Relative paths in the file (unix: socket paths too) are relative to the file's directory, not to
- * the cwd: the supervisor, the edge and certd all read the same file, each from its own cwd. */
+ * the cwd: the supervisor, the edge and certd all read the same file, each from its own cwd. An
+ * origin that is gone (the supervisor's copy outlives an edit) still names its directory. */
 static char *config_dir(const char *path)
 {
     char *real = realpath(path, NULL), *slash;
+    if (!real && path[0] == '/')
+        real = strdup(path);
     if (!real)
         return NULL;
     slash = strrchr(real, '/');
@@ -1570,22 +1584,35 @@ static char *config_dir(const char *path)
     return real;
 }
 
+char *config_read_file(const char *path, size_t *len)
+{
+    return read_file(path, len);
+}
+
+int config_load_text(hearth_config *cfg, const char *yaml, size_t len, const char *origin,
+                     char *err, size_t errlen)
+{
+    char *dir = config_dir(origin);
+    int rc = load_text(cfg, yaml, len, origin, dir, err, errlen);
+    free(dir);
+    return rc;
+}
+
 int config_load(hearth_config *cfg, const char *path, char *err, size_t errlen)
 {
     size_t len = 0;
     if (!path)
         path = CONFIG_DEFAULT_PATH;
-    char *text = read_file(path, &len), *dir;
-    int rc;
+    char *text = read_file(path, &len);
     if (!text) {
         if (err && errlen)
             snprintf(err, errlen, "%s: %s", path, strerror(errno));
         memset(cfg, 0, sizeof(*cfg));
         return -1;
     }
-    dir = config_dir(path);
-    rc = load_text(cfg, text, len, path, dir, err, errlen);
-    free(dir);
+    const char *origin = getenv(CONFIG_ORIGIN_ENV);
+    int rc =
+        config_load_text(cfg, text, len, origin && origin[0] == '/' ? origin : path, err, errlen);
     free(text);
     return rc;
 }
