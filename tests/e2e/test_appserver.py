@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import binary, read_until_close, unix_open, wait_until
+import conftest
+from conftest import binary, children, read_until_close, unix_open, wait_until
 
 APPSERVER = binary("appserver", "appserver")
 
@@ -56,14 +57,6 @@ def raw(sock, data, timeout=5):
 
 def statuses(answer):
     return [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
 
 
 class App:
@@ -261,30 +254,13 @@ def test_missing_module_file(procs, tmp_path):
 # ---- reload -------------------------------------------------------------------------------
 
 
-class Load:
+class Load(conftest.Load):
     """Clients sending requests continuously (a fresh connection each time, as the edge's
     new connections do), recording every answer and every failure."""
 
     def __init__(self, sock, threads=3, path="/"):
         self.sock, self.path = sock, path
-        self.bodies, self.failures = [], []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                st, _, body = request(self.sock, self.path, timeout=5)
-                (self.bodies if st == 200 else self.failures).append(body if st == 200 else st)
-            except Exception as e:  # noqa: BLE001 - every failure counts
-                self.failures.append(repr(e))
-
-    def finish(self):
-        self.stop.set()
-        for t in self.threads:
-            t.join()
+        super().__init__(lambda: request(sock, path, timeout=5)[0::2], threads)
 
 
 def reloadable(procs, tmp_path, workers=2):
