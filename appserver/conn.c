@@ -126,13 +126,23 @@ static void maybe_close(conn *c)
         close_lingering(c);
 }
 
+/* Body bytes of the one response appended to out since from: the access log counts those, as
+ * nginx and the edge do, not the head. */
+static size_t body_bytes_since(const buf *out, size_t from)
+{
+    const char *s = buf_head(out) + from;
+    size_t n = buf_used(out) - from;
+    const char *end = memmem(s, n, "\r\n\r\n", 4);
+    return end ? n - (size_t)(end + 4 - s) : 0;
+}
+
 static void refuse(conn *c, int status, const char *why)
 {
     log_info("refused a request from %s: %d %s", c->peer, status, why);
     size_t before = buf_used(&c->out);
     response_simple(&c->out, status, NULL, false, false);
     if (c->w->access_fd >= 0)
-        access_log_refused(c->w->access_fd, c->peer, status, buf_used(&c->out) - before);
+        access_log_refused(c->w->access_fd, c->peer, status, body_bytes_since(&c->out, before));
     c->close_after = true;
 }
 
@@ -427,6 +437,7 @@ static void dispatch(conn *c)
     int status = request_build(&req, &w->arena, p, head, buf_head(&c->body), buf_used(&c->body),
                                c->peer, &path);
     req.conn = c;
+    req.local_port = c->local_port;
     if (!c->body_done) {
         req.body_complete = false;
         req.reader = &conn_streamed_reader;
@@ -437,7 +448,7 @@ static void dispatch(conn *c)
         response_simple(&c->out, status, NULL, keep, head_only);
     } else
         status = route_and_run(c, &req, &path, keep, head_only);
-    size_t bytes = w->res.started ? (size_t)w->res.sent : buf_used(&c->out) - out_before;
+    size_t bytes = w->res.started ? (size_t)w->res.sent : body_bytes_since(&c->out, out_before);
     if (w->access_fd >= 0 && req.method)
         access_log_write(w->access_fd, &req, p->version_minor, status, bytes);
     w->res.conn = NULL;
@@ -550,6 +561,10 @@ static void peer_name(conn *c)
         uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
     else if (ss.ss_family == AF_INET6)
         uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+    len = sizeof ss;
+    if (uv_tcp_getsockname(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0)
+        c->local_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                                      : ((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
 static conn *conn_new(worker_ctx *w, bool tcp)

@@ -34,6 +34,7 @@ typedef struct conn {
     size_t writes; /* uv_write requests in flight */
     uint64_t served;
     char peer[64];
+    int local_port; /* 0 for a unix socket */
 } conn;
 
 /* Next piece of the body from c->in into c->body (dropped when discarding). 1: data or the

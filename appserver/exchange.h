@@ -46,6 +46,7 @@ struct hearth_req {
     /* the rest of a streamed body: conn.c's reader (NULL when the body is all in memory) */
     const struct body_reader *reader;
     conn *conn;
+    int local_port;
     int version_minor;
     bool chunked;
     bool body_complete; /* false while part of the body is still on the socket */

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,8 @@
 
 #define LISTEN_BACKLOG 1024
 #define SD_LISTEN_FDS_START 3
+/* how long the kernel holds a TCP connection that has sent nothing before passing it on */
+#define DEFER_ACCEPT_S 10
 
 static int add_fd(listen_set *ls, int fd, const char *unix_path)
 {
@@ -135,10 +139,27 @@ static int inherited(listen_set *ls)
     return count;
 }
 
+/* A TCP connection is accepted only once its first bytes have arrived. A worker takes the
+ * connections it accepts out of everyone else's reach, and one that then runs a long
+ * handler would leave a connection it took idle waiting behind it while other workers are
+ * free; accepting at the first byte means the accepting worker is, at that moment, serving.
+ * (A unix socket has no such option; the edge's pooled connections are not new anyway.) */
+static void defer_accept(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int secs = DEFER_ACCEPT_S;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+        (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+        setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs);
+}
+
 int listen_open(listen_set *ls, const str_list *binds, char *err, size_t errlen)
 {
     memset(ls, 0, sizeof *ls);
     int got = inherited(ls);
+    for (size_t i = 0; i < ls->count; i++)
+        defer_accept(ls->fds[i]);
     if (got != 0) {
         ls->inherited = got > 0;
         return got < 0 ? -1 : 0;
@@ -151,6 +172,7 @@ int listen_open(listen_set *ls, const str_list *binds, char *err, size_t errlen)
             listen_close(ls, 1);
             return -1;
         }
+        defer_accept(ls->fds[ls->count - 1]);
     }
     return 0;
 }

@@ -6,6 +6,7 @@
 
 #include "arbiter.h"
 #include "listen.h"
+#include "module.h"
 #include "options.h"
 #include "shared/log.h"
 #include "shared/pidfile.h"
@@ -45,6 +46,21 @@ static int serve(appserver_opts *o, listen_set *ls)
     return arbiter_run(o, ls);
 }
 
+/* --check (like nginx -t): each module loads as a worker would load it; a WSGI application's
+ * own module was checked with the config (shared/config.c), only the bridge is loaded here. */
+static int check_modules(const appserver_opts *o)
+{
+    char err[512];
+    for (size_t i = 0; i < o->modules.count; i++) {
+        if (module_check(o->modules.items[i], err, sizeof err) != 0) {
+            log_error("%s", err);
+            return 2;
+        }
+    }
+    log_info("configuration ok: %zu module(s) load", o->modules.count);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     appserver_opts opts;
@@ -58,6 +74,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "appserver: cannot open error log %s\n", opts.error_log);
         options_free(&opts);
         return 2;
+    }
+    if (opts.check) {
+        rc = check_modules(&opts);
+        options_free(&opts);
+        return rc;
     }
     signals_ignore_sigpipe();
     listen_set ls;

@@ -60,6 +60,14 @@ int module_load(app_module *m, const char *path, const char *open_path, char *er
     return check_descriptor(m, err, errlen);
 }
 
+int module_check(const char *path, char *err, size_t errlen)
+{
+    app_module m;
+    int rc = module_load(&m, path, path, err, errlen);
+    free(m.path);
+    return rc;
+}
+
 int module_init(app_module *m, char *err, size_t errlen)
 {
     if (m->desc->init) {

@@ -30,6 +30,7 @@ enum {
     OPT_VIRTUALENV,
     OPT_ENV,
     OPT_MOUNT,
+    OPT_CHECK,
 };
 
 static const struct option long_opts[] = {
@@ -54,6 +55,7 @@ static const struct option long_opts[] = {
     {"virtualenv", required_argument, NULL, OPT_VIRTUALENV},
     {"env", required_argument, NULL, OPT_ENV},
     {"mount", required_argument, NULL, OPT_MOUNT},
+    {"check", no_argument, NULL, OPT_CHECK},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -84,6 +86,7 @@ static const char usage_text[] =
     "      --virtualenv DIR        use the venv in DIR (made by python3 -m venv)\n"
     "      --env NAME=VALUE        set in the workers' environment (repeatable)\n"
     "      --mount /PREFIX         the WSGI application's SCRIPT_NAME; other paths get 404\n"
+    "      --check                 load each module to check it (init not run), then exit\n"
     "Durations: 30 (seconds), 500ms, 2m. Signals: HUP reload, TERM graceful stop, INT/QUIT\n"
     "fast stop, TTIN/TTOU one worker more/less, USR1 reopen logs.\n";
 
@@ -183,8 +186,6 @@ static int from_config(appserver_opts *o, const char *path)
     for (size_t i = 0; i < a->env.count; i++)
         list_add(&o->env, a->env.items[i]);
     set_str(&o->mount, a->mount);
-    if (!o->chdir && strrchr(path, '/')) /* relative module names resolve next to the file */
-        o->chdir = strndup(path, (size_t)(strrchr(path, '/') - path));
     config_free(&cfg);
     return 0;
 }
@@ -363,6 +364,9 @@ static int apply_flag(appserver_opts *o, int c, const char *arg, bool *binds_fro
             return -1;
         }
         return list_add(&o->env, arg);
+    case OPT_CHECK:
+        o->check = true;
+        return 0;
     case OPT_MOUNT:
         if (!config_is_mount_prefix(arg)) {
             fprintf(stderr, "appserver: --mount: expected a path prefix like /app, got '%s'\n",

@@ -36,6 +36,7 @@ typedef struct {
     char *virtualenv;
     str_list env; /* NAME=VALUE, set in the workers */
     char *mount;
+    bool check; /* --check: load the modules to see they would load, then exit */
 } appserver_opts;
 
 /* Parse argv into opts (loading -c FILE first). 0 ok, 1 printed help/version (exit 0),

@@ -1,5 +1,6 @@
 /* hearth_req: built from the parser's spans, decoded lazily where it costs (query, form,
  * cookies, JSON), and the request half of the public SDK. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -105,10 +106,12 @@ static int copy_headers(hearth_req *req, const http_parser *p, const char *head)
 }
 
 /* What the edge forwards is believed only from where an edge connects from: the unix socket,
- * or loopback. Anyone else could name any address or claim https. */
+ * or 127.0.0.1 / ::1 (not the rest of 127/8, which other local services may bind to). Anyone
+ * else could name any address or claim https. */
 static bool trusted_peer(const char *peer)
 {
-    return strcmp(peer, "unix") == 0 || strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::1") == 0;
+    return strcmp(peer, "unix") == 0 || strcmp(peer, "127.0.0.1") == 0 ||
+           strcmp(peer, "::1") == 0 || strcmp(peer, "::ffff:127.0.0.1") == 0;
 }
 
 static const char *forwarded_scheme(const hearth_req *req, const char *peer)
@@ -298,6 +301,11 @@ long hearth_req_read(hearth_req *req, void *dst, size_t n)
     return (long)n;
 }
 
+int hearth_req_local_port(const hearth_req *req)
+{
+    return req->local_port;
+}
+
 int hearth_req_http_minor(const hearth_req *req)
 {
     return req->version_minor;
@@ -360,4 +368,44 @@ const char *hearth_req_client_addr(const hearth_req *req)
 void *hearth_req_module_data(const hearth_req *req)
 {
     return req->module_data;
+}
+
+/* ---- Conveniences (ABI 1.1) ---- */
+
+static int parse_int64(const char *s, int64_t *out)
+{
+    if (!s)
+        return -1;
+    const char *digits = *s == '-' ? s + 1 : s;
+    if (*digits < '0' || *digits > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno == ERANGE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int hearth_req_param_int(const hearth_req *req, const char *name, int64_t *out)
+{
+    return parse_int64(hearth_req_param(req, name), out);
+}
+
+int hearth_req_query_int(const hearth_req *req, const char *name, int64_t *out)
+{
+    return parse_int64(hearth_req_query(req, name), out);
+}
+
+void *hearth_req_alloc(hearth_req *req, size_t size)
+{
+    if (size > ((size_t)1 << 40))
+        return NULL; /* no request needs that; rounding it up could wrap */
+    return arena_alloc(req->arena, size);
+}
+
+char *hearth_req_strdup(hearth_req *req, const char *s)
+{
+    return s ? arena_strndup(req->arena, s, strlen(s)) : NULL;
 }

@@ -320,3 +320,77 @@ int response_stream_end(hearth_res *res)
         return -1;
     return 0;
 }
+
+/* ---- Conveniences (ABI 1.1) ---- */
+
+int hearth_res_json_new(hearth_res *res, int status, json_t *json)
+{
+    if (!json)
+        return -1;
+    int rc = hearth_res_json(res, status, json);
+    json_decref(json);
+    return rc;
+}
+
+int hearth_res_error(hearth_res *res, int status, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    if (hearth_res_json_new(res, status, json_pack("{s:s}", "error", message)) != 0)
+        return hearth_res_fail(res, "cannot build the error answer for %d %s", status, message);
+    return HEARTH_OK;
+}
+
+/* RFC 6265 cookie-octet: visible ASCII but for DQUOTE, comma, semicolon and backslash. */
+static bool cookie_text(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == ',' || *p == ';' || *p == '\\')
+            return false;
+    return true;
+}
+
+static bool cookie_attrs_ok(const hearth_cookie *a)
+{
+    if ((a->path && !cookie_text(a->path)) || (a->domain && !cookie_text(a->domain)))
+        return false;
+    return !a->same_site || strcmp(a->same_site, "Strict") == 0 ||
+           strcmp(a->same_site, "Lax") == 0 || strcmp(a->same_site, "None") == 0;
+}
+
+int hearth_res_cookie(hearth_res *res, const char *name, const char *value,
+                      const hearth_cookie *attrs)
+{
+    static const hearth_cookie none = {0};
+    const hearth_cookie *a = attrs ? attrs : &none;
+    if (!name || !*name || !value || !cookie_text(value) || !cookie_attrs_ok(a))
+        return -1;
+    for (const char *p = name; *p; p++)
+        if (!http_is_tchar((unsigned char)*p))
+            return -1;
+    buf line;
+    buf_init(&line, 8192);
+    int rc = buf_printf(&line, "%s=%s", name, value) < 0;
+    if (a->max_age > 0)
+        rc |= buf_printf(&line, "; Max-Age=%lld", (long long)a->max_age) < 0;
+    else if (a->max_age < 0) /* deleting: Expires too, for clients that predate Max-Age */
+        rc |= buf_append_str(&line, "; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0") < 0;
+    if (a->domain)
+        rc |= buf_printf(&line, "; Domain=%s", a->domain) < 0;
+    if (a->path)
+        rc |= buf_printf(&line, "; Path=%s", a->path) < 0;
+    if (a->secure)
+        rc |= buf_append_str(&line, "; Secure") < 0;
+    if (a->http_only)
+        rc |= buf_append_str(&line, "; HttpOnly") < 0;
+    if (a->same_site)
+        rc |= buf_printf(&line, "; SameSite=%s", a->same_site) < 0;
+    rc |= buf_append(&line, "", 1) < 0;
+    if (!rc)
+        rc = hearth_res_header(res, "Set-Cookie", buf_head(&line));
+    buf_free(&line);
+    return rc ? -1 : 0;
+}

@@ -5,7 +5,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
+
+#include "shared/http_parser.h"
 
 void router_init(router *r)
 {
@@ -57,6 +60,17 @@ static int compile_pattern(compiled_route *cr, const char *pattern, char *err, s
     }
 }
 
+/* "*", or a method as requests spell it: an upper-case token. "get" would never match. */
+static bool valid_method(const char *method)
+{
+    if (strcmp(method, "*") == 0)
+        return true;
+    for (const char *p = method; *p; p++)
+        if (!http_is_tchar((unsigned char)*p) || (*p >= 'a' && *p <= 'z'))
+            return false;
+    return *method != '\0';
+}
+
 int router_add_module(router *r, app_module *m, char *err, size_t errlen)
 {
     size_t n = 0;
@@ -77,6 +91,13 @@ int router_add_module(router *r, app_module *m, char *err, size_t errlen)
         if (!hr->method || !hr->handler || compile_pattern(cr, hr->pattern, why, sizeof why)) {
             snprintf(err, errlen, "%s: route %zu: %s", m->path, i,
                      (!hr->method || !hr->handler) ? "no method or handler" : why);
+            return -1;
+        }
+        if (!valid_method(hr->method)) {
+            snprintf(err, errlen,
+                     "%s: route %zu (%s %s): method '%s' is not \"*\" or an upper-case token "
+                     "like \"GET\"; it would never match",
+                     m->path, i, hr->method, hr->pattern, hr->method);
             return -1;
         }
         r->count++;

@@ -247,6 +247,10 @@ int account_finish_rollover(acme_ctx *a, const certd_opts *o, const char *dir);
 bool challenge_token_ok(const char *token);
 int challenge_write(const char *webroot, const char *token, const char *key_auth);
 void challenge_remove(const char *webroot, const char *token);
+/* Removes the files a run that was killed left behind (only those written with the account
+ * whose thumbprint is given); the count removed. Call it holding the store lock, so no run is
+ * answering challenges meanwhile. */
+int challenge_sweep(const char *webroot, const char *thumb);
 
 /* ---- order.c: one order from newOrder to the downloaded chain ---- */
 typedef struct {

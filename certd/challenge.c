@@ -2,11 +2,13 @@
  * authorization, which the edge serves as is (certbot's --webroot layout). */
 #include "certd/certd.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shared/log.h"
@@ -48,6 +50,60 @@ int challenge_write(const char *webroot, const char *token, const char *key_auth
         return -1;
     }
     return 0;
+}
+
+/* Up to cap bytes of a regular file in dir (never a FIFO or a link: the webroot may be shared);
+ * -1 when it is not one. */
+static ssize_t read_small(int dirfd, const char *name, char *out, size_t cap)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    ssize_t n = -1;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size <= cap)
+        n = read(fd, out, cap);
+    if (fd >= 0)
+        close(fd);
+    return n;
+}
+
+/* What challenge_write leaves behind: TOKEN holding exactly TOKEN.THUMBPRINT, or .TOKEN.tmp
+ * holding the start of it (the run died mid-write). Another ACME client's files have another
+ * account's thumbprint (or other names), and stay. */
+static bool left_by_certd(int dirfd, const char *name, const char *thumb)
+{
+    char token[300], want[600], got[600];
+    size_t n = strlen(name);
+    bool tmp = name[0] == '.';
+    if (tmp && (n < 6 || strcmp(name + n - 4, ".tmp") != 0))
+        return false;
+    snprintf(token, sizeof(token), "%.*s", (int)(tmp ? n - 5 : n), name + tmp);
+    if (!challenge_token_ok(token))
+        return false;
+    int wlen = snprintf(want, sizeof(want), "%s.%s", token, thumb);
+    ssize_t glen = read_small(dirfd, name, got, sizeof(got));
+    if (glen < 0 || wlen >= (int)sizeof(want) || (!tmp && glen != wlen) || glen > wlen)
+        return false;
+    return memcmp(got, want, (size_t)glen) == 0;
+}
+
+int challenge_sweep(const char *webroot, const char *thumb)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof(dir), "%s" CHALLENGE_DIR, webroot) >= (int)sizeof(dir))
+        return 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0; /* no directory, no leftovers */
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (left_by_certd(dirfd(d), e->d_name, thumb) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    if (removed)
+        log_info("%s: removed %d challenge file(s) left by an earlier run", dir, removed);
+    return removed;
 }
 
 void challenge_remove(const char *webroot, const char *token)

@@ -24,7 +24,8 @@ typedef enum {
     CMD_RENEW,
     CMD_REVOKE,
     CMD_ROLLOVER,
-    CMD_DAEMON
+    CMD_DAEMON,
+    CMD_CHECK
 } command;
 
 typedef struct {
@@ -63,6 +64,7 @@ enum {
     OPT_REASON,
     OPT_ROLLOVER,
     OPT_DAEMON,
+    OPT_CHECK,
     OPT_CHECK_INTERVAL,
     OPT_RENEW_FRACTION,
     OPT_RETRY_MIN,
@@ -100,6 +102,7 @@ static const struct option long_opts[] = {
     {"reason", required_argument, NULL, OPT_REASON},
     {"rollover-account-key", no_argument, NULL, OPT_ROLLOVER},
     {"daemon", no_argument, NULL, OPT_DAEMON},
+    {"check", no_argument, NULL, OPT_CHECK},
     {"check-interval", required_argument, NULL, OPT_CHECK_INTERVAL},
     {"renew-fraction", required_argument, NULL, OPT_RENEW_FRACTION},
     {"retry-min", required_argument, NULL, OPT_RETRY_MIN},
@@ -122,6 +125,7 @@ static void usage(FILE *f)
           "       certd --revoke DOMAIN [--reason N]            revoke a stored certificate\n"
           "       certd --rollover-account-key                  replace the account key\n"
           "       certd --daemon [-d DOMAIN ...]                keep certificates renewed\n"
+          "       certd --check -c FILE                         validate the config and exit\n"
           "options:\n"
           "  -c, --config FILE       the stack's YAML file (flags override it)\n"
           "  --server URL            ACME directory (default Let's Encrypt); --staging\n"
@@ -182,7 +186,7 @@ static int set_cmd(cli *c, command cmd)
 {
     if (c->cmd != CMD_NONE && c->cmd != cmd) {
         fprintf(stderr, "certd: choose one of --issue, --renew, --list, --revoke, "
-                        "--rollover-account-key, --daemon\n");
+                        "--rollover-account-key, --daemon, --check\n");
         return -1;
     }
     c->cmd = cmd;
@@ -288,6 +292,8 @@ static int apply_command(cli *c, int opt, char *arg)
         return set_cmd(c, CMD_RENEW);
     case OPT_ROLLOVER:
         return set_cmd(c, CMD_ROLLOVER);
+    case OPT_CHECK:
+        return set_cmd(c, CMD_CHECK);
     default:
         return set_cmd(c, CMD_DAEMON);
     }
@@ -305,6 +311,7 @@ static int apply_opt(cli *c, int opt, char *arg)
     case OPT_RENEW:
     case OPT_ROLLOVER:
     case OPT_DAEMON:
+    case OPT_CHECK:
         return apply_command(c, opt, arg);
     case 'd':
         return add_name(&c->cli_names, arg);
@@ -444,6 +451,22 @@ static int finish(cli *c)
     return 0;
 }
 
+/* --check (like nginx -t; the supervisor runs it before it starts or reloads certd): what the
+ * daemon would only find out at its first order. Every public CA has terms of service. */
+static int check_config(const certd_opts *o)
+{
+    for (size_t i = 0; i < o->wanted_count; i++) {
+        if (!o->wanted[i].internal && !o->agree_tos) {
+            log_error("site '%s' has tls: acme, but certd.agree_tos is not true: the CA issues "
+                      "nothing before its terms of service are agreed to",
+                      o->wanted[i].names[0]);
+            return CERTD_EXIT_USAGE;
+        }
+    }
+    log_info("configuration ok");
+    return CERTD_EXIT_OK;
+}
+
 static int run(cli *c)
 {
     certd_opts *o = &c->o;
@@ -464,6 +487,8 @@ static int run(cli *c)
         return ops_rollover(o);
     case CMD_DAEMON:
         return daemon_run(o);
+    case CMD_CHECK:
+        return check_config(o);
     default:
         return CERTD_EXIT_USAGE;
     }

@@ -263,6 +263,20 @@ static int issue_locked(const certd_opts *o, const certd_names *names, bool forc
     return rc;
 }
 
+/* A certd killed mid-order (SIGKILL, a power cut) never removed its challenge files; the
+ * next run holding the lock does, before it writes its own. */
+static void sweep_challenges(const certd_opts *o)
+{
+    char *dir = account_dir_for(o);
+    EVP_PKEY *key = dir ? account_key_load(dir, false) : NULL;
+    char *thumb = key ? jws_thumbprint(key) : NULL;
+    if (thumb && o->webroot)
+        challenge_sweep(o->webroot, thumb);
+    free(thumb);
+    EVP_PKEY_free(key);
+    free(dir);
+}
+
 int ops_issue(const certd_opts *o, const certd_names *names, bool force, bool *changed)
 {
     for (size_t i = 0; i < names->count; i++) {
@@ -276,6 +290,7 @@ int ops_issue(const certd_opts *o, const certd_names *names, bool force, bool *c
     int lock = store_lock(o->cert_dir, o->timeout_ms);
     if (lock < 0)
         return CERTD_EXIT_FAIL;
+    sweep_challenges(o);
     int rc = issue_locked(o, names, force, changed);
     store_unlock(lock);
     return rc;

@@ -1,11 +1,15 @@
-/* Waiting, the only place certd looks at signals: TERM/INT/HUP stay blocked and are taken with
- * sigtimedwait(), so a stop request ends any sleep at once and long transfers can poll for it. */
+/* Waiting, the only place certd looks at signals: TERM/INT/HUP/USR1 stay blocked and are taken
+ * with sigtimedwait(), so a stop request ends any sleep at once and long transfers can poll for
+ * it. USR1 (logrotate) only reopens the log: blocked, it can never kill certd by its default. */
 #include "certd/certd.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+
+#include "shared/log.h"
 
 static sigset_t wait_set;
 static volatile sig_atomic_t stop_flag;
@@ -17,6 +21,7 @@ void wait_setup(void)
     sigaddset(&wait_set, SIGTERM);
     sigaddset(&wait_set, SIGINT);
     sigaddset(&wait_set, SIGHUP);
+    sigaddset(&wait_set, SIGUSR1);
     sigprocmask(SIG_BLOCK, &wait_set, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
@@ -28,10 +33,16 @@ const sigset_t *wait_sigset(void)
 
 static void note_signal(int sig)
 {
-    if (sig == SIGHUP)
+    if (sig == SIGUSR1) {
+        if (log_reopen() < 0)
+            log_error("SIGUSR1: cannot reopen the log: %s", strerror(errno));
+        else
+            log_info("SIGUSR1: log reopened");
+    } else if (sig == SIGHUP) {
         hup_flag = true;
-    else
+    } else {
         stop_flag = 1;
+    }
 }
 
 bool wait_stop_requested(void)
@@ -78,6 +89,8 @@ int wait_ms(int64_t ms)
         int sig = sigtimedwait(&wait_set, NULL, &ts);
         if (sig > 0) {
             note_signal(sig);
+            if (sig == SIGUSR1)
+                continue; /* nothing to wake up for */
             return sig;
         }
         if (errno != EAGAIN && errno != EINTR)

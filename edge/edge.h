@@ -14,6 +14,7 @@
 #include "shared/buf.h"
 #include "shared/config.h"
 #include "shared/http_parser.h"
+#include "shared/log.h"
 
 #define EDGE_MAX_HEADERS 128
 /* Bytes queued toward one peer before the edge stops reading from the other side. */
@@ -54,6 +55,9 @@ typedef struct {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     uint64_t failed_until_ms; /* skipped until then after a failure */
+    log_repeat fail_log;      /* a dead, hung or broken upstream fails every request: */
+    log_repeat timeout_log;   /* each kind of failure is said once per interval */
+    log_repeat broken_log;    /* answers cut short or malformed */
     edge_upconn *idle;        /* keep-alive pool, a singly linked list */
     int idle_count;
 } edge_upstream;
@@ -117,6 +121,7 @@ typedef struct {
     bool tls;
     uv_poll_t poll;
     bool active;
+    log_repeat accept_log; /* out of fds, accept fails on every turn of the loop */
 } edge_listener;
 
 typedef struct {
@@ -161,6 +166,15 @@ typedef enum {
     CONN_CLOSING, /* flushing the last bytes, then close */
 } edge_conn_state;
 
+/* What a connection between requests waits for: slots.c keeps one queue of each, oldest
+ * first, to pick what to shed when the worker is full. */
+typedef enum {
+    EDGE_WAIT_NONE, /* a request is being served */
+    EDGE_WAIT_IDLE, /* keep-alive, no byte of the next request yet */
+    EDGE_WAIT_HEAD, /* a request head (or the TLS handshake before the first) */
+    EDGE_WAIT__COUNT,
+} edge_wait;
+
 typedef struct edge_conn {
     edge_io io;
     uv_poll_t poll;
@@ -172,6 +186,9 @@ typedef struct edge_conn {
     edge_gen *gen;
     edge_site *site;
     struct edge_conn *next, *prev;
+    edge_wait wait;
+    struct edge_conn *wait_next, *wait_prev;
+    uint64_t wait_since_ms;
     buf in;
     buf out;
     http_parser parser;
@@ -228,6 +245,27 @@ const char *edge_req_header(edge_conn *c, const char *name, size_t *len);
 /* Access log fields of the current request. */
 const char *edge_conn_info(edge_conn *c, int idx);
 void edge_conn_drain_idle(edge_worker *w);
+
+/* ---- connection slots under pressure (slots.c) ---- */
+
+void edge_slots_init(edge_worker *w);
+/* The connection starts waiting (for its next request, or for the rest of a head). */
+void edge_slots_wait(edge_conn *c, edge_wait what);
+/* The connection serves a request, or is closing: nothing to shed. */
+void edge_slots_busy(edge_conn *c);
+/* The worker is full and a newcomer waits: true when some connection can make room for it. */
+bool edge_slots_can_shed(void);
+void edge_slots_shed_one(void);
+/* Called after accepting: starts the shorter header timeout while slots run low. */
+void edge_slots_accepted(void);
+/* Every slot is busy serving: the newcomers stay in the kernel's backlog for now. */
+void edge_slots_none_free(void);
+
+/* ---- memory given back after a spike (memory.c) ---- */
+
+void edge_memory_init(edge_worker *w);
+void edge_memory_opened(void);
+void edge_memory_closed(void);
 
 /* ---- handlers ---- */
 

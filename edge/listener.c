@@ -183,19 +183,27 @@ static void on_accept(uv_poll_t *h, int status, int events)
     if (status < 0)
         return;
     /* A bounded batch, so one busy listener cannot starve the connections already open. */
-    for (int i = 0; i < 64 && edge_w.conn_count < edge_w.cfg.edge.max_connections; i++) {
+    for (int i = 0; i < 64; i++) {
+        bool full = edge_w.conn_count >= edge_w.cfg.edge.max_connections;
+        if (full && !edge_slots_can_shed()) {
+            edge_slots_none_free();
+            edge_listeners_pause(&edge_w, true);
+            break;
+        }
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                log_warn("accept: %s", strerror(errno));
+                log_repeated(&l->accept_log, edge_now_ms(), LOG_WARN, "accept: %s",
+                             strerror(errno));
             break;
         }
+        if (full)
+            edge_slots_shed_one();
         edge_conn_accept(&edge_w, fd, l->tls, (struct sockaddr *)&ss);
     }
-    if (edge_w.conn_count >= edge_w.cfg.edge.max_connections)
-        edge_listeners_pause(&edge_w, true);
+    edge_slots_accepted();
 }
 
 void edge_listeners_start(edge_worker *w)
@@ -212,8 +220,9 @@ void edge_listeners_start(edge_worker *w)
     }
 }
 
-/* At max_connections the edge stops accepting, as nginx does; the kernel backlog holds the
- * newcomers until a slot frees. */
+/* At max_connections with every connection busy serving (none idle or waiting for a head to
+ * shed, slots.c), the edge stops accepting; the kernel backlog holds the newcomers until a
+ * connection finishes or starts waiting. */
 void edge_listeners_pause(edge_worker *w, bool pause)
 {
     if (w->draining)

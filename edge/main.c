@@ -147,6 +147,8 @@ static int run_worker(void)
     edge_w.loop = uv_default_loop();
     static const int sigs[] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGQUIT, 0};
     signals_watch(&worker_signals, edge_w.loop, sigs, on_signal, NULL);
+    edge_slots_init(&edge_w);
+    edge_memory_init(&edge_w);
     edge_listeners_start(&edge_w);
     uv_run(edge_w.loop, UV_RUN_DEFAULT);
     return 0;
@@ -297,21 +299,47 @@ static int drop_privileges(void)
     return 0;
 }
 
-static int setup(void)
+static void init_log(void)
 {
-    char err[512];
     int lvl = log_level_parse(edge_w.cfg.log_level ? edge_w.cfg.log_level : "info");
     log_init("edge", lvl < 0 ? LOG_INFO : (log_level)lvl, edge_w.cfg.log_format == LOG_FORMAT_JSON);
-    signals_ignore_sigpipe();
-    set_limits(&edge_w);
-    open_acme_dir(&edge_w);
-    edge_w.https_port = https_port();
+}
+
+/* The sites as a start builds them: certificates, keys and their pairing, static roots. */
+static int build_sites(void)
+{
+    char err[512];
     edge_tls_init_ticket_secret();
     edge_w.gen = edge_gen_build(&edge_w.cfg, NULL, err, sizeof(err));
     if (!edge_w.gen) {
         log_error("%s", err);
         return 2;
     }
+    return 0;
+}
+
+/* --check (like nginx -t): fail exactly where a start would fail on the config, serve nothing.
+ * The supervisor runs it before it starts or reloads the edge with a config. */
+static int check_config(void)
+{
+    init_log();
+    int rc = build_sites();
+    if (rc == 0)
+        log_info("configuration ok");
+    return rc;
+}
+
+static int setup(void)
+{
+    char err[512];
+    init_log();
+    signals_ignore_sigpipe();
+    set_limits(&edge_w);
+    open_acme_dir(&edge_w);
+    edge_w.https_port = https_port();
+    int rc = build_sites();
+    if (rc != 0)
+        return rc;
     edge_tls_set_gen(edge_w.gen);
     if (edge_access_open(&edge_w, edge_w.cfg.edge.access_log,
                          edge_w.cfg.edge.access_log_format == ACCESS_LOG_JSON) < 0) {
@@ -338,6 +366,8 @@ int main(int argc, char **argv)
     }
     edge_w.cfg = opts.cfg;
     edge_w.config_path = opts.config_path;
+    if (opts.check)
+        return check_config();
     int rc = setup();
     if (rc != 0)
         return rc;

@@ -33,9 +33,13 @@ enum {
     OPT_MAX_HEADER_SIZE,
     OPT_MAX_HEADER_COUNT,
     OPT_MAX_CONNECTIONS,
+    OPT_PRESSURE_THRESHOLD,
+    OPT_PRESSURE_HEADER_TIMEOUT,
+    OPT_PRESSURE_LOG_INTERVAL,
     OPT_LOG_LEVEL,
     OPT_CONFIG,
     OPT_HELP,
+    OPT_CHECK,
 };
 
 static const struct option long_opts[] = {
@@ -64,15 +68,19 @@ static const struct option long_opts[] = {
     {"max-header-size", required_argument, NULL, OPT_MAX_HEADER_SIZE},
     {"max-header-count", required_argument, NULL, OPT_MAX_HEADER_COUNT},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"pressure-threshold", required_argument, NULL, OPT_PRESSURE_THRESHOLD},
+    {"pressure-header-timeout", required_argument, NULL, OPT_PRESSURE_HEADER_TIMEOUT},
+    {"pressure-log-interval", required_argument, NULL, OPT_PRESSURE_LOG_INTERVAL},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
+    {"check", no_argument, NULL, OPT_CHECK},
     {NULL, 0, NULL, 0},
 };
 
 void edge_usage(FILE *f)
 {
-    fputs("usage: edge --config FILE\n"
+    fputs("usage: edge --config FILE [--check]   (--check: validate, like nginx -t)\n"
           "       edge [--http ADDR]... [--https ADDR]... [--server-name NAME [--alias NAME]...\n"
           "            --cert FILE --key FILE [--cert FILE --key FILE] [--static PREFIX=DIR\n"
           "            [--cache-control VALUE]]... [--upstream unix:PATH|HOST:PORT]...\n"
@@ -82,7 +90,9 @@ void edge_usage(FILE *f)
           "            [--proxy-connect-timeout D] [--proxy-read-timeout D]\n"
           "            [--upstream-fail-timeout D] [--graceful-timeout D]\n"
           "            [--max-body-size SIZE] [--max-header-size SIZE] [--max-header-count N]\n"
-          "            [--max-connections N] [--log-level LEVEL]\n"
+          "            [--max-connections N] [--pressure-threshold FRACTION]\n"
+          "            [--pressure-header-timeout D] [--pressure-log-interval D]\n"
+          "            [--log-level LEVEL]\n"
           "Each --server-name starts a site; the site flags after it belong to it.\n"
           "Durations: 500ms, 10s, 5m; sizes: 512, 64k, 1m.\n",
           f);
@@ -183,6 +193,17 @@ static int set_int(const char *v, int *out, int min)
     return 0;
 }
 
+/* As the config file takes it: strictly between 0 and 1. */
+static int set_fraction(const char *v, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x > 0 && x < 1))
+        return -1;
+    *out = x;
+    return 0;
+}
+
 static int site_opt(edge_options *o, int opt, const char *arg)
 {
     config_site *s = opt == OPT_SERVER_NAME ? site_add(&o->cfg, arg) : cur_site(o);
@@ -269,6 +290,12 @@ static int edge_opt(edge_options *o, int opt, const char *arg)
         return set_int(arg, &e->max_header_count, 1);
     case OPT_MAX_CONNECTIONS:
         return set_int(arg, &e->max_connections, 1);
+    case OPT_PRESSURE_THRESHOLD:
+        return set_fraction(arg, &e->pressure_threshold);
+    case OPT_PRESSURE_HEADER_TIMEOUT:
+        return duration(arg, &e->pressure_header_timeout_ms);
+    case OPT_PRESSURE_LOG_INTERVAL:
+        return duration(arg, &e->pressure_log_interval_ms);
     case OPT_ACME_WEBROOT:
         free(o->acme_webroot);
         o->acme_webroot = strdup(arg);
@@ -344,6 +371,10 @@ int edge_options_parse(edge_options *o, int argc, char **argv, char *err, size_t
         }
         if (opt == OPT_CONFIG)
             continue;
+        if (opt == OPT_CHECK) {
+            o->check = true;
+            continue;
+        }
         if (opt == '?' || edge_opt(o, opt, optarg) < 0) {
             if (opt != '?')
                 snprintf(err, errlen, "bad value '%s' for --%s", optarg,

@@ -18,6 +18,7 @@ typedef struct {
     bool http_given;
     bool https_given;
     bool help;
+    bool check; /* --check: validate and exit */
 } edge_options;
 
 /* 0 on success; -1 with a message in err (a usage or config error: exit 2). */

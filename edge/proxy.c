@@ -179,8 +179,9 @@ static int connect_to(edge_upstream *u)
 
 static void mark_failed(edge_upstream *u, const char *why)
 {
-    log_warn("upstream %s failed: %s; skipping it for %lld ms", u->spec, why,
-             (long long)edge_w.cfg.edge.upstream_fail_timeout_ms);
+    log_repeated(&u->fail_log, edge_now_ms(), LOG_WARN,
+                 "upstream %s failed: %s; skipping it for %lld ms", u->spec, why,
+                 (long long)edge_w.cfg.edge.upstream_fail_timeout_ms);
     u->failed_until_ms = edge_now_ms() + (uint64_t)edge_w.cfg.edge.upstream_fail_timeout_ms;
 }
 
@@ -217,11 +218,18 @@ static void build_request_head(edge_conn *c, buf *out)
     const char *upg = edge_req_header(c, "Upgrade", &up_len);
     buf_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int)p->method.len, b + p->method.off,
                (int)p->target.len, b + p->target.off);
+    /* HTTP/1.1 requires a Host: a client that sent none (HTTP/1.0) or an empty one is served
+     * by the site the edge chose for it, so that is the name the application hears. */
+    if (host && host_len)
+        buf_printf(out, "Host: %.*s\r\n", (int)host_len, host);
+    else
+        buf_printf(out, "Host: %s\r\n", c->site->name);
     for (size_t i = 0; i < p->header_count; i++) {
         http_header *h = &p->headers[i];
         const char *name = b + h->name.off;
         if (is_hop_by_hop(name, h->name.len, conn_val, conn_len) ||
-            (h->name.len == 15 && strncasecmp(name, "x-forwarded-for", 15) == 0))
+            (h->name.len == 15 && strncasecmp(name, "x-forwarded-for", 15) == 0) ||
+            (h->name.len == 4 && strncasecmp(name, "host", 4) == 0))
             continue;
         buf_printf(out, "%.*s: %.*s\r\n", (int)h->name.len, name, (int)h->value.len,
                    b + h->value.off);
@@ -231,7 +239,7 @@ static void build_request_head(edge_conn *c, buf *out)
     else
         buf_printf(out, "X-Forwarded-For: %s\r\n", c->peer);
     buf_printf(out, "X-Forwarded-Proto: %s\r\n", c->tls ? "https" : "http");
-    if (host)
+    if (host && host_len)
         buf_printf(out, "X-Forwarded-Host: %.*s\r\n", (int)host_len, host);
     if (p->upgrade && upg)
         buf_printf(out, "Connection: upgrade\r\nUpgrade: %.*s\r\n\r\n", (int)up_len, upg);
@@ -391,7 +399,8 @@ static void on_up_timeout(uv_timer_t *t)
     if (up->connecting) {
         retry_or_fail(c, 504, "connect timed out");
     } else if (!up->head_done) {
-        log_warn("upstream %s: no response in time", up->u->spec);
+        log_repeated(&up->u->timeout_log, edge_now_ms(), LOG_WARN,
+                     "upstream %s: no response in time", up->u->spec);
         c->up = NULL;
         up_close(up);
         fail_request(c, 504);
@@ -540,8 +549,9 @@ static bool handle_head(edge_conn *c, edge_upconn *up)
             return false;
         }
         if (up->eof || buf_used(&up->in) >= up->in.max) {
-            log_warn("upstream %s: %s before a complete response head", up->u->spec,
-                     up->eof ? "closed" : "too many bytes");
+            log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+                         "upstream %s: %s before a complete response head", up->u->spec,
+                         up->eof ? "closed" : "too many bytes");
             c->up = NULL;
             up_close(up);
             fail_request(c, 502);
@@ -550,7 +560,8 @@ static bool handle_head(edge_conn *c, edge_upconn *up)
         return true;
     }
     if (r == HTTP_PARSE_ERROR) {
-        log_warn("upstream %s: bad response: %s", up->u->spec, http_error_reason(up->p.error));
+        log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN, "upstream %s: bad response: %s",
+                     up->u->spec, http_error_reason(up->p.error));
         c->up = NULL;
         up_close(up);
         fail_request(c, 502);
@@ -604,8 +615,9 @@ static bool body_to_client(edge_conn *c, edge_upconn *up)
             return false;
         }
         if (r == HTTP_PARSE_ERROR) {
-            log_warn("upstream %s: bad response body: %s", up->u->spec,
-                     http_error_reason(up->p.error));
+            log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+                         "upstream %s: bad response body: %s", up->u->spec,
+                         http_error_reason(up->p.error));
             edge_conn_close(c);
             return false;
         }
@@ -617,7 +629,8 @@ static bool body_to_client(edge_conn *c, edge_upconn *up)
             response_done(c, up);
             return false;
         }
-        log_warn("upstream %s: closed in the middle of a response body", up->u->spec);
+        log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+                     "upstream %s: closed in the middle of a response body", up->u->spec);
         edge_conn_close(c); /* truncated: the client must not take it for complete */
         return false;
     }

@@ -158,6 +158,14 @@ static const field edge_fields[] = {
     SIZE("max_header_size", config_edge, max_header_size, 1024, 1 << 20, "16k"),
     INT("max_header_count", config_edge, max_header_count, 0, 1, 10000, "100"),
     INT("max_connections", config_edge, max_connections, 0, 1, 1000000, "1024"),
+    {.key = "pressure_threshold",
+     .type = F_FRACTION,
+     AT(config_edge, pressure_threshold),
+     .def = "0.75"},
+    DURATION("pressure_header_timeout", config_edge, pressure_header_timeout_ms, 100, MS_HOUR,
+             "5s"),
+    DURATION("pressure_log_interval", config_edge, pressure_log_interval_ms, MS_SECOND, MS_HOUR,
+             "10s"),
     DURATION("proxy_connect_timeout", config_edge, proxy_connect_timeout_ms, 100, MS_HOUR, "60s"),
     DURATION("proxy_read_timeout", config_edge, proxy_read_timeout_ms, MS_SECOND, MS_DAY, "60s"),
     DURATION("upstream_fail_timeout", config_edge, upstream_fail_timeout_ms, 0, MS_HOUR, "10s"),
@@ -1262,6 +1270,14 @@ static char *joined(const char *dir, const char *tail)
     return out;
 }
 
+static bool has_wsgi_app(const config_appserver *a)
+{
+    for (size_t i = 0; i < a->modules.count; i++)
+        if (config_is_wsgi_app(a->modules.items[i]))
+            return true;
+    return false;
+}
+
 /* Values that default to other values are filled once everything is read, so that they
  * follow a changed run_dir or state_dir wherever in the file it was set. */
 static int derive(loader *ld, yaml_node_t *root)
@@ -1281,6 +1297,9 @@ static int derive(loader *ld, yaml_node_t *root)
     }
     if (!map_has(ld, app, "max_body_size"))
         cfg->appserver.max_body_size = cfg->edge.max_body_size;
+    if (!cfg->appserver.chdir && ld->basedir && has_wsgi_app(&cfg->appserver) &&
+        !(cfg->appserver.chdir = strdup(ld->basedir)))
+        return fail_nomem(ld, NULL, "appserver.chdir");
     if (!cfg->certd.cert_dir && cfg->state_dir &&
         !(cfg->certd.cert_dir = joined(cfg->state_dir, "/certs")))
         return fail_nomem(ld, NULL, "certd.cert_dir");
@@ -1556,10 +1575,13 @@ static char *read_file(const char *path, size_t *len)
 }
 
 /* Relative paths in the file (unix: socket paths too) are relative to the file's directory, not to
- * the cwd: the supervisor, the edge and certd all read the same file, each from its own cwd. */
+ * the cwd: the supervisor, the edge and certd all read the same file, each from its own cwd. An
+ * origin that is gone (the supervisor's copy outlives an edit) still names its directory. */
 static char *config_dir(const char *path)
 {
     char *real = realpath(path, NULL), *slash;
+    if (!real && path[0] == '/')
+        real = strdup(path);
     if (!real)
         return NULL;
     slash = strrchr(real, '/');
@@ -1570,22 +1592,35 @@ static char *config_dir(const char *path)
     return real;
 }
 
+char *config_read_file(const char *path, size_t *len)
+{
+    return read_file(path, len);
+}
+
+int config_load_text(hearth_config *cfg, const char *yaml, size_t len, const char *origin,
+                     char *err, size_t errlen)
+{
+    char *dir = config_dir(origin);
+    int rc = load_text(cfg, yaml, len, origin, dir, err, errlen);
+    free(dir);
+    return rc;
+}
+
 int config_load(hearth_config *cfg, const char *path, char *err, size_t errlen)
 {
     size_t len = 0;
     if (!path)
         path = CONFIG_DEFAULT_PATH;
-    char *text = read_file(path, &len), *dir;
-    int rc;
+    char *text = read_file(path, &len);
     if (!text) {
         if (err && errlen)
             snprintf(err, errlen, "%s: %s", path, strerror(errno));
         memset(cfg, 0, sizeof(*cfg));
         return -1;
     }
-    dir = config_dir(path);
-    rc = load_text(cfg, text, len, path, dir, err, errlen);
-    free(dir);
+    const char *origin = getenv(CONFIG_ORIGIN_ENV);
+    int rc =
+        config_load_text(cfg, text, len, origin && origin[0] == '/' ? origin : path, err, errlen);
     free(text);
     return rc;
 }

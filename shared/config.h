@@ -61,6 +61,10 @@ typedef struct {
     uint64_t max_header_size;     /* 431 past it */
     int max_header_count;
     int max_connections; /* per worker process */
+    /* Past this fraction of max_connections, request heads get pressure_header_timeout. */
+    double pressure_threshold;
+    int64_t pressure_header_timeout_ms;
+    int64_t pressure_log_interval_ms; /* shedding is summarised in the log this often */
     int64_t proxy_connect_timeout_ms;
     int64_t proxy_read_timeout_ms;
     int64_t upstream_fail_timeout_ms; /* how long a failed upstream is skipped */
@@ -78,7 +82,7 @@ typedef struct {
     uint64_t max_body_size; /* default: edge.max_body_size */
     char *access_log;       /* NULL = off */
     /* for a WSGI application (Gunicorn's and uWSGI's settings of the same names) */
-    char *chdir;             /* NULL: the config file's directory */
+    char *chdir; /* NULL: the config file's directory */
     config_strings pythonpath;
     char *virtualenv;
     config_strings env; /* "NAME=VALUE", set in the workers */
@@ -135,12 +139,27 @@ typedef struct {
 /* Fill every field with its default (no sites), the derived ones included. */
 void config_defaults(hearth_config *cfg);
 
-/* Load path (NULL: CONFIG_DEFAULT_PATH) over the defaults. cfg need not be initialised: it is
- * overwritten (a config it held is not freed), so there is no need to call config_defaults first.
- * Relative paths in the file are made relative to the file's directory. On error returns -1 and
- * writes one message, "FILE:LINE:COL: key 'a.b': what is wrong", into err (errlen bytes, may be 0);
- * cfg is then freed and zeroed. A file that cannot be read gives "FILE: strerror". */
+/* Set by the supervisor for its components: the file they are given is its copy of the last
+ * validated configuration (in run_dir), and this absolute path is the file it was copied from.
+ * config_load() then takes relative paths relative to the origin's directory and names the
+ * origin in messages, so the copy means exactly what the file meant when it was validated. */
+#define CONFIG_ORIGIN_ENV "HEARTH_CONFIG_ORIGIN"
+
+/* Load path (NULL: CONFIG_DEFAULT_PATH) over the defaults (as $HEARTH_CONFIG_ORIGIN when set). cfg
+ * need not be initialised: it is overwritten (a config it held is not freed), so there is no need
+ * to call config_defaults first. Relative paths in the file are made relative to the file's
+ * directory. On error returns -1 and writes one message, "FILE:LINE:COL: key 'a.b': what is wrong",
+ * into err (errlen bytes, may be 0); cfg is then freed and zeroed. A file that cannot be read gives
+ * "FILE: strerror". */
 int config_load(hearth_config *cfg, const char *path, char *err, size_t errlen);
+
+/* The whole file in a malloc'ed buffer, *len bytes; NULL with errno set. */
+char *config_read_file(const char *path, size_t *len);
+
+/* Load yaml (len bytes) read from the file origin: messages name origin and relative paths are
+ * relative to its directory. The supervisor validates the bytes it will then copy this way. */
+int config_load_text(hearth_config *cfg, const char *yaml, size_t len, const char *origin,
+                     char *err, size_t errlen);
 
 /* The same from a string in memory (name stands for the file in messages; NULL: "config").
  * Relative paths are kept as written. */

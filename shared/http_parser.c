@@ -3,6 +3,7 @@
 #include "shared/http_parser.h"
 #include "shared/percent.h"
 
+#include <arpa/inet.h>
 #include <string.h>
 
 /* Chunked decoder states (p->body_state). CH_SIZE is 0 so a reset parser starts there. */
@@ -54,6 +55,8 @@ static const char *const error_reasons[HTTP_E__COUNT] = {
     [HTTP_E_TE_CHUNKED_TWICE] = "chunked applied more than once",
     [HTTP_E_TE_UNKNOWN] = "transfer coding not implemented",
     [HTTP_E_TE_HTTP10] = "Transfer-Encoding in HTTP/1.0",
+    [HTTP_E_TE_EMPTY_ELEMENT] = "empty element in Transfer-Encoding list",
+    [HTTP_E_BAD_HOST] = "Host is not uri-host [\":\" port]",
     [HTTP_E_BODY_TOO_LARGE] = "body too large",
     [HTTP_E_BAD_CHUNK_SIZE] = "invalid chunk size",
     [HTTP_E_BAD_CHUNK_EXT] = "invalid chunk extension",
@@ -172,8 +175,9 @@ const http_header *http_find_header(const http_parser *p, const char *buf, const
     return NULL;
 }
 
-/* Calls fn on each comma-separated element with OWS trimmed, empty ones skipped (RFC 9110
- * 5.6.1 asks recipients to ignore them). Stops at the first non-zero return and gives it. */
+/* Calls fn on each comma-separated element with OWS trimmed, empty ones included: RFC 9110 5.6.1
+ * asks recipients to ignore them, and fn does, except where framing depends on the list.
+ * Stops at the first non-zero return and gives it. */
 typedef int (*list_fn)(const char *elem, size_t len, void *ctx);
 
 static int list_each(const char *value, size_t len, list_fn fn, void *ctx)
@@ -187,11 +191,9 @@ static int list_each(const char *value, size_t len, list_fn fn, void *ctx)
             a++;
         while (b > a && is_ows((unsigned char)value[b - 1]))
             b--;
-        if (b > a) {
-            int r = fn(value + a, b - a, ctx);
-            if (r)
-                return r;
-        }
+        int r = fn(value + a, b - a, ctx);
+        if (r)
+            return r;
         i = end + 1;
     }
     return 0;
@@ -271,22 +273,22 @@ static http_error parse_version(http_parser *p, const char *s, size_t n)
     return HTTP_OK;
 }
 
-/* METHOD SP TARGET SP VERSION, one SP each, nothing else. */
-static http_error request_line(http_parser *p, const char *buf, size_t end)
+/* METHOD SP TARGET SP VERSION, one SP each, nothing else, in buf[ls, end). */
+static http_error request_line(http_parser *p, const char *buf, size_t ls, size_t end)
 {
-    http_error e = check_line_bytes(buf, 0, end, false);
+    http_error e = check_line_bytes(buf, ls, end, false);
     if (e)
         return e;
-    size_t i = 0;
+    size_t i = ls;
     while (i < end && http_is_tchar((unsigned char)buf[i]))
         i++;
-    if (i == 0)
-        return buf[0] == ' ' ? HTTP_E_BAD_REQUEST_LINE : HTTP_E_BAD_METHOD;
+    if (i == ls)
+        return buf[ls] == ' ' ? HTTP_E_BAD_REQUEST_LINE : HTTP_E_BAD_METHOD;
     if (i == end)
         return HTTP_E_BAD_REQUEST_LINE;
     if (buf[i] != ' ')
         return HTTP_E_BAD_METHOD;
-    p->method = make_span(0, i);
+    p->method = make_span(ls, i - ls);
     size_t t = ++i;
     for (; i < end && buf[i] != ' '; i++) {
         unsigned char c = (unsigned char)buf[i];
@@ -354,10 +356,14 @@ static http_error parse_content_length(http_parser *p, const char *s, size_t n)
 }
 
 /* One transfer coding. Anything but a bare "chunked" (parameters included) is a coding we do
- * not implement; whether that means 400 or 501 is decided once the whole list is known. */
+ * not implement; whether that means 400 or 501 is decided once the whole list is known. An
+ * empty element is refused: a peer that skips it and one that does not may disagree on which
+ * coding is last, and that disagreement is how bodies get smuggled. */
 static int te_element(const char *elem, size_t len, void *ctx)
 {
     http_parser *p = ctx;
+    if (len == 0)
+        return HTTP_E_TE_EMPTY_ELEMENT;
     if (len == 7 && mem_eq_ci(elem, "chunked", 7)) {
         if (p->te_has_chunked)
             return HTTP_E_TE_CHUNKED_TWICE;
@@ -377,6 +383,8 @@ static http_error transfer_encoding(http_parser *p, const char *s, size_t n)
     if (p->version_minor == 0)
         return HTTP_E_TE_HTTP10;
     p->te_seen = true;
+    if (n == 0)
+        return HTTP_OK; /* no coding at all: refused as not chunked once the head is complete */
     return (http_error)list_each(s, n, te_element, p);
 }
 
@@ -387,6 +395,77 @@ static http_error content_length(http_parser *p, const char *s, size_t n)
     if (++p->cl_count > 1)
         return HTTP_E_DUP_CL;
     return parse_content_length(p, s, n);
+}
+
+/* RFC 3986 unreserved and sub-delims: what a reg-name holds besides pct-encoded bytes. */
+static bool is_host_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
+           (c != 0 && strchr("-._~!$&'()*+,;=", c));
+}
+
+/* IPvFuture ("v" 1*HEXDIG "." 1*(unreserved / sub-delims / ":")) or an IPv6 address. */
+static bool ip_literal(const char *s, size_t n)
+{
+    if (n > 0 && (s[0] == 'v' || s[0] == 'V')) {
+        size_t i = 1;
+        while (i < n && percent_hex_digit((unsigned char)s[i]) >= 0)
+            i++;
+        if (i == 1 || i + 1 >= n || s[i] != '.')
+            return false;
+        for (i++; i < n; i++)
+            if (s[i] != ':' && !is_host_char((unsigned char)s[i]))
+                return false;
+        return true;
+    }
+    char text[INET6_ADDRSTRLEN];
+    struct in6_addr addr;
+    if (n == 0 || n >= sizeof(text))
+        return false;
+    memcpy(text, s, n);
+    text[n] = 0;
+    return inet_pton(AF_INET6, text, &addr) == 1;
+}
+
+/* Index of the first byte of s that does not continue a reg-name (or n). */
+static size_t reg_name_end(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (s[i] == '%' && percent_escape(s + i, n - i) >= 0)
+            i += 3;
+        else if (is_host_char((unsigned char)s[i]))
+            i++;
+        else
+            break;
+    }
+    return i;
+}
+
+/* Host = uri-host [":" port] (RFC 9110 7.2). The value names the site and is passed on to
+ * applications, so anything outside the grammar (a slash, a quote, a second colon) is refused
+ * here once rather than by each reader. An empty value is valid: a target without authority. */
+static http_error host_field(http_parser *p, const char *s, size_t n)
+{
+    if (++p->host_count > 1)
+        return HTTP_E_DUP_HOST;
+    size_t i;
+    if (n > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        if (!close || !ip_literal(s + 1, (size_t)(close - s) - 1))
+            return HTTP_E_BAD_HOST;
+        i = (size_t)(close - s) + 1;
+    } else {
+        i = reg_name_end(s, n);
+    }
+    if (i == n)
+        return HTTP_OK;
+    if (s[i] != ':')
+        return HTTP_E_BAD_HOST;
+    for (i++; i < n; i++)
+        if (!is_digit((unsigned char)s[i]))
+            return HTTP_E_BAD_HOST;
+    return HTTP_OK;
 }
 
 static void connection(http_parser *p, const char *s, size_t n)
@@ -405,10 +484,9 @@ static http_error field_semantics(http_parser *p, const char *buf, const http_he
         return content_length(p, v, n);
     if (http_span_eq_ci(buf, h->name, "transfer-encoding"))
         return transfer_encoding(p, v, n);
-    if (http_span_eq_ci(buf, h->name, "host") && p->kind == HTTP_KIND_REQUEST) {
-        if (++p->host_count > 1)
-            return HTTP_E_DUP_HOST;
-    } else if (http_span_eq_ci(buf, h->name, "connection")) {
+    if (http_span_eq_ci(buf, h->name, "host") && p->kind == HTTP_KIND_REQUEST)
+        return host_field(p, v, n);
+    if (http_span_eq_ci(buf, h->name, "connection")) {
         connection(p, v, n);
     } else if (http_span_eq_ci(buf, h->name, "upgrade")) {
         p->upgrade_seen = true;
@@ -514,6 +592,76 @@ static http_error finish_head(http_parser *p, size_t head_len)
     return HTTP_OK;
 }
 
+/* ---- head: the request line as it arrives ---- */
+
+enum { RL_METHOD, RL_TARGET, RL_VERSION };
+
+/* The start line of a request is being scanned. */
+static bool in_request_line(const http_parser *p)
+{
+    return p->kind == HTTP_KIND_REQUEST && p->line_start == p->start_line;
+}
+
+/* One byte of a request line (not CR or LF): the error it proves, or HTTP_OK. The version is
+ * only counted here (its form is checked with the line end), so that "GET /a b HTTP/1.1" is a
+ * request-line error, as it is for the whole line. */
+static http_error request_line_byte(http_parser *p, unsigned char c)
+{
+    if (c == '\t')
+        return HTTP_E_BAD_REQUEST_LINE;
+    if (is_ctl(c))
+        return HTTP_E_CTL_CHAR;
+    if (c == ' ') {
+        if (p->rl_len == 0 || p->rl_part == RL_VERSION)
+            return HTTP_E_BAD_REQUEST_LINE;
+        p->rl_part++;
+        p->rl_len = 0;
+        return HTTP_OK;
+    }
+    p->rl_len++;
+    if (p->rl_part == RL_METHOD && !http_is_tchar(c))
+        return HTTP_E_BAD_METHOD;
+    if (p->rl_part == RL_TARGET && c > 0x7e)
+        return HTTP_E_BAD_TARGET;
+    if (p->rl_part == RL_VERSION && p->rl_len > 8)
+        return HTTP_E_BAD_VERSION;
+    return HTTP_OK;
+}
+
+/* Judges buf[from, to) of the request line before its end is known, so a peer whose bytes can
+ * never form one (binary, TLS on the plain port) is refused at the first of them instead of
+ * holding its connection until the header timeout. Every byte of the line passes here, in
+ * order, whatever the reads were: the first bad byte decides, however the head was split. */
+static http_error request_line_prefix(http_parser *p, const char *buf, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (i > p->line_start && buf[i - 1] == '\r')
+            return HTTP_E_BARE_CR; /* the CR before this byte did not end the line */
+        if (c == '\r')
+            continue; /* the line end, if LF comes next */
+        http_error e = request_line_byte(p, c);
+        if (e)
+            return e;
+    }
+    return HTTP_OK;
+}
+
+/* The first line: a request or status line. Empty lines before a request line are skipped, as
+ * RFC 9112 2.2 asks of servers (clients send a stray CRLF after a body); the head limit still
+ * bounds how many. */
+static http_error start_line(http_parser *p, const char *buf, size_t ls, size_t end)
+{
+    bool request = p->kind == HTTP_KIND_REQUEST;
+    if (end == ls && request) {
+        p->start_line = p->line_start;
+        return HTTP_OK;
+    }
+    if (end == ls)
+        return HTTP_E_BAD_STATUS_LINE;
+    return request ? request_line(p, buf, ls, end) : status_line(p, buf, end);
+}
+
 /* A complete line buf[line_start, lf) has arrived, lf being the index of its LF. */
 static http_error head_line(http_parser *p, const char *buf, size_t lf)
 {
@@ -522,11 +670,8 @@ static http_error head_line(http_parser *p, const char *buf, size_t lf)
     if (lf == ls || buf[lf - 1] != '\r')
         return HTTP_E_BARE_LF;
     size_t end = lf - 1;
-    if (ls == 0) {
-        if (end == 0)
-            return p->kind == HTTP_KIND_REQUEST ? HTTP_E_BAD_REQUEST_LINE : HTTP_E_BAD_STATUS_LINE;
-        return p->kind == HTTP_KIND_REQUEST ? request_line(p, buf, end) : status_line(p, buf, end);
-    }
+    if (ls == p->start_line)
+        return start_line(p, buf, ls, end);
     if (end == ls)
         return finish_head(p, lf + 1);
     return field_line(p, buf, ls, end);
@@ -543,8 +688,8 @@ static size_t head_limit(const http_parser *p)
 static http_error find_line_end(http_parser *p, const char *buf, size_t len, size_t *lf)
 {
     size_t max_head = head_limit(p);
-    size_t max_line = p->limits.max_request_line;
-    bool req_line = p->kind == HTTP_KIND_REQUEST && p->line_start == 0;
+    bool req_line = p->kind == HTTP_KIND_REQUEST && p->line_start == p->start_line;
+    size_t max_line = p->start_line + p->limits.max_request_line;
     for (;;) {
         size_t safe = min_size(len, max_head);
         if (req_line)
@@ -583,8 +728,15 @@ http_parse_result http_parse_head(http_parser *p, const char *buf, size_t len)
     if (p->head_done)
         return HTTP_PARSE_DONE;
     while (p->pos < len) {
-        size_t lf;
+        size_t lf = len, from = p->pos;
+        bool start = in_request_line(p);
         http_error e = find_line_end(p, buf, len, &lf);
+        if (start) {
+            /* the bytes before a limit was hit, or before the line end, come first */
+            http_error pe = request_line_prefix(p, buf, from, e ? p->pos : lf);
+            if (pe)
+                return fail(p, pe);
+        }
         if (e)
             return fail(p, e);
         if (lf == len)

@@ -1,7 +1,9 @@
 /* Incremental, strict HTTP/1.1 message parser (RFC 9112) for requests and responses.
  * It never allocates: header fields are offsets into the caller's buffer, stored in an
  * array the caller provides. It refuses every framing ambiguity that has enabled request
- * smuggling elsewhere and says exactly why, so the caller can pick 400/413/414/431/501/505. */
+ * smuggling elsewhere and says exactly why, so the caller can pick 400/413/414/431/501/505.
+ * A request line is judged byte by byte as it arrives: bytes that cannot form one are refused
+ * at the first of them, not when (or if) a line end comes. */
 #ifndef HEARTH_HTTP_PARSER_H
 #define HEARTH_HTTP_PARSER_H
 
@@ -65,6 +67,8 @@ typedef enum {
     HTTP_E_TE_CHUNKED_TWICE,    /* chunked applied more than once */
     HTTP_E_TE_UNKNOWN,          /* 501: a transfer coding we do not implement */
     HTTP_E_TE_HTTP10,           /* Transfer-Encoding in an HTTP/1.0 message */
+    HTTP_E_TE_EMPTY_ELEMENT,    /* an empty element in a Transfer-Encoding list (",chunked") */
+    HTTP_E_BAD_HOST,            /* Host is not uri-host [":" port] (RFC 9110 7.2) */
     HTTP_E_BODY_TOO_LARGE,      /* 413: Content-Length or decoded chunks beyond max_body */
     HTTP_E_BAD_CHUNK_SIZE,      /* not 1-16 hex digits, or 0x / + / - / _ / spaces */
     HTTP_E_BAD_CHUNK_EXT,       /* malformed chunk extension */
@@ -118,7 +122,8 @@ typedef struct {
 
     /* private state: zeroed by init/reset, not for callers */
     size_t pos;           /* next head byte to scan for LF */
-    size_t line_start;    /* start of the head line being scanned (0: start line) */
+    size_t line_start;    /* start of the head line being scanned */
+    size_t start_line;    /* start of the start line: past the empty lines skipped before it */
     int host_count;       /* Host fields seen */
     int cl_count;         /* Content-Length fields seen */
     bool te_seen;         /* Transfer-Encoding seen */
@@ -135,6 +140,8 @@ typedef struct {
     uint64_t body_total;  /* decoded body bytes so far */
     size_t scan;          /* digits, extension or trailer bytes counted so far */
     size_t trailer_count; /* trailer fields seen */
+    int rl_part;          /* request line checked so far: method, target or version */
+    size_t rl_len;        /* bytes of that part */
 } http_parser;
 
 void http_parser_init(http_parser *p, http_kind kind, const http_limits *limits,
@@ -148,9 +155,10 @@ void http_parser_reset(http_parser *p);
  * again with the same bytes plus more after HTTP_PARSE_AGAIN: scanning resumes where it stopped.
  * On HTTP_PARSE_DONE the head is buf[0, head_len); the body (or the next message) follows.
  * Errors are sticky: later calls return HTTP_PARSE_ERROR until reset. Choices where RFC 9112
- * leaves room: a CRLF before the request line is refused (HTTP_E_BAD_REQUEST_LINE), an HTAB in
- * the request line too; a status line without the SP before an empty reason is accepted; the
- * status must be 100-599; empty elements of Transfer-Encoding lists are ignored. */
+ * leaves room: empty lines (CRLF) before a request line are skipped, with the spans counted
+ * from buf[0] as always; an HTAB in the request line is refused (HTTP_E_BAD_REQUEST_LINE); a
+ * status line without the SP before an empty reason is accepted; the status must be 100-599;
+ * an empty element in a Transfer-Encoding list is refused, where other lists ignore them. */
 http_parse_result http_parse_head(http_parser *p, const char *buf, size_t len);
 
 /* Decode the body after the head. Consumes bytes from in (len of them) and sets *consumed.

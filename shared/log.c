@@ -160,6 +160,29 @@ void log_msg(log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
+void log_repeated(log_repeat *r, uint64_t now_ms, log_level level, const char *fmt, ...)
+{
+    if (level < log_threshold)
+        return;
+    if (r->logged && now_ms - r->last_ms < LOG_REPEAT_INTERVAL_MS) {
+        r->held++;
+        return;
+    }
+    char msg[LOG_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (r->held)
+        log_msg(level, "%s (and %lu similar in the last %llu s)", msg, r->held,
+                (unsigned long long)((now_ms - r->last_ms) / 1000));
+    else
+        log_msg(level, "%s", msg);
+    r->logged = true;
+    r->last_ms = now_ms;
+    r->held = 0;
+}
+
 int log_fd_get(void)
 {
     return log_fd;

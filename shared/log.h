@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
 
@@ -24,6 +25,24 @@ int log_fd_get(void);
 
 void log_msg(log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(log_level level, const char *fmt, va_list ap);
+
+/* A line that can repeat as fast as requests arrive (an upstream down, accept failing) is
+ * summarised, not written each time: the first is logged, the next ones within
+ * LOG_REPEAT_INTERVAL_MS are counted, and the first one after that is logged with the count.
+ * One log_repeat per place and subject (per upstream, say), zeroed before use; now_ms is the
+ * caller's clock. Lines of one kind with different details (an upstream's broken answers) may
+ * share one. A count still held when the repeats stop is never written: the line before it
+ * already said what is going on. */
+#define LOG_REPEAT_INTERVAL_MS 10000
+
+typedef struct {
+    uint64_t last_ms;   /* when the last line was written */
+    unsigned long held; /* lines not written since */
+    bool logged;        /* a line was ever written */
+} log_repeat;
+
+void log_repeated(log_repeat *r, uint64_t now_ms, log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

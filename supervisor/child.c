@@ -253,8 +253,12 @@ static void event_down(sv_child *c, child_event ev)
             start(c);
         break;
     case EV_RESTART:
-        if (c->state == CHILD_FATAL || c->state == CHILD_STOPPED)
+        /* An explicit restart starts a clean history (docs/supervisor.md): the crash window
+         * and the count that status shows. */
+        if (c->state == CHILD_FATAL || c->state == CHILD_STOPPED) {
             policy_reset(&c->policy, &c->sv->cfg.supervisor);
+            c->restarts = 0;
+        }
         start(c);
         break;
     case EV_STOP:

@@ -115,9 +115,23 @@ static json_t *build_request(int argc, char **argv, char *err, size_t errlen)
     return req;
 }
 
+/* A reload's word on each component: "edge: reloaded (SIGHUP)", "appserver: refused: ...". */
+static void print_outcomes(json_t *reply, FILE *out)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(reply, "components"), i, c)
+    {
+        const char *outcome = json_string_value(json_object_get(c, "outcome"));
+        if (outcome != NULL)
+            fprintf(out, "%s: %s\n", json_string_value(json_object_get(c, "name")), outcome);
+    }
+}
+
 static int show_reply(const char *cmd, json_t *reply, bool as_json)
 {
     bool ok = json_is_true(json_object_get(reply, "ok"));
+    bool reload = strcmp(cmd, "reload") == 0;
     if (as_json) {
         char *text = json_dumps(reply, JSON_INDENT(2));
         if (text != NULL)
@@ -126,8 +140,12 @@ static int show_reply(const char *cmd, json_t *reply, bool as_json)
     } else if (!ok) {
         fprintf(stderr, "supervisor: %s: %s\n", cmd,
                 json_string_value(json_object_get(reply, "error")));
+        if (reload)
+            print_outcomes(reply, stderr);
     } else if (strcmp(cmd, "status") == 0) {
         print_status(reply);
+    } else if (reload) {
+        print_outcomes(reply, stdout);
     }
     return ok ? SV_EXIT_OK : SV_EXIT_RUNTIME;
 }

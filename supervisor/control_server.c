@@ -20,6 +20,9 @@ typedef struct control_client {
     char in[CONTROL_LINE_MAX];
 } control_client;
 
+/* Components are listed in stop order, the order an admin thinks of the stack in. */
+static const int display_order[CHILD_COUNT] = {CHILD_EDGE, CHILD_APPSERVER, CHILD_CERTD};
+
 /* Connected clients, closed when the supervisor exits (a "stop" client waits for that). */
 static control_client *clients;
 
@@ -52,10 +55,8 @@ static json_t *reply_status(supervisor *sv)
     uv_update_time(sv->loop);
     uint64_t now = uv_now(sv->loop);
     json_t *list = json_array();
-    /* Listed in stop order, the order an admin thinks of the stack in. */
-    static const int order[] = {CHILD_EDGE, CHILD_APPSERVER, CHILD_CERTD};
     for (size_t i = 0; i < CHILD_COUNT; i++)
-        json_array_append_new(list, child_status(&sv->children[order[i]], now));
+        json_array_append_new(list, child_status(&sv->children[display_order[i]], now));
     return json_pack("{s:b, s:i, s:s, s:s, s:o}", "ok", 1, "pid", (int)getpid(), "state",
                      sv->state == STACK_RUNNING ? "running" : "stopping", "config", sv->config_path,
                      "components", list);
@@ -65,16 +66,34 @@ static json_t *reply_restart(supervisor *sv, const char *name)
 {
     if (name == NULL)
         return control_error("restart needs a component name");
-    sv_child *c = stack_child_by_name(sv, name);
+    char err[160];
+    sv_child *c = stack_child_requested(sv, name, err, sizeof(err));
     if (c == NULL)
-        return control_error("no such component");
-    if (!c->enabled)
-        return control_error("component not enabled by the config");
+        return control_error(err);
     if (sv->state != STACK_RUNNING)
         return control_error("the supervisor is stopping");
     log_info("%s: restart requested", c->name);
     child_event_post(c, EV_RESTART);
     return json_pack("{s:b}", "ok", 1);
+}
+
+/* ok or not, what happened to each component: "reloaded (SIGHUP)", "refused: ...". */
+static json_t *reply_reload(supervisor *sv, const char *name)
+{
+    char err[1024];
+    sv_reload_report report;
+    int rc = stack_reload(sv, name, &report, err, sizeof(err));
+    json_t *reply = rc < 0 ? control_error(err) : json_pack("{s:b}", "ok", 1);
+    json_t *list = json_array();
+    for (size_t i = 0; i < CHILD_COUNT; i++) {
+        const char *outcome = report.outcome[display_order[i]];
+        if (outcome[0] != '\0')
+            json_array_append_new(list, json_pack("{s:s, s:s}", "name",
+                                                  sv->children[display_order[i]].name, "outcome",
+                                                  outcome));
+    }
+    json_object_set_new(reply, "components", list);
+    return reply;
 }
 
 static json_t *dispatch(supervisor *sv, json_t *req)
@@ -88,12 +107,8 @@ static json_t *dispatch(supervisor *sv, json_t *req)
         return reply_status(sv);
     if (strcmp(cmd, "restart") == 0)
         return reply_restart(sv, name);
-    if (strcmp(cmd, "reload") == 0) {
-        char err[512];
-        if (stack_reload(sv, name, err, sizeof(err)) < 0)
-            return control_error(err);
-        return json_pack("{s:b}", "ok", 1);
-    }
+    if (strcmp(cmd, "reload") == 0)
+        return reply_reload(sv, name);
     if (strcmp(cmd, "stop") == 0) {
         bool fast = json_is_true(json_object_get(req, "fast"));
         stack_stop(sv, fast);

@@ -302,8 +302,8 @@ int listeners_open(supervisor *sv, char *err, size_t errlen)
     return 0;
 }
 
-/* With the edge (or appserver) FATAL, nobody would ever accept: close its sockets so clients
- * are refused at once instead of waiting in the listen queue. */
+/* With the appserver FATAL, nobody would ever accept: close its sockets so the edge is refused
+ * at once instead of waiting in the listen queue. */
 void listeners_shut(supervisor *sv, int owner)
 {
     bool closed = false;

@@ -63,18 +63,16 @@ static void handle_message(supervisor *sv, pid_t pid, const char *msg)
         log_debug("%s: status: %s", c->name, status);
     /* A component asks for another one's reload: certd's "certificate changed" reaches the
      * edge this way, since certd may not use the root-only control socket. */
+    /* It reloads the config it runs: the file on disk may hold edits nobody validated yet. A
+     * FATAL edge (it exits 2 while it has no certificate) is restarted: the new certificate
+     * may be what it lacked. */
     char target[32];
     if (get_value(msg, "HEARTH_RELOAD", target, sizeof(target))) {
-        char err[256];
-        log_info("%s asks to reload %s", c->name, target);
+        char outcome[128] = "no such component";
         sv_child *t = stack_child_by_name(sv, target);
-        if (t != NULL && t->enabled && t->state == CHILD_FATAL && sv->state == STACK_RUNNING) {
-            /* The edge exits 2 when it has no certificate yet; the new one may be what it
-             * lacked, so this is the moment to try it again. */
-            log_info("%s is FATAL: restarting it instead", target);
-            child_event_post(t, EV_RESTART);
-        } else if (stack_reload(sv, target, err, sizeof(err)) < 0)
-            log_warn("reload %s asked by %s: %s", target, c->name, err);
+        if (t != NULL)
+            stack_signal_reload(sv, t, outcome, sizeof(outcome));
+        log_info("%s asks to reload %s: %s", c->name, target, outcome);
     }
 }
 

@@ -24,9 +24,11 @@ extern char **environ;
 /* Everything the child needs, prepared before fork so the child only does system calls. */
 typedef struct {
     const char *path;
-    char *argv[5];
+    char *argv[6];
     char **envp;
-    char listen_pid[32]; /* "LISTEN_PID=" + digits, completed in the child */
+    const char *notify_path; /* NOTIFY_SOCKET; NULL for a --check run */
+    const char *origin;      /* HEARTH_CONFIG_ORIGIN; NULL: the file given is the original */
+    char listen_pid[32];     /* "LISTEN_PID=" + digits, completed in the child */
     const int *listen_fds;
     const char *const *listen_names;
     size_t listen_count;
@@ -40,8 +42,9 @@ typedef struct {
 /* Variables that describe our own relation to systemd must not leak into the children. */
 static bool env_is_ours(const char *var)
 {
-    static const char *const names[] = {"NOTIFY_SOCKET=",  "LISTEN_FDS=",    "LISTEN_PID=",
-                                        "LISTEN_FDNAMES=", "WATCHDOG_USEC=", "WATCHDOG_PID="};
+    static const char *const names[] = {
+        "NOTIFY_SOCKET=", "LISTEN_FDS=",   "LISTEN_PID=",        "LISTEN_FDNAMES=",
+        "WATCHDOG_USEC=", "WATCHDOG_PID=", CONFIG_ORIGIN_ENV "="};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strncmp(var, names[i], strlen(names[i])) == 0)
             return true;
@@ -66,15 +69,15 @@ static void env_free(char **envp, size_t from, size_t to)
     free(envp);
 }
 
-/* The inherited environment minus systemd's variables, plus our NOTIFY_SOCKET and, for the
- * edge, LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID. Strings in [*from, *to) were allocated here;
- * LISTEN_PID points into plan, completed by the child after fork. */
-static char **build_env(supervisor *sv, spawn_plan *plan, size_t *from, size_t *to)
+/* The inherited environment minus systemd's variables and ours, plus our NOTIFY_SOCKET, the
+ * config's origin and, for the edge, LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID. Strings in
+ * [*from, *to) were allocated here; LISTEN_PID points into plan, completed by the child. */
+static char **build_env(spawn_plan *plan, size_t *from, size_t *to)
 {
     size_t n = 0;
     while (environ[n] != NULL)
         n++;
-    char **envp = calloc(n + 5, sizeof(*envp));
+    char **envp = calloc(n + 6, sizeof(*envp));
     if (envp == NULL)
         return NULL;
     size_t k = 0;
@@ -82,7 +85,10 @@ static char **build_env(supervisor *sv, spawn_plan *plan, size_t *from, size_t *
         if (!env_is_ours(environ[i]))
             envp[k++] = environ[i];
     *from = k;
-    envp[k++] = env_pair("NOTIFY_SOCKET", sv->notify_path);
+    if (plan->notify_path != NULL)
+        envp[k++] = env_pair("NOTIFY_SOCKET", plan->notify_path);
+    if (plan->origin != NULL)
+        envp[k++] = env_pair(CONFIG_ORIGIN_ENV, plan->origin);
     if (plan->listen_count > 0) {
         char count[24], names[256] = "";
         snprintf(count, sizeof(count), "%zu", plan->listen_count);
@@ -199,28 +205,36 @@ static void exec_in_child(spawn_plan *plan, const char *name)
     fail_in_child(name, plan->path, strerror(errno));
 }
 
-static void plan_argv(supervisor *sv, sv_child *c, spawn_plan *plan)
+/* `edge --config FILE`, `appserver -c FILE`, `certd --daemon -c FILE`; with check, each one's
+ * --check instead of running. */
+static void plan_argv(sv_child *c, const char *config, bool check, spawn_plan *plan)
 {
     int i = 0;
     plan->argv[i++] = c->path;
+    if (check)
+        plan->argv[i++] = "--check";
     if (strcmp(c->name, "edge") == 0) {
         plan->argv[i++] = "--config";
     } else if (strcmp(c->name, "certd") == 0) {
-        plan->argv[i++] = "--daemon";
+        if (!check)
+            plan->argv[i++] = "--daemon";
         plan->argv[i++] = "-c";
     } else {
         plan->argv[i++] = "-c";
     }
-    plan->argv[i++] = sv->config_path;
+    plan->argv[i++] = (char *)config;
     plan->argv[i] = NULL;
 }
 
-/* Everything but the environment: argv, the component's sockets, stdio, the user. */
+/* Everything but the environment: argv, the component's sockets, stdio, the user. A component
+ * runs the supervisor's copy of the last validated config, never the file as it is now. */
 static void plan_for(supervisor *sv, sv_child *c, spawn_plan *plan, int *fds, const char **names)
 {
     memset(plan, 0, sizeof(*plan));
     plan->path = c->path;
-    plan_argv(sv, c, plan);
+    plan_argv(c, sv->copy_path, false, plan);
+    plan->notify_path = sv->notify_path;
+    plan->origin = sv->config_path;
     snprintf(plan->listen_pid, sizeof(plan->listen_pid), "LISTEN_PID=");
     for (size_t i = 0; i < sv->listener_count && plan->listen_count < MAX_LISTEN_FDS; i++) {
         if (sv->listeners[i].owner == c->id) {
@@ -236,33 +250,56 @@ static void plan_for(supervisor *sv, sv_child *c, spawn_plan *plan, int *fds, co
     plan->gid = sv->gid;
 }
 
+/* Fork and exec the plan; the child's stdout and stderr go to the read end left in *out_fd. */
+static pid_t run_plan(spawn_plan *plan, const char *name, int *out_fd)
+{
+    size_t from = 0, to = 0;
+    plan->envp = build_env(plan, &from, &to);
+    int pipefd[2];
+    if (plan->envp == NULL || pipe2(pipefd, O_CLOEXEC) < 0) {
+        log_error("%s: cannot prepare to start: %s", name, strerror(errno));
+        env_free(plan->envp, from, to);
+        return -1;
+    }
+    plan->out_fd = pipefd[1];
+    pid_t pid = fork();
+    if (pid == 0)
+        exec_in_child(plan, name);
+    int saved = errno;
+    close(pipefd[1]);
+    env_free(plan->envp, from, to);
+    if (pid < 0) {
+        close(pipefd[0]);
+        log_error("%s: fork: %s", name, strerror(saved));
+        return -1;
+    }
+    *out_fd = pipefd[0];
+    return pid;
+}
+
 pid_t spawn_child(supervisor *sv, sv_child *c)
 {
     spawn_plan plan;
     int fds[MAX_LISTEN_FDS];
     const char *names[MAX_LISTEN_FDS];
     plan_for(sv, c, &plan, fds, names);
-    size_t from = 0, to = 0;
-    plan.envp = build_env(sv, &plan, &from, &to);
-    int pipefd[2];
-    if (plan.envp == NULL || pipe2(pipefd, O_CLOEXEC) < 0) {
-        log_error("%s: cannot prepare to start: %s", c->name, strerror(errno));
-        env_free(plan.envp, from, to);
-        return -1;
-    }
-    plan.out_fd = pipefd[1];
-    pid_t pid = fork();
-    if (pid == 0)
-        exec_in_child(&plan, c->name);
-    int saved = errno;
-    close(pipefd[1]);
-    env_free(plan.envp, from, to);
-    if (pid < 0) {
-        close(pipefd[0]);
-        log_error("%s: fork: %s", c->name, strerror(saved));
-        return -1;
-    }
-    if (output_attach(sv->loop, pipefd[0], c->name) < 0)
-        close(pipefd[0]);
+    int out_fd;
+    pid_t pid = run_plan(&plan, c->name, &out_fd);
+    if (pid > 0 && output_attach(sv->loop, out_fd, c->name) < 0)
+        close(out_fd);
     return pid;
+}
+
+pid_t spawn_check(supervisor *sv, sv_child *c, const char *config, const char *origin, int *out_fd)
+{
+    spawn_plan plan;
+    memset(&plan, 0, sizeof(plan));
+    plan.path = c->path;
+    plan_argv(c, config, true, &plan);
+    plan.origin = origin;
+    plan.devnull_fd = sv->devnull_fd;
+    plan.drop = sv->drop_privs;
+    plan.uid = sv->uid;
+    plan.gid = sv->gid;
+    return run_plan(&plan, c->name, out_fd);
 }

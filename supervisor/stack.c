@@ -24,6 +24,16 @@ sv_child *stack_child_by_name(supervisor *sv, const char *name)
     return NULL;
 }
 
+sv_child *stack_child_requested(supervisor *sv, const char *name, char *err, size_t errlen)
+{
+    sv_child *c = stack_child_by_name(sv, name);
+    if (c == NULL)
+        snprintf(err, errlen, "no such component '%s' (edge, appserver or certd)", name);
+    else if (!c->enabled)
+        snprintf(err, errlen, "%s is not enabled by the config", name);
+    return c != NULL && c->enabled ? c : NULL;
+}
+
 sv_child *stack_child_by_pid(supervisor *sv, pid_t pid)
 {
     for (int i = 0; i < CHILD_COUNT; i++)
@@ -32,16 +42,24 @@ sv_child *stack_child_by_pid(supervisor *sv, pid_t pid)
     return NULL;
 }
 
-/* The components the config gives something to do; the edge always runs. */
-void stack_enable(supervisor *sv)
+/* The components a config gives something to do; the edge always runs. */
+void stack_wanted(const hearth_config *cfg, bool wanted[CHILD_COUNT])
 {
     bool wants_certd = false;
-    for (size_t i = 0; i < sv->cfg.site_count; i++)
-        if (sv->cfg.sites[i].tls == SITE_TLS_ACME || sv->cfg.sites[i].tls == SITE_TLS_INTERNAL)
+    for (size_t i = 0; i < cfg->site_count; i++)
+        if (cfg->sites[i].tls == SITE_TLS_ACME || cfg->sites[i].tls == SITE_TLS_INTERNAL)
             wants_certd = true;
-    sv->children[CHILD_EDGE].enabled = true;
-    sv->children[CHILD_APPSERVER].enabled = sv->cfg.appserver.modules.count > 0;
-    sv->children[CHILD_CERTD].enabled = wants_certd;
+    wanted[CHILD_EDGE] = true;
+    wanted[CHILD_APPSERVER] = cfg->appserver.modules.count > 0;
+    wanted[CHILD_CERTD] = wants_certd;
+}
+
+void stack_enable(supervisor *sv)
+{
+    bool wanted[CHILD_COUNT];
+    stack_wanted(&sv->cfg, wanted);
+    for (int i = 0; i < CHILD_COUNT; i++)
+        sv->children[i].enabled = wanted[i];
 }
 
 static void send_status(supervisor *sv)
@@ -58,13 +76,15 @@ static void send_status(supervisor *sv)
     sd_notify_send(status);
 }
 
+/* Ready means every enabled component runs: with one FATAL, systemd would otherwise call the
+ * service active while part of it (maybe the whole site) is down. */
 static void check_ready(supervisor *sv)
 {
     if (sv->told_ready || sv->state != STACK_RUNNING)
         return;
     for (int i = 0; i < CHILD_COUNT; i++) {
         const sv_child *c = &sv->children[i];
-        if (c->enabled && c->state != CHILD_RUNNING && c->state != CHILD_FATAL)
+        if (c->enabled && c->state != CHILD_RUNNING)
             return;
     }
     sv->told_ready = true;
@@ -123,11 +143,25 @@ static void advance_stop(supervisor *sv)
         finish(sv);
 }
 
+/* Nobody will accept on a FATAL component's sockets. The appserver's are closed, so the edge
+ * answers 502 at once instead of waiting; the edge's stay open: a refused connection looks
+ * like a site that is gone for good, and a restart must find the same sockets. */
+static void announce_fatal(supervisor *sv, sv_child *c)
+{
+    if (c->id != CHILD_EDGE) {
+        listeners_shut(sv, c->id);
+        return;
+    }
+    log_error("edge is FATAL: THE SITE IS DOWN. Its listening sockets stay open, so connections "
+              "wait unanswered; fix what it said above, then `supervisor reload` or `supervisor "
+              "restart edge`");
+}
+
 void stack_child_changed(supervisor *sv, sv_child *c)
 {
     send_status(sv);
     if (c->state == CHILD_FATAL)
-        listeners_shut(sv, c->id);
+        announce_fatal(sv, c);
     if (sv->state == STACK_RUNNING) {
         check_ready(sv);
     } else if (sv->state == STACK_STOPPING) {
@@ -183,8 +217,8 @@ static bool same_strings(const config_strings *a, const config_strings *b)
     return true;
 }
 
-/* Take a freshly loaded config: new restart settings, components switched on or off. */
-static void adopt_config(supervisor *sv, hearth_config *next)
+/* Take a validated config: new restart settings, components switched on or off. */
+static void adopt_config(supervisor *sv, hearth_config *next, sv_reload_report *r)
 {
     if (!same_strings(&sv->cfg.edge.http, &next->edge.http) ||
         !same_strings(&sv->cfg.edge.https, &next->edge.https))
@@ -202,59 +236,98 @@ static void adopt_config(supervisor *sv, hearth_config *next)
     stack_enable(sv);
     for (int i = 0; i < CHILD_COUNT; i++) {
         sv_child *c = &sv->children[i];
+        char *outcome = r->outcome[i];
         if (limits_changed)
             policy_reset(&c->policy, &sv->cfg.supervisor);
-        if (c->enabled && !was_enabled[i])
+        if (c->enabled && !was_enabled[i]) {
             child_event_post(c, EV_START);
-        else if (!c->enabled && was_enabled[i])
+            snprintf(outcome, sizeof(r->outcome[i]), "started (the config now enables it)");
+        } else if (!c->enabled && was_enabled[i]) {
             child_event_post(c, EV_STOP);
+            snprintf(outcome, sizeof(r->outcome[i]), "stopped (the config gives it nothing to do)");
+        }
     }
 }
 
 /* Before READY=1 a component may not handle SIGHUP yet, and SIGHUP's default is to
- * terminate: it gets the signal once it is ready. */
-static void hup_child(sv_child *c)
+ * terminate: it gets the signal once it is ready. A FATAL one gets a fresh start instead. */
+void stack_signal_reload(supervisor *sv, sv_child *c, char *outcome, size_t len)
 {
-    if (!c->enabled)
+    if (!c->enabled || sv->state != STACK_RUNNING) {
+        snprintf(outcome, len, "not running");
         return;
-    if (c->state == CHILD_RUNNING) {
-        log_info("%s: reload (SIGHUP)", c->name);
+    }
+    switch (c->state) {
+    case CHILD_RUNNING:
         child_signal(c, SIGHUP);
-    } else if (c->state == CHILD_STARTING) {
-        log_info("%s: reload once it is ready", c->name);
+        snprintf(outcome, len, "reloaded (SIGHUP)");
+        break;
+    case CHILD_STARTING:
         c->reload_pending = true;
+        snprintf(outcome, len, "reloads once it is ready");
+        break;
+    case CHILD_FATAL:
+        child_event_post(c, EV_RESTART);
+        snprintf(outcome, len, "restarted (it was FATAL)");
+        break;
+    case CHILD_BACKOFF:
+        snprintf(outcome, len, "restarts with it (waiting to restart)");
+        break;
+    case CHILD_STOPPING:
+    case CHILD_STOPPED:
+        snprintf(outcome, len, "not running");
+        break;
     }
 }
 
-int stack_reload(supervisor *sv, const char *name, char *err, size_t errlen)
+/* Nothing changed: say for each component whether it was the one that refused. */
+static void report_refusal(supervisor *sv, const sv_verdict v[CHILD_COUNT], sv_reload_report *r)
 {
+    for (int i = 0; i < CHILD_COUNT; i++) {
+        if (v[i].checked && !v[i].ok)
+            snprintf(r->outcome[i], sizeof(r->outcome[i]), "refused: %s", v[i].detail);
+        else if (sv->children[i].enabled)
+            snprintf(r->outcome[i], sizeof(r->outcome[i]), "unchanged");
+    }
+}
+
+static void log_report(supervisor *sv, const sv_reload_report *r)
+{
+    for (int i = 0; i < CHILD_COUNT; i++)
+        if (r->outcome[i][0] != '\0')
+            log_info("reload: %s: %s", sv->children[i].name, r->outcome[i]);
+}
+
+/* All or nothing, like nginx: the config is validated by the supervisor and by every component
+ * that would run it before any of them sees it; if one refuses, none changes. */
+int stack_reload(supervisor *sv, const char *name, sv_reload_report *report, char *err,
+                 size_t errlen)
+{
+    memset(report, 0, sizeof(*report));
     if (sv->state != STACK_RUNNING) {
         snprintf(err, errlen, "the supervisor is stopping");
         return -1;
     }
     sv_child *only = NULL;
-    if (name != NULL && (only = stack_child_by_name(sv, name)) == NULL) {
-        snprintf(err, errlen, "no such component '%s'", name);
+    if (name != NULL && (only = stack_child_requested(sv, name, err, errlen)) == NULL)
         return -1;
-    }
-    if (only != NULL && !only->enabled) {
-        snprintf(err, errlen, "%s is not enabled by the config", name);
-        return -1;
-    }
-    /* Like nginx: a config that does not load is refused and the running one stays. */
     hearth_config next;
-    if (config_load(&next, sv->config_path, err, errlen) < 0 ||
-        sv_validate(&next, err, errlen) < 0) {
-        log_error("reload refused: %s", err);
+    sv_verdict v[CHILD_COUNT];
+    if (verify_adopt_file(sv, &next, v, err, errlen) < 0) {
+        report_refusal(sv, v, report);
+        log_error("reload refused, nothing changed: %s", err);
         return -1;
     }
     /* Before the first READY=1, a READY=1 here would tell systemd too early. */
     if (sv->told_ready)
         sd_notify_reloading();
-    adopt_config(sv, &next);
-    for (int i = 0; i < CHILD_COUNT; i++)
-        if (only == NULL || only == &sv->children[i])
-            hup_child(&sv->children[i]);
+    adopt_config(sv, &next, report);
+    for (int i = 0; i < CHILD_COUNT; i++) {
+        sv_child *c = &sv->children[i];
+        if (report->outcome[i][0] == '\0' && c->enabled && (only == NULL || only == c))
+            stack_signal_reload(sv, c, report->outcome[i], sizeof(report->outcome[i]));
+    }
+    log_report(sv, report);
     if (sv->told_ready)
         sd_notify_send("READY=1");
     return 0;
@@ -266,7 +339,8 @@ void stack_reopen_logs(supervisor *sv)
         log_error("reopening the log file: %s", strerror(errno));
     for (int i = 0; i < CHILD_COUNT; i++) {
         sv_child *c = &sv->children[i];
-        /* Not before READY=1, for the reason hup_child() gives; it has fresh files anyway. */
+        /* Not before READY=1, for the reason stack_signal_reload() gives; it has fresh files
+         * anyway. */
         if (c->state == CHILD_RUNNING)
             child_signal(c, SIGUSR1);
     }
@@ -286,14 +360,15 @@ static void reap(supervisor *sv)
 static void on_signal(int signum, void *data)
 {
     supervisor *sv = data;
-    char err[512];
+    char err[1024];
+    sv_reload_report report;
     switch (signum) {
     case SIGCHLD:
         reap(sv);
         break;
     case SIGHUP:
         log_info("SIGHUP: reloading");
-        stack_reload(sv, NULL, err, sizeof(err));
+        stack_reload(sv, NULL, &report, err, sizeof(err));
         break;
     case SIGTERM:
         stack_stop(sv, false);

@@ -43,18 +43,6 @@ static int load_config(const char *path, hearth_config *cfg)
     return 0;
 }
 
-int sv_check(const char *config_path)
-{
-    hearth_config cfg;
-    if (load_config(config_path, &cfg) < 0) {
-        fprintf(stderr, "supervisor: configuration test failed\n");
-        return SV_EXIT_CONFIG;
-    }
-    printf("supervisor: %s: configuration is ok\n", config_path);
-    config_free(&cfg);
-    return SV_EXIT_OK;
-}
-
 /* mkdir -p, then the owner and mode we want even when it existed (as systemd's
  * StateDirectory= does). owned: the children's user owns it; else only its group is theirs.
  * Nothing is changed when all is right already, so no capability is needed then. */
@@ -122,7 +110,8 @@ static int locate_children(supervisor *sv, char *err, size_t errlen)
         sv_child *c = &sv->children[i];
         if (c->enabled && sv_locate(c->name, &c->path, err, errlen) < 0)
             return -1;
-        if (policy_init(&c->policy, &sv->cfg.supervisor) < 0) {
+        /* The edge is the site: giving up on it for crashing would take the site down. */
+        if (policy_init(&c->policy, &sv->cfg.supervisor, i == CHILD_EDGE) < 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -133,6 +122,7 @@ static int locate_children(supervisor *sv, char *err, size_t errlen)
 /* Everything before the first child: any failure here means nothing was started. */
 static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
 {
+    char path[PATH_MAX];
     *code = SV_EXIT_CONFIG;
     if (resolve_user(sv, err, errlen) < 0)
         return -1;
@@ -151,6 +141,8 @@ static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
         return -1;
     char pidfile[PATH_MAX];
     snprintf(pidfile, sizeof(pidfile), "%s/supervisor.pid", sv->cfg.run_dir);
+    snprintf(path, sizeof(path), "%s/validated.yaml", sv->cfg.run_dir);
+    sv->copy_path = strdup(path); /* run_dir may change in a reloaded config */
     if (pidfile_write(pidfile, err, errlen) < 0)
         return -1;
     sv->pidfile_path = strdup(pidfile); /* run_dir may change in a reloaded config */
@@ -171,6 +163,19 @@ static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
         snprintf(err, errlen, "cannot watch signals");
         return -1;
     }
+    return 0;
+}
+
+/* The first validated copy, what the components will run: the file is read once more, and
+ * that read is what the components check and what the copy is made of. */
+static int validate_first(supervisor *sv, char *err, size_t errlen)
+{
+    hearth_config cfg;
+    sv_verdict v[CHILD_COUNT];
+    if (verify_adopt_file(sv, &cfg, v, err, errlen) < 0)
+        return -1;
+    config_free(&sv->cfg);
+    sv->cfg = cfg;
     return 0;
 }
 
@@ -213,6 +218,9 @@ static void teardown(supervisor *sv)
         close(sv->notify_fd);
     if (sv->devnull_fd >= 0)
         close(sv->devnull_fd);
+    if (sv->copy_path != NULL)
+        unlink(sv->copy_path);
+    free(sv->copy_path);
     if (sv->pidfile_path != NULL)
         pidfile_remove(sv->pidfile_path);
     free(sv->pidfile_path);
@@ -249,12 +257,55 @@ int sv_start(const char *config_path)
         init_logging(&sv.cfg);
         if (prepare(&sv, &code, err, sizeof(err)) < 0) {
             log_error("%s; nothing started", err);
+        } else if (validate_first(&sv, err, sizeof(err)) < 0) {
+            code = SV_EXIT_CONFIG;
+            log_error("%s; nothing started", err);
         } else {
             stack_start_all(&sv);
             uv_run(&loop, UV_RUN_DEFAULT);
             code = SV_EXIT_OK;
         }
     }
+    teardown(&sv);
+    return code;
+}
+
+/* What each component says of the file, as the user it would run as when we can become it. */
+static int check_components(supervisor *sv, const char *path)
+{
+    char err[512];
+    if (geteuid() == 0 && resolve_user(sv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "supervisor: %s\n", err);
+        return SV_EXIT_CONFIG;
+    }
+    sv->devnull_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    sv_verdict v[CHILD_COUNT];
+    int rc = verify_components(sv, &sv->cfg, path, NULL, v);
+    for (int i = 0; i < CHILD_COUNT; i++) {
+        if (v[i].checked && v[i].ok)
+            printf("supervisor: %s: ok\n", sv->children[i].name);
+        else if (v[i].checked)
+            fprintf(stderr, "supervisor: %s refuses it: %s\n", sv->children[i].name, v[i].detail);
+    }
+    return rc < 0 ? SV_EXIT_CONFIG : SV_EXIT_OK;
+}
+
+/* Like nginx -t, and knowing what start knows: the loader, our checks, each component's. */
+int sv_check(const char *config_path)
+{
+    uv_loop_t loop;
+    supervisor sv;
+    uv_loop_init(&loop);
+    init(&sv, &loop);
+    int code = SV_EXIT_CONFIG;
+    if (load_config(config_path, &sv.cfg) == 0) {
+        sv.cfg_loaded = true;
+        code = check_components(&sv, config_path);
+    }
+    if (code == SV_EXIT_OK)
+        printf("supervisor: %s: configuration is ok\n", config_path);
+    else
+        fprintf(stderr, "supervisor: configuration test failed\n");
     teardown(&sv);
     return code;
 }

@@ -35,7 +35,21 @@ typedef enum {
     EV_RESTART,  /* stop if running, then start at once; clears FATAL */
 } child_event;
 
+enum { CHILD_APPSERVER, CHILD_EDGE, CHILD_CERTD, CHILD_COUNT };
+
 typedef struct supervisor supervisor;
+
+/* One component's answer to a config (verify.c): its own --check, run in a throwaway process. */
+typedef struct {
+    bool checked;     /* the config enables it, so its check ran */
+    bool ok;          /* the check passed */
+    char detail[512]; /* why not: the last line the check printed */
+} sv_verdict;
+
+/* What a reload did to each component, by child id, for the reply and the log. */
+typedef struct {
+    char outcome[CHILD_COUNT][600]; /* "" when the reload did not concern it */
+} sv_reload_report;
 
 typedef struct {
     const char *name; /* "edge", "appserver", "certd" */
@@ -65,14 +79,13 @@ typedef struct {
     int fd;           /* -1 while shut (edge FATAL) */
 } sv_listener;
 
-enum { CHILD_APPSERVER, CHILD_EDGE, CHILD_CERTD, CHILD_COUNT };
-
 typedef enum { STACK_RUNNING, STACK_STOPPING, STACK_DONE } stack_state;
 
 struct supervisor {
     uv_loop_t *loop;
     hearth_config cfg;
-    char *config_path; /* absolute, handed to the children */
+    char *config_path; /* the file as given, absolute: what a reload reads */
+    char *copy_path;   /* RUN_DIR/validated.yaml: the last validated config, what children run */
     bool drop_privs;
     uid_t uid;
     gid_t gid;
@@ -113,6 +126,19 @@ void child_describe_status(int status, char *out, size_t len);
 
 /* spawn.c: fork + exec with the fds, environment and privileges a component expects */
 pid_t spawn_child(supervisor *sv, sv_child *c);
+/* `NAME --check` on config (a copy of origin, or the original when origin is NULL), as the
+ * components' user; its stdout and stderr come out of the pipe end left in *out_fd. */
+pid_t spawn_check(supervisor *sv, sv_child *c, const char *config, const char *origin, int *out_fd);
+
+/* verify.c: a config is validated by the components too before they may run it */
+/* Each component cfg enables checks path; -1 when any refuses (v says who and why). */
+int verify_components(supervisor *sv, const hearth_config *cfg, const char *path,
+                      const char *origin, sv_verdict v[CHILD_COUNT]);
+/* Read the config file once, load and validate it, have the components check those bytes,
+ * and make them the copy the components run: 0 with *cfg loaded, or -1 with the reason in err
+ * (and the components' verdicts in v), the copy untouched. */
+int verify_adopt_file(supervisor *sv, hearth_config *cfg, sv_verdict v[CHILD_COUNT], char *err,
+                      size_t errlen);
 
 /* output.c: relay a child's stdout/stderr lines to ours, prefixed with its name */
 int output_attach(uv_loop_t *loop, int fd, const char *name);
@@ -136,12 +162,18 @@ void control_server_close(supervisor *sv);
 
 /* stack.c: the whole stack */
 sv_child *stack_child_by_name(supervisor *sv, const char *name);
+/* The enabled component a control request names, or NULL with the reason (naming it) in err. */
+sv_child *stack_child_requested(supervisor *sv, const char *name, char *err, size_t errlen);
 sv_child *stack_child_by_pid(supervisor *sv, pid_t pid);
 void stack_child_changed(supervisor *sv, sv_child *c);
+void stack_wanted(const hearth_config *cfg, bool wanted[CHILD_COUNT]);
 void stack_enable(supervisor *sv);
 void stack_start_all(supervisor *sv);
 int stack_watch_signals(supervisor *sv);
-int stack_reload(supervisor *sv, const char *name, char *err, size_t errlen);
+int stack_reload(supervisor *sv, const char *name, sv_reload_report *report, char *err,
+                 size_t errlen);
+/* SIGHUP to one component with the config it has (certd's "certificate changed"). */
+void stack_signal_reload(supervisor *sv, sv_child *c, char *outcome, size_t len);
 void stack_stop(supervisor *sv, bool fast);
 void stack_reopen_logs(supervisor *sv);
 

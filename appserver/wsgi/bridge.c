@@ -38,6 +38,10 @@ static int start_python(void)
     config.install_signal_handlers = 0; /* the worker owns its signals */
     config.parse_argv = 0;
     config.user_site_directory = 0;
+    /* No __pycache__ written next to the application: its folder is read-only under the unit,
+     * and a cache written now could outlive a same-size rewrite of its source within the same
+     * second (Python validates it by mtime and size), serving old code after a reload. */
+    config.write_bytecode = 0;
     const char *venv = hearth_setting("virtualenv", 0);
     PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, "python3");
     if (!PyStatus_Exception(st) && venv) {

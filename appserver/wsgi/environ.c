@@ -65,7 +65,9 @@ static int add_fields(PyObject *env, hearth_req *req)
     return 0;
 }
 
-/* SERVER_NAME and SERVER_PORT from Host (RFC 9110: uri-host [":" port]). */
+/* SERVER_NAME from Host (RFC 9110: uri-host [":" port]); SERVER_PORT the port the request
+ * came in on (CGI's meaning) or, on the edge's unix socket, the one the client used as far
+ * as Host and the scheme tell. */
 static int add_server(PyObject *env, hearth_req *req, bool https)
 {
     const char *host = hearth_req_header(req, "Host");
@@ -77,6 +79,11 @@ static int add_server(PyObject *env, hearth_req *req, bool https)
     Py_ssize_t name_len = colon ? colon - host : (Py_ssize_t)strlen(host);
     if (colon && colon[1])
         port = colon + 1;
+    char local[16];
+    if (hearth_req_local_port(req) > 0) {
+        snprintf(local, sizeof local, "%d", hearth_req_local_port(req));
+        port = local;
+    }
     if (set_str(env, "SERVER_NAME", host, name_len) != 0 ||
         set_str(env, "SERVER_PORT", port, -1) != 0)
         return -1;

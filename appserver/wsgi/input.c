@@ -31,6 +31,12 @@ PyObject *wsgi_input_new(hearth_req *req)
     return (PyObject *)in;
 }
 
+/* The bytes read ahead and not handed out yet ("" before the first read ahead). */
+static const char *ahead(const wsgi_input *in)
+{
+    return in->buf ? in->buf + in->pos : "";
+}
+
 /* Up to n body bytes into dst: count, 0 at the end, -1 with OSError set. */
 static Py_ssize_t read_socket(wsgi_input *in, char *dst, size_t n)
 {
@@ -105,8 +111,7 @@ static PyObject *input_read(wsgi_input *in, PyObject *const *args, Py_ssize_t na
             if (n == 0)
                 break;
         }
-        PyObject *all =
-            PyBytes_FromStringAndSize(in->buf + in->pos, (Py_ssize_t)(in->len - in->pos));
+        PyObject *all = PyBytes_FromStringAndSize(ahead(in), (Py_ssize_t)(in->len - in->pos));
         in->pos = in->len;
         return all;
     }
@@ -115,7 +120,7 @@ static PyObject *input_read(wsgi_input *in, PyObject *const *args, Py_ssize_t na
         return NULL;
     char *dst = PyBytes_AS_STRING(out);
     size_t have = in->len - in->pos < (size_t)want ? in->len - in->pos : (size_t)want;
-    memcpy(dst, in->buf + in->pos, have);
+    memcpy(dst, ahead(in), have);
     in->pos += have;
     while (have < (size_t)want) {
         Py_ssize_t n = read_socket(in, dst + have, (size_t)want - have);
@@ -141,15 +146,14 @@ static PyObject *read_line(wsgi_input *in, Py_ssize_t limit)
     while (true) {
         size_t avail = in->len - in->pos;
         size_t span = limit >= 0 && (size_t)limit < avail ? (size_t)limit : avail;
-        const char *nl = memchr(in->buf + in->pos + scanned, '\n', span - scanned);
-        size_t take = nl ? (size_t)(nl - (in->buf + in->pos)) + 1 : 0;
+        const char *nl = memchr(ahead(in) + scanned, '\n', span - scanned);
+        size_t take = nl ? (size_t)(nl - ahead(in)) + 1 : 0;
         if (!take && limit >= 0 && avail >= (size_t)limit)
             take = (size_t)limit;
         if (!take && in->eof)
             take = avail;
         if (take || in->eof) {
-            PyObject *line =
-                PyBytes_FromStringAndSize(in->buf ? in->buf + in->pos : "", (Py_ssize_t)take);
+            PyObject *line = PyBytes_FromStringAndSize(ahead(in), (Py_ssize_t)take);
             in->pos += take;
             return line;
         }

@@ -1,5 +1,7 @@
 """What both sides serve: one ECDSA P-256 certificate, the same files, and nginx's config."""
 import os
+import random
+import sqlite3
 import subprocess
 
 
@@ -22,6 +24,28 @@ def make_files(www):
         f.write(os.urandom(768).hex().encode()[:1024])
     with open(os.path.join(www, "1m.bin"), "wb") as f:
         f.write(os.urandom(1 << 20))
+
+
+def make_page_db(path, notes=500):
+    """The SQLite file bench/apps/flask_page.py reads: `notes` notes (the page shows the 50
+    latest), the same content on every run. Made once; an existing file is kept."""
+    if os.path.exists(path):
+        return path
+    rnd = random.Random(11)
+    words = ["hearth", "edge", "worker", "socket", "reload", "certificate", "flask", "python",
+             "template", "sqlite", "latency", "request", "<b>bold</b>", "caf\u00e9", "&amp;"]
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL, "
+                     "author TEXT NOT NULL, created TEXT NOT NULL, score REAL NOT NULL)")
+        conn.execute("CREATE INDEX notes_created ON notes (created)")
+        conn.executemany(
+            "INSERT INTO notes (title, author, created, score) VALUES (?, ?, ?, ?)",
+            [(" ".join(rnd.choice(words) for _ in range(6)), f"user{rnd.randrange(40)}",
+              f"2026-{1 + i * 12 // notes:02d}-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00",
+              rnd.uniform(0, 100)) for i in range(notes)])
+    conn.close()
+    return path
 
 
 NGINX_CONF = """\

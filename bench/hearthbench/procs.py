@@ -111,8 +111,8 @@ def wait_answering(server, port=None, path="/", tls=False, unix=None, timeout=20
     raise RuntimeError(f"{server.name} {why} ({last}):\n{tail}")
 
 
-def tree_pids(pid):
-    """pid and all its descendants (from /proc)."""
+def _children():
+    """pid -> its child pids, for every process (from /proc)."""
     children = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -123,6 +123,16 @@ def tree_pids(pid):
             children.setdefault(int(fields[1]), []).append(int(entry))
         except OSError:
             continue
+    return children
+
+
+def child_pids(pid):
+    return _children().get(pid, [])
+
+
+def tree_pids(pid):
+    """pid and all its descendants."""
+    children = _children()
     out, pending = [], [pid]
     while pending:
         p = pending.pop()

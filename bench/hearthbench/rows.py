@@ -1,13 +1,13 @@
-"""The ten rows: what each side runs for one measurement, and which figures go in the table.
+"""The rows: what each side runs for one measurement, and which figures go in the table.
 
 An Item measures every one of its sides once per round and each side returns a dict of
 figures; a Line of the table compares one figure of hearth's side with the same figure of a
 peer's side."""
 from dataclasses import dataclass
 
-from . import load, reloads
+from . import load, material, reloads
 from .issuance import Pebble
-from .procs import tree_rss_kib
+from .procs import child_pids, http_get, rss_kib, tree_rss_kib
 
 
 @dataclass
@@ -95,6 +95,42 @@ def idle_memory(server, port_name):
     return run
 
 
+def worker_rss(server, path="/", requests=500):
+    """RSS per worker process of an app server (the master's children) once the app is loaded
+    and its workers have answered `requests` requests, from a freshly started server (memory a
+    process once used stays counted)."""
+    def run(ctx):
+        master = ctx.servers.restart(server)
+        port = ctx.servers.port(server)
+        for _ in range(requests):
+            status, _ = http_get("127.0.0.1", port, path)
+            if status != 200:
+                raise RuntimeError(f"{master.name} answered {path} with {status}")
+        workers = child_pids(master.pid)
+        if len(workers) != ctx.s.workers:
+            raise RuntimeError(f"{master.name} has {len(workers)} child processes, not "
+                               f"{ctx.s.workers} workers")
+        return {"kib": sum(rss_kib(w) for w in workers) / len(workers)}
+    return run
+
+
+def page_db_setup(ctx):
+    material.make_page_db(ctx.servers.page_db)
+
+
+def app_alone(kind, app):
+    """GET / of the Flask app bench/apps/APP.py over HTTP from the app server KIND alone
+    (appserver, gunicorn or uwsgi; the server and its port are both named KIND:APP)."""
+    name = f"{kind}:{app}"
+    return throughput(name, "http", name, "/")
+
+
+def wsgi_sides(app):
+    """The Flask app APP from the appserver (through its WSGI bridge), Gunicorn and uWSGI."""
+    return {"hearth": app_alone("appserver", app), "gunicorn": app_alone("gunicorn", app),
+            "uwsgi": app_alone("uwsgi", app)}
+
+
 def issuance(client):
     def run(ctx):
         return ctx.pebble().issue(client, ctx.servers.build)
@@ -158,7 +194,7 @@ def items():
              [rps_line("app hello, edge>appserver vs nginx>gunicorn", "nginx+gunicorn")]),
         Item("6", "app hello: appserver alone vs Gunicorn + Flask alone (HTTP)",
              {"hearth": throughput("appserver_tcp", "http", "appserver_tcp", "/"),
-              "gunicorn": throughput("gunicorn_tcp", "http", "gunicorn_tcp", "/")},
+              "gunicorn": app_alone("gunicorn", "flask_hello")},
              [rps_line("app hello, appserver vs gunicorn+flask", "gunicorn")]),
         Item("7", "latency at a fixed request rate on row 5",
              {"hearth": latency("edge_app", "edge_app"),
@@ -182,7 +218,7 @@ def items():
               Line("issuance peak RSS vs lego", "rss_kib", "certd", "lego", "KiB", False)]),
         Item("10a", "failed requests during app reloads: appserver HUP vs Gunicorn HUP",
              {"hearth": app_reload("appserver_tcp", "appserver_tcp"),
-              "gunicorn": app_reload("gunicorn_tcp", "gunicorn_tcp")},
+              "gunicorn": app_reload("gunicorn:flask_hello", "gunicorn:flask_hello")},
              [Line("failed requests, app server HUPs", "failed", "hearth", "gunicorn",
                    "requests", False)]),
         Item("10b", "failed requests during certificate reloads: edge HUP vs nginx reload",
@@ -191,4 +227,28 @@ def items():
              [Line("failed requests, certificate reloads", "failed", "hearth", "nginx",
                    "requests", False)],
              setup=cert_reload_setup, teardown=cert_reload_teardown),
+        Item("11a", "Flask hello: appserver (WSGI bridge) vs Gunicorn sync vs uWSGI (HTTP)",
+             wsgi_sides("flask_hello"),
+             [rps_line("Flask hello, appserver vs gunicorn sync", "gunicorn"),
+              rps_line("Flask hello, appserver vs uwsgi", "uwsgi")]),
+        Item("11b", "Flask page (Jinja, 50 rows from SQLite): appserver vs Gunicorn vs uWSGI",
+             wsgi_sides("flask_page"),
+             [rps_line("Flask page, appserver vs gunicorn sync", "gunicorn"),
+              rps_line("Flask page, appserver vs uwsgi", "uwsgi")],
+             setup=page_db_setup),
+        Item("11c", "Flask hello through TLS: edge > appserver > Flask vs nginx > Gunicorn > "
+             "Flask",
+             {"hearth": throughput("edge_flask", "https", "edge_flask", "/"),
+              "nginx+gunicorn": throughput("nginx", "https", "nginx_app", "/")},
+             [rps_line("Flask hello, edge>appserver vs nginx>gunicorn", "nginx+gunicorn")]),
+        Item("11d", "worker RSS with the Flask page loaded: appserver worker vs Gunicorn worker",
+             {"hearth": worker_rss("appserver:flask_page"),
+              "gunicorn": worker_rss("gunicorn:flask_page")},
+             [Line("worker RSS, Flask page loaded", "kib", "hearth", "gunicorn", "KiB", False)],
+             setup=page_db_setup),
+        Item("11e", "failed requests during Flask app reloads: appserver HUP vs Gunicorn HUP",
+             {"hearth": app_reload("appserver:flask_hello", "appserver:flask_hello"),
+              "gunicorn": app_reload("gunicorn:flask_hello", "gunicorn:flask_hello")},
+             [Line("failed requests, Flask app HUPs", "failed", "hearth", "gunicorn",
+                   "requests", False)]),
     ]

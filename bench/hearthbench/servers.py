@@ -1,9 +1,13 @@
 """Both sides' servers, started the first time a row needs them and stopped at the end.
 
 hearth: the edge (static files; TLS in front of the appserver on a Unix socket) and the
-appserver with examples/hello. Peers: nginx (one master with the same certificate, files and
-worker count) and Gunicorn with the Flask app in bench/peers/flask_hello.py, which answers
-with the same body. Every server is pinned to the server core."""
+appserver with examples/hello or, through its WSGI bridge, a Flask app from bench/apps/. Peers:
+nginx (one master with the same certificate, files and worker count), Gunicorn and uWSGI with
+the same Flask apps. Every server is pinned to the server core.
+
+A server is named by a string: "edge_static", "nginx"... (a _start_NAME method below), or
+"KIND:APP" for a Flask app of bench/apps/ served over HTTP on its own TCP port by KIND: appserver,
+gunicorn or uwsgi (the port's name is the server's name)."""
 import getpass
 import os
 import shutil
@@ -12,7 +16,7 @@ from . import material
 from .procs import Server, free_port, wait_answering
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PEERS = os.path.join(ROOT, "bench", "peers")
+APPS = os.path.join(ROOT, "bench", "apps")
 
 
 class Servers:
@@ -23,6 +27,7 @@ class Servers:
         self.www = os.path.join(work, "www")
         material.make_files(self.www)
         self.cert, self.key = material.make_cert(work)
+        self.page_db = os.path.join(work, "page.sqlite3")
         self.running = {}
         self.ports = {}
 
@@ -37,7 +42,9 @@ class Servers:
     def get(self, name):
         """The named server, started (and checked to answer) on first use."""
         if name not in self.running:
-            self.running[name] = getattr(self, "_start_" + name)()
+            kind, _, app = name.partition(":")
+            self.running[name] = (self._start_wsgi(kind, app) if app else
+                                  getattr(self, "_start_" + name)())
         return self.running[name]
 
     def restart(self, name):
@@ -77,6 +84,15 @@ class Servers:
                 "-b", bind, "--log-level", "warn",
                 os.path.join(self.build, "examples", "hello.so")]
 
+    def _appserver_wsgi_argv(self, bind, app):
+        """The appserver running bench/apps/APP.py's `app` through the WSGI bridge (issue 11);
+        a build without the bridge fails here, with the reason, rather than at start."""
+        bridge = os.path.join(self.build, "appserver", "hearth_wsgi.so")
+        if not os.path.exists(bridge):
+            raise RuntimeError(f"no WSGI bridge in this build ({bridge} is missing)")
+        return [os.path.join(self.build, "appserver", "appserver"), "-w", str(self.workers),
+                "-b", bind, "--log-level", "warn", "--chdir", APPS, f"{app}:app"]
+
     def _start_appserver_unix(self):
         path = self.sock("appserver")
         s = Server("appserver-unix", self._appserver_argv("unix:" + path), self.work)
@@ -89,15 +105,31 @@ class Servers:
         wait_answering(s, self.port("appserver_tcp"))
         return s
 
-    def _start_edge_app(self):
-        self.get("appserver_unix")
-        argv = self.edge_argv() + [
-            "--https", f"127.0.0.1:{self.port('edge_app')}",
-            "--server-name", "localhost", "--cert", self.cert, "--key", self.key,
-            "--upstream", "unix:" + self.sock("appserver")]
-        s = Server("edge-app", argv, self.work)
-        wait_answering(s, self.port("edge_app"), tls=True)
+    def _start_appserver_flask_unix(self):
+        path = self.sock("appserver-flask")
+        s = Server("appserver-flask-unix", self._appserver_wsgi_argv("unix:" + path,
+                                                                      "flask_hello"), self.work)
+        wait_answering(s, unix=path)
         return s
+
+    def _edge_in_front(self, name, appserver, sock):
+        """The edge on HTTPS port `name` proxying to the running appserver `appserver`, whose
+        Unix socket is sock(`sock`)."""
+        self.get(appserver)
+        argv = self.edge_argv() + [
+            "--https", f"127.0.0.1:{self.port(name)}",
+            "--server-name", "localhost", "--cert", self.cert, "--key", self.key,
+            "--upstream", "unix:" + self.sock(sock)]
+        s = Server(name.replace("_", "-"), argv, self.work)
+        wait_answering(s, self.port(name), tls=True)
+        return s
+
+    def _start_edge_app(self):
+        return self._edge_in_front("edge_app", "appserver_unix", "appserver")
+
+    def _start_edge_flask(self):
+        """The edge in front of the appserver running Flask's hello (row 11c)."""
+        return self._edge_in_front("edge_flask", "appserver_flask_unix", "appserver-flask")
 
     # --- peers ---
     def _start_nginx(self):
@@ -114,18 +146,38 @@ class Servers:
         wait_answering(s, self.port("nginx_app"), tls=True)
         return s
 
-    def _gunicorn(self, name, bind):
-        return Server(name, [shutil.which("gunicorn"), "-w", str(self.workers), "-b", bind,
-                             "--log-level", "warning", "--chdir", PEERS, "flask_hello:app"],
-                      self.work)
+    def _gunicorn_argv(self, bind, app):
+        # sync is Gunicorn's default worker class; named so the figure says what it measures
+        return ["/usr/bin/python3", "-m", "gunicorn", "-w", str(self.workers),
+                "--worker-class", "sync", "-b", bind, "--log-level", "warning",
+                "--chdir", APPS, f"{app}:app"]
+
+    def _uwsgi_argv(self, bind, app):
+        # Debian's uWSGI 2.0.21 with its python3 plugin. Its --http-socket closes the
+        # connection after each response without saying so, which wrk counts as a read error;
+        # the added header says it. (--http11-socket keeps connections open but serves fewer
+        # requests/s with one sync worker, so the faster of uWSGI's two is measured.)
+        # --die-on-term: SIGTERM stops it, as it stops every other server here (uWSGI 2.0
+        # reloads on it).
+        return [shutil.which("uwsgi"), "--plugin", "python3", "--http-socket", bind,
+                "--add-header", "Connection: close", "--master", "--processes",
+                str(self.workers), "--chdir", APPS, "--module", f"{app}:app",
+                "--disable-logging", "--die-on-term"]
+
+    def _start_wsgi(self, kind, app):
+        """bench/apps/APP.py's `app` served by KIND over HTTP on the TCP port named KIND:APP."""
+        argvs = {"appserver": self._appserver_wsgi_argv, "gunicorn": self._gunicorn_argv,
+                 "uwsgi": self._uwsgi_argv}
+        name = f"{kind}:{app}"
+        bind = f"127.0.0.1:{self.port(name)}"
+        argv = argvs[kind](bind, app)
+        s = Server(f"{kind}-{app}", argv, self.work, env={"BENCH_PAGE_DB": self.page_db})
+        wait_answering(s, self.port(name))
+        return s
 
     def _start_gunicorn_unix(self):
         path = self.sock("gunicorn")
-        s = self._gunicorn("gunicorn-unix", "unix:" + path)
+        s = Server("gunicorn-unix", self._gunicorn_argv("unix:" + path, "flask_hello"),
+                   self.work)
         wait_answering(s, unix=path)
-        return s
-
-    def _start_gunicorn_tcp(self):
-        s = self._gunicorn("gunicorn-tcp", f"127.0.0.1:{self.port('gunicorn_tcp')}")
-        wait_answering(s, self.port("gunicorn_tcp"))
         return s

@@ -37,15 +37,18 @@ HEADER = ("| # | row | unit | hearth | peer | peer median | hearth/peer | better
 
 
 def line_text(number, line, results, errors):
-    """One table line; a side that failed shows its error instead of figures."""
-    for side in (line.ours, line.theirs):
+    """One table line; a side that failed shows FAILED and its reason instead of figures, and
+    the other side its figures still."""
+    def side_cells(side):
         if side in errors:
-            return (f"| {number} | {line.label} | {line.unit} | FAILED | {line.theirs} | FAILED "
-                    f"| | | {side}: {errors[side]} | |")
-    ours = [r[line.metric] for r in results[line.ours]]
-    theirs = [r[line.metric] for r in results[line.theirs]]
-    m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
-    ratio, better = compare(m_ours, m_theirs, line.higher_is_better)
-    return (f"| {number} | {line.label} | {line.unit} | {fmt(m_ours, line.unit)} | "
-            f"{line.theirs} | {fmt(m_theirs, line.unit)} | {ratio} | {better} | "
-            f"{spread(ours, line.unit)} | {spread(theirs, line.unit)} |")
+            return "FAILED", f"{side}: {errors[side]}", None
+        values = [r[line.metric] for r in results[side]]
+        median = statistics.median(values)
+        return fmt(median, line.unit), spread(values, line.unit), median
+
+    ours, ours_range, m_ours = side_cells(line.ours)
+    theirs, theirs_range, m_theirs = side_cells(line.theirs)
+    ratio, better = ("", "") if None in (m_ours, m_theirs) else \
+        compare(m_ours, m_theirs, line.higher_is_better)
+    return (f"| {number} | {line.label} | {line.unit} | {ours} | {line.theirs} | {theirs} | "
+            f"{ratio} | {better} | {ours_range} | {theirs_range} |")

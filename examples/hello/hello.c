@@ -18,28 +18,10 @@ static int greet(hearth_req *req, hearth_res *res)
 static int echo_json(hearth_req *req, hearth_res *res)
 {
     json_t *body = hearth_req_json(req);
-    if (!body) {
-        json_t *err = json_pack("{s:s}", "error", "the body must be JSON");
-        int rc = hearth_res_json(res, 400, err);
-        json_decref(err);
-        return rc;
-    }
-    json_t *reply = json_pack("{s:O}", "you_sent", body);
-    int rc = hearth_res_json(res, 200, reply);
-    json_decref(reply);
-    return rc;
+    if (!body)
+        return hearth_res_error(res, 400, "the body must be JSON");
+    return hearth_res_json_new(res, 200, json_pack("{s:O}", "you_sent", body));
 }
 
-static const hearth_route routes[] = {
-    {"GET", "/", index_page},
-    {"GET", "/hello/:name", greet},
-    {"POST", "/echo", echo_json},
-    {NULL, NULL, NULL},
-};
-
-HEARTH_MODULE = {
-    HEARTH_MODULE_HEAD,
-    .name = "hello",
-    .version = "1.0",
-    .routes = routes,
-};
+HEARTH_APP("hello", NULL, NULL, {"GET", "/", index_page}, {"GET", "/hello/:name", greet},
+           {"POST", "/echo", echo_json});

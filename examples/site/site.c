@@ -69,18 +69,6 @@ static json_t *note_from_row(sqlite3_stmt *st)
                      (const char *)sqlite3_column_text(st, 3));
 }
 
-static int reply_json(hearth_res *res, int status, json_t *j)
-{
-    int rc = hearth_res_json(res, status, j);
-    json_decref(j);
-    return rc;
-}
-
-static int reply_error(hearth_res *res, int status, const char *message)
-{
-    return reply_json(res, status, json_pack("{s:s}", "error", message));
-}
-
 static int db_fail(hearth_res *res, sqlite3 *db, const char *what)
 {
     return hearth_res_fail(res, "site: %s: %s", what, sqlite3_errmsg(db));
@@ -102,7 +90,7 @@ static int list_notes(hearth_req *req, hearth_res *res)
         json_decref(list);
         return db_fail(res, db, "list");
     }
-    return reply_json(res, 200, json_pack("{s:o}", "notes", list));
+    return hearth_res_json_new(res, 200, json_pack("{s:o}", "notes", list));
 }
 
 /* The note to create: a JSON object or a form, both with title and body. */
@@ -139,7 +127,8 @@ static int create_note(hearth_req *req, hearth_res *res)
     sqlite3 *db = hearth_req_module_data(req);
     const char *title, *body;
     if (read_note(req, &title, &body) != 0)
-        return reply_error(res, 422, "want a title (1-200 chars) and an optional body");
+        return hearth_res_error(res, 422, "want a title (1-%d chars) and an optional body",
+                                TITLE_MAX);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "INSERT INTO notes (title, body) VALUES (?, ?)", -1, &st, NULL) !=
         SQLITE_OK)
@@ -155,16 +144,14 @@ static int create_note(hearth_req *req, hearth_res *res)
     snprintf(location, sizeof location, "/api/notes/%lld",
              (long long)sqlite3_last_insert_rowid(db));
     hearth_res_header(res, "Location", location);
-    return reply_json(res, 201, note);
+    return hearth_res_json_new(res, 201, note);
 }
 
 /* :id as a positive integer; 0 when it is not one. */
 static sqlite3_int64 note_id(hearth_req *req)
 {
-    const char *s = hearth_req_param(req, "id");
-    char *end;
-    long long id = strtoll(s, &end, 10);
-    return *s && *end == '\0' && id > 0 ? id : 0;
+    int64_t id;
+    return hearth_req_param_int(req, "id", &id) == 0 && id > 0 ? id : 0;
 }
 
 static int get_note(hearth_req *req, hearth_res *res)
@@ -174,7 +161,9 @@ static int get_note(hearth_req *req, hearth_res *res)
     sqlite3_int64 id = note_id(req);
     if (id && get_by_id(db, id, &note) != 0)
         return db_fail(res, db, "get");
-    return note ? reply_json(res, 200, note) : reply_error(res, 404, "no such note");
+    if (!note)
+        return hearth_res_error(res, 404, "no note %lld", (long long)id);
+    return hearth_res_json_new(res, 200, note);
 }
 
 static int delete_note(hearth_req *req, hearth_res *res)
@@ -189,7 +178,7 @@ static int delete_note(hearth_req *req, hearth_res *res)
     if (rc != SQLITE_DONE)
         return db_fail(res, db, "delete");
     if (sqlite3_changes(db) == 0)
-        return reply_error(res, 404, "no such note");
+        return hearth_res_error(res, 404, "no note %lld", (long long)note_id(req));
     hearth_res_status(res, 204);
     return HEARTH_OK;
 }
@@ -197,16 +186,9 @@ static int delete_note(hearth_req *req, hearth_res *res)
 static int health(hearth_req *req, hearth_res *res)
 {
     (void)req;
-    return reply_json(res, 200, json_pack("{s:b, s:i}", "ok", 1, "worker", (int)getpid()));
+    return hearth_res_json_new(res, 200, json_pack("{s:b, s:i}", "ok", 1, "worker", (int)getpid()));
 }
 
-static const hearth_route routes[] = {
-    {"GET", "/api/notes", list_notes},   {"POST", "/api/notes", create_note},
-    {"GET", "/api/notes/:id", get_note}, {"DELETE", "/api/notes/:id", delete_note},
-    {"GET", "/api/health", health},      {NULL, NULL, NULL},
-};
-
-HEARTH_MODULE = {
-    HEARTH_MODULE_HEAD, .name = "site",    .version = "1.0",
-    .init = site_init,  .fini = site_fini, .routes = routes,
-};
+HEARTH_APP("site", site_init, site_fini, {"GET", "/api/notes", list_notes},
+           {"POST", "/api/notes", create_note}, {"GET", "/api/notes/:id", get_note},
+           {"DELETE", "/api/notes/:id", delete_note}, {"GET", "/api/health", health});

@@ -10,8 +10,13 @@ usage: standin.py NAME [ARGS...]; behaviour from $STANDIN_<NAME> (comma-separate
   worker         fork a worker process that outlives a killed main process
   ignoreterm     ignore SIGTERM/SIGINT     slowstop=S   take S seconds to stop
   askreload=NAME after READY=1, ask the supervisor to reload NAME (certd's "certificate changed")
-Events go to $STANDIN_DIR/NAME.events as "MONOTONIC EVENT PID DETAIL" lines."""
+Events go to $STANDIN_DIR/NAME.events as "MONOTONIC EVENT PID DETAIL" lines.
+
+Like the real ones, a stand-in exits 2 on a config it cannot load (here: one holding bogus_key),
+and `--check` checks a config as the real one would, as far as a stand-in can: static roots for
+the edge, module files for the appserver; it exits 2 with the reason, or 0."""
 import os
+import re
 import signal
 import socket
 import sys
@@ -93,7 +98,43 @@ def on_stop(signum, frame):
     os._exit(0)
 
 
+def config_path():
+    args = sys.argv[2:]
+    for flag in ("--config", "-c"):
+        if flag in args:
+            return args[args.index(flag) + 1]
+    return None
+
+
+def config_problem():
+    """What the real component would refuse in its config, as far as a stand-in knows."""
+    with open(config_path()) as f:
+        text = f.read()
+    if "bogus_key" in text:
+        return "unknown key 'bogus_key'"
+    if NAME == "edge":
+        for root in re.findall(r"root: (\S+)", text):
+            if not os.path.isdir(root):
+                return f"static root '{root}': No such file or directory"
+    if NAME == "appserver":
+        for module in re.search(r"modules: \[(.*)\]", text).group(1).split(","):
+            if module.strip() and not os.path.exists(module.strip()):
+                return f"{module.strip()}: cannot load: No such file or directory"
+    return None
+
+
+def check():
+    problem = config_problem()
+    event("check", problem or "ok")
+    print(f"{NAME} stand-in: {problem or 'configuration ok'}", file=sys.stderr, flush=True)
+    sys.exit(2 if problem else 0)
+
+
 def main():
+    if "--check" in sys.argv:
+        check()
+    if config_path() and config_problem():
+        sys.exit(2)
     fds = listen_fds()
     event("start", f"uid={os.getuid()} args={' '.join(sys.argv[2:])} fds={','.join(n for _, n in fds)}")
     print(f"{NAME} stand-in started, pid {os.getpid()}", file=sys.stderr, flush=True)

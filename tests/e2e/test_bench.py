@@ -23,6 +23,13 @@ EXPECTED = [
     ("9", "issuance peak RSS vs lego"),
     ("10a", "failed requests, app server HUPs"),
     ("10b", "failed requests, certificate reloads"),
+    ("11a", "Flask hello, appserver vs gunicorn sync"),
+    ("11a", "Flask hello, appserver vs uwsgi"),
+    ("11b", "Flask page, appserver vs gunicorn sync"),
+    ("11b", "Flask page, appserver vs uwsgi"),
+    ("11c", "Flask hello, edge>appserver vs nginx>gunicorn"),
+    ("11d", "worker RSS, Flask page loaded"),
+    ("11e", "failed requests, Flask app HUPs"),
 ]
 NUMBER = re.compile(r"^[\d,]+(\.\d+)?$")
 
@@ -58,5 +65,5 @@ def test_one_row_alone_and_unknown_row():
     done = run_bench("--quick", "--rows", "6")
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
     assert [cells[0] for cells in table_lines(done.stdout)] == ["6"]
-    bad = run_bench("--quick", "--rows", "11")
-    assert bad.returncode != 0 and "no row 11" in bad.stderr
+    bad = run_bench("--quick", "--rows", "12")
+    assert bad.returncode != 0 and "no row 12" in bad.stderr

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import binary, free_port, port_open, wait_until
+from conftest import binary, free_port, make_test_pki, port_open, wait_until
 
 CERTD = binary("certd", "certd")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
@@ -41,16 +41,8 @@ def openssl(*args, **kw):
 def tls_files(tmp_path_factory):
     """A throwaway CA and a 127.0.0.1/localhost certificate for Pebble's own API (the Debian
     package ships no test certificate); certd trusts the CA through --ca-bundle."""
-    d = tmp_path_factory.mktemp("pebble-tls")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days", "2", "-subj", "/CN=test CA")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", d / "key.pem", "-out", d / "csr.pem", "-subj", "/CN=localhost")
-    ext = d / "san.ext"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", d / "csr.pem", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
-            "-CAcreateserial", "-out", d / "cert.pem", "-days", "2", "-extfile", ext)
-    return d
+    return make_test_pki(tmp_path_factory.mktemp("pebble-tls"), "DNS:localhost",
+                         "IP:127.0.0.1")
 
 
 EDGE = binary("edge", "edge")
@@ -809,6 +801,32 @@ def test_sigkill_at_random_points_never_tears_the_pair(pebble, tmp_path):
     assert pubkey_of_cert(live / "fullchain.pem") == pubkey_of_key(live / "privkey.pem")
     versions = [v for v in os.listdir(tmp_path / "certs" / ".archive" / "kill.example.com")]
     assert all(not v.endswith(".tmp") for v in versions)
+
+
+def test_sigkilled_run_leaves_no_challenge_file_behind(make_pebble, tmp_path):
+    p = make_pebble()
+    args = certd_args(p, tmp_path, "--issue", "orphan.example.com")
+    assert run(args, tmp_path).returncode == EXIT_OK
+    # the challenge server goes silent: a validation now hangs with certd's file in place
+    p.procs[1].terminate()
+    p.procs[1].wait()
+    silent = socket.create_server(("127.0.0.1", p.http_port))
+    # another ACME client's file in the same webroot (another account's key authorization)
+    other = p.webroot / ".well-known" / "acme-challenge" / "OtherClientToken0123456789"
+    other.write_text("OtherClientToken0123456789.someone-elses-thumbprint")
+    # a name this account has no valid authorization for yet, so a challenge is needed
+    proc = subprocess.Popen(certd_args(p, tmp_path, "--issue", "orphan2.example.com"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: len(challenge_files(p)) == 2, what="certd's challenge file")
+    proc.kill()
+    proc.wait()
+    assert len(challenge_files(p)) == 2  # killed: it could not remove its file
+    # the next run (nothing due) removes the orphan, and only that
+    r = run(args, tmp_path)
+    assert r.returncode == EXIT_NOTHING, r.stderr
+    assert "removed 1 challenge file(s) left by an earlier run" in r.stderr
+    assert challenge_files(p) == [other.name]
+    silent.close()
 
 
 def start_edge(procs, pebble, name, *site):

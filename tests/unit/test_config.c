@@ -40,6 +40,9 @@ static void check_defaults_of(const hearth_config *c)
     CHECK(c->edge.max_header_size == 16 * 1024);
     CHECK(c->edge.max_header_count == 100);
     CHECK(c->edge.max_connections == 1024);
+    CHECK(c->edge.pressure_threshold == 0.75);
+    CHECK(c->edge.pressure_header_timeout_ms == 5000);
+    CHECK(c->edge.pressure_log_interval_ms == 10000);
     CHECK(c->edge.proxy_connect_timeout_ms == 60000);
     CHECK(c->edge.proxy_read_timeout_ms == 60000);
     CHECK(c->edge.upstream_fail_timeout_ms == 10000);
@@ -392,8 +395,9 @@ static const struct bad bad_structure[] = {
     {"edge:\n  timeout: 10s\n",
      "t.yaml:2:3: key 'edge.timeout': unknown key (known keys here: workers, http, https, "
      "access_log, access_log_format, header_timeout, keepalive_timeout, send_timeout, "
-     "max_body_size, max_header_size, max_header_count, max_connections, proxy_connect_timeout, "
-     "proxy_read_timeout, upstream_fail_timeout)"},
+     "max_body_size, max_header_size, max_header_count, max_connections, pressure_threshold, "
+     "pressure_header_timeout, pressure_log_interval, proxy_connect_timeout, proxy_read_timeout, "
+     "upstream_fail_timeout)"},
     {"sites:\n  - name: a.org\n    upstream: [x:1]\n",
      "t.yaml:3:5: key 'sites[0].upstream': unknown key, did you mean 'upstreams'?"},
     {"edg: {}\n", "t.yaml:1:1: key 'edg': unknown key, did you mean 'edge'?"},

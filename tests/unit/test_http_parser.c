@@ -327,6 +327,14 @@ static void test_framing_refusals(void)
                "chunked\r\n\r\n",
                HTTP_E_TE_UNKNOWN, 501);
     REFUSE_REQ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", HTTP_E_TE_HTTP10, 400);
+    REFUSE_REQ("POST / HTTP/1.1" H11 "Transfer-Encoding: ,chunked\r\n\r\n", HTTP_E_TE_EMPTY_ELEMENT,
+               400);
+    REFUSE_REQ("POST / HTTP/1.1" H11 "Transfer-Encoding: chunked,\r\n\r\n", HTTP_E_TE_EMPTY_ELEMENT,
+               400);
+    REFUSE_REQ("POST / HTTP/1.1" H11 "Transfer-Encoding: , chunked ,\r\n\r\n",
+               HTTP_E_TE_EMPTY_ELEMENT, 400);
+    REFUSE_REQ("POST / HTTP/1.1" H11 "Transfer-Encoding: gzip,,chunked\r\n\r\n",
+               HTTP_E_TE_EMPTY_ELEMENT, 400);
     REFUSE_RESP("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", HTTP_E_TE_HTTP10, 400);
     REFUSE_RESP("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", HTTP_E_DUP_CL,
                 400);
@@ -424,7 +432,8 @@ static void test_request_line_refusals(void)
     REFUSE_REQ("GET /" H11 "\r\n", HTTP_E_BAD_REQUEST_LINE, 400);
     REFUSE_REQ("GET / " H11 "\r\n", HTTP_E_BAD_REQUEST_LINE, 400);
     REFUSE_REQ("GET" H11 "\r\n", HTTP_E_BAD_REQUEST_LINE, 400);
-    REFUSE_REQ("\r\nGET / HTTP/1.1" H11 "\r\n", HTTP_E_BAD_REQUEST_LINE, 400);
+    REFUSE_REQ("\nGET / HTTP/1.1" H11 "\r\n", HTTP_E_BARE_LF, 400);
+    REFUSE_REQ("\r\n \r\nGET / HTTP/1.1" H11 "\r\n", HTTP_E_BAD_REQUEST_LINE, 400);
     REFUSE_REQ("GE(T / HTTP/1.1" H11 "\r\n", HTTP_E_BAD_METHOD, 400);
     REFUSE_REQ("GET@ / HTTP/1.1" H11 "\r\n", HTTP_E_BAD_METHOD, 400);
     REFUSE_REQ("\"GET\" / HTTP/1.1" H11 "\r\n", HTTP_E_BAD_METHOD, 400);
@@ -443,6 +452,41 @@ static void test_request_line_refusals(void)
     REFUSE_REQ("GET / HTTP/1.x" H11 "\r\n", HTTP_E_BAD_VERSION, 400);
     REFUSE_REQ("GET / HTTP/11" H11 "\r\n", HTTP_E_BAD_VERSION, 400);
     REFUSE_REQ("GET / FOO/1.1" H11 "\r\n", HTTP_E_BAD_VERSION, 400);
+}
+
+/* No line end yet: bytes that can never form a request line are refused as they arrive, so a
+ * peer sending garbage does not hold its connection until the header timeout. The whole line,
+ * when it comes, gets the same error: the first bad byte decides. */
+static void test_request_line_refused_before_its_end(void)
+{
+    REFUSE_REQ("\x80", HTTP_E_BAD_METHOD, 400);
+    REFUSE_REQ("{", HTTP_E_BAD_METHOD, 400);
+    REFUSE_REQ("\x16\x03\x01\x02\x00", HTTP_E_CTL_CHAR, 400); /* TLS on the plain port */
+    REFUSE_REQ(" ", HTTP_E_BAD_REQUEST_LINE, 400);
+    REFUSE_REQ("GET(", HTTP_E_BAD_METHOD, 400);
+    REFUSE_REQ("GET\t", HTTP_E_BAD_REQUEST_LINE, 400);
+    REFUSE_REQ("GET  ", HTTP_E_BAD_REQUEST_LINE, 400);
+    REFUSE_REQ("GET /\xc3", HTTP_E_BAD_TARGET, 400);
+    REFUSE_REQ("GET /a\x01", HTTP_E_CTL_CHAR, 400);
+    REFUSE_REQ("GET /a\rb", HTTP_E_BARE_CR, 400);
+    REFUSE_REQ("GET / HTTP/1.1 ", HTTP_E_BAD_REQUEST_LINE, 400);
+    REFUSE_REQ("GET / HTTP/1.11", HTTP_E_BAD_VERSION, 400);
+    /* the first bad byte decides, not the one the whole-line check would have named */
+    REFUSE_REQ("GE(T /\0 HTTP/1.1" H11 "\r\n", HTTP_E_BAD_METHOD, 400);
+    REFUSE_REQ("G(\n", HTTP_E_BAD_METHOD, 400);
+    REFUSE_REQ("\r\nGE(", HTTP_E_BAD_METHOD, 400); /* after a skipped empty line too */
+    /* what may still become a request line waits for more */
+    static const char *const pending[] = {
+        "G",       "GET",         "GET ",           "GET /a",
+        "GET /a ", "GET / HTTP/", "GET / HTTP/1.1", "GET / HTTP/1.1\r",
+        "\r\n",    "\r\n\r",      "\r\nGET /",      "\r"};
+    for (size_t i = 0; i < sizeof(pending) / sizeof(pending[0]); i++) {
+        http_parser p;
+        http_header h[4];
+        http_parser_init(&p, HTTP_KIND_REQUEST, NULL, h, 4);
+        CHECK_MSG(http_parse_head(&p, pending[i], strlen(pending[i])) == HTTP_PARSE_AGAIN,
+                  "'%s' refused: %s", pending[i], http_error_reason(p.error));
+    }
 }
 
 static void test_status_line_refusals(void)
@@ -579,9 +623,9 @@ static void test_post_bodies(void)
     m = accept_one(&su, LIT(zero), &o, __LINE__);
     CHECK(m->p.body_kind == HTTP_BODY_LENGTH && m->body_res == HTTP_PARSE_DONE);
 
-    static const char te_list[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked ,"
-                                  "\r\n\r\n0\r\n\r\n";
-    m = accept_one(&su, LIT(te_list), &o, __LINE__);
+    static const char te_ows[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \t"
+                                 "\r\n\r\n0\r\n\r\n";
+    m = accept_one(&su, LIT(te_ows), &o, __LINE__);
     CHECK(m->p.body_kind == HTTP_BODY_CHUNKED && m->body_res == HTTP_PARSE_DONE);
 
     /* incomplete bodies wait for more */
@@ -590,6 +634,90 @@ static void test_post_bodies(void)
     CHECK(m->body_res == HTTP_PARSE_AGAIN && m->body_len == 3);
     m = accept_one(&su, LIT(CHUNKED_HEAD "5\r\nhel"), &o, __LINE__);
     CHECK(m->body_res == HTTP_PARSE_AGAIN && m->body_len == 3);
+}
+
+/* A GET with this Host value, written into req; returns its length. */
+static size_t with_host(char *req, size_t cap, const char *host)
+{
+    return (size_t)snprintf(req, cap, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host);
+}
+
+/* RFC 9110 7.2: Host = uri-host [":" port], on HTTP/1.0 as on 1.1. */
+static void test_host_values(void)
+{
+    static const char *const bad[] = {"a b",
+                                      "a/b",
+                                      "a\\b",
+                                      "a@b",
+                                      "a:b",
+                                      "a:80:80",
+                                      "a:8o",
+                                      "\"a\"",
+                                      "a%zz",
+                                      "a%4",
+                                      "[::1",
+                                      "[::1]x",
+                                      "[::g]",
+                                      "[]",
+                                      "[v1]",
+                                      "[v.a]",
+                                      "[1.2.3.4]",
+                                      "a?b",
+                                      "a#b",
+                                      "<a>",
+                                      "a\xc3\xa9",
+                                      ":80x",
+                                      "[fe80::1%25eth0]"};
+    static const char *const good[] = {"",
+                                       "example.com",
+                                       "Example.COM:8443",
+                                       "127.0.0.1:80",
+                                       "[::1]",
+                                       "[::1]:8443",
+                                       "[v1.a:b]",
+                                       "a%20b",
+                                       "a:",
+                                       "[::ffff:1.2.3.4]",
+                                       "xn--caf-dma.example",
+                                       "a-b_c~d!$&'()*+,;=e"};
+    char req[128];
+    setup su = req_setup();
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        refuse_with(&su, req, with_host(req, sizeof(req), bad[i]), HTTP_E_BAD_HOST, 400, __LINE__);
+    REFUSE_REQ("GET / HTTP/1.0\r\nHost: a/b\r\n\r\n", HTTP_E_BAD_HOST, 400);
+    static outcome o;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        accept_one(&su, req, with_host(req, sizeof(req), good[i]), &o, __LINE__);
+}
+
+/* RFC 9112 2.2: a server ignores empty lines before a request line. Spans still count from the
+ * start of the buffer, so a caller finds method and target where they are. */
+static void test_leading_empty_lines(void)
+{
+    setup su = req_setup();
+    static outcome o;
+    static const char one[] = "\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+    const msg_outcome *m = accept_one(&su, LIT(one), &o, __LINE__);
+    CHECK(http_span_eq(one, m->p.method, "GET") && http_span_eq(one, m->p.target, "/x"));
+    CHECK(m->p.head_len == sizeof(one) - 1 && field_is(m, one, "Host", "a"));
+    static const char two[] = "\r\n\r\nPOST /y HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi";
+    m = accept_one(&su, LIT(two), &o, __LINE__);
+    CHECK(http_span_eq(two, m->p.target, "/y") && m->body_len == 2);
+    /* the CRLF some clients add after a POST body */
+    static const char after_body[] = "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx\r\n"
+                                     "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n";
+    parse_everywhere(&su, LIT(after_body), &o, __LINE__);
+    CHECK(o.count == 2 && o.m[1].head_res == HTTP_PARSE_DONE);
+    CHECK(http_span_eq(after_body + o.m[1].start, o.m[1].p.target, "/2"));
+    /* the request line limit counts from the request line, not from the empty lines */
+    http_limits lim;
+    http_limits_default(&lim);
+    lim.max_request_line = 14;
+    su.limits = lim;
+    accept_one(&su, LIT("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), &o, __LINE__);
+    REFUSE_LIM(lim, "\r\nGET /a HTTP/1.1\r\nHost: a\r\n\r\n", HTTP_E_URI_TOO_LONG, 414);
+    /* a response has no such leniency */
+    REFUSE_RESP("\r\nHTTP/1.1 200 OK\r\n\r\n", HTTP_E_BAD_STATUS_LINE, 400);
 }
 
 static void test_pipelined(void)
@@ -777,10 +905,13 @@ int main(void)
     test_chunk_refusals();
     test_line_refusals();
     test_request_line_refusals();
+    test_request_line_refused_before_its_end();
+    test_host_values();
     test_status_line_refusals();
     test_limit_refusals();
     test_simple_get();
     test_post_bodies();
+    test_leading_empty_lines();
     test_pipelined();
     test_connection_fields();
     test_responses();

@@ -99,6 +99,34 @@ static void test_log(void)
     log_set_file(NULL);
 }
 
+/* An upstream that fails on every request: one line, then one line per interval with a count. */
+static void test_log_repeated(void)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/repeat.txt", tmpdir);
+    CHECK(log_set_file(path) == 0);
+    log_init("unit", LOG_INFO, false);
+    log_repeat r = {0};
+    uint64_t t = 5000;
+    for (int i = 0; i < 1000; i++, t += 5)
+        log_repeated(&r, t, LOG_WARN, "upstream %s failed", "u1");
+    const char *text = read_file(path);
+    CHECK(strstr(text, "warn: upstream u1 failed\n") != NULL);
+    CHECK(strstr(strstr(text, "failed\n") + 1, "failed") == NULL); /* once so far */
+    log_repeated(&r, 5000 + LOG_REPEAT_INTERVAL_MS, LOG_WARN, "upstream %s failed", "u1");
+    text = read_file(path);
+    CHECK_MSG(strstr(text, "warn: upstream u1 failed (and 999 similar in the last 10 s)\n"), "%s",
+              text);
+    /* repeats held back are counted from the line just written */
+    log_repeated(&r, 5001 + LOG_REPEAT_INTERVAL_MS, LOG_WARN, "upstream %s failed", "u1");
+    CHECK(r.held == 1);
+    /* below the threshold nothing is written or counted */
+    log_repeat quiet = {0};
+    log_repeated(&quiet, t, LOG_DEBUG, "hidden");
+    CHECK(!quiet.logged && quiet.held == 0);
+    log_set_file(NULL);
+}
+
 static void test_sdnotify(void)
 {
     unsetenv("NOTIFY_SOCKET");
@@ -234,6 +262,7 @@ int main(void)
     test_buf();
     test_percent();
     test_log();
+    test_log_repeated();
     test_sdnotify();
     test_pidfile();
     test_privs();

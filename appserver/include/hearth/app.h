@@ -154,11 +154,55 @@ int hearth_res_clear(hearth_res *res);
 int hearth_res_reason(hearth_res *res, const char *reason);
 
 /* The request's transport facts a gateway needs (since 1.1). */
-int hearth_req_http_minor(const hearth_req *req);  /* 0 or 1: HTTP/1.<minor> */
-int hearth_req_body_chunked(const hearth_req *req);  /* 1 when the body came chunked */
+int hearth_req_http_minor(const hearth_req *req);   /* 0 or 1: HTTP/1.<minor> */
+int hearth_req_body_chunked(const hearth_req *req); /* 1 when the body came chunked */
+/* The port of this server the request came in on; 0 on a unix socket. */
+int hearth_req_local_port(const hearth_req *req);
 /* The scheme the client used, as the edge reports it ("https" or "http"); the peer address and
  * this are believed from the edge only (a unix socket peer or loopback). */
 const char *hearth_req_scheme(const hearth_req *req);
+
+/* ---- Conveniences (since 1.1) ---- */
+
+/* hearth_res_json() that takes ownership of json (jansson's "_new" convention), so a handler
+ * can end with  return hearth_res_json_new(res, 200, json_pack(...));  NULL json: -1. */
+int hearth_res_json_new(hearth_res *res, int status, json_t *json);
+/* Flask's abort(): status and the JSON body {"error": message}. Returns HEARTH_OK:
+ *   return hearth_res_error(res, 404, "no note %lld", (long long)id); */
+int hearth_res_error(hearth_res *res, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A route parameter or query argument that must be a decimal integer (an optional '-', then
+ * digits, in range): 0, or -1 when it is absent or anything else ("12abc", "", "1e3"). */
+int hearth_req_param_int(const hearth_req *req, const char *name, int64_t *out);
+int hearth_req_query_int(const hearth_req *req, const char *name, int64_t *out);
+/* Memory that lives until the request ends, freed with it: no free() needed. NULL when out of
+ * memory. */
+void *hearth_req_alloc(hearth_req *req, size_t size);
+char *hearth_req_strdup(hearth_req *req, const char *s);
+
+/* Set-Cookie attributes, as Flask's set_cookie takes them; zero means "not set". */
+typedef struct {
+    int64_t max_age;       /* seconds; 0: a session cookie; negative: delete it (Max-Age=0) */
+    const char *path;      /* NULL: no Path (the browser uses the request's directory) */
+    const char *domain;    /* NULL: this host only */
+    int secure;            /* only over HTTPS */
+    int http_only;         /* hidden from scripts */
+    const char *same_site; /* "Strict", "Lax", "None" or NULL */
+} hearth_cookie;
+/* Adds a Set-Cookie field. 0, or -1 when the name is not a token or the value or an attribute
+ * holds a byte a cookie cannot carry (space, quote, comma, semicolon, backslash, controls). */
+int hearth_res_cookie(hearth_res *res, const char *name, const char *value,
+                      const hearth_cookie *attrs);
+
+/* The module and its routes in one declaration (init and fini may be NULL):
+ *   HEARTH_APP("hello", NULL, NULL,
+ *              {"GET", "/", index_page},
+ *              {"POST", "/echo", echo_json});
+ * For a version string or flags, write the descriptor out with HEARTH_MODULE. */
+#define HEARTH_APP(app_name, init_fn, fini_fn, ...)                                                \
+    static const hearth_route hearth_app_routes_[] = {__VA_ARGS__, {NULL, NULL, NULL}};            \
+    HEARTH_MODULE = {HEARTH_MODULE_HEAD, .name = (app_name), .init = (init_fn), .fini = (fini_fn), \
+                     .routes = hearth_app_routes_}
 
 /* ---- Settings (since 1.1): the i-th value of a named setting the appserver was given for
  * its modules, NULL past the last. Named settings: "wsgi.app" (module:callable), "chdir",

@@ -1,19 +1,23 @@
 """Module ABI 1.1 end to end: bodies read while they arrive, answers sent while produced, the
-server's framing rules (declared lengths, chunked, aborts), sendfile, reason phrases, and a
-module built for ABI 1.0 still loading."""
+server's framing rules (declared lengths, chunked, aborts), sendfile, reason phrases, the
+conveniences (integer parameters, abort, cookies, request memory, HEARTH_APP), and a module
+built for ABI 1.0 still loading."""
 import hashlib
+import json
 import os
+import re
 import socket
 
 import pytest
 
 from conftest import read_until_close
-from test_appserver import module, raw, request, start
+from test_appserver import UnixHTTPConnection, module, raw, request, start
 
 
 @pytest.fixture
 def app(procs, tmp_path):
-    return start(procs, tmp_path, [module("mod_streaming"), module("mod_abi10")], workers=1,
+    return start(procs, tmp_path, [module("mod_streaming"), module("mod_abi10"),
+                                   module("mod_conveniences")], workers=1,
                  *["--max-body-size", "4m"])
 
 
@@ -97,3 +101,36 @@ def test_reason_phrase_and_abi_1_0_module(app):
     assert answer.startswith(b"HTTP/1.1 299 Fine Thanks\r\n")
     body = os.urandom(200_000)
     assert request(app.sock, "/old", "POST", body=body)[2] == b"abi 1.0 module, body 200000\n"
+
+
+def test_integer_parameters_and_abort(app):
+    assert request(app.sock, "/twice/21")[2] == b'{"twice":42}\n'
+    assert request(app.sock, "/twice/-4")[2] == b'{"twice":-8}\n'
+    for bad in ("12abc", "1e3", "99999999999999999999", "%20"):
+        status, headers, body = request(app.sock, f"/twice/{bad}")
+        assert status == 400 and headers["content-type"] == "application/json", bad
+        assert json.loads(body)["error"].endswith("is not an integer")
+    assert request(app.sock, "/page?page=3")[2] == b"page 3\n"
+    assert request(app.sock, "/page")[2] == b"page 1\n"
+    assert request(app.sock, "/page?page=x")[0] == 400
+
+
+def test_request_memory_and_cookies(app):
+    assert request(app.sock, "/doubled/ab")[2] == b"abab\n"
+    c = UnixHTTPConnection(app.sock)
+    c.request("GET", "/cookies")
+    r = c.getresponse()
+    assert r.read() == b"set 1 refused 1\n"
+    assert sorted(r.headers.get_all("Set-Cookie")) == [
+        "old=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/",
+        "remember=yes; Max-Age=3600; Domain=example.org",
+        "session=abc123; Path=/; Secure; HttpOnly; SameSite=Lax",
+    ]
+    c.close()
+
+
+def test_lower_case_method_refuses_the_module(procs, tmp_path):
+    app = start(procs, tmp_path, [module("mod_badmethod")], workers=1, wait=False)
+    assert app.proc.wait(timeout=10) == 1
+    assert re.search(r"mod_badmethod.so: route 0 \(get /never\): method 'get' is not \"\*\" or an "
+                     r"upper-case token", app.log()), app.log()
