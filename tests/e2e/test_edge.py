@@ -725,9 +725,10 @@ def test_max_connections_sheds_idle_then_oldest_head_and_waits_only_when_all_are
 
 def test_slowloris_crowd_shed_and_summarised_while_a_normal_client_is_served(procs, pki, site):
     """300 connections that never finish their head, against 100 slots: each newcomer takes the
-    slot of the oldest of them, so a normal client is served at once; under pressure the rest
-    are closed at the short pressure_header_timeout, not the 60 s header_timeout; one log line
-    for the interval counts all of it."""
+    slot of the oldest of them, so a normal client is served at once; while the worker is under
+    pressure (75 of its 100 slots) the rest are closed at the short pressure_header_timeout, not
+    the 60 s header_timeout (once enough have gone, the pressure and the short timeout end: the
+    last few may keep the normal one); one log line for the interval counts all of it."""
     e = start_edge(procs, pki, site, "--max-connections", "100", "--pressure-header-timeout",
                    "1s", "--pressure-log-interval", "3s")
     slow = []
@@ -749,8 +750,17 @@ def test_slowloris_crowd_shed_and_summarised_while_a_normal_client_is_served(pro
 
     for s in slow[:200]:  # the oldest made room for the newest at once
         assert closed(s)
-    for s in slow[200:]:  # and the newest went at the short timeout
-        assert closed(s)
+    for s in slow[200:]:
+        s.settimeout(0.1)
+    deadline = time.monotonic() + 3  # well past the 1 s timeout and its 250 ms sweep
+    newest_closed = 0
+    for s in slow[200:]:  # and the newest went at the short timeout, at least down to 75 open
+        s.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            newest_closed += closed(s)
+        except TimeoutError:
+            pass
+    assert newest_closed >= 25, newest_closed
     slots_lines = lambda: [x for x in procs.log(e.proc).splitlines() if "connection slots" in x]
     wait_until(lambda: slots_lines(), timeout=6, what="the slots summary")
     time.sleep(0.5)
@@ -759,7 +769,7 @@ def test_slowloris_crowd_shed_and_summarised_while_a_normal_client_is_served(pro
     m = re.search(r"shed (\d+) idle keep-alive and (\d+) unfinished request heads.* closed "
                   r"(\d+) heads at pressure_header_timeout", lines[0])
     assert m and m.group(1) == "0", lines[0]
-    assert 200 <= int(m.group(2)) <= 205 and int(m.group(2)) + int(m.group(3)) == 300, lines[0]
+    assert 200 <= int(m.group(2)) <= 205 and int(m.group(3)) >= 25, lines[0]
     for s in slow:
         s.close()
 
