@@ -1,8 +1,10 @@
-"""tests/chaos/run --short end to end: every drill runs and lands in the table, and the two
-rules issue 13 says must always hold are checked: no connection is refused across edge
-restarts (SIGKILLs, and a crash after a broken file was refused), and certd killed
-mid-issuance never leaves a certificate and key that do not belong together. Everything else
-the table shows (failed requests, timeouts, recovery, memory) is printed, not asserted."""
+"""tests/chaos/run --short end to end, with the drills behind the two rules issue 13 says must
+always hold: no connection is refused across edge restarts (SIGKILLs, and a crash after a
+broken file was refused), and certd killed mid-issuance never leaves a certificate and key
+that do not belong together. Everything else the table shows (failed requests, timeouts,
+recovery, memory) is printed, not asserted; the other drills (appserver kills and stops,
+logrotate, slowloris, soak) have end-to-end tests of their own and run with the full command
+(docs/chaos.md), which keeps the suite under its ten minutes."""
 import json
 import subprocess
 
@@ -17,7 +19,8 @@ EDGE_RESTARTS = ("edge SIGKILL", "reload of a broken file")
 def rows(tmp_path_factory):
     out = tmp_path_factory.mktemp("chaos") / "rows.json"
     r = subprocess.run([f"{SOURCE}/tests/chaos/run", "--short", "--build", BUILD,
-                        "--json", str(out)], capture_output=True, text=True, timeout=240)
+                        "--drills", "edge-kill,reload-broken,certd-kill", "--json", str(out)],
+                       capture_output=True, text=True, timeout=240)
     print(r.stdout)
     print(r.stderr[-5000:])
     assert r.returncode == 0, r.stderr[-5000:]
@@ -26,8 +29,8 @@ def rows(tmp_path_factory):
 
 def test_every_drill_fills_its_rows(rows):
     drills = [(r["drill"].split(" ")[0], r["side"]) for r in rows]
-    assert [side for _, side in drills].count("nginx") == 2, drills
-    assert len(rows) == 10, drills
+    assert [side for _, side in drills].count("nginx") == 1, drills
+    assert len(rows) == 4, drills
     for r in rows:
         assert r["requests"] > 0, r
 
