@@ -66,6 +66,7 @@ typedef struct {
     int64_t next_spawn_ms;
     bool stopping, fast_stop;
     int64_t stop_deadline_ms;
+    bool reload_again;      /* a HUP came during a reload: another follows when that one ends */
     int64_t last_tick_ms;   /* when on_tick last ran */
     int64_t judged_from_ms; /* heartbeats older than this are not held against a worker */
     int exit_code;
@@ -268,6 +269,16 @@ static void stop_all(arbiter *a, bool fast)
         uv_stop(&a->loop);
 }
 
+static void begin_reload(arbiter *a);
+
+static void reload_if_asked_again(arbiter *a)
+{
+    if (!a->reload_again)
+        return;
+    a->reload_again = false;
+    begin_reload(a);
+}
+
 static void abort_reload(arbiter *a, const char *why)
 {
     if (!a->next.id)
@@ -279,6 +290,7 @@ static void abort_reload(arbiter *a, const char *why)
             retire(a, i);
     module_gen_close(&a->next);
     sd_notify_send("READY=1");
+    reload_if_asked_again(a);
 }
 
 static void commit_reload(arbiter *a)
@@ -294,6 +306,7 @@ static void commit_reload(arbiter *a)
     log_info("reload complete: generation %u serving, generation %u finishing its requests",
              a->cur.id, old);
     sd_notify_send("READY=1");
+    reload_if_asked_again(a);
 }
 
 static void begin_reload(arbiter *a)
@@ -301,7 +314,10 @@ static void begin_reload(arbiter *a)
     if (a->stopping)
         return;
     if (a->next.id) {
-        log_warn("reload already in progress; HUP ignored");
+        /* files may have changed since this reload read them: what the HUP asks for is what is
+         * on disk now, so it is not dropped */
+        log_info("reload already in progress; another follows when it ends");
+        a->reload_again = true;
         return;
     }
     sd_notify_reloading();

@@ -245,3 +245,34 @@ def test_reload_to_broken_code_keeps_the_old_version_serving(wsgi, tmp_path):
     assert load.failures == []
     assert set(load.bodies) == {b"v1\n"}
     assert server.proc.poll() is None
+
+
+SLOW_IMPORT_APP = '''import time
+VERSION = b"{version}\\n"
+time.sleep(1)  # a reload that takes a while: long enough for a second HUP to come during it
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [VERSION]
+'''
+
+
+@pytest.mark.hearth_only("Gunicorn's arbiter handles HUPs its own way")
+def test_hup_during_a_reload_is_not_dropped(wsgi, tmp_path):
+    """Deploy, HUP, deploy again, HUP while the first reload's workers are still importing:
+    the second deploy is what ends up served (it used to be ignored: "reload already in
+    progress")."""
+    code = tmp_path / "code"
+    code.mkdir()
+    target = code / "slow_app.py"
+    target.write_text(SLOW_IMPORT_APP.format(version="one"))
+    server = wsgi("slow_app:app", workers=1, chdir=code)
+    assert server.get("/").body == b"one\n"
+    target.write_text(SLOW_IMPORT_APP.format(version="two"))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log(r"reload: starting 1 workers of generation 2")
+    target.write_text(SLOW_IMPORT_APP.format(version="three"))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log(r"reload complete: generation 3 serving", timeout=20)
+    assert server.get("/").body == b"three\n"
