@@ -703,10 +703,15 @@ def test_daemon_renews_and_reloads_only_after_change(make_pebble, tmp_path, proc
     live = tmp_path / "certs" / "d.example.com"
     # the "edge": a process that records each SIGHUP, reached through its pidfile
     edge_log = tmp_path / "sighups"
+    edge_ready = tmp_path / "fake-edge-ready"
     edge = procs.start([sys.executable, "-c", (
         "import signal, time, sys\n"
         f"signal.signal(signal.SIGHUP, lambda *a: open('{edge_log}', 'a').write('hup\\n'))\n"
+        f"open('{edge_ready}', 'w').close()\n"
         "while True: time.sleep(0.1)\n")], name="fake-edge")
+    # a SIGHUP before its handler is in place would end it (the default action): under load
+    # Python's start can take longer than the first issuance
+    wait_until(edge_ready.exists, what="the fake edge's SIGHUP handler")
     pidfile = tmp_path / "edge.pid"
     pidfile.write_text(f"{edge.pid}\n")
     # and the supervisor's notify socket, where HEARTH_RELOAD=edge arrives
