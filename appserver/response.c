@@ -182,11 +182,17 @@ int hearth_res_redirect(hearth_res *res, int status, const char *location)
     return hearth_res_printf(res, "Redirecting to %s\n", location);
 }
 
+/* Why the response failed, for the error log (never the client). */
+static void record_why(hearth_res *res, const char *fmt, va_list ap)
+{
+    vsnprintf(res->fail, sizeof res->fail, fmt, ap);
+}
+
 int hearth_res_fail(hearth_res *res, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(res->fail, sizeof res->fail, fmt, ap);
+    record_why(res, fmt, ap);
     va_end(ap);
     res->failed = true;
     return HEARTH_ERROR;
@@ -299,7 +305,7 @@ void hearth_res_abort(hearth_res *res, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(res->fail, sizeof res->fail, fmt, ap);
+    record_why(res, fmt, ap);
     va_end(ap);
     res->aborted = true;
 }

@@ -43,9 +43,10 @@ static Py_ssize_t read_socket(wsgi_input *in, char *dst, size_t n)
     if (in->eof || n == 0)
         return 0;
     long got;
-    Py_BEGIN_ALLOW_THREADS got = hearth_req_read(in->req, dst, n);
-    Py_END_ALLOW_THREADS if (got < 0)
-    {
+    PyThreadState *ts = PyEval_SaveThread(); /* the app's threads run meanwhile */
+    got = hearth_req_read(in->req, dst, n);
+    PyEval_RestoreThread(ts);
+    if (got < 0) {
         PyErr_SetString(PyExc_OSError,
                         "the request body could not be read (client gone, too slow, or the body "
                         "is malformed or over the size limit)");

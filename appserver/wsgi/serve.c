@@ -33,8 +33,10 @@ static int send_file(wsgi_start *sr, PyObject *wrapper)
     if (wsgi_send_headers(sr, size) != 0)
         return -1;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = hearth_res_sendfile(sr->res, fd, offset, (size_t)size);
-    Py_END_ALLOW_THREADS return wsgi_sent(sr, rc) == 0 ? 1 : -1;
+    PyThreadState *ts = PyEval_SaveThread(); /* the app's threads run meanwhile */
+    rc = hearth_res_sendfile(sr->res, fd, offset, (size_t)size);
+    PyEval_RestoreThread(ts);
+    return wsgi_sent(sr, rc) == 0 ? 1 : -1;
 }
 
 /* 0 when the whole body went out; -1 with a Python exception set. */

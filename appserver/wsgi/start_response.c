@@ -16,8 +16,6 @@ typedef struct {
 
 static void start_dealloc(wsgi_start *sr)
 {
-    Py_XDECREF(sr->status);
-    Py_XDECREF(sr->headers);
     Py_TYPE(sr)->tp_free((PyObject *)sr);
 }
 
@@ -28,7 +26,6 @@ PyObject *wsgi_start_new(hearth_res *res)
         return NULL;
     sr->res = res;
     sr->called = sr->sent = false;
-    sr->status = sr->headers = NULL;
     sr->length = -1;
     sr->client_gone = false;
     return (PyObject *)sr;
@@ -134,7 +131,7 @@ out:
     return rc;
 }
 
-/* Checks status and headers now, so the application's own frame is in the traceback. */
+/* Checks status and headers and applies them to the response (clearing what was there). */
 static int check_response(wsgi_start *sr, PyObject *status, PyObject *headers)
 {
     if (!PyList_Check(headers)) {
@@ -181,13 +178,11 @@ static PyObject *start_call(wsgi_start *sr, PyObject *args, PyObject *kwargs)
                         "start_response called a second time without exc_info");
         return NULL;
     }
-    if (check_response(sr, status, headers) != 0)
+    /* applied now, as Gunicorn does, so the application's frame is in a refusal's traceback;
+     * a refused replacement leaves no response to send */
+    sr->called = check_response(sr, status, headers) == 0;
+    if (!sr->called)
         return NULL;
-    sr->called = true;
-    Py_INCREF(status);
-    Py_XSETREF(sr->status, status);
-    Py_INCREF(headers);
-    Py_XSETREF(sr->headers, headers);
     PyObject *write = PyObject_New(PyObject, &wsgi_write_type);
     if (write) {
         /* write() keeps start_response alive: it sends through it */
@@ -206,14 +201,9 @@ int wsgi_send_headers(wsgi_start *sr, int64_t length_if_none)
                         "the application returned a body before calling start_response");
         return -1;
     }
-    /* the fields may have changed since start_response checked them (a mutable list) */
-    if (check_response(sr, sr->status, sr->headers) != 0)
-        return -1;
-    int64_t length = sr->length >= 0 ? sr->length : length_if_none;
-    int rc;
     sr->sent = true;
-    Py_BEGIN_ALLOW_THREADS rc = hearth_res_start(sr->res, length);
-    Py_END_ALLOW_THREADS return wsgi_sent(sr, rc);
+    /* no I/O here: the head waits for the first body bytes, so the GIL stays */
+    return wsgi_sent(sr, hearth_res_start(sr->res, sr->length >= 0 ? sr->length : length_if_none));
 }
 
 int wsgi_sent(wsgi_start *sr, int rc)
@@ -232,8 +222,10 @@ int wsgi_send_body(wsgi_start *sr, const char *data, size_t len)
     if (wsgi_send_headers(sr, -1) != 0)
         return -1;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = hearth_res_send(sr->res, data, len);
-    Py_END_ALLOW_THREADS return wsgi_sent(sr, rc);
+    PyThreadState *ts = PyEval_SaveThread(); /* the app's threads run meanwhile */
+    rc = hearth_res_send(sr->res, data, len);
+    PyEval_RestoreThread(ts);
+    return wsgi_sent(sr, rc);
 }
 
 PyTypeObject wsgi_start_type = {

@@ -32,16 +32,14 @@ int wsgi_types_ready(void);
 /* One request's input stream. */
 PyObject *wsgi_input_new(hearth_req *req);
 
-/* start_response's state for one request (response.c). */
+/* start_response's state for one request (start_response.c). */
 typedef struct {
     PyObject ob_base; /* PyObject_HEAD */
     hearth_res *res;
-    bool called;       /* start_response was called (headers pending or sent) */
-    bool sent;         /* the status line and fields went out */
-    PyObject *status;  /* pending, as given */
-    PyObject *headers; /* pending, as given */
-    int64_t length;    /* the application's Content-Length, -1: none */
-    bool client_gone;  /* a send failed: the client left or stopped reading */
+    bool called;      /* start_response was called (headers pending or sent) */
+    bool sent;        /* the status line and fields went out */
+    int64_t length;   /* the application's Content-Length, -1: none */
+    bool client_gone; /* a send failed: the client left or stopped reading */
 } wsgi_start;
 
 PyObject *wsgi_start_new(hearth_res *res);
