@@ -122,8 +122,9 @@ int hearth_res_redirect(hearth_res *res, int status, const char *location);
 int hearth_res_fail(hearth_res *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- Streaming (since 1.1). A handler may send its answer while it produces it instead of
- * building it in memory: hearth_res_start() sends the status line and the fields set so far,
- * then each hearth_res_send() goes to the client at once, waiting while the client reads
+ * building it in memory: hearth_res_start() fixes the status line and the fields set so far
+ * (they leave with the first body bytes, in one write), then each hearth_res_send() goes to
+ * the client at once, waiting while the client reads
  * slowly (a stall longer than the server's timeout fails the call). The server owns framing:
  * with a declared length exactly that many bytes are sent (more is dropped; fewer aborts the
  * connection when the handler returns), otherwise the body is chunked (HTTP/1.1) or ends with
