@@ -4,6 +4,7 @@
 #include "wsgi.h"
 
 #define INPUT_BLOCK 65536
+#define READ_GROWTH (1u << 20) /* read(n) allocates this much more at a time, at most */
 
 typedef struct {
     PyObject ob_base; /* PyObject_HEAD */
@@ -116,15 +117,22 @@ static PyObject *input_read(wsgi_input *in, PyObject *const *args, Py_ssize_t na
         in->pos = in->len;
         return all;
     }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, want);
+    /* The result grows with what arrives, not with what was asked: read(10**12) on a small body
+     * costs that body, not a terabyte. */
+    size_t have = in->len - in->pos < (size_t)want ? in->len - in->pos : (size_t)want;
+    size_t cap = (size_t)want - have > READ_GROWTH ? have + READ_GROWTH : (size_t)want;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
     if (!out)
         return NULL;
-    char *dst = PyBytes_AS_STRING(out);
-    size_t have = in->len - in->pos < (size_t)want ? in->len - in->pos : (size_t)want;
-    memcpy(dst, ahead(in), have);
+    memcpy(PyBytes_AS_STRING(out), ahead(in), have);
     in->pos += have;
     while (have < (size_t)want) {
-        Py_ssize_t n = read_socket(in, dst + have, (size_t)want - have);
+        if (have == cap) {
+            cap = (size_t)want - cap > cap ? 2 * cap : (size_t)want;
+            if (_PyBytes_Resize(&out, (Py_ssize_t)cap) != 0)
+                return NULL;
+        }
+        Py_ssize_t n = read_socket(in, PyBytes_AS_STRING(out) + have, cap - have);
         if (n < 0) {
             Py_DECREF(out);
             return NULL;
@@ -133,7 +141,7 @@ static PyObject *input_read(wsgi_input *in, PyObject *const *args, Py_ssize_t na
             break;
         have += (size_t)n;
     }
-    if (have < (size_t)want && _PyBytes_Resize(&out, (Py_ssize_t)have) != 0)
+    if (have < cap && _PyBytes_Resize(&out, (Py_ssize_t)have) != 0)
         return NULL;
     return out;
 }
