@@ -52,6 +52,7 @@ void child_init(sv_child *c, supervisor *sv, int id, const char *name)
     c->state = CHILD_STOPPED;
     uv_timer_init(sv->loop, &c->timer);
     c->timer.data = c;
+    leftovers_init(c);
 }
 
 void child_free(sv_child *c)
@@ -291,20 +292,11 @@ void child_event_post(sv_child *c, child_event ev)
     }
 }
 
-/* A component's main process is gone; whatever it left behind in its process group (workers
- * of a SIGKILLed master, still holding the listening sockets) must not outlive it, or a
- * restarted component would share its sockets with stale workers. */
-static void kill_leftovers(sv_child *c, pid_t pgid)
-{
-    if (pgid > 0 && kill(-pgid, SIGKILL) == 0)
-        log_warn("%s: killed the processes it left behind (process group %d)", c->name, (int)pgid);
-}
-
 void child_exited(sv_child *c, int status)
 {
     pid_t pgid = c->pid; /* each child leads its own session and process group */
     c->last_status = status;
     c->has_exited = true;
-    kill_leftovers(c, pgid);
+    leftovers_drain(c, pgid);
     child_event_post(c, EV_EXIT);
 }

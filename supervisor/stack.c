@@ -97,8 +97,10 @@ static void on_done_timer(uv_timer_t *t)
     supervisor *sv = t->data;
     log_info("all components stopped");
     signals_close(sv->signals);
-    for (int i = 0; i < CHILD_COUNT; i++)
+    for (int i = 0; i < CHILD_COUNT; i++) {
         uv_close((uv_handle_t *)&sv->children[i].timer, NULL);
+        leftovers_close(&sv->children[i]);
+    }
     uv_close((uv_handle_t *)&sv->done_timer, NULL);
     notify_close(sv);
     control_server_close(sv);

@@ -66,7 +66,9 @@ typedef struct {
     bool reload_pending; /* reload asked for before READY=1: SIGHUP once ready */
     int stop_signal;
     restart_policy policy;
-    uv_timer_t timer; /* backoff, or stop timeout */
+    uv_timer_t timer;          /* backoff, or stop timeout */
+    pid_t leftover_pgid;       /* a dead main process's group, still draining; 0: none */
+    uv_timer_t leftover_timer; /* then SIGKILL */
     supervisor *sv;
 } sv_child;
 
@@ -123,6 +125,13 @@ const char *child_state_name(child_state s);
 bool child_is_down(const sv_child *c);
 /* "exit 1", "signal 9 (SIGKILL)" */
 void child_describe_status(int status, char *out, size_t len);
+
+/* leftovers.c: the workers a dead main process left in its process group */
+void leftovers_init(sv_child *c);
+/* SIGTERM the group now, SIGKILL it after the stop timeout (one group per child at a time) */
+void leftovers_drain(sv_child *c, pid_t pgid);
+/* SIGKILL whatever is left and close the timer: the stack is done */
+void leftovers_close(sv_child *c);
 
 /* spawn.c: fork + exec with the fds, environment and privileges a component expects */
 pid_t spawn_child(supervisor *sv, sv_child *c);
