@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "scoreboard.h"
+#include "shared/backoff.h"
 #include "shared/log.h"
 #include "shared/sdnotify.h"
 #include "shared/signals.h"
@@ -24,6 +25,7 @@
 #define ABORT_TO_KILL_MS 2000 /* after SIGABRT, how long a timed-out worker gets to die */
 #define FAST_STOP_MS 1000
 #define BACKOFF_FREE_CRASHES 2
+#define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 10000
 
 typedef enum { W_FREE, W_BOOTING, W_READY, W_STOPPING } worker_state;
@@ -212,14 +214,14 @@ static void retire(arbiter *a, int i)
     signal_worker(a, i, SIGTERM);
 }
 
+/* The first crashes in a row fork again at once (a stray crash costs nothing); past them the
+ * wait doubles from BACKOFF_FIRST_MS. */
 static int64_t backoff_ms(int streak)
 {
     if (streak <= BACKOFF_FREE_CRASHES)
         return 0;
-    int64_t ms = 100;
-    for (int i = BACKOFF_FREE_CRASHES + 1; i < streak && ms < BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    return ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS;
+    return backoff_delay_ms(BACKOFF_FIRST_MS, BACKOFF_MAX_MS,
+                            (unsigned)(streak - BACKOFF_FREE_CRASHES - 1));
 }
 
 /* Bring the serving generation to the target count: fork the missing (unless backing off),

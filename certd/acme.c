@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/backoff.h"
 #include "shared/log.h"
 
 #define ACME_BADNONCE_RETRIES 10
@@ -199,14 +200,20 @@ static bool problem_is(const acme_reply *r, const char *name)
            strcmp(type + strlen(prefix), name) == 0;
 }
 
+/* The wait before retrying a server that failed `tries` times: doubling, jittered. */
+static int64_t server_retry_ms(int tries)
+{
+    int64_t d = backoff_delay_ms(ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, (unsigned)tries);
+    return backoff_jitter_ms(d, wait_random());
+}
+
 /* One signed POST; 1 when it should be retried (after *delay_ms), 0 done, -1 failed. */
 static int post_once(acme_ctx *a, const char *url, const char *payload, acme_reply *r,
                      int *server_tries, int64_t *delay_ms)
 {
     *delay_ms = 0;
     if (!a->nonce && fetch_nonce(a) < 0) {
-        *delay_ms =
-            schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, wait_random());
+        *delay_ms = server_retry_ms(*server_tries);
         return ++*server_tries <= ACME_SERVER_RETRIES && !wait_stop_requested() ? 1 : -1;
     }
     char *jws = jws_sign(a->key, a->kid, a->nonce, url, payload);
@@ -220,8 +227,7 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
     int rc = http_request(&a->http, "POST", url, "application/jose+json", jws, &h);
     free(jws);
     if (rc < 0) {
-        *delay_ms =
-            schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, wait_random());
+        *delay_ms = server_retry_ms(*server_tries);
         return ++*server_tries <= ACME_SERVER_RETRIES && !wait_stop_requested() ? 1 : -1;
     }
     keep_nonce(a, &h);
@@ -234,8 +240,7 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
     if (r->status == 400 && problem_is(r, "badNonce"))
         return 1; /* the reply carried a fresh nonce */
     if (r->status == 429 || r->status >= 500) {
-        int64_t fallback =
-            schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, wait_random());
+        int64_t fallback = server_retry_ms(*server_tries);
         *delay_ms = acme_retry_delay_ms(r, fallback);
         if (++*server_tries <= ACME_SERVER_RETRIES) {
             log_warn("%s: HTTP %ld, retrying in %lld ms", url, r->status, (long long)*delay_ms);

@@ -167,9 +167,6 @@ int schedule_parse_rfc3339(const char *text, time_t *out);
 time_t schedule_renew_at(time_t not_before, time_t not_after, double fraction);
 /* A uniformly chosen moment of an ARI window (rnd is 32 random bits). */
 time_t schedule_ari_pick(time_t start, time_t end, uint32_t rnd);
-/* attempt 0, 1, 2, ...: min_ms * 2^attempt capped at max_ms, then jittered down by up to a
- * half so a fleet of failing clients spreads out. */
-int64_t schedule_backoff_ms(int attempt, int64_t min_ms, int64_t max_ms, uint32_t rnd);
 /* interval with +-10% jitter, at least 1 ms. */
 int64_t schedule_jitter_ms(int64_t interval_ms, uint32_t rnd);
 

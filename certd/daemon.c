@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "shared/backoff.h"
 #include "shared/log.h"
 #include "shared/sdnotify.h"
 
@@ -49,8 +50,9 @@ static void note_result(const certd_opts *o, retry_state *s, int rc)
                       when <= time(NULL);
         return;
     }
-    int64_t d =
-        schedule_backoff_ms(s->failures, o->backoff_min_ms, o->backoff_max_ms, wait_random());
+    int64_t d = backoff_jitter_ms(
+        backoff_delay_ms(o->backoff_min_ms, o->backoff_max_ms, (unsigned)s->failures),
+        wait_random());
     s->failures++;
     s->next_try_ms = wait_now_ms() + d;
     log_warn("%s: attempt %d failed; next try in %.1f s; the current certificate stays", s->name,

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shared/backoff.h"
+#include "shared/clock.h"
 #include "shared/log.h"
 #include "shared/privs.h"
 #include "shared/sdnotify.h"
@@ -186,16 +188,16 @@ static void forward(int signum)
 
 /* A worker that keeps dying right after its start would make the master spin: past a burst of
  * deaths within a few seconds the master gives up and exits, for its own supervisor to judge. */
+#define WORKER_DEATHS_MAX 10
+#define WORKER_DEATHS_WINDOW_MS 10000
+
 static bool crash_loop(void)
 {
-    static time_t window_start;
-    static int deaths;
-    time_t now = time(NULL);
-    if (now - window_start > 10) {
-        window_start = now;
-        deaths = 0;
-    }
-    return ++deaths > 10;
+    static crash_window deaths;
+    /* without memory to count them, replacing workers could spin: give up as for a loop */
+    if (deaths.times == NULL && crash_window_init(&deaths, WORKER_DEATHS_MAX) < 0)
+        return true;
+    return crash_window_add(&deaths, (uint64_t)clock_now_ms(), WORKER_DEATHS_WINDOW_MS);
 }
 
 static bool reap(bool stopping, const sigset_t *old_mask)
