@@ -216,16 +216,18 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
         *delay_ms = server_retry_ms(*server_tries);
         return ++*server_tries <= ACME_SERVER_RETRIES && !wait_stop_requested() ? 1 : -1;
     }
-    char *jws = jws_sign(a->key, a->kid, a->nonce, url, payload);
+    json_t *jws = jws_sign(a->key, a->kid, a->nonce, url, payload);
+    char *body = jws ? json_dumps(jws, JSON_COMPACT) : NULL;
+    json_decref(jws);
     free(a->nonce);
     a->nonce = NULL;
-    if (!jws) {
+    if (!body) {
         log_error("cannot sign the request to %s", url);
         return -1;
     }
     http_response h;
-    int rc = http_request(&a->http, "POST", url, "application/jose+json", jws, &h);
-    free(jws);
+    int rc = http_request(&a->http, "POST", url, "application/jose+json", body, &h);
+    free(body);
     if (rc < 0) {
         *delay_ms = server_retry_ms(*server_tries);
         return ++*server_tries <= ACME_SERVER_RETRIES && !wait_stop_requested() ? 1 : -1;
@@ -251,10 +253,10 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
     return -1;
 }
 
-int acme_post(acme_ctx *a, const char *url, const char *payload, acme_reply *r)
+/* The signed POST of payload text (NULL: POST-as-GET), with its bounded retries. */
+static int post_text(acme_ctx *a, const char *url, const char *payload, acme_reply *r)
 {
     int bad_nonces = 0, server_tries = 0;
-    memset(r, 0, sizeof(*r));
     for (;;) {
         int64_t delay;
         int rc = post_once(a, url, payload, r, &server_tries, &delay);
@@ -273,4 +275,25 @@ int acme_post(acme_ctx *a, const char *url, const char *payload, acme_reply *r)
         if (delay > 0 && acme_sleep(a, delay) < 0)
             return -1;
     }
+}
+
+int acme_post(acme_ctx *a, const char *url, json_t *payload, acme_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    char *text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+    json_decref(payload);
+    if (!text || !url) {
+        log_error("cannot build the request to %s", url ? url : "(not in the CA's directory)");
+        free(text);
+        return -1;
+    }
+    int rc = post_text(a, url, text, r);
+    free(text);
+    return rc;
+}
+
+int acme_post_as_get(acme_ctx *a, const char *url, acme_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    return post_text(a, url, NULL, r);
 }

@@ -108,10 +108,10 @@ int b64url_decode(const char *text, size_t len, unsigned char **out, size_t *out
 json_t *jws_jwk(EVP_PKEY *key);
 char *jws_thumbprint(EVP_PKEY *key);
 const char *jws_alg(EVP_PKEY *key); /* NULL: not a key we sign with */
-/* Flattened JWS: protected {alg, nonce (when given), url, kid or else jwk}. payload NULL means
- * the empty payload of POST-as-GET. */
-char *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
-               const char *payload);
+/* Flattened JWS (a new reference): protected {alg, nonce (when given), url, kid or else jwk}.
+ * payload NULL means the empty payload of POST-as-GET. */
+json_t *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
+                 const char *payload);
 /* External account binding: HS256 over the account's JWK. */
 json_t *jws_eab(const char *eab_kid, const char *hmac_key_b64url, EVP_PKEY *account_key,
                 const char *url);
@@ -213,9 +213,14 @@ void acme_free(acme_ctx *a);
 int acme_directory(acme_ctx *a);
 /* URL from the directory, NULL when the CA does not offer it. */
 const char *acme_dir_url(acme_ctx *a, const char *name);
-/* Signed POST (payload NULL: POST-as-GET). 0 on 2xx with a reply; -1 otherwise, with the CA's
- * problem document logged. badNonce, 429/503 and 5xx are retried here, boundedly. */
-int acme_post(acme_ctx *a, const char *url, const char *payload, acme_reply *r);
+/* Signed POST of a JSON payload. 0 on 2xx with a reply; -1 otherwise, with the CA's problem
+ * document logged. badNonce, 429/503 and 5xx are retried here, boundedly. The payload is
+ * stolen (jansson's _new convention), so a call site builds it in the call:
+ * acme_post(a, url, json_pack(...), &r); a NULL payload (a pack that failed) is refused, never
+ * sent as a POST-as-GET. *r is always initialised: acme_reply_free it whatever the result. */
+int acme_post(acme_ctx *a, const char *url, json_t *payload, acme_reply *r);
+/* POST-as-GET (RFC 8555 6.3): a signed POST with an empty payload; as acme_post otherwise. */
+int acme_post_as_get(acme_ctx *a, const char *url, acme_reply *r);
 /* Plain GET (ARI). */
 int acme_get(acme_ctx *a, const char *url, acme_reply *r);
 void acme_reply_free(acme_reply *r);

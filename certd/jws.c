@@ -223,13 +223,10 @@ static char *sign_input(EVP_PKEY *key, const char *input)
     return out;
 }
 
-/* {"protected": p64, "payload": pl64, "signature": sig} serialized. */
-static char *flattened(const char *p64, const char *pl64, const char *sig)
+/* {"protected": p64, "payload": pl64, "signature": sig}: RFC 7515's flattened JSON form. */
+static json_t *flattened(const char *p64, const char *pl64, const char *sig)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s}", "protected", p64, "payload", pl64, "signature", sig);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    return s;
+    return json_pack("{s:s, s:s, s:s}", "protected", p64, "payload", pl64, "signature", sig);
 }
 
 static char *join3(const char *a, const char *sep, const char *b)
@@ -261,8 +258,8 @@ static json_t *protected_header(EVP_PKEY *key, const char *kid, const char *nonc
     return h;
 }
 
-char *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
-               const char *payload)
+json_t *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
+                 const char *payload)
 {
     json_t *h = protected_header(key, kid, nonce, url);
     char *hs = h ? json_dumps(h, JSON_COMPACT) : NULL;
@@ -273,7 +270,7 @@ char *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *ur
     char *pl64 = b64url_str(payload ? payload : "");
     char *input = p64 && pl64 ? join3(p64, ".", pl64) : NULL;
     char *sig = input ? sign_input(key, input) : NULL;
-    char *out = sig ? flattened(p64, pl64, sig) : NULL;
+    json_t *out = sig ? flattened(p64, pl64, sig) : NULL;
     free(hs);
     free(p64);
     free(pl64);
@@ -303,7 +300,7 @@ json_t *jws_eab(const char *eab_kid, const char *hmac_key_b64url, EVP_PKEY *acco
                   (const unsigned char *)input, strlen(input), mac, sizeof(mac), &maclen)) {
         char *sig = b64url_encode(mac, maclen);
         if (sig)
-            out = json_pack("{s:s, s:s, s:s}", "protected", p64, "payload", pl64, "signature", sig);
+            out = flattened(p64, pl64, sig);
         free(sig);
     }
     OPENSSL_cleanse(mac_key, mac_len);

@@ -415,18 +415,15 @@ int ops_revoke(const certd_opts *o, const char *name)
     acme_ctx a;
     int rc = CERTD_EXIT_FAIL;
     if (b64 && connect_ca(o, &a, false) == 0 && acme_dir_url(&a, "revokeCert")) {
-        json_t *p = json_pack("{s:s, s:i}", "certificate", b64, "reason", o->revoke_reason);
-        char *text = json_dumps(p, JSON_COMPACT);
         acme_reply r;
-        if (text && acme_post(&a, acme_dir_url(&a, "revokeCert"), text, &r) == 0) {
+        if (acme_post(&a, acme_dir_url(&a, "revokeCert"),
+                      json_pack("{s:s, s:i}", "certificate", b64, "reason", o->revoke_reason),
+                      &r) == 0) {
             rc = CERTD_EXIT_OK;
             mark_revoked(o, name, meta, o->revoke_reason);
             log_info("%s: revoked (reason %d)", name, o->revoke_reason);
         }
-        if (text)
-            acme_reply_free(&r);
-        free(text);
-        json_decref(p);
+        acme_reply_free(&r);
     }
     if (b64)
         acme_free(&a);

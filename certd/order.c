@@ -38,7 +38,7 @@ static int poll_until(acme_ctx *a, const char *url, const char *const *waiting,
 {
     int64_t step = POLL_FIRST_MS;
     for (;;) {
-        if (acme_post(a, url, NULL, out) < 0)
+        if (acme_post_as_get(a, url, out) < 0)
             return -1;
         const char *status = json_str(out->json, "status");
         if (!status) {
@@ -83,7 +83,7 @@ static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const 
                        token_list *tokens)
 {
     acme_reply r;
-    if (acme_post(a, url, NULL, &r) < 0) {
+    if (acme_post_as_get(a, url, &r) < 0) {
         acme_reply_free(&r);
         return -1;
     }
@@ -106,7 +106,7 @@ static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const 
             acme_reply cr;
             memset(&cr, 0, sizeof(cr));
             rc = challenge_write(o->webroot, token, key_auth) == 0 &&
-                         acme_post(a, ch_url, "{}", &cr) == 0
+                         acme_post(a, ch_url, json_object(), &cr) == 0
                      ? 0
                      : -1;
             acme_reply_free(&cr);
@@ -156,10 +156,7 @@ static int new_order(acme_ctx *a, const certd_names *names, const char *replaces
     json_t *p = json_pack("{s:o}", "identifiers", ids);
     if (replaces)
         json_object_set_new(p, "replaces", json_string(replaces));
-    char *text = json_dumps(p, JSON_COMPACT);
-    json_decref(p);
-    int rc = text ? acme_post(a, acme_dir_url(a, "newOrder"), text, r) : -1;
-    free(text);
+    int rc = acme_post(a, acme_dir_url(a, "newOrder"), p, r);
     if (rc == 0 && (!r->location || !json_is_object(r->json))) {
         log_error("newOrder: the CA sent no order URL");
         rc = -1;
@@ -177,18 +174,14 @@ static int finalize(acme_ctx *a, const certd_opts *o, const certd_names *names,
     unsigned char *der = *key ? csr_build(*key, names, &derlen) : NULL;
     char *csr = der ? b64url_encode(der, derlen) : NULL;
     OPENSSL_free(der);
-    json_t *p = csr ? json_pack("{s:s}", "csr", csr) : NULL;
-    char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
-    json_decref(p);
-    free(csr);
-    if (!fin || !text) {
+    if (!fin || !csr) {
         log_error(fin ? "cannot build the CSR" : "the order has no finalize URL");
-        free(text);
+        free(csr);
         return -1;
     }
     acme_reply r;
-    int rc = acme_post(a, fin, text, &r);
-    free(text);
+    int rc = acme_post(a, fin, json_pack("{s:s}", "csr", csr), &r);
+    free(csr);
     /* After finalize only "processing" may turn into "valid"; "ready" again would mean the
      * CA ignored the CSR, and waiting for it would only run into the time limit. */
     static const char *const waiting[] = {"processing", NULL};
@@ -216,7 +209,7 @@ static int download(acme_ctx *a, const char *url, const certd_names *names, EVP_
                     order_result *out)
 {
     acme_reply r;
-    int rc = acme_post(a, url, NULL, &r);
+    int rc = acme_post_as_get(a, url, &r);
     char err[256];
     if (rc == 0 &&
         certinfo_check(buf_head(&r.body), buf_used(&r.body), key, names, err, sizeof(err)) < 0) {
