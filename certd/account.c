@@ -91,7 +91,7 @@ EVP_PKEY *account_key_load(const char *dir, bool create)
 static json_t *account_payload(acme_ctx *a, const certd_opts *o, bool only_existing)
 {
     json_t *meta = json_object_get(a->dir, "meta");
-    const char *tos = json_str(meta, "termsOfService");
+    const char *tos = certd_json_str(meta, "termsOfService");
     if (!only_existing && tos && !o->agree_tos) {
         log_error("the CA's terms of service are at %s; agree with --agree-tos", tos);
         return NULL;
@@ -132,7 +132,7 @@ int account_register(acme_ctx *a, const certd_opts *o, bool only_existing)
     a->kid = NULL; /* newAccount is signed with the JWK, not a kid */
     acme_reply r;
     int rc = acme_post(a, acme_dir_url(a, "newAccount"), payload, &r);
-    const char *status = json_str(r.json, "status");
+    const char *status = certd_json_str(r.json, "status");
     if (rc == 0 && (!r.location || strncmp(r.location, "https://", 8) != 0)) {
         log_error("newAccount: the CA sent no account URL");
         rc = -1;

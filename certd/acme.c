@@ -14,7 +14,7 @@
 #define ACME_RETRY_MAX_MS 30000
 #define ACME_MAX_NONCE 512
 
-const char *json_str(const json_t *obj, const char *key)
+const char *certd_json_str(const json_t *obj, const char *key)
 {
     const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
     return json_is_string(v) ? json_string_value(v) : NULL;
@@ -25,14 +25,14 @@ int acme_init(acme_ctx *a, const char *dir_url, const char *ca_bundle, int64_t t
     memset(a, 0, sizeof(*a));
     a->dir_url = strdup(dir_url);
     a->deadline_ms = wait_now_ms() + timeout_ms;
-    if (!a->dir_url || http_client_init(&a->http, ca_bundle) < 0)
+    if (!a->dir_url || fetch_client_init(&a->http, ca_bundle) < 0)
         return -1;
     return 0;
 }
 
 void acme_free(acme_ctx *a)
 {
-    http_client_free(&a->http);
+    fetch_client_free(&a->http);
     free(a->dir_url);
     json_decref(a->dir);
     free(a->nonce);
@@ -57,7 +57,7 @@ static bool is_json_type(const char *ctype)
 }
 
 /* Move an HTTP response into a reply. -1 when it says JSON but is not. */
-int acme_reply_take(http_response *h, acme_reply *r)
+int acme_reply_take(fetch_response *h, acme_reply *r)
 {
     memset(r, 0, sizeof(*r));
     r->status = h->status;
@@ -85,7 +85,7 @@ static bool nonce_ok(const char *n)
            strlen(n);
 }
 
-static void keep_nonce(acme_ctx *a, http_response *h)
+static void keep_nonce(acme_ctx *a, fetch_response *h)
 {
     free(a->nonce);
     a->nonce = NULL;
@@ -97,7 +97,7 @@ static void keep_nonce(acme_ctx *a, http_response *h)
 
 const char *acme_dir_url(acme_ctx *a, const char *name)
 {
-    const char *u = json_str(a->dir, name);
+    const char *u = certd_json_str(a->dir, name);
     return u && strncmp(u, "https://", 8) == 0 ? u : NULL;
 }
 
@@ -122,12 +122,12 @@ int acme_directory(acme_ctx *a)
 
 int acme_get(acme_ctx *a, const char *url, acme_reply *r)
 {
-    http_response h;
+    fetch_response h;
     memset(r, 0, sizeof(*r));
-    if (http_request(&a->http, "GET", url, NULL, NULL, &h) < 0)
+    if (fetch_request(&a->http, "GET", url, NULL, NULL, &h) < 0)
         return -1;
     int rc = acme_reply_take(&h, r);
-    http_response_free(&h);
+    fetch_response_free(&h);
     if (rc == 0 && (r->status < 200 || r->status > 299 || !json_is_object(r->json))) {
         log_error("GET %s: HTTP %ld%s", url, r->status,
                   json_is_object(r->json) ? "" : ", not a JSON object");
@@ -136,13 +136,13 @@ int acme_get(acme_ctx *a, const char *url, acme_reply *r)
     return rc;
 }
 
-static int fetch_nonce(acme_ctx *a)
+static int new_nonce(acme_ctx *a)
 {
-    http_response h;
-    if (http_request(&a->http, "HEAD", acme_dir_url(a, "newNonce"), NULL, NULL, &h) < 0)
+    fetch_response h;
+    if (fetch_request(&a->http, "HEAD", acme_dir_url(a, "newNonce"), NULL, NULL, &h) < 0)
         return -1;
     keep_nonce(a, &h);
-    http_response_free(&h);
+    fetch_response_free(&h);
     if (!a->nonce) {
         log_error("the CA sent no usable Replay-Nonce");
         return -1;
@@ -178,7 +178,7 @@ static const char *or_q(const char *s)
 
 void acme_log_problem(const char *url, const acme_reply *r)
 {
-    const char *type = json_str(r->json, "type"), *detail = json_str(r->json, "detail");
+    const char *type = certd_json_str(r->json, "type"), *detail = certd_json_str(r->json, "detail");
     log_error("%s: HTTP %ld %s: %s", url, r->status, type ? type : "(no problem type)",
               detail ? detail : "(no detail)");
     json_t *subs = json_is_object(r->json) ? json_object_get(r->json, "subproblems") : NULL;
@@ -186,15 +186,15 @@ void acme_log_problem(const char *url, const acme_reply *r)
     json_t *sp;
     json_array_foreach(subs, i, sp)
     {
-        const char *value = json_str(json_object_get(sp, "identifier"), "value");
-        log_error("  %s: %s: %s", value ? value : "?", or_q(json_str(sp, "type")),
-                  or_q(json_str(sp, "detail")));
+        const char *value = certd_json_str(json_object_get(sp, "identifier"), "value");
+        log_error("  %s: %s: %s", value ? value : "?", or_q(certd_json_str(sp, "type")),
+                  or_q(certd_json_str(sp, "detail")));
     }
 }
 
 static bool problem_is(const acme_reply *r, const char *name)
 {
-    const char *type = json_str(r->json, "type");
+    const char *type = certd_json_str(r->json, "type");
     const char *prefix = "urn:ietf:params:acme:error:";
     return type && strncmp(type, prefix, strlen(prefix)) == 0 &&
            strcmp(type + strlen(prefix), name) == 0;
@@ -212,7 +212,7 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
                      int *server_tries, int64_t *delay_ms)
 {
     *delay_ms = 0;
-    if (!a->nonce && fetch_nonce(a) < 0) {
+    if (!a->nonce && new_nonce(a) < 0) {
         *delay_ms = server_retry_ms(*server_tries);
         return ++*server_tries <= ACME_SERVER_RETRIES && !wait_stop_requested() ? 1 : -1;
     }
@@ -225,8 +225,8 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
         log_error("cannot sign the request to %s", url);
         return -1;
     }
-    http_response h;
-    int rc = http_request(&a->http, "POST", url, "application/jose+json", body, &h);
+    fetch_response h;
+    int rc = fetch_request(&a->http, "POST", url, "application/jose+json", body, &h);
     free(body);
     if (rc < 0) {
         *delay_ms = server_retry_ms(*server_tries);
@@ -234,7 +234,7 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
     }
     keep_nonce(a, &h);
     rc = acme_reply_take(&h, r);
-    http_response_free(&h);
+    fetch_response_free(&h);
     if (rc < 0)
         return -1;
     if (r->status >= 200 && r->status <= 299)

@@ -75,7 +75,7 @@ const sigset_t *wait_sigset(void);
 int64_t wait_now_ms(void); /* CLOCK_MONOTONIC */
 uint32_t wait_random(void);
 
-/* ---- http.c: one libcurl handle, HTTPS only, CA verified, every transfer time-bounded ---- */
+/* ---- fetch.c: one libcurl handle, HTTPS only, CA verified, every transfer time-bounded ---- */
 typedef struct {
     CURL *curl;
     struct curl_slist *headers;
@@ -84,7 +84,7 @@ typedef struct {
     long timeout_s;
     size_t max_body;
     char errbuf[CURL_ERROR_SIZE];
-} http_client;
+} fetch_client;
 
 typedef struct {
     long status;
@@ -93,14 +93,14 @@ typedef struct {
     char *nonce;
     char *retry_after;
     char *content_type;
-} http_response;
+} fetch_response;
 
-int http_client_init(http_client *c, const char *ca_bundle);
-void http_client_free(http_client *c);
+int fetch_client_init(fetch_client *c, const char *ca_bundle);
+void fetch_client_free(fetch_client *c);
 /* method "GET", "HEAD" or "POST"; ctype/body for POST. -1 on transport failure (logged). */
-int http_request(http_client *c, const char *method, const char *url, const char *ctype,
-                 const char *body, http_response *resp);
-void http_response_free(http_response *resp);
+int fetch_request(fetch_client *c, const char *method, const char *url, const char *ctype,
+                  const char *body, fetch_response *resp);
+void fetch_response_free(fetch_response *resp);
 
 /* ---- jws.c: base64url, JWK, RFC 7638 thumbprints, flattened JWS (ES256/ES384, HS256) ---- */
 char *b64url_encode(const unsigned char *data, size_t len);
@@ -191,7 +191,7 @@ bool store_name_ok(const char *name);
 
 /* ---- acme.c: directory, nonces, signed POSTs with bounded retries ---- */
 typedef struct {
-    http_client http;
+    fetch_client http;
     char *dir_url;
     json_t *dir;
     char *nonce;
@@ -226,7 +226,7 @@ int acme_get(acme_ctx *a, const char *url, acme_reply *r);
 void acme_reply_free(acme_reply *r);
 /* Move an HTTP response (body, Location, Retry-After) into a reply, parsing a JSON body;
  * -1 (logged) when the body claims to be JSON and is not. */
-int acme_reply_take(http_response *h, acme_reply *r);
+int acme_reply_take(fetch_response *h, acme_reply *r);
 /* Log the CA's problem document (type, detail, subproblems) once. */
 void acme_log_problem(const char *url, const acme_reply *r);
 /* The delay to honour before polling again: Retry-After when sane, else fallback_ms. */
@@ -234,7 +234,7 @@ int64_t acme_retry_delay_ms(const acme_reply *r, int64_t fallback_ms);
 /* Sleep until the next poll; -1 when that passes the deadline or a stop was requested. */
 int acme_sleep(acme_ctx *a, int64_t ms);
 /* String member of a JSON object, NULL when missing or not a string. */
-const char *json_str(const json_t *obj, const char *key);
+const char *certd_json_str(const json_t *obj, const char *key);
 
 /* ---- account.c ---- */
 char *account_dir_for(const certd_opts *o);

@@ -82,7 +82,7 @@ static bool stored_as_wanted(const certd_opts *o, const certd_names *n)
         return false;
     free(chain);
     json_t *domains = json_object_get(meta, "domains");
-    const char *server = json_str(meta, "server");
+    const char *server = certd_json_str(meta, "server");
     bool same = json_array_size(domains) == n->count &&
                 (server && strcmp(server, "internal") == 0) == n->internal;
     for (size_t i = 0; same && i < n->count; i++)

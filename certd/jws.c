@@ -328,8 +328,8 @@ static int verify_input(EVP_PKEY *key, const char *input, const unsigned char *r
 int jws_verify(EVP_PKEY *key, const char *jws, char **payload)
 {
     json_t *o = json_loads(jws, 0, NULL);
-    const char *p64 = json_str(o, "protected"), *pl64 = json_str(o, "payload");
-    const char *s64 = json_str(o, "signature");
+    const char *p64 = certd_json_str(o, "protected"), *pl64 = certd_json_str(o, "payload");
+    const char *s64 = certd_json_str(o, "signature");
     int rc = -1;
     unsigned char *raw = NULL, *hdr = NULL, *pl = NULL;
     size_t rawlen = 0, hdrlen = 0, pllen = 0;
@@ -339,7 +339,7 @@ int jws_verify(EVP_PKEY *key, const char *jws, char **payload)
         b64url_decode(pl64, strlen(pl64), &pl, &pllen) < 0)
         goto out;
     json_t *h = json_loadb((const char *)hdr, hdrlen, 0, NULL);
-    const char *alg = json_str(h, "alg");
+    const char *alg = certd_json_str(h, "alg");
     bool alg_ok = alg && jws_alg(key) && strcmp(alg, jws_alg(key)) == 0;
     json_decref(h);
     input = join3(p64, ".", pl64);

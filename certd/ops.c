@@ -100,8 +100,8 @@ static time_t ari_renew_time(acme_ctx *a, const cert_info *info)
     acme_reply r;
     time_t start, end, when = 0;
     json_t *w = acme_get(a, url, &r) == 0 ? json_object_get(r.json, "suggestedWindow") : NULL;
-    if (w && schedule_parse_rfc3339(json_str(w, "start"), &start) == 0 &&
-        schedule_parse_rfc3339(json_str(w, "end"), &end) == 0 && end >= start)
+    if (w && schedule_parse_rfc3339(certd_json_str(w, "start"), &start) == 0 &&
+        schedule_parse_rfc3339(certd_json_str(w, "end"), &end) == 0 && end >= start)
         when = schedule_ari_pick(start, end, wait_random());
     else
         log_warn("renewalInfo for %s unusable; using the certificate's lifetime", info->ari_id);
@@ -147,7 +147,7 @@ static int check_not_due(const certd_opts *o, const certd_names *names, acme_ctx
     json_t *meta = NULL;
     if (load_info(o, names->names[0], &info, &meta) < 0)
         return 0;
-    const char *server = json_str(meta, "server");
+    const char *server = certd_json_str(meta, "server");
     bool internal = server && strcmp(server, "internal") == 0;
     bool same = same_names(&info, names) && internal == names->internal;
     certinfo_free(&info);
@@ -304,11 +304,11 @@ int ops_renew_one(const certd_opts *o, const char *name, bool force, bool *chang
         return CERTD_EXIT_FAIL;
     certd_names names = {0};
     certd_opts oo = *o;
-    const char *kt = json_str(meta, "key_type");
+    const char *kt = certd_json_str(meta, "key_type");
     if (!(kt && key_type_parse(kt, &oo.key_type) == 0) && info.key_type_known)
         oo.key_type = info.key_type;
     int rc = stored_names(name, meta, &info, &names) == 0 ? 0 : CERTD_EXIT_FAIL;
-    const char *server = json_str(meta, "server");
+    const char *server = certd_json_str(meta, "server");
     names.internal = server && strcmp(server, "internal") == 0;
     if (rc == 0)
         rc = ops_issue(&oo, &names, force, changed);
@@ -361,7 +361,7 @@ static void print_one(const certd_opts *o, const char *name)
     printf("\n  key:     %s\n  expires: %s (%s%.1f days left)\n  serial:  %s\n",
            info.key_type_known ? key_type_name(info.key_type) : "unknown", at,
            days < 0 ? "EXPIRED, " : "", days < 0 ? 0.0 : days, info.serial);
-    const char *server = json_str(meta, "server");
+    const char *server = certd_json_str(meta, "server");
     if (server)
         printf("  issuer:  %s\n", strcmp(server, "internal") == 0 ? "internal CA" : server);
     if (json_is_true(json_object_get(meta, "revoked")))

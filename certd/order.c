@@ -27,7 +27,7 @@ static bool in_list(const char *s, const char *const *list)
 static void log_object_error(const char *what, const json_t *obj)
 {
     json_t *err = json_object_get(obj, "error");
-    const char *type = json_str(err, "type"), *detail = json_str(err, "detail");
+    const char *type = certd_json_str(err, "type"), *detail = certd_json_str(err, "detail");
     if (type || detail)
         log_error("%s: %s: %s", what, type ? type : "?", detail ? detail : "?");
 }
@@ -40,7 +40,7 @@ static int poll_until(acme_ctx *a, const char *url, const char *const *waiting,
     for (;;) {
         if (acme_post_as_get(a, url, out) < 0)
             return -1;
-        const char *status = json_str(out->json, "status");
+        const char *status = certd_json_str(out->json, "status");
         if (!status) {
             log_error("%s: the CA's reply has no status", url);
             return -1;
@@ -71,7 +71,7 @@ static const json_t *find_http01(const json_t *authz)
     size_t i;
     json_array_foreach(chs, i, ch)
     {
-        const char *type = json_str(ch, "type");
+        const char *type = certd_json_str(ch, "type");
         if (type && strcmp(type, "http-01") == 0)
             return ch;
     }
@@ -87,8 +87,8 @@ static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const 
         acme_reply_free(&r);
         return -1;
     }
-    const char *status = json_str(r.json, "status");
-    const char *name = json_str(json_object_get(r.json, "identifier"), "value");
+    const char *status = certd_json_str(r.json, "status");
+    const char *name = certd_json_str(json_object_get(r.json, "identifier"), "value");
     int rc = -1;
     if (status && strcmp(status, "valid") == 0) {
         rc = 0; /* the CA remembers an earlier validation */
@@ -96,7 +96,7 @@ static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const 
         log_error("authorization for %s is %s", name ? name : "?", status ? status : "missing");
     } else {
         const json_t *ch = find_http01(r.json);
-        const char *token = json_str(ch, "token"), *ch_url = json_str(ch, "url");
+        const char *token = certd_json_str(ch, "token"), *ch_url = certd_json_str(ch, "url");
         if (!ch || !challenge_token_ok(token) || !ch_url || tokens->count >= CERTD_MAX_NAMES) {
             log_error("authorization for %s offers no usable http-01 challenge", name ? name : "?");
         } else {
@@ -168,7 +168,7 @@ static int new_order(acme_ctx *a, const certd_names *names, const char *replaces
 static int finalize(acme_ctx *a, const certd_opts *o, const certd_names *names,
                     const char *order_url, const json_t *order, EVP_PKEY **key, char **cert_url)
 {
-    const char *fin = json_str(order, "finalize");
+    const char *fin = certd_json_str(order, "finalize");
     *key = key_generate(o->key_type);
     size_t derlen = 0;
     unsigned char *der = *key ? csr_build(*key, names, &derlen) : NULL;
@@ -185,7 +185,7 @@ static int finalize(acme_ctx *a, const certd_opts *o, const certd_names *names,
     /* After finalize only "processing" may turn into "valid"; "ready" again would mean the
      * CA ignored the CSR, and waiting for it would only run into the time limit. */
     static const char *const waiting[] = {"processing", NULL};
-    const char *status = json_str(r.json, "status");
+    const char *status = certd_json_str(r.json, "status");
     if (rc == 0 && !(status && (strcmp(status, "valid") == 0 || in_list(status, waiting)))) {
         log_error("%s: status %s after finalize", fin, status ? status : "missing");
         log_object_error(fin, r.json);
@@ -194,7 +194,7 @@ static int finalize(acme_ctx *a, const certd_opts *o, const certd_names *names,
         acme_reply_free(&r);
         rc = poll_until(a, order_url, waiting, "valid", &r);
     }
-    const char *cu = json_str(r.json, "certificate");
+    const char *cu = certd_json_str(r.json, "certificate");
     if (rc == 0 && !cu) {
         log_error("the valid order has no certificate URL");
         rc = -1;
@@ -231,7 +231,7 @@ static int run_order(acme_ctx *a, const certd_opts *o, const certd_names *names,
     acme_reply r;
     int rc = new_order(a, names, replaces, &r);
     char *order_url = rc == 0 ? strdup(r.location) : NULL;
-    const char *status = json_str(r.json, "status");
+    const char *status = certd_json_str(r.json, "status");
     if (rc == 0 && status && strcmp(status, "ready") != 0)
         rc = authorize_all(a, o, r.json, tokens);
     static const char *const waiting[] = {"pending", NULL};
