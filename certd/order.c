@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/backoff.h"
 #include "shared/log.h"
 
 #define POLL_FIRST_MS 200 /* with no Retry-After: 0.2 s, doubling up to POLL_MAX_MS */
@@ -36,8 +37,7 @@ static void log_object_error(const char *what, const json_t *obj)
 static int poll_until(acme_ctx *a, const char *url, const char *const *waiting,
                       const char *ok_state, acme_reply *out)
 {
-    int64_t step = POLL_FIRST_MS;
-    for (;;) {
+    for (unsigned polls = 0;; polls++) {
         if (acme_post_as_get(a, url, out) < 0)
             return -1;
         const char *status = certd_json_str(out->json, "status");
@@ -52,7 +52,7 @@ static int poll_until(acme_ctx *a, const char *url, const char *const *waiting,
             log_object_error(url, out->json);
             return -1;
         }
-        int64_t d = acme_retry_delay_ms(out, step);
+        int64_t d = acme_retry_delay_ms(out, backoff_delay_ms(POLL_FIRST_MS, POLL_MAX_MS, polls));
         /* Retry-After: 0 must not turn into a busy loop, nor a huge one into a stall */
         if (d < POLL_FIRST_MS)
             d = POLL_FIRST_MS;
@@ -61,7 +61,6 @@ static int poll_until(acme_ctx *a, const char *url, const char *const *waiting,
         acme_reply_free(out);
         if (acme_sleep(a, d) < 0)
             return -1;
-        step = step * 2 > POLL_MAX_MS ? POLL_MAX_MS : step * 2;
     }
 }
 
