@@ -1,6 +1,6 @@
 /* Arbiter main loop: signals, the workers' boot notices and a housekeeping tick all arrive as
  * libuv callbacks, and every decision about workers is made here, in one place. */
-#include "arbiter.h"
+#include "appserver/arbiter.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,12 +12,12 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "scoreboard.h"
+#include "appserver/scoreboard.h"
 #include "shared/backoff.h"
 #include "shared/log.h"
 #include "shared/sdnotify.h"
 #include "shared/signals.h"
-#include "worker.h"
+#include "appserver/worker.h"
 
 #define MAX_WORKERS 256
 #define TICK_MS 100

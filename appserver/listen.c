@@ -1,6 +1,6 @@
 /* Binding and inheriting listening sockets. A stale unix socket file (nobody accepting on it)
  * is replaced; a live one is an error, so two appservers never fight over one path. */
-#include "listen.h"
+#include "appserver/listen.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "options.h"
+#include "appserver/options.h"
 
 typedef struct {
     int *fds;

@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "arbiter.h"
-#include "listen.h"
-#include "module.h"
-#include "options.h"
+#include "appserver/arbiter.h"
+#include "appserver/listen.h"
+#include "appserver/module.h"
+#include "appserver/options.h"
 #include "shared/log.h"
 #include "shared/pidfile.h"
 #include "shared/privs.h"

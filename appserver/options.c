@@ -1,6 +1,6 @@
 /* Command line and config file. Flags are Gunicorn's, so a Gunicorn user's muscle memory
  * works; with -c the stack's YAML file supplies the defaults and flags override it. */
-#include "options.h"
+#include "appserver/options.h"
 
 #include <getopt.h>
 #include <stdio.h>

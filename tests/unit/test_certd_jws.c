@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "certd/certd.h"
-#include "check.h"
+#include "tests/unit/check.h"
 
 /* RFC 7515 appendix A.3's P-256 key. */
 static const char *const A3_X = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";

@@ -1,7 +1,7 @@
 /* Unit tests for certd's pure decisions: Retry-After (seconds and the three HTTP-date forms),
  * RFC 3339 timestamps, the one-third-of-lifetime rule, ARI window picks and jitter. */
 #include "certd/certd.h"
-#include "check.h"
+#include "tests/unit/check.h"
 
 static void test_retry_after(void)
 {
