@@ -177,6 +177,16 @@ int listeners_open(supervisor *sv, char *err, size_t errlen)
     return 0;
 }
 
+/* A unix socket's file goes with it: one that a leftover worker of the dead component still
+ * accepts on would otherwise stop listeners_reopen(), which leaves live sockets alone. */
+static void close_listener(sv_listener *l)
+{
+    close(l->fd);
+    l->fd = -1;
+    if (l->addr.ss.ss_family == AF_UNIX)
+        unlink(((struct sockaddr_un *)&l->addr.ss)->sun_path);
+}
+
 /* With the appserver FATAL, nobody would ever accept: close its sockets so the edge is refused
  * at once instead of waiting in the listen queue. */
 void listeners_shut(supervisor *sv, int owner)
@@ -185,8 +195,7 @@ void listeners_shut(supervisor *sv, int owner)
     for (size_t i = 0; i < sv->listener_count; i++) {
         sv_listener *l = &sv->listeners[i];
         if (l->owner == owner && l->fd >= 0) {
-            close(l->fd);
-            l->fd = -1;
+            close_listener(l);
             closed = true;
         }
     }
@@ -212,9 +221,7 @@ void listeners_close(supervisor *sv)
     for (size_t i = 0; i < sv->listener_count; i++) {
         sv_listener *l = &sv->listeners[i];
         if (l->fd >= 0)
-            close(l->fd);
-        if (l->addr.ss.ss_family == AF_UNIX)
-            unlink(((struct sockaddr_un *)&l->addr.ss)->sun_path);
+            close_listener(l);
         free(l->spec);
     }
     free(sv->listeners);
