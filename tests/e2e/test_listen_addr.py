@@ -11,21 +11,13 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import binary, free_port, make_test_pki, port_open, wait_until  # noqa: E402
+from conftest import (binary, free_port, ipv6_loopback, make_test_pki, port_open,  # noqa: E402
+                      wait_until)
 
 SUPERVISOR = binary("supervisor", "supervisor")
 EDGE = binary("edge", "edge")
 APPSERVER = binary("appserver", "appserver")
 HELLO = binary("examples", "hello.so")
-
-
-def has_ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def localhost_addresses():
@@ -89,7 +81,7 @@ def wait_listening(p, procs, port, hosts):
 
 # --- ":PORT": every address, IPv4 and IPv6, standalone as under the supervisor -----------------
 
-@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
 @pytest.mark.parametrize("how", ["standalone", "supervisor"])
 def test_any_port_is_dual_stack(procs, tmp_path, how):
     hp, sp = free_port(), free_port()
