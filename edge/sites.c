@@ -1,59 +1,32 @@
 /* The loaded sites: names, TLS contexts, static roots and upstream lists, built from the config
  * in one piece so a reload either takes effect whole or not at all. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "shared/listen_addr.h"
 #include "shared/log.h"
 #include "edge/edge.h"
 
+/* Upstreams are written as listen addresses (usually they are the appserver's bind): one
+ * parser for both, ":PORT" meaning 127.0.0.1 here. */
 static int parse_upstream(edge_upstream *u, const char *spec, char *err, size_t errlen)
 {
     memset(u, 0, sizeof(*u));
     u->spec = strdup(spec);
-    if (strncmp(spec, "unix:", 5) == 0) {
-        struct sockaddr_un *sun = (struct sockaddr_un *)&u->addr;
-        const char *path = spec + 5;
-        if (strlen(path) == 0 || strlen(path) >= sizeof(sun->sun_path)) {
-            snprintf(err, errlen, "upstream '%s': bad socket path", spec);
-            return -1;
-        }
-        sun->sun_family = AF_UNIX;
-        strcpy(sun->sun_path, path);
-        u->addrlen = sizeof(*sun);
-        return 0;
-    }
-    char host[256];
-    const char *colon = strrchr(spec, ':');
-    if (!colon || (size_t)(colon - spec) >= sizeof(host)) {
-        snprintf(err, errlen, "upstream '%s': want unix:PATH or HOST:PORT", spec);
+    listen_sockaddr target;
+    char why[512];
+    if (listen_addr_connect_target(spec, &target, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "upstream %s", why);
         return -1;
     }
-    size_t hl = (size_t)(colon - spec);
-    memcpy(host, spec, hl);
-    host[hl] = 0;
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = 0;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host[0] ? host : "127.0.0.1", colon + 1, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(err, errlen, "upstream '%s': %s", spec, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(&u->addr, res->ai_addr, res->ai_addrlen);
-    u->addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
+    u->addr = target.ss;
+    u->addrlen = target.len;
     return 0;
 }
 

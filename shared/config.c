@@ -1,6 +1,7 @@
 /* The config loader: one schema table per YAML map (key, type, place in the structs, bounds,
  * default), walked generically over the libyaml document tree; see docs/config.md. */
 #include "shared/config.h"
+#include "shared/listen_addr.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -411,6 +412,12 @@ static int fail_expected(loader *ld, const yaml_node_t *node, const field *f, co
 {
     char buf[160], q[64];
     const char *want = describe(f, buf, sizeof(buf));
+    char why[512];
+    listen_addr a;
+    /* the parser's own words, which the programs binding the address say too */
+    if (text && *text && (f->flags & (FL_LISTEN | FL_ADDR)) &&
+        listen_addr_parse(text, &a, why, sizeof(why)) < 0)
+        return fail(ld, node, path, "%s", why);
     if (!text)
         return fail(ld, node, path, "expected %s, got %s", want, node ? node_kind(node) : "?");
     if (!*text)
@@ -511,12 +518,6 @@ int config_parse_size(const char *text, uint64_t *bytes)
     return text && size_parse(text, bytes) == 0 ? 0 : -1;
 }
 
-static bool valid_port(const char *p)
-{
-    uint64_t n;
-    return parse_number(&p, &n) == 0 && *p == '\0' && n >= 1 && n <= 65535;
-}
-
 /* DNS labels of letters, digits and '-'; a leading "*." is a wildcard, for aliases. */
 static bool valid_hostname(const char *s, bool wildcard_ok)
 {
@@ -541,30 +542,12 @@ static bool valid_hostname(const char *s, bool wildcard_ok)
     }
 }
 
-/* ":443", "443", "*:443", "0.0.0.0:443", "localhost:8080", "[::]:443". */
-static bool valid_listen(const char *s)
+/* One parser for listen addresses everywhere (shared/listen_addr.c); edge.http and edge.https
+ * are TCP only. */
+static bool valid_listen(const char *s, bool unix_ok)
 {
-    char host[64];
-    const char *colon;
-    if (*s == '[') {
-        const char *close = strchr(s, ']');
-        struct in6_addr a6;
-        if (!close || (size_t)(close - s - 1) >= sizeof(host) || close[1] != ':')
-            return false;
-        memcpy(host, s + 1, (size_t)(close - s - 1));
-        host[close - s - 1] = '\0';
-        return inet_pton(AF_INET6, host, &a6) == 1 && valid_port(close + 2);
-    }
-    colon = strrchr(s, ':');
-    if (!colon)
-        return valid_port(s);
-    if ((size_t)(colon - s) >= sizeof(host) || memchr(s, ':', (size_t)(colon - s)))
-        return false; /* an IPv6 address needs brackets, so the port is not ambiguous */
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    if (!valid_port(colon + 1))
-        return false;
-    return !host[0] || strcmp(host, "*") == 0 || valid_hostname(host, false);
+    listen_addr a;
+    return listen_addr_parse(s, &a, NULL, 0) == 0 && (unix_ok || a.kind != LISTEN_ADDR_UNIX);
 }
 
 bool config_is_env_assignment(const char *s)
@@ -616,10 +599,8 @@ static bool valid_string(const field *f, const char *s)
         return config_is_mount_prefix(s);
     if (f->flags & FL_HOST)
         return valid_hostname(s, f->type == F_STRINGS);
-    if (f->flags & FL_LISTEN)
-        return valid_listen(s);
-    if (f->flags & FL_ADDR)
-        return strncmp(s, "unix:", 5) == 0 ? s[5] != '\0' : valid_listen(s);
+    if (f->flags & (FL_LISTEN | FL_ADDR))
+        return valid_listen(s, f->flags & FL_ADDR);
     if (f->flags & FL_URL)
         return (strncmp(s, "https://", 8) == 0 && s[8]) || (strncmp(s, "http://", 7) == 0 && s[7]);
     return true;
