@@ -77,7 +77,9 @@ typedef struct {
     /* tls: acme or internal and certd has not written a certificate yet: plain HTTP answers
      * 503 (challenges aside) and handshakes for its names fail, until a reload finds one. */
     bool tls_pending;
-    char *hsts; /* full header value or NULL */
+    char *pending_link;       /* where certd will put it (CERT_DIR/NAME) */
+    int64_t pending_tried_ms; /* the last look there */
+    char *hsts;               /* full header value or NULL */
     edge_static_root *statics;
     size_t static_count;
     edge_upstream *upstreams;
@@ -101,6 +103,8 @@ edge_gen *edge_gen_build(const hearth_config *cfg, const edge_gen *prev, char *e
 void edge_gen_ref(edge_gen *g);
 void edge_gen_unref(edge_gen *g);
 edge_site *edge_gen_find_site(edge_gen *g, const char *host, size_t len);
+/* Whether the site still waits for certd's certificate; looks in the store first (sites.c). */
+bool edge_site_tls_pending(edge_site *s);
 
 /* ---- TLS (tls.c) ---- */
 

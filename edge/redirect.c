@@ -123,7 +123,7 @@ bool edge_redirect_handle(edge_conn *c)
     }
     if (!c->site)
         return false;
-    if (c->site->tls_pending) {
+    if (edge_site_tls_pending(c->site)) {
         /* No HTTPS to redirect to yet, and an acme/internal site is not meant to be served in
          * the clear: the client is told to come back once certd has the certificate. */
         edge_resp_simple(c, 503, NULL, "Retry-After: " PENDING_RETRY_AFTER "\r\n",

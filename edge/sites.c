@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "shared/clock.h"
 #include "shared/listen_addr.h"
 #include "shared/log.h"
 #include "edge/edge.h"
@@ -54,11 +56,9 @@ static bool managed_tls(const hearth_config *cfg, const config_site *cs)
 /* CERT_DIR/NAME is a symlink certd switches with one rename(): resolving it once reads both
  * files from one version, so a switch between the two opens cannot pair a new chain with an old
  * key (and the key is checked against the chain anyway). */
-static SSL_CTX *load_managed(const hearth_config *cfg, const config_site *cs, char *err,
-                             size_t errlen)
+static SSL_CTX *load_managed(const char *link, const char *name, char *err, size_t errlen)
 {
-    char link[PATH_MAX], dir[PATH_MAX], chain[PATH_MAX + 16], key[PATH_MAX + 16];
-    snprintf(link, sizeof(link), "%s/%s", cfg->certd.cert_dir, cs->name);
+    char dir[PATH_MAX], chain[PATH_MAX + 16], key[PATH_MAX + 16];
     if (!realpath(link, dir)) {
         snprintf(err, errlen, "certificate '%s': %s", link, strerror(errno));
         return NULL;
@@ -66,9 +66,7 @@ static SSL_CTX *load_managed(const hearth_config *cfg, const config_site *cs, ch
     snprintf(chain, sizeof(chain), "%s/fullchain.pem", dir);
     snprintf(key, sizeof(key), "%s/privkey.pem", dir);
     config_cert_pair pair = {.cert = chain, .key = key};
-    config_site one = *cs;
-    one.certs = &pair;
-    one.cert_count = 1;
+    config_site one = {.name = (char *)name, .certs = &pair, .cert_count = 1};
     return edge_tls_ctx_new(&one, err, errlen);
 }
 
@@ -86,8 +84,9 @@ static SSL_CTX *running_ctx(const edge_gen *prev, const char *name)
 static void build_managed(edge_site *s, const hearth_config *cfg, const config_site *cs,
                           const edge_gen *prev)
 {
-    char why[PATH_MAX + 256];
-    s->ctx = load_managed(cfg, cs, why, sizeof(why));
+    char why[PATH_MAX + 256], link[PATH_MAX];
+    snprintf(link, sizeof(link), "%s/%s", cfg->certd.cert_dir, cs->name);
+    s->ctx = load_managed(link, s->name, why, sizeof(why));
     if (s->ctx)
         return;
     SSL_CTX *old = running_ctx(prev, s->name);
@@ -98,7 +97,33 @@ static void build_managed(edge_site *s, const hearth_config *cfg, const config_s
         return;
     }
     s->tls_pending = true;
+    s->pending_link = strdup(link);
     log_info("site '%s': no certificate yet (%s); HTTPS for it waits for certd", s->name, why);
+}
+
+/* A pending site looks for its certificate itself instead of waiting for the reload certd asks
+ * for: workers reload one after the other, and in between one would serve the new certificate
+ * while another still refused the name. With this, every worker serves the certificate from
+ * the moment it is in certd's store. Looking is one stat() while the store has nothing; a
+ * certificate there that does not load is tried again at most every PENDING_RETRY_MS. */
+#define PENDING_RETRY_MS 1000
+
+bool edge_site_tls_pending(edge_site *s)
+{
+    struct stat st;
+    if (!s->tls_pending || stat(s->pending_link, &st) < 0)
+        return s->tls_pending;
+    int64_t now = clock_now_ms();
+    if (s->pending_tried_ms != 0 && now - s->pending_tried_ms < PENDING_RETRY_MS)
+        return true;
+    s->pending_tried_ms = now;
+    char why[PATH_MAX + 256];
+    s->ctx = load_managed(s->pending_link, s->name, why, sizeof(why));
+    if (!s->ctx)
+        return true;
+    s->tls_pending = false;
+    log_info("site '%s': certificate found in certd's store; serving HTTPS", s->name);
+    return false;
 }
 
 static int build_site(edge_site *s, const hearth_config *cfg, const config_site *cs,
@@ -154,6 +179,7 @@ static void free_site(edge_site *s)
     for (size_t i = 0; i < s->upstream_count; i++)
         free(s->upstreams[i].spec);
     free(s->upstreams);
+    free(s->pending_link);
     SSL_CTX_free(s->ctx);
 }
 
