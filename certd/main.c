@@ -382,10 +382,10 @@ static int parse(cli *c, int argc, char **argv)
             c->config_path = optarg;
         else if (opt == 'h') {
             usage(stdout);
-            exit(CERTD_EXIT_OK);
+            exit(EXIT_OK);
         } else if (opt == OPT_VERSION) {
             puts("certd (hearth) 0.1.0");
-            exit(CERTD_EXIT_OK);
+            exit(EXIT_OK);
         } else if (opt == '?')
             return -1;
     }
@@ -460,11 +460,11 @@ static int check_config(const certd_opts *o)
             log_error("site '%s' has tls: acme, but certd.agree_tos is not true: the CA issues "
                       "nothing before its terms of service are agreed to",
                       o->wanted[i].names[0]);
-            return CERTD_EXIT_USAGE;
+            return EXIT_USAGE;
         }
     }
     log_info("configuration ok");
-    return CERTD_EXIT_OK;
+    return EXIT_OK;
 }
 
 static int run(cli *c)
@@ -490,10 +490,10 @@ static int run(cli *c)
     case CMD_CHECK:
         return check_config(o);
     default:
-        return CERTD_EXIT_USAGE;
+        return EXIT_USAGE;
     }
     if (changed && !o->dry_run && reload_after_change(o) < 0)
-        rc = CERTD_EXIT_FAIL;
+        rc = EXIT_FAIL;
     return rc;
 }
 
@@ -513,7 +513,7 @@ int main(int argc, char **argv)
     log_init("certd", LOG_INFO, false);
     if (parse(&c, argc, argv) < 0 || finish(&c) < 0) {
         cleanup(&c);
-        return CERTD_EXIT_USAGE;
+        return EXIT_USAGE;
     }
     if (c.log_level)
         log_set_level((log_level)log_level_parse(c.log_level));
@@ -528,7 +528,7 @@ int main(int argc, char **argv)
         /* A fresh start is the simplest complete reload: same pid, every setting re-read. */
         execv("/proc/self/exe", argv);
         log_error("cannot re-execute certd: %s", strerror(errno));
-        return CERTD_EXIT_FAIL;
+        return EXIT_FAIL;
     }
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "shared/config.h"
+#include "shared/exit_codes.h"
 #include "shared/log.h"
 
 typedef struct {

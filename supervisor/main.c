@@ -55,15 +55,15 @@ static int parse_options(int argc, char **argv, cli_options *o, int *code)
             break;
         case 'h':
             usage(stdout);
-            *code = SV_EXIT_OK;
+            *code = EXIT_OK;
             return -1;
         case 'V':
             puts("supervisor (hearth) " HEARTH_VERSION);
-            *code = SV_EXIT_OK;
+            *code = EXIT_OK;
             return -1;
         default:
             usage(stderr);
-            *code = SV_EXIT_CONFIG;
+            *code = EXIT_USAGE;
             return -1;
         }
     }
@@ -75,7 +75,7 @@ static int run_client(const char *cmd, char **rest, int nrest, const cli_options
 {
     if (nrest > 1) {
         usage(stderr);
-        return SV_EXIT_CONFIG;
+        return EXIT_USAGE;
     }
     char *args[4] = {(char *)cmd};
     int n = 1;
@@ -101,7 +101,7 @@ int main(int argc, char **argv)
     if (start || strcmp(cmd, "check") == 0) {
         if (nrest > 0) {
             usage(stderr);
-            return SV_EXIT_CONFIG;
+            return EXIT_USAGE;
         }
         return start ? sv_start(o.config_path) : sv_check(o.config_path);
     }
