@@ -102,25 +102,6 @@ static int saved_argc;
 static char **saved_argv;
 static bool reloading;
 
-static int list_add(str_list *l, const char *s)
-{
-    char **items = realloc(l->items, (l->count + 1) * sizeof *items);
-    if (!items)
-        return -1;
-    l->items = items;
-    l->items[l->count] = strdup(s);
-    return l->items[l->count++] ? 0 : -1;
-}
-
-static void list_free(str_list *l)
-{
-    for (size_t i = 0; i < l->count; i++)
-        free(l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->count = 0;
-}
-
 static void set_str(char **dst, const char *src)
 {
     free(*dst);
@@ -162,9 +143,9 @@ static int from_config(appserver_opts *o, const char *path)
     }
     const config_appserver *a = &cfg.appserver;
     for (size_t i = 0; i < a->modules.count; i++)
-        list_add(&o->modules, a->modules.items[i]);
+        strlist_add(&o->modules, a->modules.items[i]);
     for (size_t i = 0; i < a->bind.count; i++)
-        list_add(&o->binds, a->bind.items[i]);
+        strlist_add(&o->binds, a->bind.items[i]);
     o->workers = a->workers;
     o->timeout_ms = a->timeout_ms;
     o->graceful_timeout_ms = a->graceful_timeout_ms;
@@ -181,10 +162,10 @@ static int from_config(appserver_opts *o, const char *path)
     set_str(&o->config_path, path);
     set_str(&o->chdir, a->chdir);
     for (size_t i = 0; i < a->pythonpath.count; i++)
-        list_add(&o->pythonpath, a->pythonpath.items[i]);
+        strlist_add(&o->pythonpath, a->pythonpath.items[i]);
     set_str(&o->virtualenv, a->virtualenv);
     for (size_t i = 0; i < a->env.count; i++)
-        list_add(&o->env, a->env.items[i]);
+        strlist_add(&o->env, a->env.items[i]);
     set_str(&o->mount, a->mount);
     config_free(&cfg);
     return 0;
@@ -233,7 +214,7 @@ static int add_pythonpath(appserver_opts *o, const char *arg)
     while (*p) {
         size_t n = strcspn(p, ",");
         char *dir = strndup(p, n);
-        int rc = dir && *dir ? list_add(&o->pythonpath, dir) : 0;
+        int rc = dir && *dir ? strlist_add(&o->pythonpath, dir) : 0;
         free(dir);
         if (rc != 0)
             return -1;
@@ -302,9 +283,9 @@ static int apply_flag(appserver_opts *o, int c, const char *arg, bool *binds_fro
     switch (c) {
     case 'b':
         if (!*binds_from_cli)
-            list_free(&o->binds); /* flags replace the file's list, not add to it */
+            strlist_clear(&o->binds); /* flags replace the file's list, not add to it */
         *binds_from_cli = true;
-        return list_add(&o->binds, arg);
+        return strlist_add(&o->binds, arg);
     case 'w':
         return parse_int("--workers", arg, 0, &o->workers);
     case 't':
@@ -363,7 +344,7 @@ static int apply_flag(appserver_opts *o, int c, const char *arg, bool *binds_fro
             fprintf(stderr, "appserver: --env: expected NAME=VALUE, got '%s'\n", arg);
             return -1;
         }
-        return list_add(&o->env, arg);
+        return strlist_add(&o->env, arg);
     case OPT_CHECK:
         o->check = true;
         return 0;
@@ -406,11 +387,11 @@ int options_parse(appserver_opts *o, int argc, char **argv)
         }
     }
     if (optind < argc)
-        list_free(&o->modules); /* modules named on the command line replace the file's */
+        strlist_clear(&o->modules); /* modules named on the command line replace the file's */
     for (int i = optind; i < argc; i++)
-        list_add(&o->modules, argv[i]);
+        strlist_add(&o->modules, argv[i]);
     if (o->binds.count == 0)
-        list_add(&o->binds, "127.0.0.1:8000");
+        strlist_add(&o->binds, "127.0.0.1:8000");
     o->workers = auto_workers(o->workers);
     if (o->modules.count == 0) {
         fprintf(stderr, "appserver: no module to load\n%s", usage_text);
@@ -431,9 +412,9 @@ int options_reload(appserver_opts *o)
                   "changed");
         return -1;
     }
-    list_free(&o->modules);
+    strlist_clear(&o->modules);
     o->modules = fresh.modules;
-    fresh.modules = (str_list){0};
+    fresh.modules = (strlist){0};
     /* a reload may point the application elsewhere: the next workers take it all */
     SWAP_FIELD(o, &fresh, wsgi_app);
     SWAP_FIELD(o, &fresh, chdir);
@@ -452,8 +433,8 @@ int options_reload(appserver_opts *o)
 
 void options_free(appserver_opts *o)
 {
-    list_free(&o->modules);
-    list_free(&o->binds);
+    strlist_clear(&o->modules);
+    strlist_clear(&o->binds);
     free(o->pidfile);
     free(o->access_log);
     free(o->error_log);
@@ -462,9 +443,9 @@ void options_free(appserver_opts *o)
     free(o->config_path);
     free(o->wsgi_app);
     free(o->chdir);
-    list_free(&o->pythonpath);
+    strlist_clear(&o->pythonpath);
     free(o->virtualenv);
-    list_free(&o->env);
+    strlist_clear(&o->env);
     free(o->mount);
     memset(o, 0, sizeof *o);
 }

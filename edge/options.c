@@ -98,25 +98,6 @@ void edge_usage(FILE *f)
           f);
 }
 
-static int strings_push(config_strings *s, const char *v)
-{
-    char **items = realloc(s->items, (s->count + 1) * sizeof(char *));
-    if (!items)
-        return -1;
-    s->items = items;
-    s->items[s->count++] = strdup(v);
-    return 0;
-}
-
-static void strings_clear(config_strings *s)
-{
-    for (size_t i = 0; i < s->count; i++)
-        free(s->items[i]);
-    free(s->items);
-    s->items = NULL;
-    s->count = 0;
-}
-
 static config_site *site_add(hearth_config *cfg, const char *name)
 {
     config_site *sites = realloc(cfg->sites, (cfg->site_count + 1) * sizeof(*sites));
@@ -213,7 +194,7 @@ static int site_opt(edge_options *o, int opt, const char *arg)
     case OPT_SERVER_NAME:
         return 0;
     case OPT_ALIAS:
-        return strings_push(&s->aliases, arg);
+        return strlist_add(&s->aliases, arg);
     case OPT_CERT:
     case OPT_KEY:
         return add_cert(s, arg, opt == OPT_KEY);
@@ -226,7 +207,7 @@ static int site_opt(edge_options *o, int opt, const char *arg)
         s->statics[s->static_count - 1].cache_control = strdup(arg);
         return 0;
     case OPT_UPSTREAM:
-        return strings_push(&s->upstreams, arg);
+        return strlist_add(&s->upstreams, arg);
     case OPT_HSTS:
         return duration(arg, &s->hsts_ms);
     }
@@ -240,12 +221,12 @@ static int edge_opt(edge_options *o, int opt, const char *arg)
     switch (opt) {
     case OPT_HTTP:
     case OPT_HTTPS: {
-        config_strings *l = opt == OPT_HTTP ? &e->http : &e->https;
+        strlist *l = opt == OPT_HTTP ? &e->http : &e->https;
         bool *cleared = opt == OPT_HTTP ? &o->http_given : &o->https_given;
         if (!*cleared)
-            strings_clear(l);
+            strlist_clear(l);
         *cleared = true;
-        return strings_push(l, arg);
+        return strlist_add(l, arg);
     }
     case OPT_ACCESS_LOG:
         free(e->access_log);
@@ -393,9 +374,9 @@ int edge_options_parse(edge_options *o, int argc, char **argv, char *err, size_t
         return -1;
     }
     if (!o->http_given && !path)
-        strings_clear(&o->cfg.edge.http);
+        strlist_clear(&o->cfg.edge.http);
     if (!o->https_given && !path)
-        strings_clear(&o->cfg.edge.https);
+        strlist_clear(&o->cfg.edge.https);
     return check_sites(o, err, errlen);
 }
 

@@ -32,7 +32,7 @@ enum ftype {
     F_SIZE,
     F_ENUM,     /* stored as an int-sized enum, the index into names */
     F_CHOICE,   /* stored as a string, but only one of names */
-    F_STRINGS,  /* config_strings; one scalar counts as a list of one */
+    F_STRINGS,  /* strlist; one scalar counts as a list of one */
     F_FRACTION, /* double, 0 < x < 1 */
     F_MAP,      /* a nested struct described by another field table */
     F_LIST,     /* an array of structs, each a map (see list_spec) */
@@ -608,15 +608,6 @@ static bool valid_string(const field *f, const char *s)
 
 /* ---- storing values ---- */
 
-static void strings_free(config_strings *list)
-{
-    for (size_t i = 0; i < list->count; i++)
-        free(list->items[i]);
-    free(list->items);
-    list->items = NULL;
-    list->count = 0;
-}
-
 /* The string as stored: host names lowercased, relative paths joined to the config's dir. */
 static char *stored_string(loader *ld, const field *f, const char *text)
 {
@@ -829,7 +820,19 @@ static void free_fields(const field *fields, void *base);
 static int load_map(loader *ld, yaml_node_t *map, const field *fields, void *base,
                     const char *path);
 
-static int add_string(loader *ld, const yaml_node_t *node, const field *f, config_strings *list,
+/* One item of a list of strings, checked and stored as the field says. */
+static int add_text(loader *ld, const yaml_node_t *node, const field *f, strlist *list,
+                    const char *path, const char *text)
+{
+    if (!*text || !valid_string(f, text))
+        return fail_expected(ld, node, f, path, text);
+    char *copy = stored_string(ld, f, text);
+    int rc = copy ? strlist_add(list, copy) : -1;
+    free(copy);
+    return rc < 0 ? fail_nomem(ld, node, path) : 0;
+}
+
+static int add_string(loader *ld, const yaml_node_t *node, const field *f, strlist *list,
                       const char *path)
 {
     const char *text;
@@ -837,33 +840,21 @@ static int add_string(loader *ld, const yaml_node_t *node, const field *f, confi
         return fail_expected(ld, node, f, path, NULL);
     if (!(text = scalar_text(ld, node, path)))
         return -1;
-    if (is_null(node) || !*text || !valid_string(f, text))
-        return fail_expected(ld, node, f, path, is_null(node) ? "" : text);
-    char *copy = stored_string(ld, f, text);
-    if (!copy)
-        return fail_nomem(ld, node, path);
-    list->items[list->count++] = copy;
-    return 0;
+    return add_text(ld, node, f, list, path, is_null(node) ? "" : text);
 }
 
 /* A list of strings; one scalar is a list of one, null an empty list. */
 static int load_strings(loader *ld, yaml_node_t *node, const field *f, void *base, const char *path)
 {
-    config_strings *list = member(base, f->offset);
-    size_t n = 1;
-    strings_free(list);
+    strlist *list = member(base, f->offset);
+    strlist_clear(list);
     if (is_null(node))
         return 0;
     if (node->type == YAML_MAPPING_NODE)
         return fail_expected(ld, node, f, path, NULL);
-    if (node->type == YAML_SEQUENCE_NODE)
-        n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-    if (n == 0)
-        return 0;
-    if (!(list->items = calloc(n, sizeof(char *))))
-        return fail_nomem(ld, node, path);
     if (node->type == YAML_SCALAR_NODE)
         return add_string(ld, node, f, list, path);
+    size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
     for (size_t i = 0; i < n; i++) {
         char item[256];
         index_path(item, sizeof(item), path, i);
@@ -1086,10 +1077,9 @@ static void apply_defaults(loader *ld, const field *fields, void *base)
         if (f->type == F_MAP) {
             apply_defaults(ld, f->sub, member(base, f->offset));
         } else if (f->def && f->type == F_STRINGS) {
-            config_strings *list = member(base, f->offset);
-            strings_free(list);
-            if ((list->items = calloc(1, sizeof(char *))) && (list->items[0] = strdup(f->def)))
-                list->count = 1;
+            strlist *list = member(base, f->offset);
+            strlist_clear(list);
+            strlist_add(list, f->def);
         } else if (f->def) {
             /* Defaults are ours and valid (the tests load them), so this cannot fail but for
              * memory; the caller then finds NULL strings. */
@@ -1109,7 +1099,7 @@ static void free_fields(const field *fields, void *base)
             *(char **)p = NULL;
             break;
         case F_STRINGS:
-            strings_free(p);
+            strlist_clear(p);
             break;
         case F_MAP:
             free_fields(f->sub, p);
@@ -1230,18 +1220,6 @@ static int check_site(loader *ld, yaml_node_t *node, void *elem, size_t index, c
     return check_site_names(ld, node, site, index, path);
 }
 
-static int strings_copy(config_strings *dst, const config_strings *src)
-{
-    if (src->count == 0)
-        return 0;
-    if (!(dst->items = calloc(src->count, sizeof(char *))))
-        return -1;
-    for (; dst->count < src->count; dst->count++)
-        if (!(dst->items[dst->count] = strdup(src->items[dst->count])))
-            return -1;
-    return 0;
-}
-
 static char *joined(const char *dir, const char *tail)
 {
     size_t len = strlen(dir) + strlen(tail) + 1;
@@ -1267,14 +1245,13 @@ static int derive(loader *ld, yaml_node_t *root)
     yaml_node_t *app = map_get(ld, root, "appserver");
     yaml_node_t *sites = map_get(ld, root, "sites");
     if (!map_has(ld, app, "bind") && cfg->run_dir) {
-        if (!(cfg->appserver.bind.items = calloc(1, sizeof(char *))))
-            return fail_nomem(ld, NULL, "appserver.bind");
         char *sock = joined(cfg->run_dir, "/app.sock");
         char *bind = sock ? joined("unix:", sock) : NULL;
+        int rc = bind ? strlist_add(&cfg->appserver.bind, bind) : -1;
         free(sock);
-        if (!bind)
+        free(bind);
+        if (rc < 0)
             return fail_nomem(ld, NULL, "appserver.bind");
-        cfg->appserver.bind.items[cfg->appserver.bind.count++] = bind;
     }
     if (!map_has(ld, app, "max_body_size"))
         cfg->appserver.max_body_size = cfg->edge.max_body_size;
@@ -1292,7 +1269,7 @@ static int derive(loader *ld, yaml_node_t *root)
                                 ? node_at(ld, sites->data.sequence.items.start[i])
                                 : sites;
         if (!map_has(ld, site, "upstreams") &&
-            strings_copy(&cfg->sites[i].upstreams, &cfg->appserver.bind) < 0)
+            strlist_copy(&cfg->sites[i].upstreams, &cfg->appserver.bind) < 0)
             return fail_nomem(ld, NULL, "sites.upstreams");
     }
     return 0;
