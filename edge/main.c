@@ -362,10 +362,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "edge: %s\n", err);
         return EXIT_USAGE;
     }
-    if (opts.help) {
-        edge_usage(stdout);
-        return 0;
-    }
+    if (opts.help)
+        return EXIT_OK;
     edge_w.cfg = opts.cfg;
     edge_w.config_path = opts.config_path;
     if (opts.check)

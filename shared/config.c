@@ -1365,6 +1365,106 @@ static int check_across(loader *ld, yaml_node_t *root)
     return 0;
 }
 
+/* ---- single keys, for command-line flags ---- */
+
+/* Where the array of a list field is: a site's tls list is its certs. */
+static size_t array_offset(const field *f)
+{
+    return f->type == F_TLS ? offsetof(config_site, certs) : f->offset;
+}
+
+/* The field at a dotted key, and in *base the struct that holds it; a list of maps on the
+ * way stands for its last element. NULL after a message. */
+static const field *resolve(loader *ld, const char *key, void **base)
+{
+    const field *fields = top_fields, *f = NULL;
+    char path[256];
+    snprintf(path, sizeof(path), "%s", key);
+    *base = ld->cfg;
+    for (char *step = strtok(path, "."), *next; step; step = next) {
+        next = strtok(NULL, ".");
+        if (f && f->type == F_MAP) {
+            *base = member(*base, f->offset);
+        } else if (f) {
+            size_t count = *(size_t *)member(*base, f->list->count_offset);
+            if (count == 0) {
+                fail(ld, NULL, NULL, "comes after a '%s' entry, and there is none yet", f->key);
+                return NULL;
+            }
+            *base = *(char **)member(*base, array_offset(f)) + (count - 1) * f->list->elem_size;
+        }
+        if (!(f = find_field(fields, step)) ||
+            (next && f->type != F_MAP && f->type != F_LIST && f->type != F_TLS)) {
+            fail(ld, NULL, NULL, "no config key '%s'", key);
+            return NULL;
+        }
+        fields = f->type == F_MAP ? f->sub : f->list ? f->list->fields : NULL;
+    }
+    return f;
+}
+
+int config_set(hearth_config *cfg, const char *key, const char *text, const char *who, char *err,
+               size_t errlen)
+{
+    loader ld = {.name = who, .cfg = cfg, .err = err, .errlen = errlen};
+    void *base;
+    const field *f = resolve(&ld, key, &base);
+    if (!f)
+        return -1;
+    if (f->type == F_STRINGS)
+        return add_text(&ld, NULL, f, member(base, f->offset), "", text);
+    return set_scalar(&ld, NULL, f, base, "", text, false);
+}
+
+int config_clear(hearth_config *cfg, const char *key)
+{
+    loader ld = {.name = key, .cfg = cfg};
+    void *base;
+    const field *f = resolve(&ld, key, &base);
+    if (!f || (f->type != F_STRINGS && !f->list))
+        return -1;
+    if (f->type == F_STRINGS)
+        strlist_clear(member(base, f->offset));
+    else
+        list_free(f->list, base, array_offset(f));
+    return 0;
+}
+
+int config_add(hearth_config *cfg, const char *key, const char *who, char *err, size_t errlen)
+{
+    loader ld = {.name = who, .cfg = cfg, .err = err, .errlen = errlen};
+    void *base;
+    const field *f = resolve(&ld, key, &base);
+    if (!f)
+        return -1;
+    if (!f->list)
+        return fail(&ld, NULL, NULL, "config key '%s' is not a list of maps", key);
+    char **array = member(base, array_offset(f));
+    size_t *count = member(base, f->list->count_offset), size = f->list->elem_size;
+    char *grown = realloc(*array, (*count + 1) * size);
+    if (!grown)
+        return fail_nomem(&ld, NULL, NULL);
+    *array = grown;
+    memset(grown + *count * size, 0, size);
+    apply_defaults(&ld, f->list->fields, grown + (*count)++ * size);
+    return 0;
+}
+
+int config_check_last(hearth_config *cfg, const char *key, const char *who, char *err,
+                      size_t errlen)
+{
+    loader ld = {.name = who, .cfg = cfg, .err = err, .errlen = errlen};
+    void *base;
+    const field *f = resolve(&ld, key, &base);
+    if (!f || !f->list)
+        return -1;
+    size_t count = *(size_t *)member(base, f->list->count_offset);
+    if (count == 0 || !f->list->check)
+        return 0;
+    char *last = *(char **)member(base, array_offset(f)) + (count - 1) * f->list->elem_size;
+    return f->list->check(&ld, NULL, last, count - 1, "");
+}
+
 /* ---- entry points ---- */
 
 void config_defaults(hearth_config *cfg)

@@ -166,6 +166,22 @@ int config_load_string(hearth_config *cfg, const char *yaml, size_t len, const c
 /* Frees everything cfg holds and zeroes it, so freeing twice is harmless. */
 void config_free(hearth_config *cfg);
 
+/* Command-line flags over a loaded config (shared/cli.c). key is a dotted path,
+ * "edge.max_header_size"; a list of maps on the way stands for its last element ("sites.hsts":
+ * the last site's). The value is parsed, bounded and stored as the file's would be (relative
+ * paths kept as written), and a list of strings gets it appended. On error -1 and one message
+ * "WHO: what is wrong" in err, cfg unchanged. */
+int config_set(hearth_config *cfg, const char *key, const char *text, const char *who, char *err,
+               size_t errlen);
+/* Empties the list (of strings or of maps) at key: a flag's first use replaces the file's list. */
+int config_clear(hearth_config *cfg, const char *key);
+/* Appends an element holding its defaults to the list of maps at key ("sites", "sites.static"). */
+int config_add(hearth_config *cfg, const char *key, const char *who, char *err, size_t errlen);
+/* Runs the checks the file's entries get on the last element of the list of maps at key (a
+ * static prefix is cleaned, a duplicate refused). Not for "sites": their checks need the file. */
+int config_check_last(hearth_config *cfg, const char *key, const char *who, char *err,
+                      size_t errlen);
+
 /* "30s" -> 30000 and friends; used by the CLI flags too. -1 on error. */
 int config_parse_duration(const char *text, int64_t *ms);
 int config_parse_size(const char *text, uint64_t *bytes);
