@@ -109,13 +109,6 @@ static int set_error_log(cli_call *c, const char *arg)
     return 0;
 }
 
-static int set_check(cli_call *c, const char *arg)
-{
-    (void)arg;
-    ((appserver_opts *)c->ctx)->check = true;
-    return 0;
-}
-
 /* Gunicorn's --pythonpath takes a comma-separated list; repeating the flag works too. */
 static int add_pythonpath(cli_call *c, const char *arg)
 {
@@ -167,7 +160,7 @@ static const cli_flag appserver_flags[] = {
      .help = "set in the workers' environment (repeatable)"},
     {"mount", 0, "/PREFIX", "appserver.mount",
      .help = "the WSGI application's SCRIPT_NAME; other paths get 404"},
-    {"check", 0, NULL, .fn = set_check,
+    {"check", 0, NULL, .opts = CLI_CTX_BOOL, .field = offsetof(appserver_opts, check),
      .help = "load each module to check it (init not run), then exit"},
     {NULL},
 };

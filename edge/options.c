@@ -2,19 +2,13 @@
  * ending up in the same hearth_config so everything after this file sees one shape. Most flags
  * set a config key through the shared layer (shared/cli.c); the site flags belong to the last
  * --server-name. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "edge/options.h"
 #include "shared/cli.h"
-
-static int set_check(cli_call *c, const char *arg)
-{
-    (void)arg;
-    ((edge_options *)c->ctx)->check = true;
-    return 0;
-}
 
 static int set_acme_webroot(cli_call *c, const char *arg)
 {
@@ -90,7 +84,8 @@ static int static_dir(cli_call *c, const char *arg)
 
 static const cli_flag edge_flags[] = {
     {"config", 0, "FILE", .help = "the stack's YAML file; the flags below override it"},
-    {"check", 0, NULL, .fn = set_check, .help = "validate the configuration and exit (nginx -t)"},
+    {"check", 0, NULL, .opts = CLI_CTX_BOOL, .field = offsetof(edge_options, check),
+     .help = "validate the configuration and exit (nginx -t)"},
     {"http", 0, "ADDR", "edge.http", .opts = CLI_REPLACE,
      .help = "plain-HTTP address (repeatable)"},
     {"https", 0, "ADDR", "edge.https", .opts = CLI_REPLACE, .help = "TLS address (repeatable)"},

@@ -165,7 +165,13 @@ static int apply_flag(const table *t, int i, bool *used, cli_call *call)
     if ((f->opts & CLI_REPLACE) && !used[i] && call->cfg)
         config_clear(call->cfg, f->key);
     used[i] = true;
-    return f->fn ? f->fn(call, optarg) : cli_set(call, optarg ? optarg : f->value);
+    if (f->opts & CLI_CTX_BOOL)
+        *(bool *)((char *)call->ctx + f->field) = true;
+    else if (f->opts & CLI_CTX_ARG)
+        *(char **)((char *)call->ctx + f->field) = optarg;
+    else
+        return f->fn ? f->fn(call, optarg) : cli_set(call, optarg ? optarg : f->value);
+    return 0;
 }
 
 /* Flags in the order given, so a later one wins and site flags follow their --server-name. */

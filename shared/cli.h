@@ -12,7 +12,9 @@
 #include "shared/config.h"
 
 enum {
-    CLI_REPLACE = 1 << 0, /* repeatable; its first use empties the file's list at key */
+    CLI_REPLACE = 1 << 0,  /* repeatable; its first use empties the file's list at key */
+    CLI_CTX_BOOL = 1 << 1, /* no argument: sets the bool at ctx + field */
+    CLI_CTX_ARG = 1 << 2,  /* points the char * at ctx + field to the argument (in argv) */
 };
 
 typedef struct cli_flag cli_flag;
@@ -37,6 +39,7 @@ struct cli_flag {
     const char *value; /* for a flag without argument: what it sets key to ("true") */
     cli_fn fn;         /* the program's own handling; it may call cli_set for key */
     unsigned opts;     /* CLI_* */
+    size_t field;      /* CLI_CTX_*: offsetof the program's own setting in ctx */
     const char *help;  /* one line for --help */
 };
 

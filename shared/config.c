@@ -204,7 +204,7 @@ static const field certd_fields[] = {
     ENUM("key_type", config_certd, key_type, key_types, "ec256"),
     STRING("cert_dir", config_certd, cert_dir, FL_PATH, NULL), /* derived from state_dir */
     STRING("webroot", config_certd, webroot, FL_PATH, NULL),   /* derived from state_dir */
-    DURATION("check_interval", config_certd, check_interval_ms, MS_MINUTE, 7 * MS_DAY, "12h"),
+    DURATION("check_interval", config_certd, check_interval_ms, MS_SECOND, 7 * MS_DAY, "12h"),
     {.key = "renew_remaining_fraction",
      .type = F_FRACTION,
      AT(config_certd, renew_remaining_fraction),
