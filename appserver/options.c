@@ -162,7 +162,7 @@ static const cli_flag appserver_flags[] = {
      .help = "the WSGI application's SCRIPT_NAME; other paths get 404"},
     {"check", 0, NULL, .opts = CLI_CTX_BOOL, .field = offsetof(appserver_opts, check),
      .help = "load each module to check it (init not run), then exit"},
-    {NULL},
+    {.name = NULL},
 };
 
 /* Run without -c: Gunicorn's defaults, not the stack's (one worker, a local TCP port). */

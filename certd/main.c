@@ -179,7 +179,7 @@ static const cli_flag certd_flags[] = {
      .help = "SIGHUP that process after a change"},
     {"deploy-hook", 0, "CMD", OWN_ARG(o.deploy_hook), .help = "run CMD (sh -c) after a change"},
     {"log-level", 0, "L", "log_level", .fn = cli_log_level, .help = "debug, info, warn, error"},
-    {NULL},
+    {.name = NULL},
 };
 
 static const cli_spec certd_cli_spec = {

@@ -125,7 +125,7 @@ static const cli_flag edge_flags[] = {
     {"pressure-log-interval", 0, "D", "edge.pressure_log_interval",
      .help = "shedding summarised this often"},
     {"log-level", 0, "LEVEL", "log_level", .fn = cli_log_level, .help = "debug, info, warn, error"},
-    {NULL},
+    {.name = NULL},
 };
 
 /* Run from flags alone, the edge listens only where told. */

@@ -24,7 +24,7 @@ static const cli_flag supervisor_flags[] = {
      .help = "status: as JSON"},
     {"fast", 0, NULL, .opts = CLI_CTX_BOOL, .field = offsetof(cli_options, fast),
      .help = "stop: at once, not gracefully"},
-    {NULL},
+    {.name = NULL},
 };
 
 static const cli_spec supervisor_cli = {
