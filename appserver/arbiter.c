@@ -92,7 +92,7 @@ static void module_gen_close(module_gen *g)
 }
 
 /* Open every module file now; the worker dlopens it through /proc/self/fd. */
-static int module_gen_open(module_gen *g, const str_list *paths, unsigned id, char *err,
+static int module_gen_open(module_gen *g, const strlist *paths, unsigned id, char *err,
                            size_t errlen)
 {
     g->fds = calloc(paths->count ? paths->count : 1, sizeof *g->fds);

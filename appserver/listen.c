@@ -77,7 +77,7 @@ static void defer_accept(int fd)
         setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs);
 }
 
-int listen_open(listen_set *ls, const str_list *binds, char *err, size_t errlen)
+int listen_open(listen_set *ls, const strlist *binds, char *err, size_t errlen)
 {
     memset(ls, 0, sizeof *ls);
     int got = inherited(ls, err, errlen);

@@ -18,7 +18,7 @@ static const char *one(const char *value, size_t i)
     return i == 0 ? value : NULL;
 }
 
-static const char *nth(const str_list *l, size_t i)
+static const char *nth(const strlist *l, size_t i)
 {
     return i < l->count ? l->items[i] : NULL;
 }

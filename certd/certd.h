@@ -14,15 +14,12 @@
 
 #include "shared/buf.h"
 #include "shared/config.h"
+#include "shared/exit_codes.h"
 
-/* Exit codes: certbot-like scripts need to tell "issued" from "nothing to do". */
-enum {
-    CERTD_EXIT_OK = 0,       /* issued, renewed, revoked, listed */
-    CERTD_EXIT_FAIL = 1,     /* runtime failure */
-    CERTD_EXIT_USAGE = 2,    /* bad flags or config */
-    CERTD_EXIT_NOTHING = 3,  /* every certificate is still good: nothing was done */
-    CERTD_EXIT_REEXEC = 100, /* internal: the daemon wants to start over with the new config */
-};
+/* Exit codes are shared/exit_codes.h's: certbot-like scripts need to tell "issued" (EXIT_OK)
+ * from "nothing to do" (EXIT_NOTHING). This one never leaves the process: the daemon wants to
+ * start over with the new config. */
+enum { CERTD_EXIT_REEXEC = 100 };
 
 #define CERTD_LE_PRODUCTION "https://acme-v02.api.letsencrypt.org/directory"
 #define CERTD_LE_STAGING "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -270,7 +267,7 @@ void order_result_free(order_result *r);
 int internal_issue(const certd_opts *o, const certd_names *names, order_result *out);
 
 /* ---- ops.c: the one-shot commands ---- */
-/* 0 issued, CERTD_EXIT_NOTHING when not due, 1 on failure; *changed when a cert was written. */
+/* 0 issued, EXIT_NOTHING when not due, 1 on failure; *changed when a cert was written. */
 int ops_issue(const certd_opts *o, const certd_names *names, bool force, bool *changed);
 int ops_renew_all(const certd_opts *o, bool force, bool *changed);
 int ops_renew_one(const certd_opts *o, const char *name, bool force, bool *changed);

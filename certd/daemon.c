@@ -42,11 +42,11 @@ static void note_result(const certd_opts *o, retry_state *s, int rc)
 {
     if (!s)
         return;
-    if (rc == CERTD_EXIT_OK || rc == CERTD_EXIT_NOTHING) {
+    if (rc == EXIT_OK || rc == EXIT_NOTHING) {
         time_t when;
         s->failures = 0;
         s->next_try_ms = 0;
-        s->deferred = rc == CERTD_EXIT_NOTHING && ops_renew_time(o, NULL, s->name, &when) == 0 &&
+        s->deferred = rc == EXIT_NOTHING && ops_renew_time(o, NULL, s->name, &when) == 0 &&
                       when <= time(NULL);
         return;
     }
@@ -153,7 +153,7 @@ int daemon_run(const certd_opts *o)
 {
     retry_table *t = calloc(1, sizeof(*t));
     if (!t)
-        return CERTD_EXIT_FAIL;
+        return EXIT_FAIL;
     log_info("daemon: cert dir %s, checking every %.0f s, renewing with less than %.0f%% of "
              "the lifetime left",
              o->cert_dir, (double)o->check_interval_ms / 1000, o->renew_fraction * 100);
@@ -175,5 +175,5 @@ int daemon_run(const certd_opts *o)
     sd_notify_send("STOPPING=1");
     log_info("daemon: stopping");
     free(t);
-    return CERTD_EXIT_OK;
+    return EXIT_OK;
 }

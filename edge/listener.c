@@ -80,7 +80,7 @@ int edge_listeners_open(edge_worker *w, char *err, size_t errlen)
     int n = sd_listen_fds_take(fds, SD_LISTEN_FDS_MAX, err, errlen);
     if (n != 0)
         return n < 0 ? -1 : inherit(w, fds, n, err, errlen);
-    const config_strings *lists[2] = {&w->cfg.edge.http, &w->cfg.edge.https};
+    const strlist *lists[2] = {&w->cfg.edge.http, &w->cfg.edge.https};
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < lists[t]->count; i++)
             if (bind_spec(w, lists[t]->items[i], t == 1, err, errlen) < 0)

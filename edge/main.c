@@ -315,7 +315,7 @@ static int build_sites(void)
     edge_w.gen = edge_gen_build(&edge_w.cfg, NULL, err, sizeof(err));
     if (!edge_w.gen) {
         log_error("%s", err);
-        return 2;
+        return EXIT_USAGE;
     }
     return 0;
 }
@@ -360,12 +360,10 @@ int main(int argc, char **argv)
     char err[512];
     if (edge_options_parse(&opts, argc, argv, err, sizeof(err)) < 0) {
         fprintf(stderr, "edge: %s\n", err);
-        return 2;
+        return EXIT_USAGE;
     }
-    if (opts.help) {
-        edge_usage(stdout);
-        return 0;
-    }
+    if (opts.help)
+        return EXIT_OK;
     edge_w.cfg = opts.cfg;
     edge_w.config_path = opts.config_path;
     if (opts.check)

@@ -68,7 +68,7 @@ static const listen_list lists[] = {
     {"appserver.bind", "app", CHILD_APPSERVER},
 };
 
-static const config_strings *list_items(const hearth_config *cfg, size_t i)
+static const strlist *list_items(const hearth_config *cfg, size_t i)
 {
     return i == 0 ? &cfg->edge.http : i == 1 ? &cfg->edge.https : &cfg->appserver.bind;
 }
@@ -77,7 +77,7 @@ static const config_strings *list_items(const hearth_config *cfg, size_t i)
 int listeners_check(const hearth_config *cfg, char *err, size_t errlen)
 {
     for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
-        const config_strings *list = list_items(cfg, k);
+        const strlist *list = list_items(cfg, k);
         for (size_t i = 0; i < list->count; i++) {
             listen_sockaddr addrs[LISTEN_ADDR_MAX_SOCKETS];
             char why[512];
@@ -167,7 +167,7 @@ static int open_spec(supervisor *sv, const listen_list *list, size_t index, cons
 int listeners_open(supervisor *sv, char *err, size_t errlen)
 {
     for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
-        const config_strings *list = list_items(&sv->cfg, k);
+        const strlist *list = list_items(&sv->cfg, k);
         if (!sv->children[lists[k].owner].enabled)
             continue;
         for (size_t i = 0; i < list->count; i++)

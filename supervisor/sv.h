@@ -9,12 +9,9 @@
 #include <uv.h>
 
 #include "shared/config.h"
+#include "shared/exit_codes.h"
 #include "shared/listen_addr.h"
 #include "supervisor/policy.h"
-
-#define SV_EXIT_OK 0
-#define SV_EXIT_RUNTIME 1
-#define SV_EXIT_CONFIG 2
 
 /* What a child is doing. Every transition happens in child.c's table. */
 typedef enum {

@@ -630,6 +630,40 @@ static void test_examples(void)
     config_free(&c);
 }
 
+/* Single keys, as command-line flags set them: the file's parsing, bounds and messages. */
+static void test_set_keys(void)
+{
+    hearth_config c;
+    char err[256];
+    config_defaults(&c);
+    CHECK(config_set(&c, "edge.max_header_size", "32k", "--h", err, sizeof(err)) == 0);
+    CHECK(c.edge.max_header_size == 32u << 10);
+    CHECK(config_set(&c, "edge.max_header_size", "256", "--h", err, sizeof(err)) == -1);
+    CHECK_STR(err, "--h: expected a size from 1k to 1m, got '256'");
+    CHECK(c.edge.max_header_size == 32u << 10);
+    CHECK(config_set(&c, "edge.workers", "auto", "-w", err, sizeof(err)) == 0 &&
+          c.edge.workers == 0);
+    CHECK(config_clear(&c, "edge.http") == 0 && c.edge.http.count == 0);
+    CHECK(config_set(&c, "edge.http", ":8080", "--http", err, sizeof(err)) == 0);
+    CHECK(config_set(&c, "edge.http", "[::]:8080", "--http", err, sizeof(err)) == 0);
+    CHECK(c.edge.http.count == 2 && strcmp(c.edge.http.items[1], "[::]:8080") == 0);
+    /* a list of maps on the way stands for its last element */
+    CHECK(config_set(&c, "sites.hsts", "1d", "--hsts", err, sizeof(err)) == -1);
+    CHECK_STR(err, "--hsts: comes after a 'sites' entry, and there is none yet");
+    CHECK(config_add(&c, "sites", "--server-name", err, sizeof(err)) == 0 && c.site_count == 1);
+    CHECK(config_set(&c, "sites.name", "Example.COM", "--server-name", err, sizeof(err)) == 0);
+    CHECK_STR(c.sites[0].name, "example.com");
+    CHECK(config_add(&c, "sites.static", "--static", err, sizeof(err)) == 0);
+    CHECK(config_set(&c, "sites.static.prefix", "/assets", "--static", err, sizeof(err)) == 0);
+    CHECK(config_set(&c, "sites.static.root", "www", "--static", err, sizeof(err)) == 0);
+    CHECK(config_check_last(&c, "sites.static", "--static", err, sizeof(err)) == 0);
+    CHECK_STR(c.sites[0].statics[0].prefix, "/assets/");
+    CHECK_STR(c.sites[0].statics[0].root, "www"); /* no file: kept as written */
+    CHECK(config_set(&c, "no.such", "1", "--x", err, sizeof(err)) == -1);
+    CHECK_STR(err, "--x: no config key 'no.such'");
+    config_free(&c);
+}
+
 int main(void)
 {
     test_defaults();
@@ -641,5 +675,6 @@ int main(void)
     test_duration_size();
     test_hostile();
     test_examples();
+    test_set_keys();
     return check_summary("config");
 }
