@@ -293,14 +293,20 @@ class Wire:
         for its body."""
         self.send(headers(sid, request_block(method, path, extra=extra), end_stream=False))
 
-    def data_until_quiet(self, sid, quiet=0.3):
-        """The DATA payload bytes that arrive on `sid` until nothing has come for `quiet`
-        seconds (or the stream ends); for checking what flow control let through."""
-        got = b""
+    def data_until_quiet(self, sid, want=0, quiet=0.3):
+        """The DATA payload that arrives on `sid`: at least `want` octets (waiting up to
+        DEADLINE for them), then whatever more comes before `quiet` seconds pass without a
+        frame; a case compares the total with what flow control allowed."""
+        got, deadline = b"", time.monotonic() + DEADLINE
         while True:
             try:
-                f = self.next_frame(time.monotonic() + quiet)
-            except (TimeoutError, Closed):
+                f = self.next_frame(deadline if len(got) < want else time.monotonic() + quiet)
+            except Closed:
+                return got
+            except TimeoutError:
+                if len(got) < want:
+                    raise Failure(f"{len(got)} of {want} octets on {sid} in time"
+                                  f"{self._history()}") from None
                 return got
             if f.type == GOAWAY or (f.type == RST_STREAM and f.stream_id == sid):
                 raise Failure(f"{f!r} while reading the answer{self._history()}")

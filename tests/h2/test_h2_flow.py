@@ -64,7 +64,7 @@ def test_initial_window_of_1(connect):
     WINDOW_UPDATE; the rest follows it."""
     w = connect((INITIAL_WINDOW_SIZE, 1))
     w.send(headers(1, BLOCK))
-    first = w.data_until_quiet(1)
+    first = w.data_until_quiet(1, want=1)
     assert len(first) == 1
     w.send(window_update(1, 65535))
     status, _, rest = w.response(1)
@@ -78,7 +78,7 @@ def test_initial_window_changed_after_the_request(connect):
     w.send(headers(1, BLOCK))
     assert w.data_until_quiet(1) == b""
     w.send(settings((INITIAL_WINDOW_SIZE, 1)))
-    first = w.data_until_quiet(1)
+    first = w.data_until_quiet(1, want=1)
     assert len(first) == 1
     w.send(settings((INITIAL_WINDOW_SIZE, 100)))
     status, _, rest = w.response(1)
@@ -91,12 +91,12 @@ def test_negative_window(connect):
     flows until one more octet is granted."""
     w = connect((INITIAL_WINDOW_SIZE, 5))
     w.send(headers(1, BLOCK))
-    first = w.data_until_quiet(1)
+    first = w.data_until_quiet(1, want=5)
     assert len(first) == 5
     w.send(settings((INITIAL_WINDOW_SIZE, 3)), window_update(1, 2))
     assert w.data_until_quiet(1) == b""
     w.send(window_update(1, 1))
-    second = w.data_until_quiet(1)
+    second = w.data_until_quiet(1, want=1)
     assert len(second) == 1
     w.send(window_update(1, 1000))
     rest = w.response(1)[2]
@@ -108,7 +108,7 @@ def test_initial_window_does_not_touch_the_connection_window(connect):
     window spent the answer waits for a connection-level WINDOW_UPDATE."""
     w = connect((INITIAL_WINDOW_SIZE, 0x7FFFFFFF))
     w.send(headers(1, request_block(path="/1m.bin")))
-    got = w.data_until_quiet(1)
+    got = w.data_until_quiet(1, want=65535)
     assert len(got) == 65535  # the connection window every connection starts with
     w.send(window_update(0, 1 << 20))
     rest = w.response(1, window_updates=False)[2]

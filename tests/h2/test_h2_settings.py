@@ -49,7 +49,7 @@ def test_several_values_apply_in_order(connect):
     w.send(settings((INITIAL_WINDOW_SIZE, 100), (INITIAL_WINDOW_SIZE, 1)))
     settings_ack(w)
     w.send(headers(1, BLOCK))
-    assert len(w.data_until_quiet(1)) == 1
+    assert len(w.data_until_quiet(1, want=1)) == 1
 
 
 def test_unknown_setting_is_ignored(conn):
