@@ -113,11 +113,7 @@ error_log {dir}/nginx-error.log info;
 events {{ worker_connections 1024; }}
 http {{
   access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
+""" + material.NGINX_TEMP_PATHS + """\
   types {{ text/html html; application/octet-stream bin; }}
   server {{
     listen 127.0.0.1:{port} ssl http2;

@@ -452,32 +452,27 @@ class Wire:
     def response(self, sid, window_updates=True):
         """The whole answer on `sid`: (status, fields, body). Replenishes the windows as DATA
         arrives unless told not to."""
-        body, ended = b"", False
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            try:
-                f = self.next_frame(deadline)
-            except Closed:
-                raise Failure(f"connection closed before the answer on {sid}{self._history()}")
-            except TimeoutError:
-                raise Failure(f"no complete answer on {sid} in time{self._history()}") from None
-            if f.type == GOAWAY and f.error_code != NO_ERROR:
-                raise Failure(f"{f!r} instead of an answer{self._history()}")
-            if f.type == RST_STREAM and f.stream_id == sid:
+        got = {"body": b"", "ended": False}
+
+        def accept(f):
+            if (f.type == GOAWAY and f.error_code != NO_ERROR) or \
+                    (f.type == RST_STREAM and f.stream_id == sid):
                 raise Failure(f"{f!r} instead of an answer{self._history()}")
             if f.stream_id != sid:
-                continue
+                return None
             if f.type == DATA:
-                body += data_of(f)
+                got["body"] += data_of(f)
                 if window_updates and f.payload:
                     self.send(window_update(0, len(f.payload)),
                               window_update(sid, len(f.payload)))
-            ended = ended or (f.type in (DATA, HEADERS) and f.flags & END_STREAM)
-            if ended and self.pending_block is None:
-                fields = self.answers.get(sid)
-                if fields is None:
-                    raise Failure(f"stream {sid} ended without an answer{self._history()}")
-                return int(dict(fields)[":status"]), fields, body
+            got["ended"] |= f.type in (DATA, HEADERS) and bool(f.flags & END_STREAM)
+            if not got["ended"] or self.pending_block is not None:
+                return None
+            fields = self.answers.get(sid)
+            if fields is None:
+                raise Failure(f"stream {sid} ended without an answer{self._history()}")
+            return int(dict(fields)[":status"]), fields, got["body"]
+        return self.wait_for(accept, f"the whole answer on stream {sid}")
 
     def alive(self):
         """Send a PING and wait for its ACK: the connection survived, no error was raised."""
