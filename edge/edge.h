@@ -105,7 +105,7 @@ SSL_CTX *edge_tls_ctx_bare(void);
 void edge_tls_init_ticket_secret(void);
 void edge_tls_set_gen(edge_gen *g);
 
-/* ---- the process (main.c) ---- */
+/* ---- the process (main.c, worker.c, master.c) ---- */
 
 typedef struct {
     int fd;
@@ -124,8 +124,8 @@ typedef struct {
     size_t listener_count;
     int conn_count;
     bool draining;
-    char *acme_webroot;
-    int acme_fd; /* O_PATH of WEBROOT/.well-known/acme-challenge or -1 */
+    int64_t graceful_timeout_ms; /* TERM: how long open connections may take to finish */
+    int acme_fd;                 /* O_PATH of WEBROOT/.well-known/acme-challenge or -1 */
     int access_fd;
     int https_port; /* for redirects: the port of the first HTTPS listener */
     bool access_json;
@@ -133,10 +133,19 @@ typedef struct {
     struct edge_conn *conns; /* every open client connection, for draining */
 } edge_worker;
 
+/* ---- a worker (worker.c) and the master of several (master.c) ---- */
+
 extern edge_worker edge_w;
 
 uint64_t edge_now_ms(void);
+/* A draining worker whose last connection closed stops. */
 void edge_maybe_exit(void);
+/* The parser's limits from the edge settings. */
+void edge_worker_set_limits(edge_worker *w);
+/* Serve until stopped; alone (no master) the worker speaks sd_notify for itself. */
+int edge_worker_run(bool alone);
+/* Fork n workers and keep them running until a stop signal; the exit code. */
+int edge_master_run(int n);
 
 /* ---- listeners (listener.c) ---- */
 

@@ -1,0 +1,133 @@
+/* An edge worker: one libuv loop serving the listeners, and its signals: HUP reloads the sites
+ * (a new generation, swapped in whole or not at all), USR1 reopens the logs, TERM drains the
+ * connections and stops, INT and QUIT stop at once. */
+#include <signal.h>
+#include <stdlib.h>
+
+#include "shared/log.h"
+#include "shared/sdnotify.h"
+#include "shared/signals.h"
+#include "edge/edge.h"
+
+edge_worker edge_w;
+static signals_set worker_signals;
+static uv_timer_t grace_timer;
+/* A worker of a master leaves sd_notify to it: only the main pid may speak by default. */
+static bool speaks_for_itself;
+
+uint64_t edge_now_ms(void)
+{
+    return uv_now(edge_w.loop);
+}
+
+void edge_maybe_exit(void)
+{
+    if (edge_w.draining && edge_w.conn_count == 0)
+        uv_stop(edge_w.loop);
+}
+
+void edge_worker_set_limits(edge_worker *w)
+{
+    http_limits_default(&w->limits);
+    w->limits.max_header_bytes = w->cfg.edge.max_header_size;
+    w->limits.max_header_count = (size_t)w->cfg.edge.max_header_count;
+    if (w->limits.max_header_count > EDGE_MAX_HEADERS)
+        w->limits.max_header_count = EDGE_MAX_HEADERS;
+    if (w->limits.max_request_line > w->cfg.edge.max_header_size)
+        w->limits.max_request_line = w->cfg.edge.max_header_size;
+    w->limits.max_body = w->cfg.edge.max_body_size;
+}
+
+/* SIGHUP: a new generation from the config file (or the same flags, re-reading the
+ * certificate files). Any failure leaves the running generation untouched. */
+static void reload(void)
+{
+    char err[512];
+    hearth_config fresh;
+    hearth_config *cfg = &edge_w.cfg;
+    if (edge_w.config_path) {
+        if (config_load(&fresh, edge_w.config_path, err, sizeof(err)) < 0) {
+            log_error("reload refused, keeping the running configuration: %s", err);
+            return;
+        }
+        cfg = &fresh;
+    }
+    edge_gen *g = edge_gen_build(cfg, edge_w.gen, err, sizeof(err));
+    if (!g) {
+        log_error("reload refused, keeping the running configuration: %s", err);
+        if (cfg == &fresh)
+            config_free(&fresh);
+        return;
+    }
+    if (cfg == &fresh) {
+        /* Listening addresses need a restart; everything else takes effect now. */
+        config_edge keep = edge_w.cfg.edge;
+        edge_w.cfg.edge = fresh.edge;
+        fresh.edge = keep;
+        config_free(&fresh);
+        edge_worker_set_limits(&edge_w);
+    }
+    edge_gen *old = edge_w.gen;
+    edge_w.gen = g;
+    edge_tls_set_gen(g);
+    edge_gen_unref(old);
+    log_info("reloaded: %zu site(s)", g->site_count);
+}
+
+static void on_grace_timeout(uv_timer_t *t)
+{
+    (void)t;
+    log_warn("graceful stop timed out with %d connection(s) open", edge_w.conn_count);
+    uv_stop(edge_w.loop);
+}
+
+static void stop_graceful(void)
+{
+    if (edge_w.draining)
+        return;
+    edge_listeners_close(&edge_w);
+    edge_w.draining = true;
+    edge_conn_drain_idle(&edge_w);
+    uv_timer_init(edge_w.loop, &grace_timer);
+    uv_timer_start(&grace_timer, on_grace_timeout, (uint64_t)edge_w.graceful_timeout_ms, 0);
+    uv_unref((uv_handle_t *)&grace_timer);
+    edge_maybe_exit();
+}
+
+static void on_signal(int signum, void *data)
+{
+    (void)data;
+    switch (signum) {
+    case SIGHUP:
+        if (speaks_for_itself)
+            sd_notify_reloading();
+        reload();
+        if (speaks_for_itself)
+            sd_notify_send("READY=1");
+        break;
+    case SIGUSR1:
+        edge_access_reopen(&edge_w);
+        log_reopen();
+        break;
+    case SIGTERM:
+        if (speaks_for_itself)
+            sd_notify_send("STOPPING=1");
+        stop_graceful();
+        break;
+    default: /* INT, QUIT: fast stop */
+        _exit(0);
+    }
+}
+
+int edge_worker_run(bool alone)
+{
+    speaks_for_itself = alone;
+    edge_w.loop = uv_default_loop();
+    static const int sigs[] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGQUIT, 0};
+    signals_watch(&worker_signals, edge_w.loop, sigs, on_signal, NULL);
+    edge_slots_init(&edge_w);
+    edge_memory_init(&edge_w);
+    edge_listeners_start(&edge_w);
+    uv_run(edge_w.loop, UV_RUN_DEFAULT);
+    return 0;
+}
