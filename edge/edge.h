@@ -142,8 +142,10 @@ uint64_t edge_now_ms(void);
 void edge_maybe_exit(void);
 /* The parser's limits from the edge settings. */
 void edge_worker_set_limits(edge_worker *w);
-/* Serve until stopped; alone (no master) the worker speaks sd_notify for itself. */
-int edge_worker_run(bool alone);
+/* Serve until stopped. alone: no master, the worker speaks sd_notify for itself; channel: the
+ * socket a master asks for reloads on and hears the answers (or -1); reload_first: the sites
+ * may have changed since the master loaded them. */
+int edge_worker_run(bool alone, int channel, bool reload_first);
 /* Fork n workers and keep them running until a stop signal; the exit code. */
 int edge_master_run(int n);
 

@@ -143,7 +143,7 @@ int main(int argc, char **argv)
              edge_w.gen->site_count);
     if (n == 1) {
         sd_notify_send("READY=1");
-        return edge_worker_run(true);
+        return edge_worker_run(true, -1, false);
     }
     return edge_master_run(n);
 }

@@ -1,11 +1,17 @@
 /* The edge's master, when it runs more than one worker: forks them, forwards signals to them,
- * replaces the ones that die, and speaks sd_notify for them all. It has no event loop of its
- * own, so the workers fork from a process without one to inherit. */
+ * replaces the ones that die, and speaks sd_notify for them all. A reload goes to each worker
+ * as a message on its own socket, and the master reports it done only once every worker has
+ * answered that it reloaded: before, READY=1 followed the forwarded SIGHUP at once, and for a
+ * moment one worker served a certificate that another did not have yet. It has no event loop
+ * of its own, so the workers fork from a process without one to inherit. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,11 +20,28 @@
 #include "shared/sdnotify.h"
 #include "edge/edge.h"
 
-static pid_t *children;
-static int child_count;
+/* How long a reload may take a worker before the master reports it done without its answer
+ * (a worker that hangs must not hold every later signal back for good). */
+#define RELOAD_ANSWER_MS 10000
 
-static pid_t spawn_worker(const sigset_t *old_mask)
+typedef struct {
+    pid_t pid;   /* 0 once it has exited */
+    int channel; /* the master's end of the worker's socket pair, or -1 */
+    bool asked;  /* a reload was sent that it has not answered yet */
+} worker_slot;
+
+static worker_slot *workers;
+static int worker_count;
+/* Sites are loaded when the master starts; a worker forked after a reload loads them again. */
+static bool reloaded;
+
+static void spawn_worker(worker_slot *w, const sigset_t *old_mask)
 {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+        log_warn("worker channel: %s (its reloads go by SIGHUP, unconfirmed)", strerror(errno));
+        pair[0] = pair[1] = -1;
+    }
     pid_t master = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -28,18 +51,101 @@ static pid_t spawn_worker(const sigset_t *old_mask)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != master)
             exit(0);
-        exit(edge_worker_run(false));
+        for (int i = 0; i < worker_count; i++)
+            if (workers[i].channel >= 0)
+                close(workers[i].channel);
+        if (pair[0] >= 0)
+            close(pair[0]);
+        exit(edge_worker_run(false, pair[1], reloaded));
     }
-    if (pid < 0)
+    if (pair[1] >= 0)
+        close(pair[1]);
+    if (pid < 0) {
         log_error("fork: %s", strerror(errno));
-    return pid;
+        if (pair[0] >= 0)
+            close(pair[0]);
+        pair[0] = -1;
+    }
+    *w = (worker_slot){.pid = pid > 0 ? pid : 0, .channel = pair[0]};
 }
 
 static void forward(int signum)
 {
-    for (int i = 0; i < child_count; i++)
-        if (children[i] > 0)
-            kill(children[i], signum);
+    for (int i = 0; i < worker_count; i++)
+        if (workers[i].pid > 0)
+            kill(workers[i].pid, signum);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Ask every worker to reload; the number asked. One without a channel gets SIGHUP instead. */
+static int ask_reload(uint32_t seq)
+{
+    int asked = 0;
+    for (int i = 0; i < worker_count; i++) {
+        worker_slot *w = &workers[i];
+        w->asked = false;
+        if (w->pid <= 0)
+            continue;
+        if (w->channel >= 0 && send(w->channel, &seq, sizeof(seq), MSG_NOSIGNAL) == sizeof(seq)) {
+            w->asked = true;
+            asked++;
+        } else {
+            kill(w->pid, SIGHUP);
+        }
+    }
+    return asked;
+}
+
+/* One worker's channel has news: its answer to this reload (true), a late answer to an earlier
+ * one (false), or its end (true: a worker that died answers nothing, and the one started in
+ * its place loads the sites anew). */
+static bool answered(worker_slot *w, uint32_t seq)
+{
+    uint32_t got;
+    ssize_t n = recv(w->channel, &got, sizeof(got), MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return false;
+    return n != sizeof(got) || got == seq;
+}
+
+/* SIGHUP: every worker reloads, and the reload is done when each has said so. Signals wait
+ * meanwhile (they stay blocked), which is the moment a reload takes. */
+static void reload_workers(void)
+{
+    static uint32_t seq;
+    seq++;
+    reloaded = true;
+    int waiting = ask_reload(seq);
+    int64_t deadline = now_ms() + RELOAD_ANSWER_MS;
+    struct pollfd fds[worker_count];
+    int slot_of[worker_count];
+    while (waiting > 0 && now_ms() < deadline) {
+        int n = 0;
+        for (int i = 0; i < worker_count; i++)
+            if (workers[i].asked) {
+                fds[n] = (struct pollfd){.fd = workers[i].channel, .events = POLLIN};
+                slot_of[n++] = i;
+            }
+        int ready = poll(fds, (nfds_t)n, (int)(deadline - now_ms()));
+        if (ready < 0 && errno != EINTR)
+            break;
+        for (int k = 0; k < n && ready > 0; k++) {
+            worker_slot *w = &workers[slot_of[k]];
+            if (fds[k].revents && answered(w, seq)) {
+                w->asked = false;
+                waiting--;
+            }
+        }
+    }
+    if (waiting > 0)
+        log_warn("reload: %d worker(s) did not confirm it within %d ms; reporting it done", waiting,
+                 RELOAD_ANSWER_MS);
 }
 
 /* A worker that keeps dying right after its start would make the master spin: past a burst of
@@ -61,10 +167,14 @@ static bool reap(bool stopping, const sigset_t *old_mask)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (int i = 0; i < child_count; i++) {
-            if (children[i] != pid)
+        for (int i = 0; i < worker_count; i++) {
+            worker_slot *w = &workers[i];
+            if (w->pid != pid)
                 continue;
-            children[i] = 0;
+            w->pid = 0;
+            if (w->channel >= 0)
+                close(w->channel);
+            w->channel = -1;
             if (stopping)
                 continue;
             if (crash_loop()) {
@@ -73,11 +183,11 @@ static bool reap(bool stopping, const sigset_t *old_mask)
                 exit(1);
             }
             log_warn("worker %d exited (status %d); starting another", (int)pid, status);
-            children[i] = spawn_worker(old_mask);
+            spawn_worker(w, old_mask);
         }
     }
-    for (int i = 0; i < child_count; i++)
-        if (children[i] > 0)
+    for (int i = 0; i < worker_count; i++)
+        if (workers[i].pid > 0)
             return true;
     return false;
 }
@@ -91,10 +201,16 @@ int edge_master_run(int n)
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaddset(&set, sigs[i]);
     sigprocmask(SIG_BLOCK, &set, &old);
-    children = calloc((size_t)n, sizeof(pid_t));
-    child_count = n;
+    workers = calloc((size_t)n, sizeof(*workers));
+    if (!workers) {
+        log_error("out of memory");
+        return 1;
+    }
     for (int i = 0; i < n; i++)
-        children[i] = spawn_worker(&old);
+        workers[i].channel = -1;
+    worker_count = n;
+    for (int i = 0; i < n; i++)
+        spawn_worker(&workers[i], &old);
     sd_notify_send("READY=1");
     bool stopping = false;
     for (;;) {
@@ -111,10 +227,12 @@ int edge_master_run(int n)
             stopping = true;
             sd_notify_send("STOPPING=1");
         }
-        if (sig == SIGHUP)
+        if (sig == SIGHUP) {
             sd_notify_reloading();
-        forward(sig);
-        if (sig == SIGHUP)
+            reload_workers();
             sd_notify_send("READY=1"); /* each worker logs its own outcome */
+            continue;
+        }
+        forward(sig);
     }
 }

@@ -1,8 +1,12 @@
 /* An edge worker: one libuv loop serving the listeners, and its signals: HUP reloads the sites
  * (a new generation, swapped in whole or not at all), USR1 reopens the logs, TERM drains the
  * connections and stops, INT and QUIT stop at once. */
+#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include "shared/log.h"
 #include "shared/sdnotify.h"
@@ -14,6 +18,9 @@ static signals_set worker_signals;
 static uv_timer_t grace_timer;
 /* A worker of a master leaves sd_notify to it: only the main pid may speak by default. */
 static bool speaks_for_itself;
+/* The master's reload requests come here and the answers go back (-1 alone). */
+static int master_channel = -1;
+static uv_poll_t master_poll;
 
 uint64_t edge_now_ms(void)
 {
@@ -94,6 +101,35 @@ static void stop_graceful(void)
     edge_maybe_exit();
 }
 
+/* The master asks for a reload: the answer, sent once this worker serves what the reload
+ * built (or kept what it had, when the reload was refused), lets it report the reload done. */
+static void on_master(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    uint32_t seq;
+    ssize_t n = recv(master_channel, &seq, sizeof(seq), MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n != sizeof(seq)) {
+        uv_poll_stop(h); /* the master is gone; its death signal stops this worker */
+        return;
+    }
+    reload();
+    if (send(master_channel, &seq, sizeof(seq), MSG_NOSIGNAL) < 0)
+        log_warn("answering the master's reload: %s", strerror(errno));
+}
+
+static void watch_master(int channel)
+{
+    master_channel = channel;
+    if (channel < 0)
+        return;
+    uv_poll_init(edge_w.loop, &master_poll, channel);
+    uv_poll_start(&master_poll, UV_READABLE, on_master);
+    uv_unref((uv_handle_t *)&master_poll); /* a draining worker stops all the same */
+}
+
 static void on_signal(int signum, void *data)
 {
     (void)data;
@@ -119,12 +155,15 @@ static void on_signal(int signum, void *data)
     }
 }
 
-int edge_worker_run(bool alone)
+int edge_worker_run(bool alone, int channel, bool reload_first)
 {
     speaks_for_itself = alone;
     edge_w.loop = uv_default_loop();
     static const int sigs[] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGQUIT, 0};
     signals_watch(&worker_signals, edge_w.loop, sigs, on_signal, NULL);
+    if (reload_first)
+        reload();
+    watch_master(channel);
     edge_slots_init(&edge_w);
     edge_memory_init(&edge_w);
     edge_listeners_start(&edge_w);
