@@ -1,9 +1,10 @@
 /* The edge's master, when it runs more than one worker: forks them, forwards signals to them,
  * replaces the ones that die, and speaks sd_notify for them all. A reload goes to each worker
- * as a message on its own socket, and the master reports it done only once every worker has
- * answered that it reloaded: before, READY=1 followed the forwarded SIGHUP at once, and for a
- * moment one worker served a certificate that another did not have yet. It has no event loop
- * of its own, so the workers fork from a process without one to inherit. */
+ * in two steps, as messages on its own socket: every worker builds the new sites (prepare),
+ * then, once all have, every worker switches to them (commit), and the master reports the
+ * reload done once all have switched. Before, READY=1 followed the forwarded SIGHUP at once,
+ * and one worker served a certificate that another was still loading. The master has no event
+ * loop of its own, so the workers fork from a process without one to inherit. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -83,8 +84,9 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Ask every worker to reload; the number asked. One without a channel gets SIGHUP instead. */
-static int ask_reload(uint32_t seq)
+/* Send every worker a reload step; the number asked. One without a channel gets SIGHUP for
+ * the first step instead (a whole reload, unconfirmed). */
+static int ask_reload(uint32_t step)
 {
     int asked = 0;
     for (int i = 0; i < worker_count; i++) {
@@ -92,37 +94,33 @@ static int ask_reload(uint32_t seq)
         w->asked = false;
         if (w->pid <= 0)
             continue;
-        if (w->channel >= 0 && send(w->channel, &seq, sizeof(seq), MSG_NOSIGNAL) == sizeof(seq)) {
+        if (w->channel >= 0 &&
+            send(w->channel, &step, sizeof(step), MSG_NOSIGNAL) == sizeof(step)) {
             w->asked = true;
             asked++;
-        } else {
+        } else if (!(step & 1)) {
             kill(w->pid, SIGHUP);
         }
     }
     return asked;
 }
 
-/* One worker's channel has news: its answer to this reload (true), a late answer to an earlier
+/* One worker's channel has news: its answer to this step (true), a late answer to an earlier
  * one (false), or its end (true: a worker that died answers nothing, and the one started in
  * its place loads the sites anew). */
-static bool answered(worker_slot *w, uint32_t seq)
+static bool answered(worker_slot *w, uint32_t step)
 {
     uint32_t got;
     ssize_t n = recv(w->channel, &got, sizeof(got), MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return false;
-    return n != sizeof(got) || got == seq;
+    return n != sizeof(got) || got == step;
 }
 
-/* SIGHUP: every worker reloads, and the reload is done when each has said so. Signals wait
- * meanwhile (they stay blocked), which is the moment a reload takes. */
-static void reload_workers(void)
+/* One step of a reload on every worker; the number that did not answer by the deadline. */
+static int reload_step(uint32_t step, int64_t deadline)
 {
-    static uint32_t seq;
-    seq++;
-    reloaded = true;
-    int waiting = ask_reload(seq);
-    int64_t deadline = now_ms() + RELOAD_ANSWER_MS;
+    int waiting = ask_reload(step);
     struct pollfd fds[worker_count];
     int slot_of[worker_count];
     while (waiting > 0 && now_ms() < deadline) {
@@ -137,15 +135,28 @@ static void reload_workers(void)
             break;
         for (int k = 0; k < n && ready > 0; k++) {
             worker_slot *w = &workers[slot_of[k]];
-            if (fds[k].revents && answered(w, seq)) {
+            if (fds[k].revents && answered(w, step)) {
                 w->asked = false;
                 waiting--;
             }
         }
     }
+    return waiting;
+}
+
+/* SIGHUP: every worker reloads, and the reload is done when each has said so. Signals wait
+ * meanwhile (they stay blocked), which is the moment a reload takes. */
+static void reload_workers(void)
+{
+    static uint32_t seq;
+    seq++;
+    reloaded = true;
+    int64_t deadline = now_ms() + RELOAD_ANSWER_MS;
+    int waiting = reload_step(seq << 1, deadline);
+    waiting += reload_step(seq << 1 | 1, deadline);
     if (waiting > 0)
-        log_warn("reload: %d worker(s) did not confirm it within %d ms; reporting it done", waiting,
-                 RELOAD_ANSWER_MS);
+        log_warn("reload: %d answer(s) from the workers missing after %d ms; reporting it done",
+                 waiting, RELOAD_ANSWER_MS);
 }
 
 /* A worker that keeps dying right after its start would make the master spin: past a burst of

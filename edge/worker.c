@@ -45,40 +45,70 @@ void edge_worker_set_limits(edge_worker *w)
     w->limits.max_body = w->cfg.edge.max_body_size;
 }
 
-/* SIGHUP: a new generation from the config file (or the same flags, re-reading the
- * certificate files). Any failure leaves the running generation untouched. */
-static void reload(void)
+/* A reload in two steps, so that the workers of a master, each building at its own pace, switch
+ * at nearly the same moment: prepare builds the new generation aside, commit swaps it in. */
+static struct {
+    edge_gen *gen;     /* built, not yet serving; NULL when the reload was refused */
+    hearth_config cfg; /* the config file it came from */
+    bool has_cfg;
+} prepared;
+
+static void drop_prepared(void)
+{
+    if (prepared.gen)
+        edge_gen_unref(prepared.gen);
+    if (prepared.has_cfg)
+        config_free(&prepared.cfg);
+    memset(&prepared, 0, sizeof(prepared));
+}
+
+/* A new generation from the config file (or the same flags, re-reading the certificate
+ * files). Any failure leaves the running generation untouched. */
+static void reload_prepare(void)
 {
     char err[512];
-    hearth_config fresh;
-    hearth_config *cfg = &edge_w.cfg;
+    drop_prepared();
+    const hearth_config *cfg = &edge_w.cfg;
     if (edge_w.config_path) {
-        if (config_load(&fresh, edge_w.config_path, err, sizeof(err)) < 0) {
+        if (config_load(&prepared.cfg, edge_w.config_path, err, sizeof(err)) < 0) {
             log_error("reload refused, keeping the running configuration: %s", err);
             return;
         }
-        cfg = &fresh;
+        prepared.has_cfg = true;
+        cfg = &prepared.cfg;
     }
-    edge_gen *g = edge_gen_build(cfg, edge_w.gen, err, sizeof(err));
-    if (!g) {
+    prepared.gen = edge_gen_build(cfg, edge_w.gen, err, sizeof(err));
+    if (!prepared.gen) {
         log_error("reload refused, keeping the running configuration: %s", err);
-        if (cfg == &fresh)
-            config_free(&fresh);
-        return;
+        drop_prepared();
     }
-    if (cfg == &fresh) {
+}
+
+static void reload_commit(void)
+{
+    if (!prepared.gen)
+        return;
+    if (prepared.has_cfg) {
         /* Listening addresses need a restart; everything else takes effect now. */
         config_edge keep = edge_w.cfg.edge;
-        edge_w.cfg.edge = fresh.edge;
-        fresh.edge = keep;
-        config_free(&fresh);
+        edge_w.cfg.edge = prepared.cfg.edge;
+        prepared.cfg.edge = keep;
         edge_worker_set_limits(&edge_w);
     }
     edge_gen *old = edge_w.gen;
-    edge_w.gen = g;
-    edge_tls_set_gen(g);
+    edge_w.gen = prepared.gen;
+    prepared.gen = NULL;
+    edge_tls_set_gen(edge_w.gen);
     edge_gen_unref(old);
-    log_info("reloaded: %zu site(s)", g->site_count);
+    drop_prepared();
+    log_info("reloaded: %zu site(s)", edge_w.gen->site_count);
+}
+
+/* SIGHUP to this worker itself. */
+static void reload(void)
+{
+    reload_prepare();
+    reload_commit();
 }
 
 static void on_grace_timeout(uv_timer_t *t)
@@ -101,22 +131,26 @@ static void stop_graceful(void)
     edge_maybe_exit();
 }
 
-/* The master asks for a reload: the answer, sent once this worker serves what the reload
- * built (or kept what it had, when the reload was refused), lets it report the reload done. */
+/* The master's reload, one step per message (its lowest bit: 0 prepare, 1 commit). The answer,
+ * once the step is done, lets the master go on, and report the reload done after the commits:
+ * every worker then serves what it built (or keeps what it had, when the reload was refused). */
 static void on_master(uv_poll_t *h, int status, int events)
 {
     (void)status;
     (void)events;
-    uint32_t seq;
-    ssize_t n = recv(master_channel, &seq, sizeof(seq), MSG_DONTWAIT);
+    uint32_t step;
+    ssize_t n = recv(master_channel, &step, sizeof(step), MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    if (n != sizeof(seq)) {
+    if (n != sizeof(step)) {
         uv_poll_stop(h); /* the master is gone; its death signal stops this worker */
         return;
     }
-    reload();
-    if (send(master_channel, &seq, sizeof(seq), MSG_NOSIGNAL) < 0)
+    if (step & 1)
+        reload_commit();
+    else
+        reload_prepare();
+    if (send(master_channel, &step, sizeof(step), MSG_NOSIGNAL) < 0)
         log_warn("answering the master's reload: %s", strerror(errno));
 }
 
