@@ -76,6 +76,7 @@ typedef struct {
     edge_upstream *upstreams;
     size_t upstream_count;
     size_t rr_next;
+    config_compression compression; /* on-the-fly compression (compress.c) */
 } edge_site;
 
 /* One loaded configuration; SIGHUP builds a new one and swaps it in whole. Connections keep a

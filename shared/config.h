@@ -31,6 +31,18 @@ typedef struct {
     char *cache_control; /* NULL: no Cache-Control header */
 } config_static;
 
+/* On-the-fly compression of responses (edge/compress.c), for the edge and per site. */
+typedef struct {
+    bool enabled;
+    /* media types: "application/json", "+json" (any type with that suffix), "text/" and a
+     * star (any subtype) */
+    strlist types;
+    uint64_t min_length; /* bodies known to be shorter go out as they are */
+    int gzip_level;
+    int br_level;
+    int zstd_level;
+} config_compression;
+
 typedef struct {
     char *name;              /* the site's canonical host name, lowercase (the redirect target) */
     strlist aliases;         /* further names served by this site */
@@ -40,7 +52,8 @@ typedef struct {
     int64_t hsts_ms; /* 0: no Strict-Transport-Security */
     config_static *statics;
     size_t static_count;
-    strlist upstreams; /* "unix:PATH" or "HOST:PORT"; default: the appserver bind */
+    strlist upstreams;              /* "unix:PATH" or "HOST:PORT"; default: the appserver bind */
+    config_compression compression; /* keys the site does not set are the edge's */
     /* line of the site entry in config->path, for messages about it */
     int line;
 } config_site;
@@ -65,6 +78,7 @@ typedef struct {
     int64_t proxy_connect_timeout_ms;
     int64_t proxy_read_timeout_ms;
     int64_t upstream_fail_timeout_ms; /* how long a failed upstream is skipped */
+    config_compression compression;
 } config_edge;
 
 typedef struct {
