@@ -51,6 +51,7 @@ def json_body(n):
 
 
 JSON = json_body(400)
+LARGE = json_body(6000)  # longer than the edge gathers for one-call gzip: streamed through zlib
 SMALL = b'{"ok": true}'
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 STREAM_FIRST = b"event: one\ndata: " + b"a" * 2000 + b"\n\n"
@@ -104,6 +105,12 @@ class App(socketserver.StreamRequestHandler):
         if target == "/json":
             return self.send(200, JSON, "Content-Type: application/json; charset=utf-8",
                              'ETag: "v1"', "Vary: Cookie")
+        if target == "/large":
+            return self.send(200, LARGE, "Content-Type: application/json")
+        if target == "/truncated":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(JSON) + JSON[:len(JSON) // 2])
+            return False
         if target == "/small":
             return self.send(200, SMALL, "Content-Type: application/json")
         if target == "/png":
@@ -229,6 +236,12 @@ def test_proxied_json_in_each_coding_decodes_to_the_original(procs, tmp_path, ap
         fields, raw = curl_head_and_body(e, "/json", "-H", f"Accept-Encoding: {coding}")
         assert fields["content-encoding"] == [coding]
         assert decode(coding, raw) == JSON
+        r, body = get(e, "/large", {"Accept-Encoding": coding})
+        assert r.getheader("Content-Encoding") == coding and decode(coding, body) == LARGE
+        # an upstream that stops short: the client must not take the answer for complete
+        done = subprocess.run(["curl", "-s", "-o", "/dev/null", "-H", f"Accept-Encoding: {coding}",
+                               f"http://127.0.0.1:{e.port}/truncated"])
+        assert done.returncode in (18, 52, 56), done.returncode  # cut short, empty, reset
     # curl --compressed offers all it can decode, and zstd wins the tie
     fields, _ = curl_head_and_body(e, "/json", "--compressed")
     assert fields["content-encoding"] == ["zstd"]
@@ -406,3 +419,13 @@ def test_200mb_proxied_json_compressed_with_bounded_memory(procs, tmp_path, app,
     assert "content-encoding: zstd" in (tmp_path / "head").read_text().lower()
     peak = rss_kb(e.pid, "VmHWM")
     assert peak - base < 32 * 1024, (base, peak)
+
+
+def test_compress_flag_of_a_site_from_the_command_line(procs, app):
+    port = free_port()
+    e = procs.start_serving([EDGE, "--http", f"127.0.0.1:{port}", "--workers", "1",
+                             "--server-name", "localhost", "--upstream",
+                             f"unix:{app.server_address}", "--compress"], [port], name="edge")
+    e.port = port
+    r, body = get(e, "/json", {"Accept-Encoding": "br"})
+    assert r.getheader("Content-Encoding") == "br" and decode("br", body) == JSON
