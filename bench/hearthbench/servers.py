@@ -1,9 +1,10 @@
 """Both sides' servers, started the first time a row needs them and stopped at the end.
 
-hearth: the edge (static files; TLS in front of the appserver on a Unix socket) and the
-appserver with examples/hello or, through its WSGI bridge, a Flask app from bench/apps/. Peers:
-nginx (one master with the same certificate, files and worker count), Gunicorn and uWSGI with
-the same Flask apps. Every server is pinned to the server core.
+hearth: the edge (static files; TLS in front of the appserver on a Unix socket; compressing
+in front of row 12's JSON upstream) and the appserver with examples/hello or, through its WSGI
+bridge, a Flask app from bench/apps/. Peers: nginx (one master with the same certificate, files
+and worker count), Gunicorn and uWSGI with the same Flask apps, Caddy (row 12). Every server is
+pinned to the server core.
 
 A server is named by a string: "edge_static", "nginx"... (a _start_NAME method below), or
 "KIND:APP" for a Flask app of bench/apps/ served over HTTP on its own TCP port by KIND: appserver,
