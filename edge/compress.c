@@ -249,7 +249,8 @@ static bool whole_step(edge_req *r, whole_body *b, const unsigned char *p, size_
 {
     if (n > b->len - b->got)
         return false; /* more than the length the head announced */
-    memcpy(b->data + b->got, p, n);
+    if (n > 0)
+        memcpy(b->data + b->got, p, n);
     b->got += n;
     if (s != STEP_END)
         return true; /* a flush cannot send part of a body compressed in one call */
@@ -325,7 +326,7 @@ static void encode(edge_req *r, const void *p, size_t n, step s)
     /* zlib counts in uInt: pass at most 1 GiB at a time */
     for (size_t done = 0; !e->failed && (done < n || (n == 0 && done == 0));) {
         size_t piece = n - done > (1u << 30) ? (1u << 30) : n - done;
-        const unsigned char *q = (const unsigned char *)p + done;
+        const unsigned char *q = n ? (const unsigned char *)p + done : NULL;
         bool ok = e->whole                        ? whole_step(r, &e->s.body, q, piece, s)
                   : e->coding == EDGE_CODING_GZIP ? gzip_step(r, &e->s.gz, q, piece, s)
                   : e->coding == EDGE_CODING_BR   ? br_step(r, e->s.br, q, piece, s)
@@ -342,10 +343,15 @@ static void encode(edge_req *r, const void *p, size_t n, step s)
 /* ---- the head ---- */
 
 /* Vary, merged into one field, naming Accept-Encoding when the coding depends on it. */
+static bool vary_has(const char *token)
+{
+    return buf_used(&held_vary) > 0 &&
+           edge_list_has(buf_head(&held_vary), buf_used(&held_vary), token);
+}
+
 static void put_vary(edge_req *r, bool depends)
 {
-    if (depends && !edge_list_has(buf_head(&held_vary), buf_used(&held_vary), "accept-encoding") &&
-        !edge_list_has(buf_head(&held_vary), buf_used(&held_vary), "*")) {
+    if (depends && !vary_has("accept-encoding") && !vary_has("*")) {
         if (buf_used(&held_vary) > 0)
             buf_append(&held_vary, ", ", 2);
         buf_append_str(&held_vary, "Accept-Encoding");
