@@ -202,7 +202,8 @@ void edge_resp_headerf(edge_req *r, const char *name, const char *fmt, ...)
         buf value;
         buf_init(&value, 0);
         buf_vprintf(&value, fmt, ap);
-        edge_resp_header_n(r, name, strlen(name), buf_head(&value), buf_used(&value));
+        edge_resp_header_n(r, name, strlen(name), buf_used(&value) ? buf_head(&value) : "",
+                           buf_used(&value));
         buf_free(&value);
     } else {
         r->proto->head_fieldv(r, name, fmt, ap);

@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import socketserver
@@ -79,8 +80,11 @@ class App(socketserver.StreamRequestHandler):
             if not line:
                 return
             target = line.split()[1].decode()
-            while self.rfile.readline() not in (b"\r\n", b""):
-                pass
+            self.accept_encoding = ""
+            while (field := self.rfile.readline()) not in (b"\r\n", b""):
+                name, _, value = field.decode("latin-1").partition(":")
+                if name.lower() == "accept-encoding":
+                    self.accept_encoding = value.strip()
             if not self.route(target):
                 return
 
@@ -111,6 +115,11 @@ class App(socketserver.StreamRequestHandler):
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              b"Content-Length: %d\r\n\r\n" % len(JSON) + JSON[:len(JSON) // 2])
             return False
+        if target == "/ae":
+            # a page that says what the browser asked for
+            body = (f"<!doctype html><title>ae</title><p id=ae>{self.accept_encoding}</p>"
+                    + "<p>filler</p>" * 200).encode()
+            return self.send(200, body, "Content-Type: text/html; charset=utf-8")
         if target == "/small":
             return self.send(200, SMALL, "Content-Type: application/json")
         if target == "/png":
@@ -171,7 +180,7 @@ def www(tmp_path):
 
 
 def start_edge(procs, tmp_path, app, www, extra_sites="", edge_compression="{enabled: true}",
-               env=None):
+               env=None, edge_extra=""):
     port = free_port()
     cfg = tmp_path / "hearth.yaml"
     cfg.write_text(f"""
@@ -182,6 +191,7 @@ edge:
   http: ["127.0.0.1:{port}"]
   https: []
   compression: {edge_compression}
+{edge_extra}
 sites:
   - name: localhost
     tls: off
@@ -429,3 +439,31 @@ def test_compress_flag_of_a_site_from_the_command_line(procs, app):
     e.port = port
     r, body = get(e, "/json", {"Accept-Encoding": "br"})
     assert r.getheader("Content-Encoding") == "br" and decode("br", body) == JSON
+
+
+def chromium_dom(url):
+    done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           "--dump-dom", url], capture_output=True, text=True, timeout=60)
+    return done.stdout
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="no chromium")
+def test_chromium_decodes_what_it_gets(procs, tmp_path, app, www):
+    """Debian's Chromium, headless, loads a proxied page and a static one: the DOM is whole,
+    and the access log shows far fewer bytes sent than the pages hold."""
+    log = tmp_path / "access.log"
+    e = start_edge(procs, tmp_path, app, www,
+                   edge_extra=f"  access_log: {log}\n  access_log_format: json")
+    filler = "<p>filler</p>" * 200
+    dom = chromium_dom(f"http://127.0.0.1:{e.port}/ae")
+    assert filler in dom, dom[:2000]
+    asked = re.search(r'<p id="ae">([^<]*)</p>', dom)
+    assert asked and "gzip" in asked.group(1), dom[:500]
+    dom = chromium_dom(f"http://127.0.0.1:{e.port}/files/page.html")
+    assert PAGE.decode().strip() in dom, dom[:2000]
+    sent = {}
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        sent[entry["target"]] = entry["body_bytes_sent"]
+    assert 0 < sent["/ae"] < len(filler) / 4, sent
+    assert 0 < sent["/files/page.html"] < len(PAGE) / 4, sent
