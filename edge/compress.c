@@ -63,10 +63,11 @@ typedef enum { STEP_RUN, STEP_FLUSH, STEP_END } step;
 static unsigned char out_scratch[32768];
 static unsigned char file_scratch[EDGE_READ_CHUNK];
 
-/* ETag and Vary of the head being built, held back until its end: a handler builds a head in
- * one go (from edge_resp_start to edge_resp_head_done without returning to the loop), so one
- * pair serves the worker. held_etag starts with "W/", skipped unless the ETag is weakened. */
-static buf held_etag, held_vary;
+/* ETag, Vary and Accept-Ranges of the head being built, held back until its end: a handler
+ * builds a head in one go (from edge_resp_start to edge_resp_head_done without returning to the
+ * loop), so one set serves the worker. held_etag starts with "W/", skipped unless the ETag is
+ * weakened. */
+static buf held_etag, held_vary, held_ranges;
 static const edge_req *held_for;
 
 /* ---- which responses ---- */
@@ -95,6 +96,7 @@ void edge_compress_head_start(edge_req *r)
     r->zflags = ZF_ON;
     buf_reset(&held_etag);
     buf_reset(&held_vary);
+    buf_reset(&held_ranges);
 }
 
 static bool name_is(const char *name, size_t len, const char *want)
@@ -123,6 +125,10 @@ bool edge_compress_field(edge_req *r, const char *name, size_t name_len, const c
         if (buf_used(&held_vary) > 0)
             buf_append(&held_vary, ", ", 2);
         buf_append(&held_vary, value, value_len);
+        return true;
+    } else if (name_is(name, name_len, "accept-ranges")) {
+        buf_reset(&held_ranges);
+        buf_append(&held_ranges, value, value_len);
         return true;
     }
     return false;
@@ -380,6 +386,11 @@ void edge_compress_head_end(edge_req *r, int64_t *length)
         r->encoder = encoder_new(coding, &r->site->compression, *length);
     put_vary(r, fits);
     put_etag(r, r->encoder != NULL);
+    /* ranges are of the uncompressed body (a Range request is never compressed): a compressed
+     * answer offers none, as nginx's gzip clears Accept-Ranges */
+    if (!r->encoder && buf_used(&held_ranges) > 0)
+        r->proto->head_field(r, "Accept-Ranges", 13, buf_head(&held_ranges),
+                             buf_used(&held_ranges));
     if (!r->encoder)
         return;
     const char *name = edge_coding_name(coding);

@@ -265,6 +265,7 @@ def test_static_file_compressed_unless_a_precompressed_sibling_exists(procs, tmp
         assert r.getheader("Content-Encoding") == coding
         assert r.getheader("Vary") == "Accept-Encoding"  # static's own, not said twice
         assert r.getheader("ETag").startswith('W/"')
+        assert r.getheader("Accept-Ranges") is None  # ranges are of the uncompressed file
         assert decode(coding, body) == PAGE
     assert curl(e, "/files/data.json", "--compressed") == JSON
     # the sibling wins over compressing on the fly, and its bytes go out untouched
@@ -276,6 +277,7 @@ def test_static_file_compressed_unless_a_precompressed_sibling_exists(procs, tmp
     assert r.getheader("Content-Encoding") is None
     assert r.getheader("Content-Length") == str(len(PAGE)) and body == PAGE
     assert not r.getheader("ETag").startswith("W/")
+    assert r.getheader("Accept-Ranges") == "bytes"
 
 
 @pytest.mark.parametrize("coding", ["gzip", "br"])
