@@ -242,8 +242,8 @@ static const char *const tls_modes[] = {"acme", "files", "internal", "off", NULL
     }
 
 /* Levels (docs/edge.md has the measurements): gzip 6, zlib's own default and Apache's (nginx's
- * is 1, for 25% more bytes); br 5, the first level smaller than gzip 6 on JSON, HTML and code
- * (4 comes out larger); zstd 3, zstd's default, several times cheaper than gzip 6. */
+ * is 1, a third more bytes on JSON); br 5, the first level smaller than gzip 6 on JSON, HTML and
+ * code (4 comes out larger); zstd 3, zstd's default, several times cheaper than gzip 6. */
 static const yl_field compression_fields[] = {
     BOOL("enabled", config_compression, enabled, "false"),
     STRINGS("types", config_compression, types, 0, &media_kind,
