@@ -7,7 +7,7 @@ import os
 import subprocess
 
 from . import pebble
-from .procs import client_argv
+from hearthkit.procs import client_argv
 
 
 class Pebble(pebble.Pebble):

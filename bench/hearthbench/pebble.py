@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import time
 
-from .procs import Server, free_port
+from hearthkit.ports import free_port
+from hearthkit.procs import SERVER_CPU, Server
 
 
 class Pebble:
@@ -53,15 +54,17 @@ class Pebble:
         self.servers.append(Server("challtestsrv", [
             shutil.which("pebble-challtestsrv"), "-dns01", f"127.0.0.1:{dns}", "-http01", "",
             "-https01", "", "-tlsalpn01", "", "-management", f"127.0.0.1:{free_port()}",
-            "-defaultIPv6", ""], self.work))
+            "-defaultIPv6", ""], self.work, cpu=SERVER_CPU, session=True))
         if http_port is None:
             self.servers.append(Server("webroot", [
                 "/usr/bin/python3", "-m", "http.server", str(http), "--bind", "127.0.0.1",
-                "--directory", self.webroot], self.work))
+                "--directory", self.webroot], self.work, cpu=SERVER_CPU,
+                session=True))
         self.servers.append(Server("pebble", [
             shutil.which("pebble"), "-config", f"{self.work}/pebble.json",
             "-dnsserver", f"127.0.0.1:{dns}"], self.work,
-            env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}))
+            env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}, cpu=SERVER_CPU,
+            session=True))
         self.directory = f"https://127.0.0.1:{acme}/dir"
         deadline = time.monotonic() + 20
         while subprocess.run(["curl", "-sf", "--cacert", self.ca, "-o", "/dev/null",

@@ -13,7 +13,8 @@ import os
 import shutil
 
 from . import material
-from .procs import Server, free_port, wait_answering
+from hearthkit.ports import free_port
+from hearthkit.procs import SERVER_CPU, Processes, wait_answering
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 APPS = os.path.join(ROOT, "bench", "apps")
@@ -28,6 +29,9 @@ class Servers:
         material.make_files(self.www)
         self.cert, self.key = material.make_cert(work)
         self.page_db = os.path.join(work, "page.sqlite3")
+        # every server pinned to the server core, each in a session of its own (stop() ends
+        # a master with its workers)
+        self.procs = Processes(work, cpu=SERVER_CPU, session=True)
         self.running = {}
         self.ports = {}
 
@@ -74,7 +78,7 @@ class Servers:
             "--server-name", "localhost", "--cert", self.cert, "--key", self.key,
             "--static", f"/={self.www}",
             "--server-name", "127.0.0.1", "--static", f"/={self.www}"]
-        s = Server("edge-static", argv, self.work)
+        s = self.procs.start(argv, name="edge-static")
         wait_answering(s, self.port("edge_http"), "/1k.html")
         wait_answering(s, self.port("edge_https"), "/1k.html", tls=True)
         return s
@@ -95,20 +99,20 @@ class Servers:
 
     def _start_appserver_unix(self):
         path = self.sock("appserver")
-        s = Server("appserver-unix", self._appserver_argv("unix:" + path), self.work)
+        s = self.procs.start(self._appserver_argv("unix:" + path), name="appserver-unix")
         wait_answering(s, unix=path)
         return s
 
     def _start_appserver_tcp(self):
-        s = Server("appserver-tcp",
-                   self._appserver_argv(f"127.0.0.1:{self.port('appserver_tcp')}"), self.work)
+        s = self.procs.start(self._appserver_argv(f"127.0.0.1:{self.port('appserver_tcp')}"),
+                             name="appserver-tcp")
         wait_answering(s, self.port("appserver_tcp"))
         return s
 
     def _start_appserver_flask_unix(self):
         path = self.sock("appserver-flask")
-        s = Server("appserver-flask-unix", self._appserver_wsgi_argv("unix:" + path,
-                                                                      "flask_hello"), self.work)
+        s = self.procs.start(self._appserver_wsgi_argv("unix:" + path, "flask_hello"),
+                             name="appserver-flask-unix")
         wait_answering(s, unix=path)
         return s
 
@@ -120,7 +124,7 @@ class Servers:
             "--https", f"127.0.0.1:{self.port(name)}",
             "--server-name", "localhost", "--cert", self.cert, "--key", self.key,
             "--upstream", "unix:" + self.sock(sock)]
-        s = Server(name.replace("_", "-"), argv, self.work)
+        s = self.procs.start(argv, name=name.replace("_", "-"))
         wait_answering(s, self.port(name), tls=True)
         return s
 
@@ -139,8 +143,8 @@ class Servers:
             cert=self.cert, key=self.key, www=self.www, gunicorn_sock=self.sock("gunicorn"),
             http=self.port("nginx_http"), https=self.port("nginx_https"),
             app=self.port("nginx_app"))
-        s = Server("nginx", [shutil.which("nginx"), "-c", conf, "-p", os.path.dirname(conf)],
-                   self.work)
+        s = self.procs.start([shutil.which("nginx"), "-c", conf, "-p", os.path.dirname(conf)],
+                             name="nginx")
         wait_answering(s, self.port("nginx_http"), "/1k.html")
         wait_answering(s, self.port("nginx_https"), "/1k.html", tls=True)
         wait_answering(s, self.port("nginx_app"), tls=True)
@@ -171,13 +175,13 @@ class Servers:
         name = f"{kind}:{app}"
         bind = f"127.0.0.1:{self.port(name)}"
         argv = argvs[kind](bind, app)
-        s = Server(f"{kind}-{app}", argv, self.work, env={"BENCH_PAGE_DB": self.page_db})
+        s = self.procs.start(argv, name=f"{kind}-{app}", env={"BENCH_PAGE_DB": self.page_db})
         wait_answering(s, self.port(name))
         return s
 
     def _start_gunicorn_unix(self):
         path = self.sock("gunicorn")
-        s = Server("gunicorn-unix", self._gunicorn_argv("unix:" + path, "flask_hello"),
-                   self.work)
+        s = self.procs.start(self._gunicorn_argv("unix:" + path, "flask_hello"),
+                             name="gunicorn-unix")
         wait_answering(s, unix=path)
         return s

@@ -12,7 +12,8 @@ import time
 
 from clients import one_request, tls_context
 from hearthbench import material
-from hearthbench.procs import Server, free_port, tree_fds, tree_pids, tree_rss_kib
+from hearthkit.ports import free_port
+from hearthkit.procs import SERVER_CPU, Server, tree_fds, tree_pids, tree_rss_kib
 
 SITE = "chaos.example.com"   # a public name: tls: acme, validated by Pebble over loopback
 WORKERS = 2                  # edge and nginx workers alike
@@ -67,7 +68,7 @@ class Stack:
         self.write_config()
         self.server = Server(f"{self.name}-supervisor", [
             os.path.join(self.build, "supervisor", "supervisor"), "start", "-c", self.config],
-            self.dir)
+            self.dir, cpu=SERVER_CPU, session=True)
         deadline = time.monotonic() + timeout
         while not (self.all_running() and _answers(self.https_port, SITE, "/1k.html")
                    and _answers(self.https_port, SITE, "/hello/chaos")):
@@ -127,7 +128,7 @@ class Stack:
         if self.server.alive():
             self.ctl("stop", timeout=60)
             try:
-                self.server.proc.wait(timeout=60)
+                self.server.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 pass
         self.server.stop()
@@ -153,7 +154,8 @@ class Nginx:
             gunicorn_sock=os.path.join(self.dir, "unused.sock"), http=self.http_port,
             https=self.https_port, app=free_port())
         self.server = Server(self.name, [shutil.which("nginx"), "-c", conf, "-p",
-                                         os.path.dirname(conf)], self.dir)
+                                         os.path.dirname(conf)], self.dir, cpu=SERVER_CPU,
+                             session=True)
         deadline = time.monotonic() + 15
         while not _answers(self.https_port, SITE, "/1k.html"):
             if time.monotonic() > deadline or not self.server.alive():

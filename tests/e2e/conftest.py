@@ -2,62 +2,18 @@
 that are always stopped when a test ends."""
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
-BUILD = os.environ.get("HEARTH_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
-SOURCE = os.environ.get("HEARTH_SOURCE", os.path.join(os.path.dirname(__file__), "../.."))
-
-# One helper package for tests and benchmarks (bench/hearthbench): ports come from there.
-sys.path.insert(0, os.path.join(SOURCE, "bench"))
-from hearthbench.procs import free_port  # noqa: E402,F401
-
-
-def binary(*parts):
-    """Path of a built file, e.g. binary('edge', 'edge')."""
-    return os.path.join(BUILD, *parts)
-
-
-def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-
-
-def port_open(port, host="127.0.0.1"):
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def unix_open(path):
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(0.2)
-            s.connect(path)
-            return True
-    except OSError:
-        return False
-
-
-def children(pid):
-    """The pids of a process's children (for the appserver master: its workers)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
+# The helpers of tests and benchmarks are one package, tests/hearthkit.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from hearthkit import BUILD, PYTHON, SOURCE, binary  # noqa: E402,F401
+from hearthkit.ports import free_port, port_open, unix_open  # noqa: E402,F401
+from hearthkit.procs import Processes, children, wait_until  # noqa: E402,F401
 
 
 def recv_until(sock, marker):
@@ -87,49 +43,6 @@ def read_until_close(sock, stop=None):
         pass
     sock.close()
     return out
-
-
-class Processes:
-    """Starts processes with their output in files under tmp_path; stops them all at teardown."""
-
-    def __init__(self, tmp_path):
-        self.tmp_path = tmp_path
-        self.procs = []
-
-    def start(self, args, name=None, env=None, **kw):
-        name = name or os.path.basename(args[0])
-        log = open(self.tmp_path / f"{name}.log", "ab")
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env, **kw)
-        p.log_path = self.tmp_path / f"{name}.log"
-        self.procs.append(p)
-        return p
-
-    def start_serving(self, args, ports, name=None, env=None, timeout=20):
-        """start(), then wait until the process listens on every one of ports on 127.0.0.1;
-        its exit before that fails the test with its log."""
-        p = self.start(args, name=name, env=env)
-        wait_until(lambda: p.poll() is not None or all(port_open(x) for x in ports),
-                   timeout=timeout, what=f"{name or args[0]} to listen")
-        assert p.poll() is None, self.log(p)
-        return p
-
-    def log(self, p):
-        with open(p.log_path, "r", errors="replace") as f:
-            return f.read()
-
-    def stop_all(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for p in self.procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 @pytest.fixture
@@ -279,7 +192,6 @@ def parse_responses(data, methods=("GET",)):
 
 # ---- WSGI applications served by hearth or, to check the tests themselves, Gunicorn ------
 
-PYTHON = "/usr/bin/python3"  # Debian's CPython, the one the bridge embeds; not the PATH one
 WSGI_APPS = os.path.join(SOURCE, "tests", "wsgi_apps")
 WSGI_SERVER = os.environ.get("HEARTH_WSGI_SERVER", "hearth")
 
