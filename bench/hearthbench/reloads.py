@@ -16,6 +16,8 @@ import subprocess
 import time
 
 from . import material
+from hearthkit.certs import make_cert
+
 from .load import LoadError, parse_wrk
 from hearthkit.procs import client_argv, tree_pids, wait_answering
 
@@ -60,8 +62,8 @@ class CertReloadSide:
         os.makedirs(self.dir)
         self.cert = os.path.join(self.dir, "live.pem")
         self.key = os.path.join(self.dir, "live-key.pem")
-        self.spares = [material.make_cert(self.dir, f"spare{i}") for i in range(count)]
-        cert, key = material.make_cert(self.dir, "first")
+        self.spares = [make_cert(self.dir, f"spare{i}") for i in range(count)]
+        cert, key = make_cert(self.dir, "first")
         os.link(cert, self.cert)
         os.link(key, self.key)
         self.server = None

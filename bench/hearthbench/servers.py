@@ -13,6 +13,7 @@ import os
 import shutil
 
 from . import material
+from hearthkit.certs import make_cert
 from hearthkit.ports import free_port
 from hearthkit.procs import SERVER_CPU, Processes, wait_answering
 
@@ -27,7 +28,7 @@ class Servers:
         self.workers = workers
         self.www = os.path.join(work, "www")
         material.make_files(self.www)
-        self.cert, self.key = material.make_cert(work)
+        self.cert, self.key = make_cert(work)
         self.page_db = os.path.join(work, "page.sqlite3")
         # every server pinned to the server core, each in a session of its own (stop() ends
         # a master with its workers)

@@ -12,6 +12,7 @@ import time
 
 from clients import one_request, tls_context
 from hearthbench import material
+from hearthkit.certs import make_cert
 from hearthkit.ports import free_port
 from hearthkit.procs import SERVER_CPU, Server, tree_fds, tree_pids, tree_rss_kib
 
@@ -147,7 +148,7 @@ class Nginx:
         self.server = None
 
     def start(self):
-        cert, key = material.make_cert(self.dir)
+        cert, key = make_cert(self.dir)
         conf = material.write_nginx_conf(
             os.path.join(self.dir, "conf"), user=getpass.getuser(), workers=WORKERS,
             connections=SLOTS, cert=cert, key=key, www=self.www,

@@ -12,6 +12,7 @@ import pytest
 # The helpers of tests and benchmarks are one package, tests/hearthkit.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hearthkit import BUILD, PYTHON, SOURCE, binary  # noqa: E402,F401
+from hearthkit.certs import make_ca, make_leaf, make_test_pki  # noqa: E402,F401
 from hearthkit.ports import free_port, port_open, unix_open  # noqa: E402,F401
 from hearthkit.procs import Processes, children, wait_until  # noqa: E402,F401
 
@@ -52,22 +53,21 @@ def procs(tmp_path):
     ps.stop_all()
 
 
-def make_test_pki(d, *sans):
-    """A throwaway CA (ca.pem, ca.key) and a certificate it signed for sans ("DNS:localhost",
-    "IP:127.0.0.1"...: cert.pem, key.pem), all in folder d, which is returned."""
-    def openssl(*args):
-        subprocess.run(["openssl", *map(str, args)], capture_output=True, check=True)
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """The edge tests' certificates, all from one throwaway CA (ca): for a.test an ECDSA
+    (serial 1001), an RSA (1002), a second ECDSA (1003) and one valid only from next year; for
+    b.test an ECDSA one (2001). Each is (cert_path, key_path)."""
+    d = tmp_path_factory.mktemp("pki")
+    ca = make_ca(d)
+    p = {"ca": ca[0], "dir": d, "ca_pair": ca}
+    p["a_ec"] = make_leaf(d, ca, "a.test", "ec", serial=1001)
+    p["a_rsa"] = make_leaf(d, ca, "a.test", "rsa", serial=1002)
+    p["b_ec"] = make_leaf(d, ca, "b.test", "ec", serial=2001)
+    p["a_ec2"] = make_leaf(d, ca, "a.test", "ec", serial=1003)
+    p["future"] = make_leaf(d, ca, "a.test", "ec", start="future")
+    return p
 
-    os.makedirs(d, exist_ok=True)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days", "2",
-            "-subj", "/CN=test CA")
-    openssl("req", *ec, "-keyout", d / "key.pem", "-out", d / "csr.pem", "-subj", "/CN=test")
-    ext = d / "san.ext"
-    ext.write_text(f"subjectAltName={','.join(sans)}\n")
-    openssl("x509", "-req", "-in", d / "csr.pem", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
-            "-CAcreateserial", "-out", d / "cert.pem", "-days", "2", "-extfile", ext)
-    return d
 
 # The example Flask site (examples/notes), served by each WSGI server the tests know: Debian's
 # Gunicorn, and hearth's appserver.

@@ -17,6 +17,7 @@ import urllib.request
 import pytest
 
 from conftest import binary, free_port, make_test_pki, port_open, wait_until
+from hearthkit.certs import openssl
 
 CERTD = binary("certd", "certd")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
@@ -31,10 +32,6 @@ def run(args, cwd, timeout=60):
     r = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     no_sanitizer_report(r.stderr)
     return r
-
-
-def openssl(*args, **kw):
-    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -165,19 +162,19 @@ def certd_args(pebble, state, *extra):
 
 
 def cert_text(path):
-    return openssl("x509", "-in", str(path), "-noout", "-text").stdout
+    return openssl("x509", "-in", path, "-noout", "-text", text=True).stdout
 
 
 def serial_of(path):
-    return openssl("x509", "-in", str(path), "-noout", "-serial").stdout.strip().split("=")[1]
+    return openssl("x509", "-in", path, "-noout", "-serial", text=True).stdout.strip().split("=")[1]
 
 
 def pubkey_of_cert(path):
-    return openssl("x509", "-in", str(path), "-noout", "-pubkey").stdout
+    return openssl("x509", "-in", path, "-noout", "-pubkey", text=True).stdout
 
 
 def pubkey_of_key(path):
-    return openssl("pkey", "-in", str(path), "-pubout").stdout
+    return openssl("pkey", "-in", path, "-pubout", text=True).stdout
 
 
 def challenge_files(pebble):

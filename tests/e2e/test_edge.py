@@ -18,93 +18,9 @@ import time
 import pytest
 
 from conftest import binary, free_port, port_open, read_until_close, wait_until
+from hearthkit.certs import serial_of
 
 EDGE = binary("edge", "edge")
-
-# ---------------------------------------------------------------------------------------------
-# certificates
-
-
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, capture_output=True, **kw)
-
-
-def make_leaf(d, ca, name, key_type="ec", days=2, serial=None, start=None, sans=None):
-    """A leaf for name signed by ca; returns (cert_path, key_path)."""
-    tag = f"{name}-{key_type}-{serial or 'x'}-{start or 'now'}"
-    key, csr, crt = d / f"{tag}.key", d / f"{tag}.csr", d / f"{tag}.crt"
-    if key_type == "ec":
-        sh("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-           "-out", str(key))
-    else:
-        sh("openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-           "-out", str(key))
-    sh("openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr))
-    ext = d / f"{tag}.ext"
-    alt = ",".join(f"DNS:{n}" for n in (sans or [name]))
-    ext.write_text(f"subjectAltName={alt}\nbasicConstraints=CA:FALSE\n"
-                   "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
-    cmd = ["openssl", "x509", "-req", "-in", str(csr), "-CA", ca[0], "-CAkey", ca[1],
-           "-extfile", str(ext), "-out", str(crt)]
-    cmd += ["-set_serial", str(serial or int.from_bytes(os.urandom(8), "big"))]
-    if start:
-        return future_leaf(d, ca, name, key, crt)
-    cmd += ["-days", str(days)]
-    sh(*cmd)
-    return str(crt), str(key)
-
-
-def future_leaf(d, ca, name, key, crt):
-    """A certificate whose validity starts next year (openssl ca can set a start date)."""
-    db = d / "ca.db"
-    db.write_text("")
-    (d / "ca.serial").write_text("1000\n")
-    conf = d / "ca.cnf"
-    conf.write_text(f"""[ca]
-default_ca = c
-[c]
-database = {db}
-serial = {d / 'ca.serial'}
-new_certs_dir = {d}
-default_md = sha256
-policy = p
-unique_subject = no
-[p]
-commonName = supplied
-""")
-    csr = d / "future.csr"
-    sh("openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr))
-    year = time.gmtime().tm_year + 1
-    sh("openssl", "ca", "-batch", "-config", str(conf), "-cert", ca[0], "-keyfile", ca[1],
-       "-in", str(csr), "-out", str(crt), "-startdate", f"{year}0101000000Z",
-       "-enddate", f"{year}1231000000Z", "-notext")
-    return str(crt), str(key)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    ca_key, ca_crt = d / "ca.key", d / "ca.crt"
-    sh("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-       "-out", str(ca_key))
-    sh("openssl", "req", "-x509", "-new", "-key", str(ca_key), "-subj", "/CN=hearth test CA",
-       "-days", "2", "-out", str(ca_crt))
-    ca = (str(ca_crt), str(ca_key))
-    p = {"ca": str(ca_crt), "dir": d}
-    p["a_ec"] = make_leaf(d, ca, "a.test", "ec", serial=1001)
-    p["a_rsa"] = make_leaf(d, ca, "a.test", "rsa", serial=1002)
-    p["b_ec"] = make_leaf(d, ca, "b.test", "ec", serial=2001)
-    p["a_ec2"] = make_leaf(d, ca, "a.test", "ec", serial=1003)
-    p["future"] = make_leaf(d, ca, "a.test", "ec", start="future")
-    p["ca_pair"] = ca
-    return p
-
-
-def serial_of(pem_bytes_or_der):
-    out = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=pem_bytes_or_der,
-                         capture_output=True, check=True).stdout.decode()
-    return int(out.strip().split("=")[1], 16)
-
 
 # ---------------------------------------------------------------------------------------------
 # content

@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import binary, free_port, port_open, read_until_close, wait_until  # noqa: E402
+from hearthkit.certs import make_cert  # noqa: E402
 
 SUPERVISOR = binary("supervisor", "supervisor")
 STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin.py")
@@ -221,15 +222,6 @@ def test_check_ok(stack):
     assert "ok" in r.stdout
 
 
-def key_pair(d, name):
-    """A self-signed certificate and its key, as name.pem and name.key in d."""
-    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-subj",
-                    "/CN=example.com", "-days", "2"], check=True, capture_output=True)
-    return cert, key
-
-
 def site_with_files(cert, key):
     return f"  - name: example.com\n    tls:\n      - cert: {cert}\n        key: {key}\n"
 
@@ -244,7 +236,7 @@ START_FAILURES = {
                    "ABI version"),
     "cert_missing": (lambda d: {"sites": site_with_files(f"{d}/missing.pem", f"{d}/missing.key")},
                      "edge", "No such file"),
-    "key_mismatch": (lambda d: {"sites": site_with_files(key_pair(d, "a")[0], key_pair(d, "b")[1])},
+    "key_mismatch": (lambda d: {"sites": site_with_files(make_cert(d, "a")[0], make_cert(d, "b")[1])},
                      "edge", "does not match"),
     "acme_without_agree_tos": (lambda d: {"sites": "  - name: www.example.com\n    tls: acme\n"},
                                "certd", "agree_tos"),
