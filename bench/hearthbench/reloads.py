@@ -106,10 +106,9 @@ class CertReloadSide:
 
 
 def start_edge(side, servers, port):
-    argv = servers.edge_argv() + [
-        "--https", f"127.0.0.1:{port}", "--server-name", "localhost",
-        "--cert", side.cert, "--key", side.key, "--static", f"/={servers.www}"]
-    side.server = servers.procs.start(argv, name="edge-reload")
+    side.server = servers.start_edge("edge-reload", "--server-name", "localhost",
+                                     "--cert", side.cert, "--key", side.key,
+                                     "--static", f"/={servers.www}", https="edge_reload")
     wait_answering(side.server, port, "/1k.html", tls=True)
 
 

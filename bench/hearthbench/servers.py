@@ -14,6 +14,7 @@ import shutil
 
 from . import material
 from hearthkit.certs import make_cert
+from hearthkit.edge import start_edge
 from hearthkit.ports import free_port
 from hearthkit.procs import SERVER_CPU, Processes, wait_answering
 
@@ -65,21 +66,21 @@ class Servers:
         self.running.clear()
 
     # --- hearth ---
-    def edge_argv(self):
-        return [os.path.join(self.build, "edge", "edge"), "--workers", str(self.workers),
-                "--keepalive-timeout", "600s", "--max-connections", "20000",
-                "--log-level", "warn"]
+    def start_edge(self, name, *args, http=None, https=None):
+        """The edge with the benchmark's settings and args, on the ports named http and https
+        (None: no such listener); returns its process once it listens."""
+        return start_edge(self.procs, "--keepalive-timeout", "600s", "--max-connections",
+                          "20000", "--log-level", "warn", *args,
+                          http=http and self.port(http), https=https and self.port(https),
+                          workers=self.workers, name=name, build=self.build).proc
 
     def _start_edge_static(self):
         # Site "localhost" has the certificate; site "127.0.0.1" (the Host wrk sends) has none,
         # so plain HTTP serves it rather than redirecting. Both serve the same directory.
-        argv = self.edge_argv() + [
-            "--http", f"127.0.0.1:{self.port('edge_http')}",
-            "--https", f"127.0.0.1:{self.port('edge_https')}",
-            "--server-name", "localhost", "--cert", self.cert, "--key", self.key,
-            "--static", f"/={self.www}",
-            "--server-name", "127.0.0.1", "--static", f"/={self.www}"]
-        s = self.procs.start(argv, name="edge-static")
+        s = self.start_edge("edge-static", "--server-name", "localhost", "--cert", self.cert,
+                            "--key", self.key, "--static", f"/={self.www}",
+                            "--server-name", "127.0.0.1", "--static", f"/={self.www}",
+                            http="edge_http", https="edge_https")
         wait_answering(s, self.port("edge_http"), "/1k.html")
         wait_answering(s, self.port("edge_https"), "/1k.html", tls=True)
         return s
@@ -121,11 +122,9 @@ class Servers:
         """The edge on HTTPS port `name` proxying to the running appserver `appserver`, whose
         Unix socket is sock(`sock`)."""
         self.get(appserver)
-        argv = self.edge_argv() + [
-            "--https", f"127.0.0.1:{self.port(name)}",
-            "--server-name", "localhost", "--cert", self.cert, "--key", self.key,
-            "--upstream", "unix:" + self.sock(sock)]
-        s = self.procs.start(argv, name=name.replace("_", "-"))
+        s = self.start_edge(name.replace("_", "-"), "--server-name", "localhost",
+                            "--cert", self.cert, "--key", self.key,
+                            "--upstream", "unix:" + self.sock(sock), https=name)
         wait_answering(s, self.port(name), tls=True)
         return s
 

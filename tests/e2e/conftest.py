@@ -11,6 +11,7 @@ import pytest
 
 # The helpers of tests and benchmarks are one package, tests/hearthkit.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import hearthkit.edge  # noqa: E402
 from hearthkit import BUILD, PYTHON, SOURCE, binary  # noqa: E402,F401
 from hearthkit.certs import make_ca, make_leaf, make_test_pki  # noqa: E402,F401
 from hearthkit.ports import free_port, port_open, unix_open  # noqa: E402,F401
@@ -67,6 +68,49 @@ def pki(tmp_path_factory):
     p["a_ec2"] = make_leaf(d, ca, "a.test", "ec", serial=1003)
     p["future"] = make_leaf(d, ca, "a.test", "ec", start="future")
     return p
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The edge tests' files: a static tree (www) with a file of each type, an index in a
+    subfolder, precompressed siblings, a symlink out of it and one inside it; a secret beside
+    it; an ACME webroot (acme) with one challenge."""
+    d = tmp_path_factory.mktemp("site")
+    www = d / "www"
+    (www / "sub").mkdir(parents=True)
+    (www / "index.html").write_text("<h1>home</h1>\n")
+    (www / "sub" / "index.html").write_text("<h1>sub</h1>\n")
+    (www / "style.css").write_text("body { color: red }\n")
+    (www / "app.js").write_text("console.log(1)\n")
+    (www / "data.json").write_text('{"a": 1}\n')
+    (www / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    (www / "digits.txt").write_text("0123456789" * 10)
+    (www / "page.html").write_text("plain page " * 20)
+    (www / "page.html.gz").write_bytes(b"GZ-VARIANT")
+    (www / "page.html.br").write_bytes(b"BR-VARIANT")
+    (www / "space name.txt").write_text("spaced\n")
+    (d / "secret.txt").write_text("TOP-SECRET\n")
+    os.symlink(d / "secret.txt", www / "escape.txt")
+    os.symlink("style.css", www / "inside-link.css")
+    acme = d / "acme"
+    (acme / ".well-known" / "acme-challenge").mkdir(parents=True)
+    (acme / ".well-known" / "acme-challenge" / "tok_EN-123").write_text("tok_EN-123.thumbprint")
+    (acme / "outside.txt").write_text("NOT-A-CHALLENGE")
+    return {"dir": d, "www": str(www), "acme": str(acme)}
+
+
+@pytest.fixture
+def start_edge(procs, pki, site):
+    """start_edge(*extra, https=True, workers=1, name="edge", sites=None, env=None): the edge
+    on free ports serving site a.test (pki's ECDSA certificate, the site's files under / and
+    /static/; or the site flags in sites), the ACME webroot, then the flags in extra."""
+    def start(*extra, https=True, workers=1, name="edge", sites=None, env=None):
+        if sites is None:
+            sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
+                     "--static", f"/static/={site['www']}", "--static", f"/={site['www']}"]
+        return hearthkit.edge.start_edge(procs, *sites, "--acme-webroot", site["acme"], *extra,
+                                         https=https, workers=workers, name=name, env=env)
+    return start
 
 
 # The example Flask site (examples/notes), served by each WSGI server the tests know: Debian's

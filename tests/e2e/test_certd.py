@@ -18,6 +18,7 @@ import pytest
 
 from conftest import binary, free_port, make_test_pki, port_open, wait_until
 from hearthkit.certs import openssl
+from hearthkit.edge import start_edge
 
 CERTD = binary("certd", "certd")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
@@ -831,32 +832,21 @@ def test_sigkilled_run_leaves_no_challenge_file_behind(make_pebble, tmp_path):
     silent.close()
 
 
-def start_edge(procs, pebble, name, *site):
-    """The real edge on Pebble's HTTP port, serving the challenge directory."""
-    e = procs.start([EDGE, "--workers", "1", "--http", f"127.0.0.1:{pebble.http_port}",
-                     "--acme-webroot", str(pebble.webroot), *site], name=name)
-    wait_until(lambda: port_open(pebble.http_port), timeout=5, what="edge")
-    return e
-
-
-def stop(proc):
-    proc.terminate()
-    proc.wait(timeout=5)
-
-
 def test_daemon_renewal_served_by_edge_without_failures(make_pebble, tmp_path, procs):
     p = make_pebble(challenge_server=False, validity=10)
     name = "edge.example.com"
-    edge = start_edge(procs, p, "edge-http", "--server-name", name)
+    # the real edge on Pebble's HTTP port, serving the challenge directory
+    edge = start_edge(procs, "--acme-webroot", str(p.webroot), "--server-name", name,
+                      http=p.http_port, https=None, name="edge-http")
     live = tmp_path / "certs" / name
     assert run(certd_args(p, tmp_path, "--issue", name), tmp_path).returncode == EXIT_OK
-    stop(edge)
+    edge.proc.stop(timeout=5)
     https = free_port()
-    edge = start_edge(procs, p, "edge", "--https", f"127.0.0.1:{https}", "--server-name", name,
-                      "--cert", str(live / "fullchain.pem"), "--key", str(live / "privkey.pem"))
-    wait_until(lambda: port_open(https), timeout=5, what="edge https")
+    edge = start_edge(procs, "--acme-webroot", str(p.webroot), "--server-name", name,
+                      "--cert", str(live / "fullchain.pem"), "--key", str(live / "privkey.pem"),
+                      http=p.http_port, https=https)
     pidfile = tmp_path / "edge.pid"
-    pidfile.write_text(f"{edge.pid}\n")
+    pidfile.write_text(f"{edge.proc.pid}\n")
     root = tmp_path / "root.pem"
     root.write_bytes(p.root_pem())
     ctx = ssl.create_default_context(cafile=str(root))

@@ -19,38 +19,9 @@ import pytest
 
 from conftest import binary, free_port, port_open, read_until_close, wait_until
 from hearthkit.certs import serial_of
+from hearthkit.edge import Edge
 
 EDGE = binary("edge", "edge")
-
-# ---------------------------------------------------------------------------------------------
-# content
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    d = tmp_path_factory.mktemp("site")
-    www = d / "www"
-    (www / "sub").mkdir(parents=True)
-    (www / "index.html").write_text("<h1>home</h1>\n")
-    (www / "sub" / "index.html").write_text("<h1>sub</h1>\n")
-    (www / "style.css").write_text("body { color: red }\n")
-    (www / "app.js").write_text("console.log(1)\n")
-    (www / "data.json").write_text('{"a": 1}\n')
-    (www / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
-    (www / "digits.txt").write_text("0123456789" * 10)
-    (www / "page.html").write_text("plain page " * 20)
-    (www / "page.html.gz").write_bytes(b"GZ-VARIANT")
-    (www / "page.html.br").write_bytes(b"BR-VARIANT")
-    (www / "space name.txt").write_text("spaced\n")
-    (d / "secret.txt").write_text("TOP-SECRET\n")
-    os.symlink(d / "secret.txt", www / "escape.txt")
-    os.symlink("style.css", www / "inside-link.css")
-    acme = d / "acme"
-    (acme / ".well-known" / "acme-challenge").mkdir(parents=True)
-    (acme / ".well-known" / "acme-challenge" / "tok_EN-123").write_text("tok_EN-123.thumbprint")
-    (acme / "outside.txt").write_text("NOT-A-CHALLENGE")
-    return {"dir": d, "www": str(www), "acme": str(acme)}
-
 
 # ---------------------------------------------------------------------------------------------
 # upstreams
@@ -239,34 +210,6 @@ def upstream(tmp_path):
 # the edge
 
 
-class Edge:
-    def __init__(self, proc, http_port, https_port, log):
-        self.proc, self.http, self.https, self.log_path = proc, http_port, https_port, log
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-
-def start_edge(procs, pki, site, *extra, https=True, workers="1", name="edge", sites=None,
-               env=None):
-    hp, sp = free_port(), free_port()
-    args = [EDGE, "--http", f"127.0.0.1:{hp}", "--workers", workers]
-    if https:
-        args += ["--https", f"127.0.0.1:{sp}"]
-    if sites is None:
-        sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
-                 "--static", f"/static/={site['www']}", "--static", f"/={site['www']}"]
-    args += sites + ["--acme-webroot", site["acme"]] + list(extra)
-    p = procs.start(args, name=name, env=env)
-    # the listeners are bound one after the other: wait for each one the test will use
-    ports = [hp, sp] if https else [hp]
-    wait_until(lambda: all(port_open(x) for x in ports) or p.poll() is not None,
-               what="edge listening")
-    assert p.poll() is None, procs.log(p)
-    return Edge(p, hp, sp, p.log_path)
-
-
 def client_ctx(pki, **kw):
     ctx = ssl.create_default_context(cafile=pki["ca"])
     for k, v in kw.items():
@@ -328,8 +271,8 @@ def curl(*args):
 # plain HTTP: redirects and ACME challenges
 
 
-def test_redirect_get_and_head_301_with_path_and_query(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_redirect_get_and_head_301_with_path_and_query(start_edge):
+    e = start_edge()
     for method in ("GET", "HEAD"):
         conn = http.client.HTTPConnection("127.0.0.1", e.http, timeout=5)
         conn.request(method, "/some/path?x=1&y=2", headers={"Host": "a.test"})
@@ -339,8 +282,8 @@ def test_redirect_get_and_head_301_with_path_and_query(procs, pki, site):
         assert r.getheader("Location") == f"https://a.test:{e.https}/some/path?x=1&y=2"
 
 
-def test_redirect_other_methods_308_and_host_header_ignored(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_redirect_other_methods_308_and_host_header_ignored(start_edge):
+    e = start_edge()
     resp = raw(e.http, b"POST /form?q=1 HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 3"
                        b"\r\n\r\nabc")
     assert status_of(resp) == 308
@@ -348,8 +291,8 @@ def test_redirect_other_methods_308_and_host_header_ignored(procs, pki, site):
     assert b"evil" not in resp
 
 
-def test_acme_challenge_served_and_token_charset_checked(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_acme_challenge_served_and_token_charset_checked(start_edge):
+    e = start_edge()
     r = curl(f"http://127.0.0.1:{e.http}/.well-known/acme-challenge/tok_EN-123", "-i")
     assert b" 200 " in r.stdout.split(b"\r\n")[0]
     assert r.stdout.endswith(b"tok_EN-123.thumbprint")
@@ -365,8 +308,8 @@ def test_acme_challenge_served_and_token_charset_checked(procs, pki, site):
 # static files
 
 
-def test_static_index_mime_and_directories(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_static_index_mime_and_directories(start_edge, pki):
+    e = start_edge()
     r, body = https_get(e, pki, "/")
     assert r.status == 200 and body == b"<h1>home</h1>\n"
     assert r.getheader("Content-Type") == "text/html; charset=utf-8"
@@ -389,8 +332,8 @@ def test_static_index_mime_and_directories(procs, pki, site):
     assert r.status == 405
 
 
-def test_static_etag_last_modified_304(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_static_etag_last_modified_304(start_edge, pki):
+    e = start_edge()
     r, _ = https_get(e, pki, "/style.css")
     etag, lm = r.getheader("ETag"), r.getheader("Last-Modified")
     assert etag and lm
@@ -405,8 +348,8 @@ def test_static_etag_last_modified_304(procs, pki, site):
     assert r.status == 200
 
 
-def test_static_ranges_206_and_416(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_static_ranges_206_and_416(start_edge, pki):
+    e = start_edge()
     digits = b"0123456789" * 10
     r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=10-19"})
     assert r.status == 206 and body == digits[10:20]
@@ -424,8 +367,8 @@ def test_static_ranges_206_and_416(procs, pki, site):
     # plain HTTP is all redirect, so sendfile ranges are checked on the plain static path below
 
 
-def test_static_precompressed_siblings_and_vary(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_static_precompressed_siblings_and_vary(start_edge, pki):
+    e = start_edge()
     r, body = https_get(e, pki, "/page.html", headers={"Accept-Encoding": "gzip, br"})
     assert body == b"BR-VARIANT" and r.getheader("Content-Encoding") == "br"
     assert r.getheader("Vary") == "Accept-Encoding"
@@ -438,10 +381,10 @@ def test_static_precompressed_siblings_and_vary(procs, pki, site):
     assert body.startswith(b"plain page")
 
 
-def test_static_cache_control(procs, pki, site):
+def test_static_cache_control(start_edge, pki, site):
     sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
              "--static", f"/assets/={site['www']}", "--cache-control", "public, max-age=3600"]
-    e = start_edge(procs, pki, site, sites=sites)
+    e = start_edge(sites=sites)
     r, _ = https_get(e, pki, "/assets/style.css")
     assert r.status == 200 and r.getheader("Cache-Control") == "public, max-age=3600"
 
@@ -456,8 +399,8 @@ TRAVERSALS = [
 ]
 
 
-def test_static_traversal_attempts_refused(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_static_traversal_attempts_refused(start_edge, pki):
+    e = start_edge()
     tls = client_ctx(pki)
     for t in TRAVERSALS:
         resp = raw(e.https, b"GET " + t + b" HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
@@ -477,8 +420,8 @@ def s_client(port, *args, servername="a.test", data=b"", timeout=10):
     return subprocess.run(cmd, input=data, capture_output=True, timeout=timeout)
 
 
-def test_tls_old_versions_refused_new_ones_work(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_tls_old_versions_refused_new_ones_work(start_edge, pki):
+    e = start_edge()
     for flag in ("-tls1", "-tls1_1"):
         r = s_client(e.https, flag, "-cipher", "DEFAULT:@SECLEVEL=0")
         assert b"Cipher is (NONE)" in r.stdout or r.returncode != 0, flag
@@ -487,12 +430,12 @@ def test_tls_old_versions_refused_new_ones_work(procs, pki, site):
         assert r.returncode == 0 and name in r.stdout, r.stdout[-500:]
 
 
-def test_tls_sni_picks_site_and_ecdsa_rsa_side_by_side(procs, pki, site):
+def test_tls_sni_picks_site_and_ecdsa_rsa_side_by_side(start_edge, pki, site):
     sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
              "--cert", pki["a_rsa"][0], "--key", pki["a_rsa"][1], "--static", f"/={site['www']}",
              "--server-name", "b.test", "--cert", pki["b_ec"][0], "--key", pki["b_ec"][1],
              "--static", f"/={site['www']}/sub"]
-    e = start_edge(procs, pki, site, sites=sites)
+    e = start_edge(sites=sites)
     for name, serial in (("a.test", 1001), ("b.test", 2001)):
         with socket.create_connection(("127.0.0.1", e.https)) as s:
             with client_ctx(pki).wrap_socket(s, server_hostname=name) as t:
@@ -504,8 +447,8 @@ def test_tls_sni_picks_site_and_ecdsa_rsa_side_by_side(procs, pki, site):
     assert body == b"<h1>sub</h1>\n"
 
 
-def test_tls_alpn_http11(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_tls_alpn_http11(start_edge, pki):
+    e = start_edge()
     ctx = client_ctx(pki)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
     with socket.create_connection(("127.0.0.1", e.https)) as s:
@@ -513,8 +456,8 @@ def test_tls_alpn_http11(procs, pki, site):
             assert t.selected_alpn_protocol() == "http/1.1"
 
 
-def test_tls_session_resumption_across_workers(procs, pki, site, tmp_path):
-    e = start_edge(procs, pki, site, workers="2")
+def test_tls_session_resumption_across_workers(start_edge, tmp_path):
+    e = start_edge(workers="2")
     sess = tmp_path / "sess.pem"
     # A request makes s_client stay until the answer, after the TLS 1.3 tickets arrived.
     req = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
@@ -540,8 +483,8 @@ def test_tls_session_resumption_across_workers(procs, pki, site, tmp_path):
 # limits and timeouts
 
 
-def test_header_timeout_closes_slow_client(procs, pki, site):
-    e = start_edge(procs, pki, site, "--header-timeout", "1s")
+def test_header_timeout_closes_slow_client(start_edge):
+    e = start_edge("--header-timeout", "1s")
     s = socket.create_connection(("127.0.0.1", e.http), timeout=5)
     s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n")
     t0 = time.monotonic()
@@ -549,8 +492,8 @@ def test_header_timeout_closes_slow_client(procs, pki, site):
     assert 0.8 < time.monotonic() - t0 < 3
 
 
-def test_keepalive_timeout_closes_idle_connection(procs, pki, site):
-    e = start_edge(procs, pki, site, "--keepalive-timeout", "1s")
+def test_keepalive_timeout_closes_idle_connection(start_edge):
+    e = start_edge("--keepalive-timeout", "1s")
     s = socket.create_connection(("127.0.0.1", e.http), timeout=5)
     s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
     time.sleep(0.2)
@@ -561,8 +504,8 @@ def test_keepalive_timeout_closes_idle_connection(procs, pki, site):
     assert 0.6 < time.monotonic() - t0 < 3
 
 
-def test_keepalive_and_pipelining(procs, pki, site):
-    e = start_edge(procs, pki, site)
+def test_keepalive_and_pipelining(start_edge, pki):
+    e = start_edge()
     req = b"GET /style.css HTTP/1.1\r\nHost: a.test\r\n\r\n"
     resp = raw(e.https, req * 3 + b"GET /app.js HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
                tls=client_ctx(pki))
@@ -570,10 +513,10 @@ def test_keepalive_and_pipelining(procs, pki, site):
     assert resp.endswith(b"console.log(1)\n")
 
 
-def test_body_too_large_413_and_header_too_large_431(procs, pki, site, upstream):
+def test_body_too_large_413_and_header_too_large_431(start_edge, pki, upstream):
     sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
              "--upstream", f"unix:{upstream}"]
-    e = start_edge(procs, pki, site, "--max-body-size", "1k", "--max-header-size", "2k",
+    e = start_edge("--max-body-size", "1k", "--max-header-size", "2k",
                    sites=sites)
     tls = client_ctx(pki)
     resp = raw(e.https, b"POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5000\r\n\r\n",
@@ -590,11 +533,11 @@ def test_body_too_large_413_and_header_too_large_431(procs, pki, site, upstream)
 
 
 def test_max_connections_sheds_idle_then_oldest_head_and_waits_only_when_all_are_busy(
-        procs, pki, site, upstream):
+        start_edge, pki, upstream):
     """A full worker makes room for a newcomer by closing an idle keep-alive connection, else the
     one that has waited longest for its request head; only while every slot serves a request does
     the newcomer wait in the backlog (it used to wait there whatever the slots were doing)."""
-    e = start_edge(procs, pki, site, "--max-connections", "3",
+    e = start_edge("--max-connections", "3",
                    sites=proxy_sites(pki, f"unix:{upstream}"))
 
     def connect():
@@ -639,13 +582,14 @@ def test_max_connections_sheds_idle_then_oldest_head_and_waits_only_when_all_are
         b.close()
 
 
-def test_slowloris_crowd_shed_and_summarised_while_a_normal_client_is_served(procs, pki, site):
+def test_slowloris_crowd_shed_and_summarised_while_a_normal_client_is_served(
+        start_edge, procs, pki):
     """300 connections that never finish their head, against 100 slots: each newcomer takes the
     slot of the oldest of them, so a normal client is served at once; while the worker is under
     pressure (75 of its 100 slots) the rest are closed at the short pressure_header_timeout, not
     the 60 s header_timeout (once enough have gone, the pressure and the short timeout end: the
     last few may keep the normal one); one log line for the interval counts all of it."""
-    e = start_edge(procs, pki, site, "--max-connections", "100", "--pressure-header-timeout",
+    e = start_edge("--max-connections", "100", "--pressure-header-timeout",
                    "1s", "--pressure-log-interval", "3s")
     slow = []
     for _ in range(300):
@@ -708,10 +652,10 @@ SMUGGLING = [
 ]
 
 
-def test_hostile_requests_refused_and_process_survives(procs, pki, site, upstream):
+def test_hostile_requests_refused_and_process_survives(start_edge, pki, upstream):
     sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
              "--upstream", f"unix:{upstream}"]
-    e = start_edge(procs, pki, site, "--header-timeout", "1s", sites=sites)
+    e = start_edge("--header-timeout", "1s", sites=sites)
     tls = client_ctx(pki)
     for bad in SMUGGLING:
         for port, t in ((e.http, None), (e.https, tls)):
@@ -728,12 +672,12 @@ def test_hostile_requests_refused_and_process_survives(procs, pki, site, upstrea
     assert r.status == 200
 
 
-def test_bytes_that_cannot_start_a_request_are_refused_at_once(procs, pki, site):
+def test_bytes_that_cannot_start_a_request_are_refused_at_once(start_edge, pki):
     """300 random bytes without a line end used to hold a connection for the header timeout;
     nginx answers 400 at the first byte that cannot begin a request line, and so does the edge.
     A CR or LF first is still waited on: a request line may follow an empty line."""
     import random
-    e = start_edge(procs, pki, site)
+    e = start_edge()
     rnd = random.Random(13)
     garbage = bytes(b for b in rnd.randbytes(600) if b not in b"\r\n")[:300]
     tls = client_ctx(pki)
@@ -752,8 +696,8 @@ def statuses(resp):
     return [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", resp)]
 
 
-def test_http10_without_host_empty_lines_and_400_closes(procs, pki, site, upstream):
-    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+def test_http10_without_host_empty_lines_and_400_closes(start_edge, pki, upstream):
+    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
     tls = client_ctx(pki)
     # HTTP/1.0 needs no Host; the request goes upstream as HTTP/1.1, which does
     resp = raw(e.https, b"GET /echo HTTP/1.0\r\n\r\n", tls=tls)
@@ -785,8 +729,8 @@ def proxy_sites(pki, *upstreams):
     return s
 
 
-def test_proxy_forwarded_headers_and_hop_by_hop(procs, pki, site, upstream):
-    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+def test_proxy_forwarded_headers_and_hop_by_hop(start_edge, pki, upstream):
+    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
     r, body = https_get(e, pki, "/echo?q=1", headers={
         "X-Forwarded-For": "203.0.113.7", "Connection": "keep-alive, X-Drop-Me",
         "X-Drop-Me": "1", "Keep-Alive": "timeout=9", "TE": "trailers", "X-Keep": "k",
@@ -807,8 +751,8 @@ def test_proxy_forwarded_headers_and_hop_by_hop(procs, pki, site, upstream):
     assert r.getheader("X-Secret-Hop") is None and r.getheader("Keep-Alive") is None
 
 
-def test_proxy_keepalive_pool_reuses_upstream_connections(procs, pki, site, upstream):
-    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+def test_proxy_keepalive_pool_reuses_upstream_connections(start_edge, pki, upstream):
+    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
     for _ in range(10):
         r, _ = https_get(e, pki, "/echo")
         assert r.status == 200
@@ -816,8 +760,8 @@ def test_proxy_keepalive_pool_reuses_upstream_connections(procs, pki, site, upst
     assert len(Upstream.connections) <= 2, Upstream.connections
 
 
-def test_proxy_chunked_request_body_and_head(procs, pki, site, upstream):
-    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+def test_proxy_chunked_request_body_and_head(start_edge, pki, upstream):
+    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
 
     def gen():
         for i in range(50):
@@ -840,8 +784,8 @@ def test_proxy_chunked_request_body_and_head(procs, pki, site, upstream):
     assert len(r.read()) == 300000
 
 
-def test_proxy_502_when_upstream_is_down(procs, pki, site, tmp_path):
-    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{tmp_path}/none.sock"))
+def test_proxy_502_when_upstream_is_down(start_edge, pki, tmp_path):
+    e = start_edge(sites=proxy_sites(pki, f"unix:{tmp_path}/none.sock"))
     for _ in range(20):
         r, body = https_get(e, pki, "/anything")
         assert r.status == 502
@@ -849,8 +793,8 @@ def test_proxy_502_when_upstream_is_down(procs, pki, site, tmp_path):
     assert e.log().count("skipping it for") == 1, e.log()
 
 
-def test_proxy_504_on_upstream_timeout(procs, pki, site, upstream):
-    e = start_edge(procs, pki, site, "--proxy-read-timeout", "1s",
+def test_proxy_504_on_upstream_timeout(start_edge, pki, upstream):
+    e = start_edge("--proxy-read-timeout", "1s",
                    sites=proxy_sites(pki, f"unix:{upstream}"))
     t0 = time.monotonic()
     r, _ = https_get(e, pki, "/slow?t=3")
@@ -876,12 +820,12 @@ def garbage_upstream(path, reply):
     return srv
 
 
-def test_proxy_502_on_garbage_or_early_close(procs, pki, site, tmp_path):
+def test_proxy_502_on_garbage_or_early_close(start_edge, pki, tmp_path):
     for i, reply in enumerate([b"NOT HTTP AT ALL\r\n\r\n", b"", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
                                b"Transfer-Encoding: chunked\r\n\r\n", b"HTTP/1.1 2000 OK\r\n\r\n"]):
         path = str(tmp_path / f"g{i}.sock")
         srv = garbage_upstream(path, reply)
-        e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{path}"), name=f"edge{i}")
+        e = start_edge(sites=proxy_sites(pki, f"unix:{path}"), name=f"edge{i}")
         for _ in range(5):
             r, _ = https_get(e, pki, "/x")
             assert r.status == 502, reply
@@ -890,12 +834,12 @@ def test_proxy_502_on_garbage_or_early_close(procs, pki, site, tmp_path):
         srv.close()
 
 
-def test_proxy_round_robin_skips_failed_upstream(procs, pki, site, tmp_path):
+def test_proxy_round_robin_skips_failed_upstream(start_edge, pki, tmp_path):
     Upstream.connections = []
     a = start_upstream(tmp_path / "a.sock", "A")
     b = start_upstream(tmp_path / "b.sock", "B")
     dead = f"unix:{tmp_path}/dead.sock"
-    e = start_edge(procs, pki, site, "--upstream-fail-timeout", "30s",
+    e = start_edge("--upstream-fail-timeout", "30s",
                    sites=proxy_sites(pki, f"unix:{tmp_path}/a.sock", dead,
                                      f"unix:{tmp_path}/b.sock"))
     who = []
@@ -908,19 +852,19 @@ def test_proxy_round_robin_skips_failed_upstream(procs, pki, site, tmp_path):
     a.shutdown(), b.shutdown(), a.server_close(), b.server_close()
 
 
-def test_proxy_tcp_upstream(procs, pki, site):
+def test_proxy_tcp_upstream(start_edge, pki):
     srv = TcpHTTPServer(("127.0.0.1", 0), Upstream)
     srv.name = "tcp"
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"127.0.0.1:{srv.server_address[1]}"))
+    e = start_edge(sites=proxy_sites(pki, f"127.0.0.1:{srv.server_address[1]}"))
     r, body = https_get(e, pki, "/echo")
     assert r.status == 200 and json.loads(body)["who"] == "tcp"
     srv.shutdown()
     srv.server_close()
 
 
-def test_websocket_echo_through_tunnel(procs, pki, site, upstream):
-    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+def test_websocket_echo_through_tunnel(start_edge, pki, upstream):
+    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
     s = client_ctx(pki).wrap_socket(socket.create_connection(("127.0.0.1", e.https), timeout=5),
                                     server_hostname="a.test")
     key = base64.b64encode(os.urandom(16)).decode()
@@ -941,11 +885,11 @@ def test_websocket_echo_through_tunnel(procs, pki, site, upstream):
 # listeners
 
 
-def test_ipv6_listener(procs, pki, site):
+def test_ipv6_listener(start_edge):
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     port = free_port()
-    e = start_edge(procs, pki, site, "--http", f"[::1]:{port}")
+    e = start_edge("--http", f"[::1]:{port}")
     r = curl("-g", "-i", f"http://[::1]:{port}/x", "-H", "Host: a.test")
     assert r.stdout.startswith(b"HTTP/1.1 301"), r
 
@@ -972,7 +916,7 @@ def test_inherited_listen_fds(procs, pki, site):
                     pass_fds=(plain.fileno(), tls.fileno()))
     plain.close()
     tls.close()
-    e = Edge(p, hp, sp, p.log_path)
+    e = Edge(p, hp, sp)
     wait_until(lambda: "listening" in e.log() or p.poll() is not None)
     assert status_of(raw(hp, b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")) == 301
     r, body = https_get(e, pki, "/")
@@ -989,14 +933,14 @@ def handshake_serial(port, host="a.test", ctx=None):
             return serial_of(ssl.DER_cert_to_PEM_cert(t.getpeercert(True)).encode())
 
 
-def test_sighup_reload_under_load_and_broken_cert_refused(procs, pki, site, tmp_path):
+def test_sighup_reload_under_load_and_broken_cert_refused(start_edge, pki, site, tmp_path):
     import shutil
     crt, key = tmp_path / "live.crt", tmp_path / "live.key"
     shutil.copy(pki["a_ec"][0], crt)
     shutil.copy(pki["a_ec"][1], key)
     sites = ["--server-name", "a.test", "--cert", str(crt), "--key", str(key),
              "--static", f"/={site['www']}"]
-    e = start_edge(procs, pki, site, sites=sites, workers="2")
+    e = start_edge(sites=sites, workers="2")
     ctx = client_ctx(pki)
     assert handshake_serial(e.https, ctx=ctx) == 1001
     stop, results = threading.Event(), {"ok": 0, "fail": 0, "serials": set()}
@@ -1046,8 +990,8 @@ def test_sighup_reload_under_load_and_broken_cert_refused(procs, pki, site, tmp_
     keep.close()
 
 
-def test_sigterm_finishes_inflight_then_exits(procs, pki, site, upstream):
-    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+def test_sigterm_finishes_inflight_then_exits(start_edge, pki, upstream):
+    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
     idle = socket.create_connection(("127.0.0.1", e.http))
     result = {}
 
@@ -1065,9 +1009,9 @@ def test_sigterm_finishes_inflight_then_exits(procs, pki, site, upstream):
     assert e.proc.wait(timeout=5) == 0
 
 
-def test_access_log_combined_and_usr1_reopen(procs, pki, site, tmp_path):
+def test_access_log_combined_and_usr1_reopen(start_edge, pki, tmp_path):
     log = tmp_path / "access.log"
-    e = start_edge(procs, pki, site, "--access-log", str(log))
+    e = start_edge("--access-log", str(log))
     https_get(e, pki, "/style.css", headers={"User-Agent": 'agent "quoted"', "Referer": "http://r/"})
     raw(e.http, b"GET /x?y HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
     wait_until(lambda: log.exists() and log.read_text().count("\n") >= 2)
@@ -1084,11 +1028,11 @@ def test_access_log_combined_and_usr1_reopen(procs, pki, site, tmp_path):
     assert "app.js" not in open(str(log) + ".1").read()
 
 
-def test_access_log_json_and_hsts(procs, pki, site, tmp_path):
+def test_access_log_json_and_hsts(start_edge, pki, site, tmp_path):
     log = tmp_path / "access.json"
     sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
              "--static", f"/={site['www']}", "--hsts", "180d"]
-    e = start_edge(procs, pki, site, "--access-log", str(log), "--access-log-format", "json",
+    e = start_edge("--access-log", str(log), "--access-log-format", "json",
                    sites=sites)
     r, _ = https_get(e, pki, "/data.json")
     assert r.getheader("Strict-Transport-Security") == "max-age=15552000; includeSubDomains"
@@ -1134,7 +1078,7 @@ sites:
     p = procs.start([EDGE, "--config", str(cfg)])
     wait_until(lambda: port_open(sp) or p.poll() is not None)
     assert p.poll() is None, procs.log(p)
-    e = Edge(p, hp, sp, p.log_path)
+    e = Edge(p, hp, sp)
     r, _ = https_get(e, pki, "/assets/style.css")
     assert r.status == 200 and r.getheader("Cache-Control") == "max-age=60"
     assert r.getheader("Strict-Transport-Security").startswith("max-age=86400")
@@ -1224,10 +1168,10 @@ sites:
     assert p.poll() is None
 
 
-def test_root_static_prefix_falls_through_to_upstream(procs, pki, site, tmp_path, upstream):
+def test_root_static_prefix_falls_through_to_upstream(start_edge, pki, site, tmp_path, upstream):
     """static prefix "/" with upstreams: files where they exist, the application for the rest
     (nginx's try_files $uri @app), so a site's pages and its /api/ both work."""
-    e = start_edge(procs, pki, site, sites=[
+    e = start_edge(sites=[
         "--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
         "--static", f"/={site['www']}", "--upstream", f"unix:{upstream}"])
     r, body = https_get(e, pki, "/")
@@ -1264,8 +1208,8 @@ SMALL_QUARANTINE = {"ASAN_OPTIONS": ":".join(
     x for x in (os.environ.get("ASAN_OPTIONS", ""), "quarantine_size_mb=1") if x)}
 
 
-def test_100mb_upload_and_download_streamed_with_bounded_rss(procs, pki, site, upstream, tmp_path):
-    e = start_edge(procs, pki, site, "--max-body-size", "200m",
+def test_100mb_upload_and_download_streamed_with_bounded_rss(start_edge, pki, upstream, tmp_path):
+    e = start_edge("--max-body-size", "200m",
                    sites=proxy_sites(pki, f"unix:{upstream}"), env=SMALL_QUARANTINE)
     base = rss_kb(e.proc.pid)
     big = tmp_path / "big.bin"
@@ -1286,10 +1230,10 @@ def test_100mb_upload_and_download_streamed_with_bounded_rss(procs, pki, site, u
     assert peak - base < 32 * 1024, (base, peak)
 
 
-def test_slow_reader_backpressure_keeps_memory_flat(procs, pki, site, upstream):
+def test_slow_reader_backpressure_keeps_memory_flat(start_edge, pki, upstream):
     """The upstream can send 100 MB at once; a client that reads slowly must not make the edge
     buffer it."""
-    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"),
+    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"),
                    env=SMALL_QUARANTINE)
     base = rss_kb(e.proc.pid)
     s = client_ctx(pki).wrap_socket(socket.create_connection(("127.0.0.1", e.https), timeout=10),
@@ -1314,13 +1258,13 @@ def sanitized_build():
     return "libasan" in r.stdout
 
 
-def test_memory_given_back_after_a_burst_of_connections(procs, pki, site):
+def test_memory_given_back_after_a_burst_of_connections(start_edge, pki):
     """400 TLS connections, each served a request and kept open, then closed: the worker's RSS
     goes back to within 25% of what it was before the burst, within a few seconds (it used to
     keep its peak for good: glibc gives back only the top of the heap)."""
     if sanitized_build():
         pytest.skip("RSS under ASan is the sanitizer's")
-    e = start_edge(procs, pki, site, "--max-connections", "1000")
+    e = start_edge("--max-connections", "1000")
     for _ in range(5):  # the first handshakes set up OpenSSL's caches for good
         https_get(e, pki, "/")
     base = rss_kb(e.proc.pid)
@@ -1334,12 +1278,12 @@ def test_memory_given_back_after_a_burst_of_connections(procs, pki, site):
                what=f"RSS back near {base} KiB from {peak} KiB")
 
 
-def test_500_slowloris_connections_do_not_block_others(procs, pki, site):
+def test_500_slowloris_connections_do_not_block_others(start_edge, pki):
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1200:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
-    e = start_edge(procs, pki, site, "--header-timeout", "2s", "--max-connections", "2000")
+    e = start_edge("--header-timeout", "2s", "--max-connections", "2000")
     slow = []
     for _ in range(250):
         for port in (e.http, e.https):
@@ -1370,14 +1314,14 @@ def test_500_slowloris_connections_do_not_block_others(procs, pki, site):
 # testssl.sh
 
 
-def test_testssl_reports_no_weakness(procs, pki, site):
+def test_testssl_reports_no_weakness(start_edge, pki, site):
     import shutil
     exe = shutil.which("testssl") or shutil.which("testssl.sh")
     if not exe:
         pytest.skip("testssl.sh is not installed")
     sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
              "--cert", pki["a_rsa"][0], "--key", pki["a_rsa"][1], "--static", f"/={site['www']}"]
-    e = start_edge(procs, pki, site, sites=sites)
+    e = start_edge(sites=sites)
     r = subprocess.run([exe, "--quiet", "--color", "0", "--warnings", "off", "--openssl-timeout",
                         "5", "-p", "-s", "-U", f"127.0.0.1:{e.https}"],
                        capture_output=True, timeout=100)
@@ -1390,15 +1334,15 @@ def test_testssl_reports_no_weakness(procs, pki, site):
     assert "TLS 1.2    offered (OK)" in out and "TLS 1.3    offered (OK)" in out
 
 
-def test_plain_site_without_tls_serves_static_with_sendfile_and_proxies(procs, pki, site, upstream,
-                                                                         tmp_path):
+def test_plain_site_without_tls_serves_static_with_sendfile_and_proxies(
+        start_edge, upstream, tmp_path):
     www = tmp_path / "plain"
     www.mkdir()
     blob = os.urandom(1 << 20) * 20
     (www / "blob.bin").write_bytes(blob)
     sites = ["--server-name", "plain.test", "--static", f"/files/={www}",
              "--upstream", f"unix:{upstream}"]
-    e = start_edge(procs, pki, site, sites=sites, https=False)
+    e = start_edge(sites=sites, https=False)
     url = f"http://127.0.0.1:{e.http}"
     r = curl("-H", "Host: plain.test", "-o", str(tmp_path / "out.bin"), "-w", "%{http_code}",
              f"{url}/files/blob.bin")
@@ -1413,8 +1357,8 @@ def test_plain_site_without_tls_serves_static_with_sendfile_and_proxies(procs, p
     assert r.stdout == b"tok_EN-123.thumbprint"
 
 
-def test_http10_client_gets_dechunked_body(procs, pki, site, upstream):
-    e = start_edge(procs, pki, site, sites=proxy_sites(pki, f"unix:{upstream}"))
+def test_http10_client_gets_dechunked_body(start_edge, pki, upstream):
+    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
     resp = raw(e.https, b"GET /big?n=70000&chunked HTTP/1.0\r\nHost: a.test\r\n\r\n",
                tls=client_ctx(pki))
     head, _, body = resp.partition(b"\r\n\r\n")
@@ -1449,12 +1393,12 @@ sites:
     assert status_of(resp) in (404, 502)
 
 
-def test_sd_notify_ready_reloading_stopping(procs, pki, site, tmp_path):
+def test_sd_notify_ready_reloading_stopping(start_edge, tmp_path):
     path = str(tmp_path / "notify.sock")
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     srv.bind(path)
     srv.settimeout(5)
-    e = start_edge(procs, pki, site, env={"NOTIFY_SOCKET": path})
+    e = start_edge(env={"NOTIFY_SOCKET": path})
     assert b"READY=1" in srv.recv(4096)
     e.proc.send_signal(signal.SIGHUP)
     assert b"RELOADING=1" in srv.recv(4096)
@@ -1495,12 +1439,11 @@ class Vanishing(socketserver.StreamRequestHandler):
             first = False
 
 
-def test_proxy_retries_once_when_a_reused_connection_closes_unanswered(procs, pki, site,
-                                                                       tmp_path):
+def test_proxy_retries_once_when_a_reused_connection_closes_unanswered(start_edge, tmp_path):
     Vanishing.attempts = []
     srv = UnixHTTPServer(str(tmp_path / "v.sock"), Vanishing)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    e = start_edge(procs, pki, site, https=False,
+    e = start_edge(https=False,
                    sites=["--server-name", "a.test", "--upstream", f"unix:{tmp_path}/v.sock"])
 
     def ask(method, path, body=None):
@@ -1530,14 +1473,14 @@ def test_proxy_retries_once_when_a_reused_connection_closes_unanswered(procs, pk
 APPSERVER = binary("appserver", "appserver")
 
 
-def test_proxy_through_appserver_reloads_fails_no_request(procs, pki, site, tmp_path):
+def test_proxy_through_appserver_reloads_fails_no_request(start_edge, procs, tmp_path):
     """Each appserver HUP ends the old workers, which close their idle keep-alive connections
     while the edge may be sending a request on one."""
     sock = str(tmp_path / "app.sock")
     app = procs.start([APPSERVER, "-b", "unix:" + sock, "-w", "2",
                        binary("appserver", "mod_v1.so")], name="appserver")
     wait_until(lambda: "serving (" in procs.log(app), what="appserver up")
-    e = start_edge(procs, pki, site, https=False,
+    e = start_edge(https=False,
                    sites=["--server-name", "a.test", "--upstream", f"unix:{sock}"])
     # an HTTP/1.0 client without Host is served (the appserver requires Host of HTTP/1.1)
     assert status_of(raw(e.http, b"GET / HTTP/1.0\r\n\r\n")) == 200
@@ -1625,8 +1568,8 @@ def alive(pid):
         return False
 
 
-def test_workers_stop_when_the_master_is_killed(procs, pki, site):
-    e = start_edge(procs, pki, site, workers="2")
+def test_workers_stop_when_the_master_is_killed(start_edge):
+    e = start_edge(workers="2")
     workers = set()
 
     def both_up():
