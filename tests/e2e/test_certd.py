@@ -16,9 +16,10 @@ import urllib.request
 
 import pytest
 
-from conftest import binary, free_port, make_test_pki, port_open, wait_until
+from conftest import binary, free_port, make_test_pki, wait_until
 from hearthkit.certs import openssl
 from hearthkit.edge import start_edge
+from hearthkit.pebble import Pebble
 
 CERTD = binary("certd", "certd")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
@@ -43,111 +44,24 @@ def tls_files(tmp_path_factory):
                          "IP:127.0.0.1")
 
 
-EDGE = binary("edge", "edge")
-
-
-def serve_webroot(webroot, port, log_path):
-    """The HTTP server Pebble fetches challenges from: the real edge with no site at all, serving
-    WEBROOT/.well-known/acme-challenge/ for any Host on port, as it does for certd in the stack."""
-    log = open(log_path, "ab")
-    p = subprocess.Popen([EDGE, "--workers", "1", "--http", f"127.0.0.1:{port}",
-                          "--acme-webroot", str(webroot)], stdout=log, stderr=subprocess.STDOUT)
-    wait_until(lambda: port_open(port), timeout=5, what="the edge serving challenges")
-    return p
-
-
-class Pebble:
-    """Pebble + pebble-challtestsrv + the edge serving challenges, on free loopback ports."""
-
-    def __init__(self, base, tls, validity=3600, eab=None):
-        self.base = base
-        self.tls = tls
-        self.port, self.mgmt, self.http_port, self.dns = (free_port() for _ in range(4))
-        self.webroot = base / "www"
-        self.webroot.mkdir(parents=True, exist_ok=True)
-        cfg = {"pebble": {
-            "listenAddress": f"127.0.0.1:{self.port}",
-            "managementListenAddress": f"127.0.0.1:{self.mgmt}",
-            "certificate": str(tls / "cert.pem"), "privateKey": str(tls / "key.pem"),
-            "httpPort": self.http_port, "tlsPort": free_port(), "ocspResponderURL": "",
-            "externalAccountBindingRequired": bool(eab),
-            "externalAccountMACKeys": eab or {},
-            "certificateValidityPeriod": validity}}
-        self.config = base / "pebble.json"
-        self.config.write_text(json.dumps(cfg))
-        self.procs = []
-        self.pebble = None
-        self.ctx = ssl.create_default_context(cafile=str(tls / "ca.pem"))
-
-    @property
-    def url(self):
-        return f"https://127.0.0.1:{self.port}/dir"
-
-    def _spawn(self, args, name, env=None):
-        log = open(self.base / f"{name}.log", "ab")
-        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                             env=dict(os.environ, **(env or {})))
-        self.procs.append(p)
-        return p
-
-    def start(self, challenge_server=True):
-        self._spawn(["pebble-challtestsrv", "-dns01", f"127.0.0.1:{self.dns}", "-http01", "",
-                     "-https01", "", "-tlsalpn01", "", "-management",
-                     f"127.0.0.1:{free_port()}", "-defaultIPv4", "127.0.0.1",
-                     "-defaultIPv6", ""], "challtestsrv")
-        if challenge_server:
-            self.procs.append(serve_webroot(self.webroot, self.http_port, self.base / "www.log"))
-        self.start_pebble()
-        return self
-
-    def start_pebble(self):
-        self.pebble = self._spawn(
-            ["pebble", "-config", str(self.config), "-dnsserver", f"127.0.0.1:{self.dns}"],
-            "pebble", env={"PEBBLE_WFE_NONCEREJECT": "20", "PEBBLE_VA_NOSLEEP": "1"})
-        wait_until(lambda: port_open(self.port) and port_open(self.mgmt), timeout=15,
-                   what="pebble")
-
-    def stop_pebble(self):
-        self.pebble.terminate()
-        self.pebble.wait(timeout=5)
-
-    def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-    def mgmt_get(self, path):
-        with urllib.request.urlopen(f"https://127.0.0.1:{self.mgmt}{path}", context=self.ctx,
-                                    timeout=5) as r:
-            return r.read()
-
-    def root_pem(self):
-        return self.mgmt_get("/roots/0")
-
-    def cert_status(self, serial):
-        return json.loads(self.mgmt_get(f"/cert-status-by-serial/{serial}"))
-
-
 @pytest.fixture(scope="module")
 def pebble(tmp_path_factory, tls_files):
-    p = Pebble(tmp_path_factory.mktemp("pebble"), tls_files).start()
+    """Pebble for the module: nonce rejection on, the real edge serving its challenges."""
+    p = Pebble(tmp_path_factory.mktemp("pebble"), challenges="edge", tls=tls_files,
+               validity=3600)
     yield p
     p.stop()
 
 
 @pytest.fixture
 def make_pebble(tmp_path, tls_files):
+    """make_pebble(challenge_server=True, validity=3600, eab=None): a Pebble of the test's own;
+    without challenge_server, the test serves Pebble's challenges (on p.http_port) itself."""
     started = []
 
-    def make(challenge_server=True, **kw):
-        p = Pebble(tmp_path / f"pebble{len(started)}", tls_files, **kw)
-        p.start(challenge_server)
+    def make(challenge_server=True, validity=3600, **kw):
+        p = Pebble(tmp_path / f"pebble{len(started)}", tls=tls_files, validity=validity,
+                   challenges="edge" if challenge_server else None, **kw)
         started.append(p)
         return p
 
@@ -157,7 +71,7 @@ def make_pebble(tmp_path, tls_files):
 
 
 def certd_args(pebble, state, *extra):
-    return [CERTD, "--server", pebble.url, "--ca-bundle", str(pebble.tls / "ca.pem"),
+    return [CERTD, "--server", pebble.directory, "--ca-bundle", str(pebble.tls / "ca.pem"),
             "--webroot", str(pebble.webroot), "--cert-dir", str(state / "certs"),
             "--agree-tos", "--email", "admin@example.com", *extra]
 
@@ -271,8 +185,8 @@ def test_ca_tls_is_verified(pebble, tmp_path):
 
 def test_failed_validation_removes_challenges(make_pebble, tmp_path):
     p = make_pebble()
-    p.procs[1].terminate()  # no challenge server: validation fails
-    p.procs[1].wait()
+    p.challenge_server.terminate()  # no challenge server: validation fails
+    p.challenge_server.wait()
     r = run(certd_args(p, tmp_path, "--issue", "fail.example.com"), tmp_path)
     assert r.returncode == EXIT_FAIL
     assert "connection" in r.stderr
@@ -384,7 +298,7 @@ def test_config_file(pebble, tmp_path):
     cfg.write_text(f"""
 state_dir: {state}
 certd:
-  server: {pebble.url}
+  server: {pebble.directory}
   ca_bundle: {pebble.tls / 'ca.pem'}
   agree_tos: true
   webroot: {pebble.webroot}
@@ -415,7 +329,7 @@ class AriProxy(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/dir":
-            with urllib.request.urlopen(self.pebble.url, context=self.pebble.ctx) as r:
+            with urllib.request.urlopen(self.pebble.directory, context=self.pebble.ctx) as r:
                 d = json.loads(r.read())
             d["renewalInfo"] = f"https://127.0.0.1:{self.server.server_address[1]}/ari/"
             body = json.dumps(d).encode()
@@ -488,7 +402,7 @@ def test_daemon_config_reload_on_hup(pebble, tmp_path, procs):
     head = f"""
 state_dir: {state}
 certd:
-  server: {pebble.url}
+  server: {pebble.directory}
   ca_bundle: {pebble.tls / 'ca.pem'}
   agree_tos: true
   webroot: {pebble.webroot}
@@ -750,7 +664,7 @@ def test_daemon_backs_off_while_pebble_is_down(make_pebble, tmp_path, procs):
     live = tmp_path / "certs" / "down.example.com"
     assert run(certd_args(p, tmp_path, "--issue", "down.example.com"), tmp_path).returncode == 0
     old = (live / "fullchain.pem").read_bytes()
-    p.stop_pebble()
+    p.stop_ca()
     d = procs.start(certd_args(p, tmp_path, "--daemon", "--check-interval", "1s",
                                "--retry-min", "300ms", "--retry-max", "2s"), name="certd-down")
     wait_until(lambda: procs.log(d).count("failed; next try") >= 3, timeout=20,
@@ -760,7 +674,7 @@ def test_daemon_backs_off_while_pebble_is_down(make_pebble, tmp_path, procs):
               for x in log.splitlines() if "next try in" in x]
     assert delays[2] > delays[0], delays  # backing off, not a tight loop
     assert (live / "fullchain.pem").read_bytes() == old  # the served cert is untouched
-    p.start_pebble()
+    p.start_ca()
     wait_until(lambda: (live / "fullchain.pem").read_bytes() != old, timeout=15,
                what="renewal after Pebble came back")
     assert pubkey_of_cert(live / "cert.pem") == pubkey_of_key(live / "privkey.pem")
@@ -811,8 +725,8 @@ def test_sigkilled_run_leaves_no_challenge_file_behind(make_pebble, tmp_path):
     args = certd_args(p, tmp_path, "--issue", "orphan.example.com")
     assert run(args, tmp_path).returncode == EXIT_OK
     # the challenge server goes silent: a validation now hangs with certd's file in place
-    p.procs[1].terminate()
-    p.procs[1].wait()
+    p.challenge_server.terminate()
+    p.challenge_server.wait()
     silent = socket.create_server(("127.0.0.1", p.http_port))
     # another ACME client's file in the same webroot (another account's key authorization)
     other = p.webroot / ".well-known" / "acme-challenge" / "OtherClientToken0123456789"

@@ -19,8 +19,9 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import binary, free_port, port_open, read_until_close, wait_until  # noqa: E402
+from conftest import binary, free_port, read_until_close, wait_until  # noqa: E402
 from hearthkit.certs import make_cert  # noqa: E402
+from hearthkit.pebble import Pebble  # noqa: E402
 
 SUPERVISOR = binary("supervisor", "supervisor")
 STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin.py")
@@ -922,37 +923,6 @@ def test_children_run_as_configured_user(procs):
 # --- automatic HTTPS: the real stack against Pebble ------------------------------------------------
 
 
-def make_api_cert(d):
-    """A throwaway CA and a 127.0.0.1 certificate for Pebble's API; certd trusts the CA."""
-    def ossl(*args):
-        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    ossl("req", "-x509", *ec, "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days", "1",
-         "-subj", "/CN=hearth test CA")
-    ossl("req", *ec, "-keyout", d / "api.key", "-out", d / "api.csr", "-subj", "/CN=localhost")
-    (d / "san").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    ossl("x509", "-req", "-in", d / "api.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
-         "-CAcreateserial", "-days", "1", "-out", d / "api.pem", "-extfile", d / "san")
-
-
-def start_pebble(d, procs, http_port):
-    """Pebble validating HTTP-01 on http_port (the edge's), names resolved to 127.0.0.1 by
-    pebble-challtestsrv. Returns (directory URL, management port)."""
-    make_api_cert(d)
-    api, mgmt, dns = free_port(), free_port(), free_port()
-    (d / "pebble.json").write_text(json.dumps({"pebble": {
-        "listenAddress": f"127.0.0.1:{api}", "managementListenAddress": f"127.0.0.1:{mgmt}",
-        "certificate": str(d / "api.pem"), "privateKey": str(d / "api.key"),
-        "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": ""}}))
-    procs.start(["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns}", "-http01", "",
-                 "-https01", "", "-tlsalpn01", "", "-management", f"127.0.0.1:{free_port()}",
-                 "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""], name="challtestsrv")
-    procs.start(["pebble", "-config", str(d / "pebble.json"), "-dnsserver", f"127.0.0.1:{dns}"],
-                name="pebble", env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "20"})
-    wait_until(lambda: port_open(api) and port_open(mgmt), timeout=15, what="pebble")
-    return f"https://127.0.0.1:{api}/dir", mgmt
-
-
 def fetch(port, host, path="/", ctx=None):
     """(status, headers, body) of one HTTP/1.0 GET to 127.0.0.1:port, over TLS (SNI = host)
     when ctx is given."""
@@ -980,18 +950,19 @@ def tls_handshake(port, ctx, name):
 
 
 @pytest.mark.skipif(not shutil.which("pebble"), reason="needs pebble")
-def test_acme_site_comes_up_on_http_then_https_without_restart(tmp_path, procs):
+def test_acme_site_comes_up_on_http_then_https_without_restart(tmp_path, procs, request):
     """The real stack (always, not only with HEARTH_E2E_REAL), a tls: acme site and no
     certificate: the edge starts on HTTP at once, certd gets Pebble's certificate through the
     edge's challenge, the edge reloads and serves HTTPS, with no restart."""
     import ssl
-    import urllib.request
     stack = Stack(tmp_path, procs, real=True)
     https_port = free_port()
-    directory, mgmt = start_pebble(tmp_path, procs, stack.port)
+    # Pebble validates HTTP-01 on the stack's own edge
+    pebble = Pebble(tmp_path / "pebble", http_port=stack.port)
+    request.addfinalizer(pebble.stop)
     name = "site.example.com"
     stack.write_config(
-        extra=(f"certd:\n  server: {directory}\n  ca_bundle: {tmp_path}/ca.pem\n"
+        extra=(f"certd:\n  server: {pebble.directory}\n  ca_bundle: {pebble.ca}\n"
                "  agree_tos: true\n"),
         sites=f"  - name: {name}\n    tls: acme\n    upstreams: []\n")
     with open(stack.config) as f:
@@ -1010,9 +981,7 @@ def test_acme_site_comes_up_on_http_then_https_without_restart(tmp_path, procs):
         assert headers["Retry-After"].isdigit()
     fullchain = os.path.join(stack.base, "state", "certs", name, "fullchain.pem")
     wait_until(lambda: os.path.exists(fullchain), timeout=30, what="certd's certificate")
-    ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-    with urllib.request.urlopen(f"https://127.0.0.1:{mgmt}/roots/0", context=ctx) as r:
-        (tmp_path / "pebble-root.pem").write_bytes(r.read())
+    (tmp_path / "pebble-root.pem").write_bytes(pebble.root_pem())
     site_ctx = ssl.create_default_context(cafile=str(tmp_path / "pebble-root.pem"))
     wait_until(lambda: tls_handshake(https_port, site_ctx, name), timeout=15,
                what="HTTPS with Pebble's certificate")
