@@ -3,7 +3,6 @@ that are always stopped when a test ends."""
 import os
 import re
 import socket
-import subprocess
 import sys
 import threading
 
@@ -16,6 +15,7 @@ from hearthkit import BUILD, PYTHON, SOURCE, binary  # noqa: E402,F401
 from hearthkit.certs import make_ca, make_leaf, make_test_pki  # noqa: E402,F401
 from hearthkit.ports import free_port, port_open, unix_open  # noqa: E402,F401
 from hearthkit.procs import Processes, children, wait_until  # noqa: E402,F401
+from hearthkit.upstreams import Upstream, start_upstream  # noqa: E402
 
 
 def recv_until(sock, marker):
@@ -111,6 +111,18 @@ def start_edge(procs, pki, site):
         return hearthkit.edge.start_edge(procs, *sites, "--acme-webroot", site["acme"], *extra,
                                          https=https, workers=workers, name=name, env=env)
     return start
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    """The path of a Unix socket where hearthkit.upstreams.Upstream answers (its connections
+    counted afresh for the test)."""
+    Upstream.connections = []
+    path = tmp_path / "app.sock"
+    srv = start_upstream(path)
+    yield str(path)
+    srv.shutdown()
+    srv.server_close()
 
 
 # The example Flask site (examples/notes), served by each WSGI server the tests know: Debian's

@@ -19,7 +19,9 @@ import pytest
 from conftest import binary, free_port, make_test_pki, wait_until
 from hearthkit.certs import openssl
 from hearthkit.edge import start_edge
+from hearthkit.faultproxy import fault_proxy
 from hearthkit.pebble import Pebble
+from hearthkit.upstreams import serve_https
 
 CERTD = binary("certd", "certd")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
@@ -70,8 +72,9 @@ def make_pebble(tmp_path, tls_files):
         p.stop()
 
 
-def certd_args(pebble, state, *extra):
-    return [CERTD, "--server", pebble.directory, "--ca-bundle", str(pebble.tls / "ca.pem"),
+def certd_args(pebble, state, *extra, server=None):
+    """certd's flags for pebble (or, with server, a directory URL in front of it)."""
+    return [CERTD, "--server", server or pebble.directory, "--ca-bundle", pebble.ca,
             "--webroot", str(pebble.webroot), "--cert-dir", str(state / "certs"),
             "--agree-tos", "--email", "admin@example.com", *extra]
 
@@ -212,19 +215,11 @@ class BadCA(http.server.BaseHTTPRequestHandler):
 @pytest.mark.parametrize("body", [b'{"newNonce": "https://x", "newAccount": ',
                                   b'{"newNonce": 5}', b'[]', b'\x00\xff'])
 def test_malformed_json_from_ca(tls_files, tmp_path, body):
-    handler = type("H", (BadCA,), {"body": body})
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tls_files / "cert.pem", tls_files / "key.pem")
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        r = run([CERTD, "--server", f"https://127.0.0.1:{srv.server_address[1]}/dir",
+    with serve_https(tls_files, type("H", (BadCA,), {"body": body})) as srv:
+        r = run([CERTD, "--server", f"{srv.url}/dir",
                  "--ca-bundle", str(tls_files / "ca.pem"), "--webroot", str(tmp_path / "www"),
                  "--cert-dir", str(tmp_path / "certs"), "--agree-tos", "--issue",
                  "bad.example.com"], tmp_path, timeout=20)
-    finally:
-        srv.shutdown()
     assert r.returncode == EXIT_FAIL, r.stderr
     assert "JSON" in r.stderr or "not an ACME directory" in r.stderr
     assert not (tmp_path / "accounts").exists() or not any((tmp_path / "accounts").rglob("*.key"))
@@ -352,15 +347,6 @@ class AriProxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def https_server(tls, handler):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tls / "cert.pem", tls / "key.pem")
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
-
-
 def ari_cert_id(cert):
     """RFC 9773 certID: base64url(authority key identifier) "." base64url(serial DER bytes)."""
     import base64
@@ -376,10 +362,8 @@ def ari_cert_id(cert):
 
 def test_ari_window_decides_renewal(pebble, tmp_path):
     handler = type("A", (AriProxy,), {"pebble": pebble, "asked": []})
-    srv = https_server(pebble.tls, handler)
-    try:
-        args = certd_args(pebble, tmp_path)
-        args[args.index("--server") + 1] = f"https://127.0.0.1:{srv.server_address[1]}/dir"
+    with serve_https(pebble.tls, handler) as srv:
+        args = certd_args(pebble, tmp_path, server=f"{srv.url}/dir")
         args += ["--account-dir", str(tmp_path / "acct")]
         assert run(args + ["--issue", "ari.example.com"], tmp_path).returncode == EXIT_OK
         live = tmp_path / "certs" / "ari.example.com"
@@ -392,8 +376,6 @@ def test_ari_window_decides_renewal(pebble, tmp_path):
         r = run(args + ["--renew"], tmp_path)
         assert r.returncode == EXIT_OK, r.stderr
         assert serial_of(live / "cert.pem") != first
-    finally:
-        srv.shutdown()
 
 
 def test_daemon_config_reload_on_hup(pebble, tmp_path, procs):
@@ -474,87 +456,31 @@ def test_internal_ca(tmp_path):
     assert r.returncode == EXIT_OK, r.stderr  # renews from the local CA, no network
 
 
-class FaultProxy(http.server.BaseHTTPRequestHandler):
-    """A transparent reverse proxy to Pebble (the Host header passes through, so Pebble's URLs
-    and its JWS url check name the proxy) that answers chosen POSTs with a fault first."""
-    pebble = None
-    faults = {}  # path prefix -> [(status, headers)], used up in order
-    seen = []  # (monotonic time, method, path)
-
-    def forward(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        self.seen.append((time.monotonic(), self.command, self.path))
-        for prefix, queue in self.faults.items():
-            if self.command == "POST" and self.path.startswith(prefix) and queue:
-                status, headers, *body = queue.pop(0)
-                data = body[0] if body else b""
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                return
-        skip = ("content-length", "connection", "accept-encoding", "transfer-encoding")
-        req = urllib.request.Request(f"https://127.0.0.1:{self.pebble.port}{self.path}",
-                                     data=body, method=self.command,
-                                     headers={k: v for k, v in self.headers.items()
-                                              if k.lower() not in skip})
-        try:
-            resp = urllib.request.urlopen(req, context=self.pebble.ctx, timeout=10)
-        except urllib.error.HTTPError as e:
-            resp = e
-        data = resp.read()
-        self.send_response(resp.status)
-        for k, v in resp.headers.items():
-            if k.lower() not in skip:
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_HEAD = forward
-
-    def log_message(self, *a):
-        pass
-
-
 def test_retry_after_and_server_errors_are_retried(pebble, tmp_path):
     when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 2))
-    handler = type("F", (FaultProxy,), {"pebble": pebble, "seen": [], "faults": {
+    with fault_proxy(pebble, {
         "/sign-me-up": [(429, {"Retry-After": when})],  # HTTP-date form
         "/order-plz": [(503, {"Retry-After": "1"}), (503, {"Retry-After": "1"})],
         "/finalize-order/": [(500, {})],  # no Retry-After: backoff
-    }})
-    srv = https_server(pebble.tls, handler)
-    try:
-        args = certd_args(pebble, tmp_path, "--issue", "retry.example.com")
-        args[args.index("--server") + 1] = f"https://127.0.0.1:{srv.server_address[1]}/dir"
-        r = run(args, tmp_path)
-    finally:
-        srv.shutdown()
+    }) as proxy:
+        r = run(certd_args(pebble, tmp_path, "--issue", "retry.example.com",
+                           server=proxy.directory), tmp_path)
     assert r.returncode == EXIT_OK, r.stderr
-    assert all(not q for q in handler.faults.values())  # every fault was met and retried
-    orders = [t for t, m, p in handler.seen if m == "POST" and p.startswith("/order-plz")]
+    assert all(not q for q in proxy.faults.values())  # every fault was met and retried
+    orders = [t for t, m, p in proxy.seen if m == "POST" and p.startswith("/order-plz")]
     # (more than 3 when Pebble's own badNonce hits the forwarded one)
     assert len(orders) >= 3 and orders[1] - orders[0] >= 0.95 and orders[2] - orders[1] >= 0.95
-    accounts = [t for t, m, p in handler.seen if m == "POST" and p.startswith("/sign-me-up")]
+    accounts = [t for t, m, p in proxy.seen if m == "POST" and p.startswith("/sign-me-up")]
     assert accounts[1] - accounts[0] >= 0.5
     assert "HTTP 503, retrying in 1000 ms" in r.stderr
 
 
 def test_retry_after_beyond_the_time_limit_gives_up(pebble, tmp_path):
-    handler = type("F", (FaultProxy,), {"pebble": pebble, "seen": [], "faults": {
-        "/order-plz": [(429, {"Retry-After": "3600"})]}})
-    srv = https_server(pebble.tls, handler)
-    try:
-        args = certd_args(pebble, tmp_path, "--issue", "late.example.com", "--timeout", "5s")
-        args[args.index("--server") + 1] = f"https://127.0.0.1:{srv.server_address[1]}/dir"
+    with fault_proxy(pebble, {"/order-plz": [(429, {"Retry-After": "3600"})]}) as proxy:
+        args = certd_args(pebble, tmp_path, "--issue", "late.example.com", "--timeout", "5s",
+                          server=proxy.directory)
         start = time.monotonic()
         r = run(args, tmp_path)
-    finally:
-        srv.shutdown()
     assert r.returncode == EXIT_FAIL and time.monotonic() - start < 5
     assert "time limit" in r.stderr
     assert not (tmp_path / "certs" / "late.example.com").exists()
@@ -573,15 +499,9 @@ JSON = {"Content-Type": "application/json"}
      "not a list of PEM certificates"),
 ])
 def test_bad_replies_mid_order_write_nothing(pebble, tmp_path, path, fault, message):
-    handler = type("F", (FaultProxy,), {"pebble": pebble, "seen": [],
-                                         "faults": {path: [fault]}})
-    srv = https_server(pebble.tls, handler)
-    try:
-        args = certd_args(pebble, tmp_path, "--issue", "bad-reply.example.com")
-        args[args.index("--server") + 1] = f"https://127.0.0.1:{srv.server_address[1]}/dir"
-        r = run(args, tmp_path)
-    finally:
-        srv.shutdown()
+    with fault_proxy(pebble, {path: [fault]}) as proxy:
+        r = run(certd_args(pebble, tmp_path, "--issue", "bad-reply.example.com",
+                           server=proxy.directory), tmp_path)
     assert r.returncode == EXIT_FAIL, r.stderr
     assert message in r.stderr
     assert not (tmp_path / "certs" / "bad-reply.example.com").exists()
@@ -592,15 +512,9 @@ def test_unlinked_chain_is_refused(pebble, tmp_path):
     tls = pebble.tls  # two real certificates in the wrong order: the CA first
     body = (tls / "ca.pem").read_bytes() + (tls / "cert.pem").read_bytes()
     fault = (200, {"Content-Type": "application/pem-certificate-chain"}, body)
-    handler = type("F", (FaultProxy,), {"pebble": pebble, "seen": [],
-                                         "faults": {"/certZ/": [fault]}})
-    srv = https_server(pebble.tls, handler)
-    try:
-        args = certd_args(pebble, tmp_path, "--issue", "unlinked.example.com")
-        args[args.index("--server") + 1] = f"https://127.0.0.1:{srv.server_address[1]}/dir"
-        r = run(args, tmp_path)
-    finally:
-        srv.shutdown()
+    with fault_proxy(pebble, {"/certZ/": [fault]}) as proxy:
+        r = run(certd_args(pebble, tmp_path, "--issue", "unlinked.example.com",
+                           server=proxy.directory), tmp_path)
     assert r.returncode == EXIT_FAIL and "each issued by the next" in r.stderr
     assert not (tmp_path / "certs" / "unlinked.example.com").exists()
 
