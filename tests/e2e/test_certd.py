@@ -16,7 +16,10 @@ import urllib.request
 
 import pytest
 
-from conftest import binary, free_port, make_test_pki, wait_until
+from hearthkit import binary
+from hearthkit.certs import make_test_pki
+from hearthkit.ports import free_port
+from hearthkit.procs import wait_until
 from hearthkit.certs import openssl
 from hearthkit.edge import start_edge
 from hearthkit.faultproxy import fault_proxy

@@ -16,9 +16,14 @@ import time
 
 import pytest
 
-from conftest import binary, free_port, port_open, read_until_close, wait_until
+from hearthkit import binary
 from hearthkit.certs import serial_of
+from hearthkit.clients import (client_ctx, curl, handshake_fails, handshake_serial, https_get,
+                               raw, read_until_close, s_client, status_of, statuses,
+                               tls_requests)
 from hearthkit.edge import Edge
+from hearthkit.ports import free_port, port_open
+from hearthkit.procs import pid_alive, rss_kib, wait_until
 from hearthkit.upstreams import (TcpHTTPServer, UnixHTTPServer, Upstream, Vanishing,
                                  garbage_upstream, read_head, start_upstream, ws_frame,
                                  ws_read_frame)
@@ -27,63 +32,6 @@ EDGE = binary("edge", "edge")
 
 # ---------------------------------------------------------------------------------------------
 # the edge
-
-
-def client_ctx(pki, **kw):
-    ctx = ssl.create_default_context(cafile=pki["ca"])
-    for k, v in kw.items():
-        setattr(ctx, k, v)
-    return ctx
-
-
-def https_get(edge, pki, path, host="a.test", headers=None, method="GET", body=None):
-    conn = http.client.HTTPSConnection("127.0.0.1", edge.https, context=client_ctx(pki),
-                                       timeout=10)
-    conn._server_hostname = host  # SNI and certificate check against the site name
-    conn.sock = None
-    sock = socket.create_connection(("127.0.0.1", edge.https), timeout=10)
-    conn.sock = client_ctx(pki).wrap_socket(sock, server_hostname=host)
-    h = {"Host": host}
-    h.update(headers or {})
-    conn.request(method, path, body=body, headers=h)
-    r = conn.getresponse()
-    data = r.read()
-    conn.close()
-    return r, data
-
-
-def raw(port, data, tls=None, host="a.test", timeout=5, read_all=True):
-    """Send bytes as they are; return everything the server answers until it closes."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    if tls:
-        s = tls.wrap_socket(s, server_hostname=host)
-    s.sendall(data)
-    return read_until_close(s, stop=None if read_all else b"\r\n\r\n")
-
-
-def tls_requests(edge, pki, n, request, answered=None):
-    """n TLS connections that each sent request (and, with answered, got an answer holding
-    it), left open."""
-    tls = client_ctx(pki)
-    socks = []
-    for _ in range(n):
-        s = tls.wrap_socket(socket.create_connection(("127.0.0.1", edge.https), timeout=10),
-                            server_hostname="a.test")
-        s.sendall(request)
-        if answered is not None:
-            assert answered in s.recv(4096)
-        socks.append(s)
-    return socks
-
-
-def status_of(resp):
-    m = re.match(rb"HTTP/1\.1 (\d{3})", resp)
-    return int(m.group(1)) if m else None
-
-
-def curl(*args):
-    r = subprocess.run(["curl", "-s", "--max-time", "20"] + list(args), capture_output=True)
-    return r
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,40 +77,40 @@ def test_acme_challenge_served_and_token_charset_checked(start_edge):
 
 def test_static_index_mime_and_directories(start_edge, pki):
     e = start_edge()
-    r, body = https_get(e, pki, "/")
+    r, body = https_get(e, pki["ca"], "/")
     assert r.status == 200 and body == b"<h1>home</h1>\n"
     assert r.getheader("Content-Type") == "text/html; charset=utf-8"
     for path, mime in [("/style.css", "text/css"), ("/app.js", "text/javascript"),
                        ("/data.json", "application/json"), ("/logo.png", "image/png"),
                        ("/static/digits.txt", "text/plain")]:
-        r, _ = https_get(e, pki, path)
+        r, _ = https_get(e, pki["ca"], path)
         assert r.status == 200 and r.getheader("Content-Type").startswith(mime), path
-    r, body = https_get(e, pki, "/sub/")
+    r, body = https_get(e, pki["ca"], "/sub/")
     assert body == b"<h1>sub</h1>\n"
-    r, _ = https_get(e, pki, "/sub?a=1")
+    r, _ = https_get(e, pki["ca"], "/sub?a=1")
     assert r.status == 301 and r.getheader("Location") == "/sub/?a=1"
-    r, _ = https_get(e, pki, "/nope.txt")
+    r, _ = https_get(e, pki["ca"], "/nope.txt")
     assert r.status == 404
-    r, body = https_get(e, pki, "/space%20name.txt")
+    r, body = https_get(e, pki["ca"], "/space%20name.txt")
     assert r.status == 200 and body == b"spaced\n"
-    r, body = https_get(e, pki, "/inside-link.css")
+    r, body = https_get(e, pki["ca"], "/inside-link.css")
     assert r.status == 200
-    r, _ = https_get(e, pki, "/style.css", method="POST", body=b"x")
+    r, _ = https_get(e, pki["ca"], "/style.css", method="POST", body=b"x")
     assert r.status == 405
 
 
 def test_static_etag_last_modified_304(start_edge, pki):
     e = start_edge()
-    r, _ = https_get(e, pki, "/style.css")
+    r, _ = https_get(e, pki["ca"], "/style.css")
     etag, lm = r.getheader("ETag"), r.getheader("Last-Modified")
     assert etag and lm
-    r, body = https_get(e, pki, "/style.css", headers={"If-None-Match": etag})
+    r, body = https_get(e, pki["ca"], "/style.css", headers={"If-None-Match": etag})
     assert r.status == 304 and body == b"" and r.getheader("ETag") == etag
-    r, _ = https_get(e, pki, "/style.css", headers={"If-None-Match": '"other"'})
+    r, _ = https_get(e, pki["ca"], "/style.css", headers={"If-None-Match": '"other"'})
     assert r.status == 200
-    r, _ = https_get(e, pki, "/style.css", headers={"If-Modified-Since": lm})
+    r, _ = https_get(e, pki["ca"], "/style.css", headers={"If-Modified-Since": lm})
     assert r.status == 304
-    r, _ = https_get(e, pki, "/style.css",
+    r, _ = https_get(e, pki["ca"], "/style.css",
                      headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})
     assert r.status == 200
 
@@ -170,33 +118,33 @@ def test_static_etag_last_modified_304(start_edge, pki):
 def test_static_ranges_206_and_416(start_edge, pki):
     e = start_edge()
     digits = b"0123456789" * 10
-    r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=10-19"})
+    r, body = https_get(e, pki["ca"], "/digits.txt", headers={"Range": "bytes=10-19"})
     assert r.status == 206 and body == digits[10:20]
     assert r.getheader("Content-Range") == "bytes 10-19/100"
-    r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=-5"})
+    r, body = https_get(e, pki["ca"], "/digits.txt", headers={"Range": "bytes=-5"})
     assert r.status == 206 and body == digits[-5:]
-    r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=95-"})
+    r, body = https_get(e, pki["ca"], "/digits.txt", headers={"Range": "bytes=95-"})
     assert r.status == 206 and body == digits[95:]
-    r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=90-1000"})
+    r, body = https_get(e, pki["ca"], "/digits.txt", headers={"Range": "bytes=90-1000"})
     assert r.status == 206 and body == digits[90:]
-    r, _ = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=100-"})
+    r, _ = https_get(e, pki["ca"], "/digits.txt", headers={"Range": "bytes=100-"})
     assert r.status == 416 and r.getheader("Content-Range") == "bytes */100"
-    r, body = https_get(e, pki, "/digits.txt", headers={"Range": "bytes=0-1,5-6"})
+    r, body = https_get(e, pki["ca"], "/digits.txt", headers={"Range": "bytes=0-1,5-6"})
     assert r.status == 200 and body == digits
     # plain HTTP is all redirect, so sendfile ranges are checked on the plain static path below
 
 
 def test_static_precompressed_siblings_and_vary(start_edge, pki):
     e = start_edge()
-    r, body = https_get(e, pki, "/page.html", headers={"Accept-Encoding": "gzip, br"})
+    r, body = https_get(e, pki["ca"], "/page.html", headers={"Accept-Encoding": "gzip, br"})
     assert body == b"BR-VARIANT" and r.getheader("Content-Encoding") == "br"
     assert r.getheader("Vary") == "Accept-Encoding"
-    r, body = https_get(e, pki, "/page.html", headers={"Accept-Encoding": "gzip"})
+    r, body = https_get(e, pki["ca"], "/page.html", headers={"Accept-Encoding": "gzip"})
     assert body == b"GZ-VARIANT" and r.getheader("Content-Encoding") == "gzip"
-    r, body = https_get(e, pki, "/page.html", headers={"Accept-Encoding": "br;q=0, gzip;q=0"})
+    r, body = https_get(e, pki["ca"], "/page.html", headers={"Accept-Encoding": "br;q=0, gzip;q=0"})
     assert body.startswith(b"plain page") and r.getheader("Content-Encoding") is None
     assert r.getheader("Vary") == "Accept-Encoding"
-    r, body = https_get(e, pki, "/page.html")
+    r, body = https_get(e, pki["ca"], "/page.html")
     assert body.startswith(b"plain page")
 
 
@@ -204,7 +152,7 @@ def test_static_cache_control(start_edge, pki, site):
     sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
              "--static", f"/assets/={site['www']}", "--cache-control", "public, max-age=3600"]
     e = start_edge(sites=sites)
-    r, _ = https_get(e, pki, "/assets/style.css")
+    r, _ = https_get(e, pki["ca"], "/assets/style.css")
     assert r.status == 200 and r.getheader("Cache-Control") == "public, max-age=3600"
 
 
@@ -220,7 +168,7 @@ TRAVERSALS = [
 
 def test_static_traversal_attempts_refused(start_edge, pki):
     e = start_edge()
-    tls = client_ctx(pki)
+    tls = client_ctx(pki["ca"])
     for t in TRAVERSALS:
         resp = raw(e.https, b"GET " + t + b" HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
                    tls=tls)
@@ -231,12 +179,6 @@ def test_static_traversal_attempts_refused(start_edge, pki):
 
 # ---------------------------------------------------------------------------------------------
 # TLS
-
-
-def s_client(port, *args, servername="a.test", data=b"", timeout=10):
-    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", servername]
-    cmd += list(args)
-    return subprocess.run(cmd, input=data, capture_output=True, timeout=timeout)
 
 
 def test_tls_old_versions_refused_new_ones_work(start_edge, pki):
@@ -257,18 +199,18 @@ def test_tls_sni_picks_site_and_ecdsa_rsa_side_by_side(start_edge, pki, site):
     e = start_edge(sites=sites)
     for name, serial in (("a.test", 1001), ("b.test", 2001)):
         with socket.create_connection(("127.0.0.1", e.https)) as s:
-            with client_ctx(pki).wrap_socket(s, server_hostname=name) as t:
+            with client_ctx(pki["ca"]).wrap_socket(s, server_hostname=name) as t:
                 assert serial_of(ssl.DER_cert_to_PEM_cert(t.getpeercert(True)).encode()) == serial
     # a client that only takes RSA gets the RSA certificate of the same site
     r = s_client(e.https, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256", "-showcerts")
     assert serial_of(r.stdout) == 1002
-    r, body = https_get(e, pki, "/", host="b.test")
+    r, body = https_get(e, pki["ca"], "/", host="b.test")
     assert body == b"<h1>sub</h1>\n"
 
 
 def test_tls_alpn_http11(start_edge, pki):
     e = start_edge()
-    ctx = client_ctx(pki)
+    ctx = client_ctx(pki["ca"])
     ctx.set_alpn_protocols(["h2", "http/1.1"])
     with socket.create_connection(("127.0.0.1", e.https)) as s:
         with ctx.wrap_socket(s, server_hostname="a.test") as t:
@@ -327,7 +269,7 @@ def test_keepalive_and_pipelining(start_edge, pki):
     e = start_edge()
     req = b"GET /style.css HTTP/1.1\r\nHost: a.test\r\n\r\n"
     resp = raw(e.https, req * 3 + b"GET /app.js HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
-               tls=client_ctx(pki))
+               tls=client_ctx(pki["ca"]))
     assert resp.count(b"HTTP/1.1 200 OK") == 4
     assert resp.endswith(b"console.log(1)\n")
 
@@ -337,7 +279,7 @@ def test_body_too_large_413_and_header_too_large_431(start_edge, pki, upstream):
              "--upstream", f"unix:{upstream}"]
     e = start_edge("--max-body-size", "1k", "--max-header-size", "2k",
                    sites=sites)
-    tls = client_ctx(pki)
+    tls = client_ctx(pki["ca"])
     resp = raw(e.https, b"POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5000\r\n\r\n",
                tls=tls)
     assert status_of(resp) == 413
@@ -347,7 +289,7 @@ def test_body_too_large_413_and_header_too_large_431(start_edge, pki, upstream):
     resp = raw(e.https, b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: " + b"b" * 3000 + b"\r\n\r\n",
                tls=tls)
     assert status_of(resp) == 431
-    r, body = https_get(e, pki, "/echo", method="POST", body=b"z" * 1000)
+    r, body = https_get(e, pki["ca"], "/echo", method="POST", body=b"z" * 1000)
     assert r.status == 200 and json.loads(body)["body_len"] == 1000
 
 
@@ -388,7 +330,7 @@ def test_max_connections_sheds_idle_then_oldest_head_and_waits_only_when_all_are
     for h in heads:
         h.close()
 
-    busy = tls_requests(e, pki, 3, b"GET /slow?t=1.5 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    busy = tls_requests(e, pki["ca"], 3, b"GET /slow?t=1.5 HTTP/1.1\r\nHost: a.test\r\n\r\n")
     time.sleep(0.3)
     s = connect()  # sits in the backlog while every slot serves a request
     s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
@@ -417,7 +359,7 @@ def test_slowloris_crowd_shed_and_summarised_while_a_normal_client_is_served(
         slow.append(s)
     t0 = time.monotonic()
     for _ in range(5):
-        r, body = https_get(e, pki, "/")
+        r, body = https_get(e, pki["ca"], "/")
         assert r.status == 200 and body == b"<h1>home</h1>\n"
     assert time.monotonic() - t0 < 2.0
 
@@ -475,7 +417,7 @@ def test_hostile_requests_refused_and_process_survives(start_edge, pki, upstream
     sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
              "--upstream", f"unix:{upstream}"]
     e = start_edge("--header-timeout", "1s", sites=sites)
-    tls = client_ctx(pki)
+    tls = client_ctx(pki["ca"])
     for bad in SMUGGLING:
         for port, t in ((e.http, None), (e.https, tls)):
             resp = raw(port, bad, tls=t)
@@ -487,7 +429,7 @@ def test_hostile_requests_refused_and_process_survives(start_edge, pki, upstream
         raw(e.https, garbage)
         raw(e.http, garbage)
     assert e.proc.poll() is None
-    r, _ = https_get(e, pki, "/echo")
+    r, _ = https_get(e, pki["ca"], "/echo")
     assert r.status == 200
 
 
@@ -499,7 +441,7 @@ def test_bytes_that_cannot_start_a_request_are_refused_at_once(start_edge, pki):
     e = start_edge()
     rnd = random.Random(13)
     garbage = bytes(b for b in rnd.randbytes(600) if b not in b"\r\n")[:300]
-    tls = client_ctx(pki)
+    tls = client_ctx(pki["ca"])
     for port, t in ((e.http, None), (e.https, tls)):
         t0 = time.monotonic()
         resp = raw(port, garbage, tls=t)
@@ -511,13 +453,9 @@ def test_bytes_that_cannot_start_a_request_are_refused_at_once(start_edge, pki):
     s.close()
 
 
-def statuses(resp):
-    return [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", resp)]
-
-
 def test_http10_without_host_empty_lines_and_400_closes(start_edge, pki, upstream):
     e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
-    tls = client_ctx(pki)
+    tls = client_ctx(pki["ca"])
     # HTTP/1.0 needs no Host; the request goes upstream as HTTP/1.1, which does
     resp = raw(e.https, b"GET /echo HTTP/1.0\r\n\r\n", tls=tls)
     assert status_of(resp) == 200, resp[:200]
@@ -550,7 +488,7 @@ def proxy_sites(pki, *upstreams):
 
 def test_proxy_forwarded_headers_and_hop_by_hop(start_edge, pki, upstream):
     e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
-    r, body = https_get(e, pki, "/echo?q=1", headers={
+    r, body = https_get(e, pki["ca"], "/echo?q=1", headers={
         "X-Forwarded-For": "203.0.113.7", "Connection": "keep-alive, X-Drop-Me",
         "X-Drop-Me": "1", "Keep-Alive": "timeout=9", "TE": "trailers", "X-Keep": "k",
         "X-Forwarded-Proto": "http", "Upgrade": "h2c"})
@@ -573,7 +511,7 @@ def test_proxy_forwarded_headers_and_hop_by_hop(start_edge, pki, upstream):
 def test_proxy_keepalive_pool_reuses_upstream_connections(start_edge, pki, upstream):
     e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
     for _ in range(10):
-        r, _ = https_get(e, pki, "/echo")
+        r, _ = https_get(e, pki["ca"], "/echo")
         assert r.status == 200
     assert sum(Upstream.connections) == 10
     assert len(Upstream.connections) <= 2, Upstream.connections
@@ -585,9 +523,9 @@ def test_proxy_chunked_request_body_and_head(start_edge, pki, upstream):
     def gen():
         for i in range(50):
             yield b"%d-" % i * 100
-    conn = http.client.HTTPSConnection("127.0.0.1", e.https, context=client_ctx(pki))
+    conn = http.client.HTTPSConnection("127.0.0.1", e.https, context=client_ctx(pki["ca"]))
     sock = socket.create_connection(("127.0.0.1", e.https))
-    conn.sock = client_ctx(pki).wrap_socket(sock, server_hostname="a.test")
+    conn.sock = client_ctx(pki["ca"]).wrap_socket(sock, server_hostname="a.test")
     conn.request("POST", "/echo", body=gen(), headers={"Host": "a.test"},
                  encode_chunked=True)
     r = conn.getresponse()
@@ -606,7 +544,7 @@ def test_proxy_chunked_request_body_and_head(start_edge, pki, upstream):
 def test_proxy_502_when_upstream_is_down(start_edge, pki, tmp_path):
     e = start_edge(sites=proxy_sites(pki, f"unix:{tmp_path}/none.sock"))
     for _ in range(20):
-        r, body = https_get(e, pki, "/anything")
+        r, body = https_get(e, pki["ca"], "/anything")
         assert r.status == 502
     # every request fails the same way: the log says so once, not twenty times
     assert e.log().count("skipping it for") == 1, e.log()
@@ -616,7 +554,7 @@ def test_proxy_504_on_upstream_timeout(start_edge, pki, upstream):
     e = start_edge("--proxy-read-timeout", "1s",
                    sites=proxy_sites(pki, f"unix:{upstream}"))
     t0 = time.monotonic()
-    r, _ = https_get(e, pki, "/slow?t=3")
+    r, _ = https_get(e, pki["ca"], "/slow?t=3")
     assert r.status == 504 and time.monotonic() - t0 < 2.5
 
 
@@ -627,7 +565,7 @@ def test_proxy_502_on_garbage_or_early_close(start_edge, pki, tmp_path):
         srv = garbage_upstream(path, reply)
         e = start_edge(sites=proxy_sites(pki, f"unix:{path}"), name=f"edge{i}")
         for _ in range(5):
-            r, _ = https_get(e, pki, "/x")
+            r, _ = https_get(e, pki["ca"], "/x")
             assert r.status == 502, reply
         # a broken application breaks every answer: the log says so once, not each time
         assert len(re.findall(r"upstream unix:\S+: (bad response|closed)", e.log())) == 1, e.log()
@@ -644,7 +582,7 @@ def test_proxy_round_robin_skips_failed_upstream(start_edge, pki, tmp_path):
                                      f"unix:{tmp_path}/b.sock"))
     who = []
     for _ in range(8):
-        r, body = https_get(e, pki, "/echo")
+        r, body = https_get(e, pki["ca"], "/echo")
         assert r.status == 200
         who.append(json.loads(body)["who"])
     assert set(who) == {"A", "B"}
@@ -657,7 +595,7 @@ def test_proxy_tcp_upstream(start_edge, pki):
     srv.name = "tcp"
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     e = start_edge(sites=proxy_sites(pki, f"127.0.0.1:{srv.server_address[1]}"))
-    r, body = https_get(e, pki, "/echo")
+    r, body = https_get(e, pki["ca"], "/echo")
     assert r.status == 200 and json.loads(body)["who"] == "tcp"
     srv.shutdown()
     srv.server_close()
@@ -665,7 +603,7 @@ def test_proxy_tcp_upstream(start_edge, pki):
 
 def test_websocket_echo_through_tunnel(start_edge, pki, upstream):
     e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
-    s = client_ctx(pki).wrap_socket(socket.create_connection(("127.0.0.1", e.https), timeout=5),
+    s = client_ctx(pki["ca"]).wrap_socket(socket.create_connection(("127.0.0.1", e.https), timeout=5),
                                     server_hostname="a.test")
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall((f"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -719,18 +657,12 @@ def test_inherited_listen_fds(procs, pki, site):
     e = Edge(p, hp, sp)
     wait_until(lambda: "listening" in e.log() or p.poll() is not None)
     assert status_of(raw(hp, b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")) == 301
-    r, body = https_get(e, pki, "/")
+    r, body = https_get(e, pki["ca"], "/")
     assert r.status == 200 and body == b"<h1>home</h1>\n"
 
 
 # ---------------------------------------------------------------------------------------------
 # lifecycle: reload, stop, reopen
-
-
-def handshake_serial(port, host="a.test", ctx=None):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        with (ctx or ssl.create_default_context()).wrap_socket(s, server_hostname=host) as t:
-            return serial_of(ssl.DER_cert_to_PEM_cert(t.getpeercert(True)).encode())
 
 
 def test_sighup_reload_under_load_and_broken_cert_refused(start_edge, pki, site, tmp_path):
@@ -741,7 +673,7 @@ def test_sighup_reload_under_load_and_broken_cert_refused(start_edge, pki, site,
     sites = ["--server-name", "a.test", "--cert", str(crt), "--key", str(key),
              "--static", f"/={site['www']}"]
     e = start_edge(sites=sites, workers="2")
-    ctx = client_ctx(pki)
+    ctx = client_ctx(pki["ca"])
     assert handshake_serial(e.https, ctx=ctx) == 1001
     stop, results = threading.Event(), {"ok": 0, "fail": 0, "serials": set()}
     # a long-lived connection that must carry on across reloads
@@ -796,7 +728,7 @@ def test_sigterm_finishes_inflight_then_exits(start_edge, pki, upstream):
     result = {}
 
     def slow():
-        result["r"] = https_get(e, pki, "/slow?t=1")
+        result["r"] = https_get(e, pki["ca"], "/slow?t=1")
     t = threading.Thread(target=slow)
     t.start()
     time.sleep(0.4)
@@ -812,7 +744,7 @@ def test_sigterm_finishes_inflight_then_exits(start_edge, pki, upstream):
 def test_access_log_combined_and_usr1_reopen(start_edge, pki, tmp_path):
     log = tmp_path / "access.log"
     e = start_edge("--access-log", str(log))
-    https_get(e, pki, "/style.css", headers={"User-Agent": 'agent "quoted"', "Referer": "http://r/"})
+    https_get(e, pki["ca"], "/style.css", headers={"User-Agent": 'agent "quoted"', "Referer": "http://r/"})
     raw(e.http, b"GET /x?y HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
     wait_until(lambda: log.exists() and log.read_text().count("\n") >= 2)
     lines = log.read_text().splitlines()
@@ -823,7 +755,7 @@ def test_access_log_combined_and_usr1_reopen(start_edge, pki, tmp_path):
     os.rename(log, str(log) + ".1")
     e.proc.send_signal(signal.SIGUSR1)
     time.sleep(0.2)
-    https_get(e, pki, "/app.js")
+    https_get(e, pki["ca"], "/app.js")
     wait_until(lambda: log.exists() and "app.js" in log.read_text())
     assert "app.js" not in open(str(log) + ".1").read()
 
@@ -834,7 +766,7 @@ def test_access_log_json_and_hsts(start_edge, pki, site, tmp_path):
              "--static", f"/={site['www']}", "--hsts", "180d"]
     e = start_edge("--access-log", str(log), "--access-log-format", "json",
                    sites=sites)
-    r, _ = https_get(e, pki, "/data.json")
+    r, _ = https_get(e, pki["ca"], "/data.json")
     assert r.getheader("Strict-Transport-Security") == "max-age=15552000; includeSubDomains"
     wait_until(lambda: log.exists() and log.read_text().strip())
     rec = json.loads(log.read_text().splitlines()[0])
@@ -879,14 +811,14 @@ sites:
     wait_until(lambda: port_open(sp) or p.poll() is not None)
     assert p.poll() is None, procs.log(p)
     e = Edge(p, hp, sp)
-    r, _ = https_get(e, pki, "/assets/style.css")
+    r, _ = https_get(e, pki["ca"], "/assets/style.css")
     assert r.status == 200 and r.getheader("Cache-Control") == "max-age=60"
     assert r.getheader("Strict-Transport-Security").startswith("max-age=86400")
-    r, body = https_get(e, pki, "/echo")
+    r, body = https_get(e, pki["ca"], "/echo")
     assert json.loads(body)["target"] == "/echo"
-    r, body = https_get(e, pki, "/", host="b.test")
+    r, body = https_get(e, pki["ca"], "/", host="b.test")
     assert body == b"<h1>sub</h1>\n"
-    assert handshake_serial(sp, "b.test", client_ctx(pki)) == 2001
+    assert handshake_serial(sp, "b.test", client_ctx(pki["ca"])) == 2001
     bad = tmp_path / "bad.yaml"
     bad.write_text("edge:\n  nonsense: 1\n")
     r = subprocess.run([EDGE, "--config", str(bad)], capture_output=True)
@@ -904,14 +836,6 @@ def store_version(certs, name, version, chain, key):
     tmp = certs / f".{name}.tmp"
     os.symlink(f".archive/{name}/{version}", tmp)
     os.rename(tmp, certs / name)
-
-
-def handshake_fails(port, host, ctx):
-    try:
-        handshake_serial(port, host, ctx)
-    except (ssl.SSLError, ConnectionError):
-        return True
-    return False
 
 
 def test_managed_certificate_pending_then_loaded_on_sighup(procs, pki, site, tmp_path, upstream):
@@ -947,24 +871,24 @@ sites:
                    b"\r\nConnection: close\r\n\r\n")
         assert status_of(resp) == 200 and resp.endswith(b"tok_EN-123.thumbprint"), resp
     t0 = time.monotonic()
-    assert handshake_fails(sp, "a.test", client_ctx(pki))
-    assert handshake_fails(sp, "other.test", client_ctx(pki))
+    assert handshake_fails(sp, "a.test", client_ctx(pki["ca"]))
+    assert handshake_fails(sp, "other.test", client_ctx(pki["ca"]))
     assert time.monotonic() - t0 < 3
     store_version(certs, "a.test", 1, *pki["a_ec"])
     p.send_signal(signal.SIGHUP)
-    wait_until(lambda: not handshake_fails(sp, "a.test", client_ctx(pki)), timeout=5,
+    wait_until(lambda: not handshake_fails(sp, "a.test", client_ctx(pki["ca"])), timeout=5,
                what="the certificate after SIGHUP")
-    assert handshake_serial(sp, "a.test", client_ctx(pki)) == 1001
+    assert handshake_serial(sp, "a.test", client_ctx(pki["ca"])) == 1001
     resp = raw(hp, b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
     assert status_of(resp) == 301 and f"https://a.test:{sp}/x".encode() in resp
     store_version(certs, "a.test", 2, *pki["a_ec2"])
     p.send_signal(signal.SIGHUP)
-    wait_until(lambda: handshake_serial(sp, "a.test", client_ctx(pki)) == 1003, timeout=5)
+    wait_until(lambda: handshake_serial(sp, "a.test", client_ctx(pki["ca"])) == 1003, timeout=5)
     # a version whose key is not the certificate's: logged, the running one stays
     store_version(certs, "a.test", 3, pki["a_ec"][0], pki["b_ec"][1])
     p.send_signal(signal.SIGHUP)
     wait_until(lambda: "keeping the running certificate" in procs.log(p), timeout=5)
-    assert handshake_serial(sp, "a.test", client_ctx(pki)) == 1003
+    assert handshake_serial(sp, "a.test", client_ctx(pki["ca"])) == 1003
     assert p.poll() is None
 
 
@@ -974,31 +898,23 @@ def test_root_static_prefix_falls_through_to_upstream(start_edge, pki, site, tmp
     e = start_edge(sites=[
         "--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
         "--static", f"/={site['www']}", "--upstream", f"unix:{upstream}"])
-    r, body = https_get(e, pki, "/")
+    r, body = https_get(e, pki["ca"], "/")
     assert r.status == 200 and body == b"<h1>home</h1>\n"
-    r, body = https_get(e, pki, "/style.css")
+    r, body = https_get(e, pki["ca"], "/style.css")
     assert r.status == 200 and body.startswith(b"body")
-    r, body = https_get(e, pki, "/echo/api/notes?x=1")
+    r, body = https_get(e, pki["ca"], "/echo/api/notes?x=1")
     assert r.status == 200 and json.loads(body)["target"] == "/echo/api/notes?x=1"
-    r, body = https_get(e, pki, "/echo", method="POST", body=b"abc")
+    r, body = https_get(e, pki["ca"], "/echo", method="POST", body=b"abc")
     assert r.status == 200 and json.loads(body)["method"] == "POST"
     # refused paths are answered by the edge, never handed on
-    r, body = https_get(e, pki, "/escape.txt")
+    r, body = https_get(e, pki["ca"], "/escape.txt")
     assert r.status in (403, 404) and b"TOP-SECRET" not in body
-    r, body = https_get(e, pki, "/%2e%2e/secret.txt")
+    r, body = https_get(e, pki["ca"], "/%2e%2e/secret.txt")
     assert r.status in (400, 404) and b"TOP-SECRET" not in body
 
 
 # ---------------------------------------------------------------------------------------------
 # streaming, backpressure, slow clients
-
-
-def rss_kb(pid, field="VmRSS"):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 HUNDRED_MB = 100 * 1024 * 1024
@@ -1011,7 +927,7 @@ SMALL_QUARANTINE = {"ASAN_OPTIONS": ":".join(
 def test_100mb_upload_and_download_streamed_with_bounded_rss(start_edge, pki, upstream, tmp_path):
     e = start_edge("--max-body-size", "200m",
                    sites=proxy_sites(pki, f"unix:{upstream}"), env=SMALL_QUARANTINE)
-    base = rss_kb(e.proc.pid)
+    base = rss_kib(e.proc.pid)
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
         f.truncate(HUNDRED_MB)
@@ -1026,7 +942,7 @@ def test_100mb_upload_and_download_streamed_with_bounded_rss(start_edge, pki, up
     r = curl(*common, "-o", "/dev/null", "-w", "%{size_download}",
              f"{url}/big?n={HUNDRED_MB}&chunked")
     assert int(r.stdout) == HUNDRED_MB
-    peak = rss_kb(e.proc.pid, "VmHWM")
+    peak = rss_kib(e.proc.pid, "VmHWM")
     assert peak - base < 32 * 1024, (base, peak)
 
 
@@ -1035,14 +951,14 @@ def test_slow_reader_backpressure_keeps_memory_flat(start_edge, pki, upstream):
     buffer it."""
     e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"),
                    env=SMALL_QUARANTINE)
-    base = rss_kb(e.proc.pid)
-    s = client_ctx(pki).wrap_socket(socket.create_connection(("127.0.0.1", e.https), timeout=10),
+    base = rss_kib(e.proc.pid)
+    s = client_ctx(pki["ca"]).wrap_socket(socket.create_connection(("127.0.0.1", e.https), timeout=10),
                                     server_hostname="a.test")
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     s.sendall(f"GET /big?n={HUNDRED_MB} HTTP/1.1\r\nHost: a.test\r\n\r\n".encode())
     got = len(s.recv(65536))
     time.sleep(1.0)  # the upstream fills every buffer it can meanwhile
-    held = rss_kb(e.proc.pid) - base
+    held = rss_kib(e.proc.pid) - base
     assert held < 16 * 1024, held
     while got < HUNDRED_MB:
         chunk = s.recv(1 << 20)
@@ -1066,15 +982,15 @@ def test_memory_given_back_after_a_burst_of_connections(start_edge, pki):
         pytest.skip("RSS under ASan is the sanitizer's")
     e = start_edge("--max-connections", "1000")
     for _ in range(5):  # the first handshakes set up OpenSSL's caches for good
-        https_get(e, pki, "/")
-    base = rss_kb(e.proc.pid)
-    held = tls_requests(e, pki, 400, b"GET /style.css HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        https_get(e, pki["ca"], "/")
+    base = rss_kib(e.proc.pid)
+    held = tls_requests(e, pki["ca"], 400, b"GET /style.css HTTP/1.1\r\nHost: a.test\r\n\r\n",
                         answered=b"body { color: red }")
-    peak = rss_kb(e.proc.pid)
+    peak = rss_kib(e.proc.pid)
     assert peak > base + 3 * 1024, (base, peak)  # the burst did cost memory
     for s in held:
         s.close()
-    wait_until(lambda: rss_kb(e.proc.pid) <= base * 1.25, timeout=5,
+    wait_until(lambda: rss_kib(e.proc.pid) <= base * 1.25, timeout=5,
                what=f"RSS back near {base} KiB from {peak} KiB")
 
 
@@ -1092,7 +1008,7 @@ def test_500_slowloris_connections_do_not_block_others(start_edge, pki):
                       else b"\x16\x03\x01\x00")
             slow.append(s)
     t0 = time.monotonic()
-    r, body = https_get(e, pki, "/")
+    r, body = https_get(e, pki["ca"], "/")
     assert r.status == 200 and time.monotonic() - t0 < 1.0
     resp = raw(e.http, b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
     assert status_of(resp) == 301
@@ -1160,7 +1076,7 @@ def test_plain_site_without_tls_serves_static_with_sendfile_and_proxies(
 def test_http10_client_gets_dechunked_body(start_edge, pki, upstream):
     e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
     resp = raw(e.https, b"GET /big?n=70000&chunked HTTP/1.0\r\nHost: a.test\r\n\r\n",
-               tls=client_ctx(pki))
+               tls=client_ctx(pki["ca"]))
     head, _, body = resp.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head.lower()
     assert body == b"x" * 70000
@@ -1334,14 +1250,6 @@ def test_graceful_restart_on_inherited_socket_answers_every_connection(procs, si
     assert failed == [] and len(ok) > 100, (failed[:3], len(failed), len(ok))
 
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_workers_stop_when_the_master_is_killed(start_edge):
     e = start_edge(workers="2")
     workers = set()
@@ -1357,9 +1265,9 @@ def test_workers_stop_when_the_master_is_killed(start_edge):
     e.proc.kill()
     e.proc.wait()
     try:
-        wait_until(lambda: not any(alive(w) for w in workers), timeout=5, what="workers gone")
+        wait_until(lambda: not any(pid_alive(w) for w in workers), timeout=5, what="workers gone")
     finally:
         for w in workers:
-            if alive(w):
+            if pid_alive(w):
                 os.kill(w, signal.SIGKILL)
     assert not port_open(e.http)

@@ -11,17 +11,18 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from conftest import binary, free_port, read_until_close, wait_until  # noqa: E402
-from hearthkit.certs import make_cert  # noqa: E402
-from hearthkit.pebble import Pebble  # noqa: E402
+from hearthkit import binary
+from hearthkit.certs import make_cert
+from hearthkit.clients import read_until_close
+from hearthkit.pebble import Pebble
+from hearthkit.ports import free_port
+from hearthkit.procs import pid_alive, wait_until
 
 SUPERVISOR = binary("supervisor", "supervisor")
 STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin.py")
@@ -144,19 +145,6 @@ class Stack:
 @pytest.fixture
 def stack(tmp_path, procs):
     return Stack(tmp_path, procs)
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def http_get(port):

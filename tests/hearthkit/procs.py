@@ -179,6 +179,15 @@ def children(pid):
     return out
 
 
+def pid_alive(pid):
+    """Whether pid is a process that has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def tree_pids(pid):
     """pid and all its descendants."""
     out, pending = [], [pid]
