@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import hearthkit.edge  # noqa: E402
-from hearthkit.certs import make_ca, make_leaf  # noqa: E402
+from hearthkit.certs import LazyPKI  # noqa: E402
 from hearthkit.procs import Processes  # noqa: E402
 from hearthkit.upstreams import Upstream, start_upstream  # noqa: E402
 from hearthkit.wsgi import (SANITIZED, WSGI_SERVER, notes_under_appserver,  # noqa: E402
@@ -34,18 +34,15 @@ def procs(tmp_path):
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    """The edge tests' certificates, all from one throwaway CA (ca): for a.test an ECDSA
-    (serial 1001), an RSA (1002), a second ECDSA (1003) and one valid only from next year; for
-    b.test an ECDSA one (2001). Each is (cert_path, key_path)."""
-    d = tmp_path_factory.mktemp("pki")
-    ca = make_ca(d)
-    p = {"ca": ca[0], "dir": d, "ca_pair": ca}
-    p["a_ec"] = make_leaf(d, ca, "a.test", "ec", serial=1001)
-    p["a_rsa"] = make_leaf(d, ca, "a.test", "rsa", serial=1002)
-    p["b_ec"] = make_leaf(d, ca, "b.test", "ec", serial=2001)
-    p["a_ec2"] = make_leaf(d, ca, "a.test", "ec", serial=1003)
-    p["future"] = make_leaf(d, ca, "a.test", "ec", start="future")
-    return p
+    """The edge tests' certificates, all from one throwaway CA (ca), each made on first use:
+    for a.test an ECDSA (serial 1001), an RSA (1002), a second ECDSA (1003) and one valid only
+    from next year; for b.test an ECDSA one (2001). Each is (cert_path, key_path)."""
+    return LazyPKI(tmp_path_factory.mktemp("pki"), {
+        "a_ec": dict(name="a.test", key_type="ec", serial=1001),
+        "a_rsa": dict(name="a.test", key_type="rsa", serial=1002),
+        "b_ec": dict(name="b.test", key_type="ec", serial=2001),
+        "a_ec2": dict(name="a.test", key_type="ec", serial=1003),
+        "future": dict(name="a.test", key_type="ec", start="future")})
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +76,19 @@ def site(tmp_path_factory):
 
 @pytest.fixture
 def start_edge(procs, pki, site):
-    """start_edge(*extra, https=True, workers=1, name="edge", sites=None, env=None): the edge
-    on free ports serving site a.test (pki's ECDSA certificate, the site's files under / and
-    /static/; or the site flags in sites), the ACME webroot, then the flags in extra."""
-    def start(*extra, https=True, workers=1, name="edge", sites=None, env=None):
-        if sites is None:
-            sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
-                     "--static", f"/static/={site['www']}", "--static", f"/={site['www']}"]
+    """start_edge(*extra, https=True, workers=1, name="edge", sites=None, upstreams=None,
+    env=None): the edge on free ports serving site a.test with pki's ECDSA certificate and the
+    site's files under / and /static/; with upstreams, proxying to them instead (only
+    /static/ is files, of /); or the site flags in sites. Then the ACME webroot and extra."""
+    def start(*extra, https=True, workers=1, name="edge", sites=None, upstreams=None,
+              env=None):
+        a_test = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1]]
+        if upstreams is not None:
+            sites = a_test + ["--static", "/static/=/"]
+            for u in upstreams:
+                sites += ["--upstream", u]
+        elif sites is None:
+            sites = a_test + ["--static", f"/static/={site['www']}", "--static", f"/={site['www']}"]
         return hearthkit.edge.start_edge(procs, *sites, "--acme-webroot", site["acme"], *extra,
                                          https=https, workers=workers, name=name, env=env)
     return start

@@ -299,7 +299,7 @@ def test_max_connections_sheds_idle_then_oldest_head_and_waits_only_when_all_are
     one that has waited longest for its request head; only while every slot serves a request does
     the newcomer wait in the backlog (it used to wait there whatever the slots were doing)."""
     e = start_edge("--max-connections", "3",
-                   sites=proxy_sites(pki, f"unix:{upstream}"))
+                   upstreams=[f"unix:{upstream}"])
 
     def connect():
         return socket.create_connection(("127.0.0.1", e.http), timeout=5)
@@ -454,7 +454,7 @@ def test_bytes_that_cannot_start_a_request_are_refused_at_once(start_edge, pki):
 
 
 def test_http10_without_host_empty_lines_and_400_closes(start_edge, pki, upstream):
-    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
+    e = start_edge(upstreams=[f"unix:{upstream}"])
     tls = client_ctx(pki["ca"])
     # HTTP/1.0 needs no Host; the request goes upstream as HTTP/1.1, which does
     resp = raw(e.https, b"GET /echo HTTP/1.0\r\n\r\n", tls=tls)
@@ -478,16 +478,8 @@ def test_http10_without_host_empty_lines_and_400_closes(start_edge, pki, upstrea
 # reverse proxy
 
 
-def proxy_sites(pki, *upstreams):
-    s = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
-         "--static", "/static/=/"]
-    for u in upstreams:
-        s += ["--upstream", u]
-    return s
-
-
 def test_proxy_forwarded_headers_and_hop_by_hop(start_edge, pki, upstream):
-    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
+    e = start_edge(upstreams=[f"unix:{upstream}"])
     r, body = https_get(e, pki["ca"], "/echo?q=1", headers={
         "X-Forwarded-For": "203.0.113.7", "Connection": "keep-alive, X-Drop-Me",
         "X-Drop-Me": "1", "Keep-Alive": "timeout=9", "TE": "trailers", "X-Keep": "k",
@@ -509,7 +501,7 @@ def test_proxy_forwarded_headers_and_hop_by_hop(start_edge, pki, upstream):
 
 
 def test_proxy_keepalive_pool_reuses_upstream_connections(start_edge, pki, upstream):
-    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
+    e = start_edge(upstreams=[f"unix:{upstream}"])
     for _ in range(10):
         r, _ = https_get(e, pki["ca"], "/echo")
         assert r.status == 200
@@ -518,7 +510,7 @@ def test_proxy_keepalive_pool_reuses_upstream_connections(start_edge, pki, upstr
 
 
 def test_proxy_chunked_request_body_and_head(start_edge, pki, upstream):
-    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
+    e = start_edge(upstreams=[f"unix:{upstream}"])
 
     def gen():
         for i in range(50):
@@ -542,7 +534,7 @@ def test_proxy_chunked_request_body_and_head(start_edge, pki, upstream):
 
 
 def test_proxy_502_when_upstream_is_down(start_edge, pki, tmp_path):
-    e = start_edge(sites=proxy_sites(pki, f"unix:{tmp_path}/none.sock"))
+    e = start_edge(upstreams=[f"unix:{tmp_path}/none.sock"])
     for _ in range(20):
         r, body = https_get(e, pki["ca"], "/anything")
         assert r.status == 502
@@ -552,7 +544,7 @@ def test_proxy_502_when_upstream_is_down(start_edge, pki, tmp_path):
 
 def test_proxy_504_on_upstream_timeout(start_edge, pki, upstream):
     e = start_edge("--proxy-read-timeout", "1s",
-                   sites=proxy_sites(pki, f"unix:{upstream}"))
+                   upstreams=[f"unix:{upstream}"])
     t0 = time.monotonic()
     r, _ = https_get(e, pki["ca"], "/slow?t=3")
     assert r.status == 504 and time.monotonic() - t0 < 2.5
@@ -563,7 +555,7 @@ def test_proxy_502_on_garbage_or_early_close(start_edge, pki, tmp_path):
                                b"Transfer-Encoding: chunked\r\n\r\n", b"HTTP/1.1 2000 OK\r\n\r\n"]):
         path = str(tmp_path / f"g{i}.sock")
         srv = garbage_upstream(path, reply)
-        e = start_edge(sites=proxy_sites(pki, f"unix:{path}"), name=f"edge{i}")
+        e = start_edge(upstreams=[f"unix:{path}"], name=f"edge{i}")
         for _ in range(5):
             r, _ = https_get(e, pki["ca"], "/x")
             assert r.status == 502, reply
@@ -578,8 +570,8 @@ def test_proxy_round_robin_skips_failed_upstream(start_edge, pki, tmp_path):
     b = start_upstream(tmp_path / "b.sock", "B")
     dead = f"unix:{tmp_path}/dead.sock"
     e = start_edge("--upstream-fail-timeout", "30s",
-                   sites=proxy_sites(pki, f"unix:{tmp_path}/a.sock", dead,
-                                     f"unix:{tmp_path}/b.sock"))
+                   upstreams=[f"unix:{tmp_path}/a.sock", dead,
+                                     f"unix:{tmp_path}/b.sock"])
     who = []
     for _ in range(8):
         r, body = https_get(e, pki["ca"], "/echo")
@@ -594,7 +586,7 @@ def test_proxy_tcp_upstream(start_edge, pki):
     srv = TcpHTTPServer(("127.0.0.1", 0), Upstream)
     srv.name = "tcp"
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    e = start_edge(sites=proxy_sites(pki, f"127.0.0.1:{srv.server_address[1]}"))
+    e = start_edge(upstreams=[f"127.0.0.1:{srv.server_address[1]}"])
     r, body = https_get(e, pki["ca"], "/echo")
     assert r.status == 200 and json.loads(body)["who"] == "tcp"
     srv.shutdown()
@@ -602,9 +594,9 @@ def test_proxy_tcp_upstream(start_edge, pki):
 
 
 def test_websocket_echo_through_tunnel(start_edge, pki, upstream):
-    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
-    s = client_ctx(pki["ca"]).wrap_socket(socket.create_connection(("127.0.0.1", e.https), timeout=5),
-                                    server_hostname="a.test")
+    e = start_edge(upstreams=[f"unix:{upstream}"])
+    s = client_ctx(pki["ca"]).wrap_socket(
+        socket.create_connection(("127.0.0.1", e.https), timeout=5), server_hostname="a.test")
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall((f"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
@@ -723,7 +715,7 @@ def test_sighup_reload_under_load_and_broken_cert_refused(start_edge, pki, site,
 
 
 def test_sigterm_finishes_inflight_then_exits(start_edge, pki, upstream):
-    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
+    e = start_edge(upstreams=[f"unix:{upstream}"])
     idle = socket.create_connection(("127.0.0.1", e.http))
     result = {}
 
@@ -744,7 +736,8 @@ def test_sigterm_finishes_inflight_then_exits(start_edge, pki, upstream):
 def test_access_log_combined_and_usr1_reopen(start_edge, pki, tmp_path):
     log = tmp_path / "access.log"
     e = start_edge("--access-log", str(log))
-    https_get(e, pki["ca"], "/style.css", headers={"User-Agent": 'agent "quoted"', "Referer": "http://r/"})
+    https_get(e, pki["ca"], "/style.css",
+              headers={"User-Agent": 'agent "quoted"', "Referer": "http://r/"})
     raw(e.http, b"GET /x?y HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
     wait_until(lambda: log.exists() and log.read_text().count("\n") >= 2)
     lines = log.read_text().splitlines()
@@ -926,7 +919,7 @@ SMALL_QUARANTINE = {"ASAN_OPTIONS": ":".join(
 
 def test_100mb_upload_and_download_streamed_with_bounded_rss(start_edge, pki, upstream, tmp_path):
     e = start_edge("--max-body-size", "200m",
-                   sites=proxy_sites(pki, f"unix:{upstream}"), env=SMALL_QUARANTINE)
+                   upstreams=[f"unix:{upstream}"], env=SMALL_QUARANTINE)
     base = rss_kib(e.proc.pid)
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
@@ -949,11 +942,11 @@ def test_100mb_upload_and_download_streamed_with_bounded_rss(start_edge, pki, up
 def test_slow_reader_backpressure_keeps_memory_flat(start_edge, pki, upstream):
     """The upstream can send 100 MB at once; a client that reads slowly must not make the edge
     buffer it."""
-    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"),
+    e = start_edge(upstreams=[f"unix:{upstream}"],
                    env=SMALL_QUARANTINE)
     base = rss_kib(e.proc.pid)
-    s = client_ctx(pki["ca"]).wrap_socket(socket.create_connection(("127.0.0.1", e.https), timeout=10),
-                                    server_hostname="a.test")
+    s = client_ctx(pki["ca"]).wrap_socket(
+        socket.create_connection(("127.0.0.1", e.https), timeout=10), server_hostname="a.test")
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     s.sendall(f"GET /big?n={HUNDRED_MB} HTTP/1.1\r\nHost: a.test\r\n\r\n".encode())
     got = len(s.recv(65536))
@@ -1074,7 +1067,7 @@ def test_plain_site_without_tls_serves_static_with_sendfile_and_proxies(
 
 
 def test_http10_client_gets_dechunked_body(start_edge, pki, upstream):
-    e = start_edge(sites=proxy_sites(pki, f"unix:{upstream}"))
+    e = start_edge(upstreams=[f"unix:{upstream}"])
     resp = raw(e.https, b"GET /big?n=70000&chunked HTTP/1.0\r\nHost: a.test\r\n\r\n",
                tls=client_ctx(pki["ca"]))
     head, _, body = resp.partition(b"\r\n\r\n")
@@ -1082,7 +1075,7 @@ def test_http10_client_gets_dechunked_body(start_edge, pki, upstream):
     assert body == b"x" * 70000
 
 
-def test_config_user_drops_privileges(procs, pki, site, tmp_path):
+def test_config_user_drops_privileges(procs, site, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     hp = free_port()

@@ -98,3 +98,19 @@ def serial_of(pem_bytes_or_der):
     out = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=pem_bytes_or_der,
                          capture_output=True, check=True).stdout.decode()
     return int(out.strip().split("=")[1], 16)
+
+
+class LazyPKI(dict):
+    """A throwaway CA in folder d (self["ca"]: its certificate; self["ca_pair"]: (cert, key);
+    self["dir"]: d) and the leaves it signs, each made the first time it is asked for, so a
+    test file pays only for the certificates it uses: self[name] is make_leaf(d, ca,
+    **leaves[name]), a (cert, key) pair."""
+
+    def __init__(self, d, leaves):
+        ca = make_ca(d)
+        super().__init__(ca=ca[0], ca_pair=ca, dir=d)
+        self.leaves = leaves
+
+    def __missing__(self, name):
+        self[name] = make_leaf(self["dir"], self["ca_pair"], **self.leaves[name])
+        return self[name]
