@@ -1,6 +1,7 @@
-"""End-to-end tests of the edge: the real binary on loopback against curl, openssl s_client and
-Python's ssl/http.client, with small Python upstreams (a threaded HTTP/1.1 server on a unix
-socket, and raw sockets for garbage and silence)."""
+"""The edge's life as a process: listeners (IPv6, sockets inherited as systemd hands them
+down), SIGTERM finishing what is in flight, access logs and their reopening on SIGUSR1, the
+config file, dropping privileges, sd_notify, restarts on an inherited socket that answer every
+connection, and workers that stop with a killed master."""
 import json
 import os
 import re
@@ -19,27 +20,6 @@ from hearthkit.ports import free_port, port_open
 from hearthkit.procs import pid_alive, wait_until
 
 EDGE = binary("edge", "edge")
-
-# ---------------------------------------------------------------------------------------------
-# the edge
-
-# ---------------------------------------------------------------------------------------------
-# plain HTTP: redirects and ACME challenges
-
-# ---------------------------------------------------------------------------------------------
-# static files
-
-# ---------------------------------------------------------------------------------------------
-# TLS
-
-# ---------------------------------------------------------------------------------------------
-# limits and timeouts
-
-# ---------------------------------------------------------------------------------------------
-# reverse proxy
-
-# ---------------------------------------------------------------------------------------------
-# listeners
 
 
 def test_ipv6_listener(start_edge):
@@ -78,10 +58,6 @@ def test_inherited_listen_fds(procs, pki, site):
     assert status_of(raw(hp, b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")) == 301
     r, body = https_get(e, pki["ca"], "/")
     assert r.status == 200 and body == b"<h1>home</h1>\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# lifecycle: reload, stop, reopen
 
 
 def test_sigterm_finishes_inflight_then_exits(start_edge, pki, upstream):
@@ -188,14 +164,6 @@ sites:
     assert r.returncode == 2 and b"bad.yaml:2" in r.stderr
 
 
-# ---------------------------------------------------------------------------------------------
-# streaming, backpressure, slow clients
-
-
-# ---------------------------------------------------------------------------------------------
-# testssl.sh
-
-
 def test_config_user_drops_privileges(procs, site, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root")
@@ -237,10 +205,6 @@ def test_sd_notify_ready_reloading_stopping(start_edge, tmp_path):
     assert b"STOPPING=1" in srv.recv(4096)
     assert e.proc.wait(timeout=5) == 0
     srv.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# races at the edges of a connection's life
 
 
 APPSERVER = binary("appserver", "appserver")
