@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import hearthkit.edge  # noqa: E402
 from hearthkit.certs import LazyPKI  # noqa: E402
 from hearthkit.procs import Processes  # noqa: E402
+from hearthkit.supervisor import Stack  # noqa: E402
 from hearthkit.upstreams import Upstream, start_upstream  # noqa: E402
 from hearthkit.wsgi import (SANITIZED, WSGI_SERVER, notes_under_appserver,  # noqa: E402
                             notes_under_gunicorn, start_notes, start_wsgi)
@@ -111,6 +112,12 @@ NOTES_SERVERS = [
         SANITIZED, reason="a peer: checked in the normal run")),
     pytest.param(notes_under_appserver, id="appserver"),
 ]
+
+
+@pytest.fixture
+def stack(tmp_path, procs):
+    """A supervisor Stack (hearthkit.supervisor) under the test's directory, not started."""
+    return Stack(tmp_path, procs)
 
 
 @pytest.fixture(params=NOTES_SERVERS)

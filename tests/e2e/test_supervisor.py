@@ -19,155 +19,12 @@ import pytest
 
 from hearthkit import binary
 from hearthkit.certs import make_cert
-from hearthkit.clients import read_until_close
+from hearthkit.clients import handshake_fails, http10_fetch, http10_text, read_until_close
 from hearthkit.pebble import Pebble
 from hearthkit.ports import free_port
 from hearthkit.procs import pid_alive, wait_until
-
-SUPERVISOR = binary("supervisor", "supervisor")
-STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin.py")
-REAL = os.environ.get("HEARTH_E2E_REAL") == "1"
-standin_only = pytest.mark.skipif(REAL, reason="needs the stand-in components")
-COMPONENTS = ("edge", "appserver", "certd")
-
-
-def write_standins(libexec):
-    os.makedirs(libexec, exist_ok=True)
-    for name in COMPONENTS:
-        path = os.path.join(libexec, name)
-        with open(path, "w") as f:
-            f.write(f'#!/bin/sh\nexec /usr/bin/python3 {STANDIN} {name} "$@"\n')
-        os.chmod(path, 0o755)
-
-
-class Stack:
-    """One supervisor with its config, run dir and stand-ins under a test's directory."""
-
-    def __init__(self, base, procs, modes=None, real=REAL):
-        self.base = str(base)
-        self.procs = procs
-        self.modes = modes or {}
-        self.real = real
-        self.run_dir = os.path.join(self.base, "run")
-        self.port = free_port()
-        self.config = os.path.join(self.base, "hearth.yaml")
-        self.libexec = os.path.join(self.base, "libexec")
-        self.proc = None
-        if real:
-            self.module = binary("examples", "hello.so")
-        else:
-            write_standins(self.libexec)
-            self.module = os.path.join(self.base, "app.so")
-            open(self.module, "w").close()
-
-    def write_config(self, supervisor=None, extra="", sites=None, https=""):
-        sup = {"stop_timeout": "1s", "restart_delay": "50ms", "restart_delay_max": "400ms",
-               "restart_reset": "5s", "max_restarts": 3, "restart_window": "30s"}
-        sup.update(supervisor or {})
-        sites = sites if sites is not None else "  - name: example.localhost\n"
-        text = (f"run_dir: {self.run_dir}\nstate_dir: {self.base}/state\n"
-                f"edge:\n  http: [\"127.0.0.1:{self.port}\"]\n  https: [{https}]\n"
-                f"appserver:\n  modules: [{self.module}]\n"
-                "supervisor:\n" + "".join(f"  {k}: {v}\n" for k, v in sup.items()) +
-                extra + "sites:\n" + sites)
-        with open(self.config, "w") as f:
-            f.write(text)
-        return self.config
-
-    def env(self):
-        env = {"STANDIN_DIR": self.base}
-        if not self.real:
-            env["HEARTH_LIBEXEC_DIR"] = self.libexec
-        for name, mode in self.modes.items():
-            env["STANDIN_" + name.upper()] = mode
-        return env
-
-    def start(self, env=None, wait=True, write=True):
-        if write and not os.path.exists(self.config):
-            self.write_config()
-        full = self.env()
-        full.update(env or {})
-        self.proc = self.procs.start([SUPERVISOR, "start", "-c", self.config], name="supervisor",
-                                     env=full)
-        if wait:
-            wait_until(lambda: self.all_settled(), timeout=10, what="the stack to come up")
-        return self.proc
-
-    def log(self):
-        return self.procs.log(self.proc)
-
-    def ctl(self, *args, timeout=15):
-        return subprocess.run([SUPERVISOR, *args, "-c", self.config], capture_output=True,
-                              text=True, timeout=timeout, env={**os.environ, **self.env()})
-
-    def status(self):
-        r = self.ctl("status", "--json")
-        if r.returncode != 0:
-            return None
-        return {c["name"]: c for c in json.loads(r.stdout)["components"]}
-
-    def state(self, name):
-        st = self.status()
-        return st[name]["state"] if st else None
-
-    def running_anew(self, name, old_pid):
-        """name runs again, in a process other than old_pid (one status: no torn reads)."""
-        st = self.status()
-        return st is not None and st[name]["state"] == "running" and \
-            st[name]["pid"] not in (None, old_pid)
-
-    def all_settled(self):
-        st = self.status()
-        return st is not None and all(
-            c["state"] in ("running", "fatal", "disabled") for c in st.values())
-
-    def events(self, name, checks=False):
-        """[(time, event, pid, detail)] the stand-in recorded; its --check runs only with
-        checks (they are other processes)."""
-        path = os.path.join(self.base, name + ".events")
-        if not os.path.exists(path):
-            return []
-        out = []
-        with open(path) as f:
-            for line in f:
-                t, ev, pid, *rest = line.rstrip("\n").split(" ", 3)
-                if ev != "check" or checks:
-                    out.append((float(t), ev, int(pid), rest[0] if rest else ""))
-        return out
-
-    def count(self, name, what):
-        return sum(1 for e in self.events(name) if e[1] == what)
-
-    def wait_exit(self, timeout=10):
-        return self.proc.wait(timeout=timeout)
-
-
-@pytest.fixture
-def stack(tmp_path, procs):
-    return Stack(tmp_path, procs)
-
-
-def http_get(port):
-    """One HTTP/1.0 request to 127.0.0.1:port, or to a Unix socket when port is a path."""
-    if isinstance(port, str):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(3)
-        try:
-            s.connect(port)
-        except OSError:
-            s.close()
-            raise
-    else:
-        s = socket.create_connection(("127.0.0.1", port), timeout=3)
-    with s:
-        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                return data.decode(errors="replace")
-            data += chunk
-
+from hearthkit.supervisor import (COMPONENTS, REAL, STANDIN, SUPERVISOR, ClientLoop, Stack,
+                                  SystemdSocket, standin_only)
 
 # --- config errors: exit 2, a message naming the place, nothing started -------------------------
 
@@ -333,7 +190,7 @@ def test_listen_forms_any_and_ipv6_only(stack):
         f.write(text)
     stack.start()
     assert "fds=http,http" in stack.events("edge")[0][3]
-    assert http_get(stack.port).startswith("HTTP/1.0 200")
+    assert http10_text(stack.port).startswith("HTTP/1.0 200")
     with socket.create_connection(("::1", stack.port), timeout=2):
         pass
     with socket.create_connection(("::1", v6_port), timeout=2):
@@ -365,35 +222,6 @@ def test_second_instance_refused(stack, procs):
 
 
 # --- readiness and systemd notifications --------------------------------------------------------
-
-
-class SystemdSocket:
-    """The NOTIFY_SOCKET systemd would give the supervisor: collects what it is told."""
-
-    def __init__(self, base):
-        self.path = os.path.join(base, "systemd-notify.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.1)
-        self.got = []
-
-    def drain(self, until, timeout=5):
-        """Collect messages until one contains `until`; False if none did within timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                self.got.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                pass
-            if any(until in m for m in self.got):
-                return True
-        return False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.sock.close()
 
 
 @standin_only
@@ -471,7 +299,7 @@ def test_crash_loop_goes_fatal_others_keep_running(tmp_path, procs):
     st = stack.status()
     assert st["edge"]["state"] == "running" and st["appserver"]["state"] == "running"
     assert "FATAL" in stack.log()
-    assert http_get(stack.port).startswith("HTTP/1.0 200")
+    assert http10_text(stack.port).startswith("HTTP/1.0 200")
     text = stack.ctl("status").stdout
     assert "fatal" in text
     # An explicit restart tries again.
@@ -567,45 +395,6 @@ def test_leftover_workers_of_a_killed_component_are_killed(tmp_path, procs):
 # --- the listening sockets survive the edge -------------------------------------------------------
 
 
-class ClientLoop:
-    """Requests in a loop from a thread; counts answers, refusals and other failures."""
-
-    def __init__(self, port):
-        self.port = port
-        self.ok = self.refused = self.failed = 0
-        self.errors = []
-        self.pids = set()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.run)
-
-    def run(self):
-        while not self.done.is_set():
-            try:
-                reply = http_get(self.port)
-            except ConnectionRefusedError:
-                self.refused += 1
-                continue
-            except OSError as e:
-                self.failed += 1
-                self.errors.append(repr(e))
-                continue
-            if not reply.startswith("HTTP/"):
-                self.failed += 1
-                self.errors.append(f"closed without an answer: {reply!r}")
-                continue
-            self.ok += 1
-            if not REAL:
-                self.pids.add(reply.split("\r\n\r\n", 1)[1].split()[1])
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join()
-
-
 def test_edge_restart_refuses_no_connection(stack):
     stack.start()
     with ClientLoop(stack.port) as graceful:
@@ -679,7 +468,7 @@ def test_stop_lets_requests_in_flight_complete(tmp_path, procs):
     stack.start()
     pids = [c["pid"] for c in stack.status().values()]
     result = {}
-    t = threading.Thread(target=lambda: result.update(reply=http_get(stack.port)))
+    t = threading.Thread(target=lambda: result.update(reply=http10_text(stack.port)))
     t.start()
     wait_until(lambda: stack.count("edge", "accept") == 1, what="request in flight")
     r = stack.ctl("stop")
@@ -748,7 +537,7 @@ def test_restart_runs_the_last_validated_config(stack):
         old = stack.status()[name]["pid"]
         os.kill(old, signal.SIGKILL)
         wait_until(lambda: stack.running_anew(name, old), what=f"{name} running again")
-    assert http_get(stack.port).startswith("HTTP/1.")
+    assert http10_text(stack.port).startswith("HTTP/1.")
     assert {c["state"] for c in stack.status().values()} == {"running"}
 
 
@@ -772,7 +561,7 @@ def test_reload_is_all_or_nothing_and_names_each_outcome(stack):
     assert "edge: refused:" in r.stderr and "static root" in r.stderr, r.stderr
     assert "appserver: unchanged" in r.stderr and "certd: unchanged" in r.stderr, r.stderr
     if REAL:
-        assert "v1" in http_get(app_sock)
+        assert "v1" in http10_text(app_sock)
     else:
         assert not any(stack.count(n, "hup") for n in COMPONENTS)
     # Fixed, the same reload goes through, for everyone.
@@ -782,7 +571,7 @@ def test_reload_is_all_or_nothing_and_names_each_outcome(stack):
     for name in COMPONENTS:
         assert f"{name}: reloaded" in r.stdout, r.stdout
     if REAL:
-        wait_until(lambda: "v2" in http_get(app_sock), what="the new module answering")
+        wait_until(lambda: "v2" in http10_text(app_sock), what="the new module answering")
     else:
         wait_until(lambda: all(stack.count(n, "hup") == 1 for n in COMPONENTS), what="HUP to all")
 
@@ -911,32 +700,6 @@ def test_children_run_as_configured_user(procs):
 # --- automatic HTTPS: the real stack against Pebble ------------------------------------------------
 
 
-def fetch(port, host, path="/", ctx=None):
-    """(status, headers, body) of one HTTP/1.0 GET to 127.0.0.1:port, over TLS (SNI = host)
-    when ctx is given."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s = ctx.wrap_socket(raw, server_hostname=host) if ctx else raw
-    with s:
-        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode(errors="replace").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), headers, body
-
-
-def tls_handshake(port, ctx, name):
-    import ssl
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
-            with ctx.wrap_socket(raw, server_hostname=name):
-                return True
-    except (OSError, ssl.SSLError):
-        return False
-
-
 @pytest.mark.skipif(not shutil.which("pebble"), reason="needs pebble")
 def test_acme_site_comes_up_on_http_then_https_without_restart(tmp_path, procs, request):
     """The real stack (always, not only with HEARTH_E2E_REAL), a tls: acme site and no
@@ -963,7 +726,7 @@ def test_acme_site_comes_up_on_http_then_https_without_restart(tmp_path, procs, 
     assert st["edge"]["state"] == "running", st
     # HTTP first: the edge answers before there is any certificate; until then the site is
     # not served in the clear (503), unless certd was already quicker than this.
-    status, headers, _ = fetch(stack.port, name)
+    status, headers, _ = http10_fetch(stack.port, name)
     assert status in (503, 301), status
     if status == 503:
         assert headers["Retry-After"].isdigit()
@@ -971,12 +734,12 @@ def test_acme_site_comes_up_on_http_then_https_without_restart(tmp_path, procs, 
     wait_until(lambda: os.path.exists(fullchain), timeout=30, what="certd's certificate")
     (tmp_path / "pebble-root.pem").write_bytes(pebble.root_pem())
     site_ctx = ssl.create_default_context(cafile=str(tmp_path / "pebble-root.pem"))
-    wait_until(lambda: tls_handshake(https_port, site_ctx, name), timeout=15,
+    wait_until(lambda: not handshake_fails(https_port, name, site_ctx), timeout=15,
                what="HTTPS with Pebble's certificate")
     # Now plain HTTP redirects, and HTTPS answers (404: the site has neither files nor app).
-    status, headers, _ = fetch(stack.port, name, "/x?y=1")
+    status, headers, _ = http10_fetch(stack.port, name, "/x?y=1")
     assert status == 301 and headers["Location"] == f"https://{name}:{https_port}/x?y=1"
-    assert fetch(https_port, name, ctx=site_ctx)[0] == 404
+    assert http10_fetch(https_port, name, ctx=site_ctx)[0] == 404
     # No restart: the edge reloaded.
     st = stack.status()
     assert st["edge"]["pid"] == edge_pid and st["edge"]["restarts"] == 0, st
@@ -1003,10 +766,10 @@ def test_internal_site_comes_up_on_https(tmp_path, procs):
     ca = os.path.join(stack.base, "state", "internal-ca", "ca.pem")
     wait_until(lambda: os.path.exists(ca), timeout=15, what="the internal CA")
     ctx = ssl.create_default_context(cafile=ca)
-    wait_until(lambda: tls_handshake(https_port, ctx, name), timeout=15,
+    wait_until(lambda: not handshake_fails(https_port, name, ctx), timeout=15,
                what="HTTPS with the internal CA's certificate")
-    assert fetch(https_port, name, ctx=ctx)[0] == 404
-    assert fetch(stack.port, name)[0] == 301
+    assert http10_fetch(https_port, name, ctx=ctx)[0] == 404
+    assert http10_fetch(stack.port, name)[0] == 301
     st = stack.status()
     assert st["edge"]["pid"] == edge_pid and st["edge"]["restarts"] == 0, st
     assert stack.ctl("stop").returncode == 0

@@ -116,10 +116,50 @@ def handshake_serial(port, host="a.test", ctx=None):
             return serial_of(ssl.DER_cert_to_PEM_cert(t.getpeercert(True)).encode())
 
 
+def http10_text(port):
+    """The answer, as text, to one HTTP/1.0 GET / to 127.0.0.1:port, or to a Unix socket when
+    port is a path."""
+    if isinstance(port, str):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(3)
+        try:
+            s.connect(port)
+        except OSError:
+            s.close()
+            raise
+    else:
+        s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    with s:
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return data.decode(errors="replace")
+            data += chunk
+
+
+def http10_fetch(port, host, path="/", ctx=None):
+    """(status, headers, body) of one HTTP/1.0 GET to 127.0.0.1:port, over TLS (SNI = host)
+    when ctx is given."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s = ctx.wrap_socket(raw, server_hostname=host) if ctx else raw
+    with s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers, body
+
+
 def handshake_fails(port, host, ctx):
+    """Whether a TLS handshake with SNI host fails (or the connection does)."""
     try:
         handshake_serial(port, host, ctx)
-    except (ssl.SSLError, ConnectionError):
+    except OSError:  # ssl.SSLError among them
         return True
     return False
 
