@@ -8,7 +8,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import hearthkit.edge  # noqa: E402
-from hearthkit.certs import LazyPKI  # noqa: E402
+from hearthkit.certs import LazyPKI, make_test_pki  # noqa: E402
+from hearthkit.pebble import Pebble  # noqa: E402
 from hearthkit.procs import Processes  # noqa: E402
 from hearthkit.supervisor import Stack  # noqa: E402
 from hearthkit.upstreams import Upstream, start_upstream  # noqa: E402
@@ -18,7 +19,6 @@ from hearthkit.wsgi import (SANITIZED, WSGI_SERVER, notes_under_appserver,  # no
 # The names test files imported from here before hearthkit existed, so that a test file
 # written meanwhile on another branch still runs; new code imports them from hearthkit.
 from hearthkit import BUILD, PYTHON, SOURCE, binary  # noqa: E402,F401
-from hearthkit.certs import make_test_pki  # noqa: E402,F401
 from hearthkit.clients import Load, Response, parse_responses  # noqa: E402,F401
 from hearthkit.clients import read_until_close, recv_until  # noqa: E402,F401
 from hearthkit.ports import free_port, port_open, unix_open  # noqa: E402,F401
@@ -118,6 +118,40 @@ NOTES_SERVERS = [
 def stack(tmp_path, procs):
     """A supervisor Stack (hearthkit.supervisor) under the test's directory, not started."""
     return Stack(tmp_path, procs)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A throwaway CA and a 127.0.0.1/localhost certificate for Pebble's own API (the Debian
+    package ships no test certificate); certd trusts the CA through --ca-bundle."""
+    return make_test_pki(tmp_path_factory.mktemp("pebble-tls"), "DNS:localhost",
+                         "IP:127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory, tls_files):
+    """Pebble for the module: nonce rejection on, the real edge serving its challenges."""
+    p = Pebble(tmp_path_factory.mktemp("pebble"), challenges="edge", tls=tls_files,
+               validity=3600)
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def make_pebble(tmp_path, tls_files):
+    """make_pebble(challenge_server=True, validity=3600, eab=None): a Pebble of the test's own;
+    without challenge_server, the test serves Pebble's challenges (on p.http_port) itself."""
+    started = []
+
+    def make(challenge_server=True, validity=3600, **kw):
+        p = Pebble(tmp_path / f"pebble{len(started)}", tls=tls_files, validity=validity,
+                   challenges="edge" if challenge_server else None, **kw)
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        p.stop()
 
 
 @pytest.fixture(params=NOTES_SERVERS)
