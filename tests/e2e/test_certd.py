@@ -13,8 +13,8 @@ import threading
 import pytest
 
 from hearthkit.certd import (CERTD, EXIT_FAIL, EXIT_NOTHING, EXIT_OK, EXIT_USAGE, cert_serial,
-                             cert_text, certd_args, challenge_files, pubkey_of_cert, pubkey_of_key,
-                             run)
+                             cert_text, certd_args, certd_config, challenge_files, pubkey_of_cert,
+                             pubkey_of_key, run)
 
 
 def test_issue_two_names(pebble, tmp_path):
@@ -178,14 +178,7 @@ def test_external_account_binding(make_pebble, tmp_path):
 def test_config_file(pebble, tmp_path):
     state = tmp_path / "state"
     cfg = tmp_path / "hearth.yaml"
-    cfg.write_text(f"""
-state_dir: {state}
-certd:
-  server: {pebble.directory}
-  ca_bundle: {pebble.tls / 'ca.pem'}
-  agree_tos: true
-  webroot: {pebble.webroot}
-  key_type: ec384
+    cfg.write_text(certd_config(pebble, state) + """  key_type: ec384
 sites:
   - name: conf.example.com
     aliases: [www.conf.example.com]

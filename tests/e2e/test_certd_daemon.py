@@ -13,8 +13,8 @@ import threading
 import time
 
 from hearthkit.certd import (CERTD, EXIT_FAIL, EXIT_NOTHING, EXIT_OK, cert_serial, cert_text,
-                             certd_args, challenge_files, no_sanitizer_report, pubkey_of_cert,
-                             pubkey_of_key, run)
+                             certd_args, certd_config, challenge_files, no_sanitizer_report,
+                             pubkey_of_cert, pubkey_of_key, run)
 from hearthkit.edge import start_edge
 from hearthkit.ports import free_port
 from hearthkit.procs import wait_until
@@ -23,14 +23,7 @@ from hearthkit.procs import wait_until
 def test_daemon_config_reload_on_hup(pebble, tmp_path, procs):
     state = tmp_path / "state"
     cfg = tmp_path / "hearth.yaml"
-    head = f"""
-state_dir: {state}
-certd:
-  server: {pebble.directory}
-  ca_bundle: {pebble.tls / 'ca.pem'}
-  agree_tos: true
-  webroot: {pebble.webroot}
-sites:
+    head = certd_config(pebble, state) + """sites:
   - name: hup-a.example.com
     tls: acme
   - name: plain.example.com

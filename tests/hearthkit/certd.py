@@ -29,6 +29,13 @@ def certd_args(pebble, state, *extra, server=None):
             "--agree-tos", "--email", "admin@example.com", *extra]
 
 
+def certd_config(pebble, state):
+    """The start of a hearth.yaml whose state_dir is state and whose certd section uses
+    pebble (a config file's tests add their own keys and sites)."""
+    return (f"state_dir: {state}\ncertd:\n  server: {pebble.directory}\n"
+            f"  ca_bundle: {pebble.ca}\n  agree_tos: true\n  webroot: {pebble.webroot}\n")
+
+
 def cert_text(path):
     """openssl's text form of the certificate in file path."""
     return openssl("x509", "-in", path, "-noout", "-text", text=True).stdout
