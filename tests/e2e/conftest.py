@@ -33,7 +33,7 @@ def procs(tmp_path):
     ps.stop_all()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     """The edge tests' certificates, all from one throwaway CA (ca), each made on first use:
     for a.test an ECDSA (serial 1001), an RSA (1002), a second ECDSA (1003) and one valid only
@@ -46,7 +46,7 @@ def pki(tmp_path_factory):
         "future": dict(name="a.test", key_type="ec", start="future")})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site(tmp_path_factory):
     """The edge tests' files: a static tree (www) with a file of each type, an index in a
     subfolder, precompressed siblings, a symlink out of it and one inside it; a secret beside
@@ -120,7 +120,7 @@ def stack(tmp_path, procs):
     return Stack(tmp_path, procs)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tls_files(tmp_path_factory):
     """A throwaway CA and a 127.0.0.1/localhost certificate for Pebble's own API (the Debian
     package ships no test certificate); certd trusts the CA through --ca-bundle."""
@@ -128,9 +128,10 @@ def tls_files(tmp_path_factory):
                          "IP:127.0.0.1")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pebble(tmp_path_factory, tls_files):
-    """Pebble for the module: nonce rejection on, the real edge serving its challenges."""
+    """Pebble for the run (certd's files share it): nonce rejection on, the real edge serving
+    its challenges."""
     p = Pebble(tmp_path_factory.mktemp("pebble"), challenges="edge", tls=tls_files,
                validity=3600)
     yield p
