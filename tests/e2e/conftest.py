@@ -107,13 +107,6 @@ def upstream(tmp_path):
     srv.server_close()
 
 
-NOTES_SERVERS = [
-    pytest.param(notes_under_gunicorn, id="gunicorn", marks=pytest.mark.skipif(
-        SANITIZED, reason="a peer: checked in the normal run")),
-    pytest.param(notes_under_appserver, id="appserver"),
-]
-
-
 @pytest.fixture
 def stack(tmp_path, procs):
     """A supervisor Stack (hearthkit.supervisor) under the test's directory, not started."""
@@ -155,6 +148,15 @@ def make_pebble(tmp_path, tls_files):
         p.stop()
 
 
+# The example Flask site under each WSGI server the tests know: Debian's Gunicorn (a peer,
+# checked in the normal run only: the sanitizer run is about our code), and hearth's appserver.
+NOTES_SERVERS = [
+    pytest.param(notes_under_gunicorn, id="gunicorn", marks=pytest.mark.skipif(
+        SANITIZED, reason="a peer: checked in the normal run")),
+    pytest.param(notes_under_appserver, id="appserver"),
+]
+
+
 @pytest.fixture(params=NOTES_SERVERS)
 def notes_server(request, procs):
     """start(db_path) serves the notes site under each server in turn; returns the port."""
@@ -186,5 +188,3 @@ def pytest_collection_modifyitems(config, items):
 def wsgi(procs, tmp_path):
     """start_wsgi bound to this test's processes and directory: wsgi('app:app', workers=2)."""
     return lambda app, **kw: start_wsgi(procs, tmp_path, app, **kw)
-
-

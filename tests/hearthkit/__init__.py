@@ -4,7 +4,8 @@ stop processes with their output in a log, wait for them, pin them to a core, th
 certs (self-signed certificates, a throwaway CA), pebble (Let's Encrypt's test CA), edge (the
 edge started on loopback), upstreams (small fake HTTP upstreams and servers), faultproxy (a proxy
 in front of Pebble that answers chosen requests with faults), clients (raw HTTP and TLS clients,
-responses as a client sees them), wsgi (WSGI applications served by hearth or Gunicorn).
+responses as a client sees them), wsgi (WSGI applications served by hearth or Gunicorn), certd
+(certd run against a Pebble) and supervisor (a supervisor Stack with stand-in components).
 
 Importable once tests/ is on sys.path: tests/e2e/conftest.py, bench/hearthbench and
 tests/chaos/run put it there."""
