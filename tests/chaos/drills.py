@@ -222,7 +222,7 @@ def logrotate(ctx):
         with ctx.load(st.https_port) as static, ctx.load(st.https_port, APP) as app:
             time.sleep(s["settle"])
             for _ in range(s["rotations"]):
-                st.server.signal(signal.SIGUSR1)
+                st.server.send_signal(signal.SIGUSR1)
                 time.sleep(s["rotate_gap"])
             time.sleep(s["settle"])
         st_after = st.status()
