@@ -4,7 +4,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import SOURCE, binary
+from hearthkit import SOURCE, binary
 
 PROGRAMS = {name: binary(name, name) for name in ("edge", "appserver", "certd", "supervisor")}
 EXIT_USAGE = 2

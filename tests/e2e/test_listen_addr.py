@@ -2,17 +2,16 @@
 is dual-stack for a standalone edge as under the supervisor; a name such as localhost is
 resolved, by `supervisor check` and by every program that binds, to every address it has; and a
 bad address is refused by check with the words the binary itself uses."""
-import os
 import socket
 import ssl
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from conftest import (binary, free_port, ipv6_loopback, make_test_pki, port_open,  # noqa: E402
-                      wait_until)
+from hearthkit import binary
+from hearthkit.certs import make_test_pki
+from hearthkit.ports import free_port, ipv6_loopback, port_open
+from hearthkit.procs import wait_until
 
 SUPERVISOR = binary("supervisor", "supervisor")
 EDGE = binary("edge", "edge")
