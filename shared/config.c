@@ -262,6 +262,7 @@ static const field top_fields[] = {
     STRING("state_dir", hearth_config, state_dir, FL_PATH, "/var/lib/hearth"),
     CHOICE("log_level", hearth_config, log_level, log_levels, "info"),
     ENUM("log_format", hearth_config, log_format, log_formats, "text"),
+    STRING("metrics", hearth_config, metrics, FL_NULLABLE | FL_LISTEN, NULL),
     MAP("edge", hearth_config, edge, edge_fields),
     MAP("appserver", hearth_config, appserver, appserver_fields),
     MAP("certd", hearth_config, certd, certd_fields),
@@ -1385,6 +1386,13 @@ static int check_wsgi_app(loader *ld, yaml_node_t *root)
     return 0;
 }
 
+/* "127.0.0.1:9145" or "[::1]:9145", not ":9145", "9145" or "*:9145": every interface. */
+static bool names_host(const char *listen)
+{
+    const char *colon = strrchr(listen, ':');
+    return listen[0] == '[' || (colon && colon != listen && strncmp(listen, "*:", 2) != 0);
+}
+
 static int check_across(loader *ld, yaml_node_t *root)
 {
     if (check_wsgi_app(ld, root) != 0)
@@ -1402,6 +1410,11 @@ static int check_across(loader *ld, yaml_node_t *root)
     if (cfg->supervisor.restart_delay_ms > cfg->supervisor.restart_delay_max_ms)
         return fail(ld, map_get(ld, sup, "restart_delay"), "supervisor.restart_delay",
                     "is longer than supervisor.restart_delay_max");
+    if (cfg->metrics && !names_host(cfg->metrics))
+        return fail(ld, map_get(ld, root, "metrics"), "metrics",
+                    "'%s' would serve metrics on every interface; name the address, e.g. "
+                    "127.0.0.1:9145 (metrics must not be public)",
+                    cfg->metrics);
     if (cfg->edge.http.count == 0 && cfg->edge.https.count == 0)
         return fail(ld, edge, "edge", "needs at least one address in http or https");
     return 0;
