@@ -129,6 +129,12 @@ static int open_socket(const listen_addr *a, char *why, size_t whylen)
     return fd;
 }
 
+int listeners_bind_tcp(const char *spec, char *why, size_t whylen)
+{
+    listen_addr a;
+    return parse_listen(spec, &a, why, whylen) < 0 ? -1 : open_socket(&a, why, whylen);
+}
+
 /* "unix:PATH": a stale socket file from an earlier run is replaced. Owned by the children's
  * user, since connecting needs write permission on the file (the edge connects to it). */
 static int bind_unix(supervisor *sv, const char *path, char *why, size_t whylen)
