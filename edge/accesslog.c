@@ -116,6 +116,7 @@ static void json_line(edge_conn *c, buf *b)
 
 void edge_access_write(edge_conn *c)
 {
+    edge_metrics_request(c);
     if (edge_w.access_fd < 0 || c->status == 0)
         return;
     buf b;

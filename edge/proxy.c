@@ -29,6 +29,7 @@ struct edge_upconn {
     bool eof;
     bool head_done;
     bool tunnel;
+    uint64_t attached_ms; /* the request was given to this connection (for the metrics) */
     edge_upstream *u;
     edge_upconn *next_idle;
     edge_conn *c; /* NULL while pooled */
@@ -179,6 +180,7 @@ static int connect_to(edge_upstream *u)
 
 static void mark_failed(edge_upstream *u, const char *why)
 {
+    edge_metrics_upstream_failed(u);
     log_repeated(&u->fail_log, edge_now_ms(), LOG_WARN,
                  "upstream %s failed: %s; skipping it for %lld ms", u->spec, why,
                  (long long)edge_w.cfg.edge.upstream_fail_timeout_ms);
@@ -253,6 +255,7 @@ static void fail_request(edge_conn *c, int status)
 {
     edge_upconn *up = c->up;
     c->up = NULL;
+    edge_metrics_proxy_error(c, status);
     if (up)
         up_close(up);
     if (!c->req_body_done)
@@ -310,6 +313,7 @@ static bool attach(edge_conn *c, bool fresh)
                            (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms, 0);
         }
         up->c = c;
+        up->attached_ms = edge_now_ms();
         http_parser_init(&up->p, HTTP_KIND_RESPONSE, &edge_w.limits, up->hdrs, EDGE_MAX_HEADERS);
         up->p.limits.max_body = 0;
         up->p.response_to_head = c->head_method;
@@ -583,6 +587,7 @@ static bool handle_head(edge_conn *c, edge_upconn *up)
     build_response_head(c, up);
     buf_consume(&up->in, up->p.head_len);
     up->head_done = true;
+    edge_metrics_upstream_header(up->u, edge_now_ms() - up->attached_ms);
     if (up->p.status == 101)
         start_tunnel(c, up);
     return true;
@@ -783,6 +788,7 @@ static void connect_done(edge_upconn *up)
         return;
     }
     up->connecting = false;
+    edge_metrics_upstream_connected(up->u, edge_now_ms() - up->attached_ms);
     uv_timer_start(&up->timer, on_up_timeout, (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms, 0);
 }
 
