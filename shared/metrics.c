@@ -186,7 +186,8 @@ int metrics_family(metrics_region *r, const char *name, metric_type type, const 
 
 /* ---- series ---- */
 
-int metrics_label_pair(char *out, size_t len, const char *name, const char *value)
+/* name="value" with value escaped as the format asks (\\, \", \n); -1 when out is too small. */
+static int label_pair(char *out, size_t len, const char *name, const char *value)
 {
     size_t k = 0;
     int w = snprintf(out, len, "%s=\"", name);
@@ -220,7 +221,7 @@ static int render_labels(const family_rec *fam, const char *const *values, char 
             out[used++] = ',';
         const char *value = values[i] ? values[i] : "";
         i++;
-        if (metrics_label_pair(out + used, len - used, n, value) < 0)
+        if (label_pair(out + used, len - used, n, value) < 0)
             return -1;
         used += strlen(out + used);
     }
@@ -508,7 +509,8 @@ int metrics_render(void *data, size_t len, buf *out)
 
 int metrics_render_file(const char *path, buf *out)
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put in the file's place must not hang the supervisor's loop */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return -1;
     struct stat st;

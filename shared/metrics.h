@@ -74,7 +74,4 @@ int metrics_render(void *data, size_t len, buf *out);
 /* Read path into memory (never mapped: a truncated file must not raise SIGBUS) and render it. */
 int metrics_render_file(const char *path, buf *out);
 
-/* name="value" with value escaped as the format asks (\\, \", \n); false when out is too small. */
-int metrics_label_pair(char *out, size_t len, const char *name, const char *value);
-
 #endif

@@ -5,6 +5,8 @@
  * the same machine, never for the public (docs/metrics.md). */
 #include "supervisor/sv.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +227,22 @@ static void on_connection(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&cl->tcp, on_alloc, on_read);
 }
 
+/* An address other than loopback is taken as written, with a reminder of what it exposes. */
+static void warn_unless_loopback(supervisor *sv)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(sv->metrics_fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    bool loopback = ss.ss_family == AF_INET
+                        ? (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127
+                        : IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+    if (!loopback)
+        log_warn("metrics on %s: not a loopback address; the endpoint has no authentication, so "
+                 "make sure only the scraper can reach it",
+                 sv->cfg.metrics);
+}
+
 int metrics_server_open(supervisor *sv, char *err, size_t errlen)
 {
     char why[256];
@@ -245,6 +263,7 @@ int metrics_server_open(supervisor *sv, char *err, size_t errlen)
         return -1;
     }
     log_info("metrics on http://%s/metrics", sv->cfg.metrics);
+    warn_unless_loopback(sv);
     return 0;
 }
 
