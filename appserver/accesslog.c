@@ -1,6 +1,6 @@
 /* Access log lines. Each is built whole and written with one write(2) on an O_APPEND file, so
  * lines from many workers never interleave. */
-#include "accesslog.h"
+#include "appserver/accesslog.h"
 
 #include <fcntl.h>
 #include <stdio.h>

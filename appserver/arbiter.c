@@ -1,6 +1,6 @@
 /* Arbiter main loop: signals, the workers' boot notices and a housekeeping tick all arrive as
  * libuv callbacks, and every decision about workers is made here, in one place. */
-#include "arbiter.h"
+#include "appserver/arbiter.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,12 +12,13 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "metrics.h"
-#include "scoreboard.h"
+#include "appserver/metrics.h"
+#include "appserver/scoreboard.h"
+#include "shared/backoff.h"
 #include "shared/log.h"
 #include "shared/sdnotify.h"
 #include "shared/signals.h"
-#include "worker.h"
+#include "appserver/worker.h"
 
 #define MAX_WORKERS 256
 #define TICK_MS 100
@@ -25,6 +26,7 @@
 #define ABORT_TO_KILL_MS 2000 /* after SIGABRT, how long a timed-out worker gets to die */
 #define FAST_STOP_MS 1000
 #define BACKOFF_FREE_CRASHES 2
+#define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 10000
 
 typedef enum { W_FREE, W_BOOTING, W_READY, W_STOPPING } worker_state;
@@ -91,7 +93,7 @@ static void module_gen_close(module_gen *g)
 }
 
 /* Open every module file now; the worker dlopens it through /proc/self/fd. */
-static int module_gen_open(module_gen *g, const str_list *paths, unsigned id, char *err,
+static int module_gen_open(module_gen *g, const strlist *paths, unsigned id, char *err,
                            size_t errlen)
 {
     g->fds = calloc(paths->count ? paths->count : 1, sizeof *g->fds);
@@ -213,14 +215,14 @@ static void retire(arbiter *a, int i)
     signal_worker(a, i, SIGTERM);
 }
 
+/* The first crashes in a row fork again at once (a stray crash costs nothing); past them the
+ * wait doubles from BACKOFF_FIRST_MS. */
 static int64_t backoff_ms(int streak)
 {
     if (streak <= BACKOFF_FREE_CRASHES)
         return 0;
-    int64_t ms = 100;
-    for (int i = BACKOFF_FREE_CRASHES + 1; i < streak && ms < BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    return ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS;
+    return backoff_delay_ms(BACKOFF_FIRST_MS, BACKOFF_MAX_MS,
+                            (unsigned)(streak - BACKOFF_FREE_CRASHES - 1));
 }
 
 /* Bring the serving generation to the target count: fork the missing (unless backing off),

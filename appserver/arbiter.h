@@ -4,8 +4,8 @@
 #ifndef APPSERVER_ARBITER_H
 #define APPSERVER_ARBITER_H
 
-#include "listen.h"
-#include "options.h"
+#include "appserver/listen.h"
+#include "appserver/options.h"
 
 /* Runs until stopped; returns the process exit status (0, or 1 when no worker could boot). */
 int arbiter_run(appserver_opts *opts, listen_set *listeners);

@@ -1,5 +1,5 @@
 /* Bump allocation in blocks of 8 KiB (bigger requests get a block of their own). */
-#include "arena.h"
+#include "appserver/arena.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* Client connections in a worker. Requests on one connection are handled strictly in order;
  * answers to pipelined requests are gathered and written together, and reading stops while a
  * slow reader has too much unsent (back-pressure instead of unbounded buffering). */
-#include "conn.h"
+#include "appserver/conn.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "accesslog.h"
-#include "conn_impl.h"
-#include "metrics.h"
+#include "appserver/accesslog.h"
+#include "appserver/conn_impl.h"
+#include "appserver/metrics.h"
 #include "shared/log.h"
 
 #define WRITE_HIGH (1u << 20)

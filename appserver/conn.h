@@ -6,10 +6,10 @@
 #include <stdbool.h>
 #include <uv.h>
 
-#include "arena.h"
-#include "exchange.h"
-#include "router.h"
-#include "scoreboard.h"
+#include "appserver/arena.h"
+#include "appserver/exchange.h"
+#include "appserver/router.h"
+#include "appserver/scoreboard.h"
 
 /* What connections share inside one worker process. */
 typedef struct {

@@ -3,7 +3,7 @@
 #ifndef APPSERVER_CONN_IMPL_H
 #define APPSERVER_CONN_IMPL_H
 
-#include "conn.h"
+#include "appserver/conn.h"
 
 #define HDR_MAX 100
 #define READ_CHUNK 16384

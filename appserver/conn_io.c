@@ -9,7 +9,7 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
-#include "conn_impl.h"
+#include "appserver/conn_impl.h"
 #include "shared/log.h"
 
 static int conn_fd(const conn *c)

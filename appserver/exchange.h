@@ -6,9 +6,9 @@
 #include <stdbool.h>
 #include <sys/uio.h>
 
-#include "arena.h"
+#include "appserver/arena.h"
 #include "hearth/app.h"
-#include "router.h"
+#include "appserver/router.h"
 #include "shared/buf.h"
 #include "shared/http_parser.h"
 

@@ -1,22 +1,20 @@
-/* Binding and inheriting listening sockets. A stale unix socket file (nobody accepting on it)
- * is replaced; a live one is an error, so two appservers never fight over one path. */
-#include "listen.h"
+/* The appserver's listening sockets: bound from its bind addresses (shared/listen_addr.c: a
+ * stale unix socket file is replaced, a live one is an error, so two appservers never fight
+ * over one path) or inherited through LISTEN_FDS; the unix socket files it made are its own. */
+#include "appserver/listen.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "shared/listen_addr.h"
+#include "shared/sdnotify.h"
+
 #define LISTEN_BACKLOG 1024
-#define SD_LISTEN_FDS_START 3
 /* how long the kernel holds a TCP connection that has sent nothing before passing it on */
 #define DEFER_ACCEPT_S 10
 
@@ -36,107 +34,32 @@ static int add_fd(listen_set *ls, int fd, const char *unix_path)
     return 0;
 }
 
-static int unix_in_use(const struct sockaddr_un *sa)
+/* Every socket spec stands for (a name may stand for several). */
+static int bind_spec(listen_set *ls, const char *spec, char *err, size_t errlen)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 0;
-    int live = connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0;
-    close(fd);
-    return live;
-}
-
-static int bind_unix(listen_set *ls, const char *path, char *err, size_t errlen)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sa.sun_path) {
-        snprintf(err, errlen, "unix socket path too long: %s", path);
-        return -1;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    if (unix_in_use(&sa)) {
-        snprintf(err, errlen, "%s: another server is accepting on this socket", path);
-        return -1;
-    }
-    unlink(path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    /* 0660 from the start: the edge reaches it through the group, nobody else */
-    mode_t old = umask(0117);
-    int rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    umask(old);
-    if (rc != 0 || listen(fd, LISTEN_BACKLOG) != 0 || add_fd(ls, fd, path) != 0) {
-        snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return 0;
-}
-
-/* "HOST:PORT", "[V6]:PORT" or ":PORT" (all addresses). */
-static int split_host_port(const char *addr, char *host, size_t hostlen, const char **port)
-{
-    const char *colon = strrchr(addr, ':');
-    if (!colon || !colon[1])
-        return -1;
-    const char *h = addr;
-    size_t n = (size_t)(colon - addr);
-    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
-        h++;
-        n -= 2;
-    }
-    if (n >= hostlen)
-        return -1;
-    memcpy(host, h, n);
-    host[n] = '\0';
-    *port = colon + 1;
-    return 0;
-}
-
-static int bind_tcp(listen_set *ls, const char *addr, char *err, size_t errlen)
-{
-    char host[256];
-    const char *port;
-    if (split_host_port(addr, host, sizeof host, &port) != 0) {
-        snprintf(err, errlen, "bad bind address '%s' (want unix:PATH or HOST:PORT)", addr);
-        return -1;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
-    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-    if (gai != 0) {
-        snprintf(err, errlen, "%s: %s", addr, gai_strerror(gai));
-        return -1;
-    }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-    int rc = fd < 0 ? -1 : setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (rc == 0)
-        rc = bind(fd, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    if (rc != 0 || listen(fd, LISTEN_BACKLOG) != 0 || add_fd(ls, fd, NULL) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return 0;
-}
-
-static int inherited(listen_set *ls)
-{
-    const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
-    if (!pid || !n || atol(pid) != (long)getpid())
-        return 0;
-    int count = atoi(n);
-    for (int i = 0; i < count; i++) {
-        int fd = SD_LISTEN_FDS_START + i;
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        if (add_fd(ls, fd, NULL) != 0)
+    int fds[LISTEN_ADDR_MAX_SOCKETS];
+    int n = listen_addr_bind_all(spec, LISTEN_BACKLOG, fds, err, errlen);
+    bool is_unix = strncmp(spec, "unix:", 5) == 0;
+    for (int i = 0; i < n; i++) {
+        if (add_fd(ls, fds[i], is_unix ? spec + 5 : NULL) != 0) {
+            snprintf(err, errlen, "out of memory");
             return -1;
+        }
     }
-    unsetenv("LISTEN_PID");
-    unsetenv("LISTEN_FDS");
-    unsetenv("LISTEN_FDNAMES");
-    return count;
+    return n < 0 ? -1 : 0;
+}
+
+static int inherited(listen_set *ls, char *err, size_t errlen)
+{
+    sd_listen_fd fds[SD_LISTEN_FDS_MAX];
+    int n = sd_listen_fds_take(fds, SD_LISTEN_FDS_MAX, err, errlen);
+    for (int i = 0; i < n; i++) {
+        if (add_fd(ls, fds[i].fd, NULL) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return n;
 }
 
 /* A TCP connection is accepted only once its first bytes have arrived. A worker takes the
@@ -154,10 +77,10 @@ static void defer_accept(int fd)
         setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs);
 }
 
-int listen_open(listen_set *ls, const str_list *binds, char *err, size_t errlen)
+int listen_open(listen_set *ls, const strlist *binds, char *err, size_t errlen)
 {
     memset(ls, 0, sizeof *ls);
-    int got = inherited(ls);
+    int got = inherited(ls, err, errlen);
     for (size_t i = 0; i < ls->count; i++)
         defer_accept(ls->fds[i]);
     if (got != 0) {
@@ -165,14 +88,13 @@ int listen_open(listen_set *ls, const str_list *binds, char *err, size_t errlen)
         return got < 0 ? -1 : 0;
     }
     for (size_t i = 0; i < binds->count; i++) {
-        const char *b = binds->items[i];
-        int rc = strncmp(b, "unix:", 5) == 0 ? bind_unix(ls, b + 5, err, errlen)
-                                             : bind_tcp(ls, b, err, errlen);
-        if (rc != 0) {
+        size_t first = ls->count;
+        if (bind_spec(ls, binds->items[i], err, errlen) != 0) {
             listen_close(ls, 1);
             return -1;
         }
-        defer_accept(ls->fds[ls->count - 1]);
+        for (size_t j = first; j < ls->count; j++)
+            defer_accept(ls->fds[j]);
     }
     return 0;
 }

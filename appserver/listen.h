@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "options.h"
+#include "appserver/options.h"
 
 typedef struct {
     int *fds;
@@ -16,7 +16,7 @@ typedef struct {
 
 /* Inherited sockets when LISTEN_PID is us, else bind every address in binds. -1 with a message
  * in err. */
-int listen_open(listen_set *ls, const str_list *binds, char *err, size_t errlen);
+int listen_open(listen_set *ls, const strlist *binds, char *err, size_t errlen);
 /* Hand unix socket files to uid/gid before privileges are dropped. */
 void listen_chown(const listen_set *ls, unsigned uid, unsigned gid);
 /* Remove the unix socket files we created, now: from then on clients get "no such file" at

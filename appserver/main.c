@@ -4,10 +4,11 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "arbiter.h"
-#include "listen.h"
-#include "module.h"
-#include "options.h"
+#include "appserver/arbiter.h"
+#include "appserver/listen.h"
+#include "appserver/module.h"
+#include "appserver/options.h"
+#include "shared/exit_codes.h"
 #include "shared/log.h"
 #include "shared/pidfile.h"
 #include "shared/privs.h"
@@ -38,7 +39,7 @@ static int drop_privileges(const appserver_opts *o, const listen_set *ls)
 static int serve(appserver_opts *o, listen_set *ls)
 {
     if (drop_privileges(o, ls) != 0)
-        return 1;
+        return EXIT_FAIL;
     if (ls->inherited)
         log_info("listening on %zu socket(s) from the supervisor", ls->count);
     for (size_t i = 0; i < o->binds.count && !ls->inherited; i++)
@@ -54,7 +55,7 @@ static int check_modules(const appserver_opts *o)
     for (size_t i = 0; i < o->modules.count; i++) {
         if (module_check(o->modules.items[i], err, sizeof err) != 0) {
             log_error("%s", err);
-            return 2;
+            return EXIT_USAGE;
         }
     }
     log_info("configuration ok: %zu module(s) load", o->modules.count);
@@ -67,13 +68,13 @@ int main(int argc, char **argv)
     int rc = options_parse(&opts, argc, argv);
     if (rc != 0) {
         options_free(&opts);
-        return rc > 0 ? 0 : 2;
+        return rc > 0 ? EXIT_OK : EXIT_USAGE;
     }
     log_init("appserver", opts.log_level, opts.log_json);
     if (opts.error_log && log_set_file(opts.error_log) != 0) {
         fprintf(stderr, "appserver: cannot open error log %s\n", opts.error_log);
         options_free(&opts);
-        return 2;
+        return EXIT_USAGE;
     }
     if (opts.check) {
         rc = check_modules(&opts);
@@ -86,7 +87,7 @@ int main(int argc, char **argv)
     if (listen_open(&ls, &opts.binds, err, sizeof err) != 0) {
         log_error("%s", err);
         options_free(&opts);
-        return 1;
+        return EXIT_FAIL;
     }
     if (opts.pidfile && pidfile_write(opts.pidfile, err, sizeof err) != 0) {
         log_error("%s", err);

@@ -3,7 +3,7 @@
  * gauges are written by the master alone, from the scoreboard. */
 #include <stdbool.h>
 
-#include "metrics.h"
+#include "appserver/metrics.h"
 #include "shared/metrics.h"
 
 static metrics_region *region;

@@ -1,6 +1,6 @@
 /* Module loader: dlopen with every symbol bound now, so a module that needs a symbol nobody
  * provides fails here, in a booting worker, and not on its first request. */
-#include "module.h"
+#include "appserver/module.h"
 
 #include <dlfcn.h>
 #include <stdio.h>

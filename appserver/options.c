@@ -1,94 +1,20 @@
 /* Command line and config file. Flags are Gunicorn's, so a Gunicorn user's muscle memory
  * works; with -c the stack's YAML file supplies the defaults and flags override it. */
-#include "options.h"
+#include "appserver/options.h"
 
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "shared/config.h"
 #include "hearth/app.h"
+#include "shared/cli.h"
+#include "shared/config.h"
 #include "shared/log.h"
 
-enum {
-    OPT_GRACEFUL = 256,
-    OPT_KEEPALIVE,
-    OPT_MAX_REQUESTS,
-    OPT_JITTER,
-    OPT_MAX_BODY,
-    OPT_PID,
-    OPT_ACCESS_LOG,
-    OPT_ERROR_LOG,
-    OPT_LOG_LEVEL,
-    OPT_LOG_JSON,
-    OPT_USER,
-    OPT_GROUP,
-    OPT_CHDIR,
-    OPT_PYTHONPATH,
-    OPT_VIRTUALENV,
-    OPT_ENV,
-    OPT_MOUNT,
-    OPT_CHECK,
-};
-
-static const struct option long_opts[] = {
-    {"bind", required_argument, NULL, 'b'},
-    {"workers", required_argument, NULL, 'w'},
-    {"timeout", required_argument, NULL, 't'},
-    {"config", required_argument, NULL, 'c'},
-    {"graceful-timeout", required_argument, NULL, OPT_GRACEFUL},
-    {"keep-alive", required_argument, NULL, OPT_KEEPALIVE},
-    {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
-    {"max-requests-jitter", required_argument, NULL, OPT_JITTER},
-    {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
-    {"pid", required_argument, NULL, OPT_PID},
-    {"access-logfile", required_argument, NULL, OPT_ACCESS_LOG},
-    {"error-logfile", required_argument, NULL, OPT_ERROR_LOG},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"log-json", no_argument, NULL, OPT_LOG_JSON},
-    {"user", required_argument, NULL, OPT_USER},
-    {"group", required_argument, NULL, OPT_GROUP},
-    {"chdir", required_argument, NULL, OPT_CHDIR},
-    {"pythonpath", required_argument, NULL, OPT_PYTHONPATH},
-    {"virtualenv", required_argument, NULL, OPT_VIRTUALENV},
-    {"env", required_argument, NULL, OPT_ENV},
-    {"mount", required_argument, NULL, OPT_MOUNT},
-    {"check", no_argument, NULL, OPT_CHECK},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
-};
-
-static const char usage_text[] =
-    "usage: appserver [options] APP...\n"
-    "APP: a C module (a path ending in .so), or a Python WSGI application as\n"
-    "pkg.module:callable or pkg.module:factory() (at most one)\n"
-    "  -b, --bind ADDR             unix:PATH or HOST:PORT (repeatable; default 127.0.0.1:8000)\n"
-    "  -w, --workers N             worker processes (default 1; 0: 2 x cores + 1)\n"
-    "  -t, --timeout DUR           kill a worker silent this long (default 30s)\n"
-    "      --graceful-timeout DUR  time to finish requests on stop/reload (default 30s)\n"
-    "      --keep-alive DUR        idle keep-alive connections closed after (default 60s)\n"
-    "      --max-requests N        replace a worker after N requests (default 0: never)\n"
-    "      --max-requests-jitter N add 0..N at random per worker\n"
-    "      --max-body-size SIZE    larger bodies get 413 (default 1m)\n"
-    "      --pid FILE              write the master's pid here\n"
-    "      --access-logfile FILE   access log, combined format ('-': stdout)\n"
-    "      --error-logfile FILE    error log (default stderr)\n"
-    "      --log-level LEVEL       debug, info, warn, error (default info)\n"
-    "      --log-json              error log as JSON lines\n"
-    "      --user USER, --group GROUP  drop privileges after binding\n"
-    "  -c, --config FILE           the stack's YAML file (section appserver)\n"
-    "      --chdir DIR             change to DIR before loading (default: here; with -c, the\n"
-    "                              config file's directory)\n"
-    "      --pythonpath DIR        put DIR on sys.path (repeatable, or DIR1,DIR2)\n"
-    "      --virtualenv DIR        use the venv in DIR (made by python3 -m venv)\n"
-    "      --env NAME=VALUE        set in the workers' environment (repeatable)\n"
-    "      --mount /PREFIX         the WSGI application's SCRIPT_NAME; other paths get 404\n"
-    "      --check                 load each module to check it (init not run), then exit\n"
-    "Durations: 30 (seconds), 500ms, 2m. Signals: HUP reload, TERM graceful stop, INT/QUIT\n"
-    "fast stop, TTIN/TTOU one worker more/less, USR1 reopen logs.\n";
+#define TEXT_(x) #x
+#define ABI_TEXT(x) TEXT_(x)
 
 #define SWAP_FIELD(a, b, field)                                                                    \
     do {                                                                                           \
@@ -102,25 +28,6 @@ static int saved_argc;
 static char **saved_argv;
 static bool reloading;
 
-static int list_add(str_list *l, const char *s)
-{
-    char **items = realloc(l->items, (l->count + 1) * sizeof *items);
-    if (!items)
-        return -1;
-    l->items = items;
-    l->items[l->count] = strdup(s);
-    return l->items[l->count++] ? 0 : -1;
-}
-
-static void list_free(str_list *l)
-{
-    for (size_t i = 0; i < l->count; i++)
-        free(l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->count = 0;
-}
-
 static void set_str(char **dst, const char *src)
 {
     free(*dst);
@@ -133,113 +40,6 @@ static int auto_workers(int n)
         return n;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     return (int)(cores > 0 ? cores : 1) * 2 + 1;
-}
-
-static void defaults(appserver_opts *o)
-{
-    hearth_config cfg;
-    config_defaults(&cfg);
-    memset(o, 0, sizeof *o);
-    o->workers = 1;
-    o->timeout_ms = cfg.appserver.timeout_ms;
-    o->graceful_timeout_ms = cfg.appserver.graceful_timeout_ms;
-    o->keepalive_ms = cfg.appserver.keepalive_timeout_ms;
-    o->max_body = cfg.appserver.max_body_size;
-    o->log_level = LOG_INFO;
-    config_free(&cfg);
-}
-
-static int from_config(appserver_opts *o, const char *path)
-{
-    hearth_config cfg;
-    char err[512];
-    if (config_load(&cfg, path, err, sizeof err) != 0) {
-        if (reloading)
-            log_error("%s", err); /* into the error log the running server writes */
-        else
-            fprintf(stderr, "appserver: %s\n", err);
-        return -1;
-    }
-    const config_appserver *a = &cfg.appserver;
-    for (size_t i = 0; i < a->modules.count; i++)
-        list_add(&o->modules, a->modules.items[i]);
-    for (size_t i = 0; i < a->bind.count; i++)
-        list_add(&o->binds, a->bind.items[i]);
-    o->workers = a->workers;
-    o->timeout_ms = a->timeout_ms;
-    o->graceful_timeout_ms = a->graceful_timeout_ms;
-    o->keepalive_ms = a->keepalive_timeout_ms;
-    o->max_requests = a->max_requests;
-    o->max_requests_jitter = a->max_requests_jitter;
-    o->max_body = a->max_body_size;
-    set_str(&o->access_log, a->access_log);
-    set_str(&o->user, cfg.user);
-    set_str(&o->group, cfg.group);
-    int level = cfg.log_level ? log_level_parse(cfg.log_level) : -1;
-    o->log_level = level >= 0 ? level : LOG_INFO;
-    o->log_json = cfg.log_format == LOG_FORMAT_JSON;
-    set_str(&o->config_path, path);
-    set_str(&o->chdir, a->chdir);
-    for (size_t i = 0; i < a->pythonpath.count; i++)
-        list_add(&o->pythonpath, a->pythonpath.items[i]);
-    set_str(&o->virtualenv, a->virtualenv);
-    for (size_t i = 0; i < a->env.count; i++)
-        list_add(&o->env, a->env.items[i]);
-    set_str(&o->mount, a->mount);
-    config_free(&cfg);
-    return 0;
-}
-
-static int parse_int(const char *flag, const char *text, int min, int *out)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || v < min || v > 1000000000) {
-        fprintf(stderr, "appserver: %s: not a number >= %d: '%s'\n", flag, min, text);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_duration(const char *flag, const char *text, int64_t *out)
-{
-    if (config_parse_duration(text, out) != 0) {
-        fprintf(stderr, "appserver: %s: not a duration: '%s'\n", flag, text);
-        return -1;
-    }
-    return 0;
-}
-
-/* The -c file is read before the other flags, wherever it stands, so flags override it. */
-static const char *find_config(int argc, char **argv)
-{
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
-            path = argv[++i];
-        else if (strncmp(argv[i], "--config=", 9) == 0)
-            path = argv[i] + 9;
-        else if (strcmp(argv[i], "--") == 0)
-            break;
-    }
-    return path;
-}
-
-/* Gunicorn's --pythonpath takes a comma-separated list; repeating the flag works too. */
-static int add_pythonpath(appserver_opts *o, const char *arg)
-{
-    const char *p = arg;
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        char *dir = strndup(p, n);
-        int rc = dir && *dir ? list_add(&o->pythonpath, dir) : 0;
-        free(dir);
-        if (rc != 0)
-            return -1;
-        p += n + (p[n] == ',');
-    }
-    return 0;
 }
 
 /* The WSGI bridge is a module like any other, installed next to this program. */
@@ -296,124 +96,144 @@ static int resolve_wsgi_app(appserver_opts *o)
     return 0;
 }
 
-static int apply_flag(appserver_opts *o, int c, const char *arg, bool *binds_from_cli)
+/* Flags that are the appserver's own, not settings of the stack's file. */
+static int set_pidfile(cli_call *c, const char *arg)
 {
-    uint64_t size;
-    switch (c) {
-    case 'b':
-        if (!*binds_from_cli)
-            list_free(&o->binds); /* flags replace the file's list, not add to it */
-        *binds_from_cli = true;
-        return list_add(&o->binds, arg);
-    case 'w':
-        return parse_int("--workers", arg, 0, &o->workers);
-    case 't':
-        return parse_duration("--timeout", arg, &o->timeout_ms);
-    case 'c':
-        return 0;
-    case OPT_GRACEFUL:
-        return parse_duration("--graceful-timeout", arg, &o->graceful_timeout_ms);
-    case OPT_KEEPALIVE:
-        return parse_duration("--keep-alive", arg, &o->keepalive_ms);
-    case OPT_MAX_REQUESTS:
-        return parse_int("--max-requests", arg, 0, &o->max_requests);
-    case OPT_JITTER:
-        return parse_int("--max-requests-jitter", arg, 0, &o->max_requests_jitter);
-    case OPT_MAX_BODY:
-        if (config_parse_size(arg, &size) != 0) {
-            fprintf(stderr, "appserver: --max-body-size: not a size: '%s'\n", arg);
+    set_str(&((appserver_opts *)c->ctx)->pidfile, arg);
+    return 0;
+}
+
+static int set_error_log(cli_call *c, const char *arg)
+{
+    set_str(&((appserver_opts *)c->ctx)->error_log, arg);
+    return 0;
+}
+
+/* Gunicorn's --pythonpath takes a comma-separated list; repeating the flag works too. */
+static int add_pythonpath(cli_call *c, const char *arg)
+{
+    const char *p = arg;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        char *dir = strndup(p, n);
+        int rc = !dir ? cli_fail(c, "out of memory") : *dir ? cli_set(c, dir) : 0;
+        free(dir);
+        if (rc != 0)
             return -1;
-        }
-        o->max_body = size;
-        return 0;
-    case OPT_PID:
-        set_str(&o->pidfile, arg);
-        return 0;
-    case OPT_ACCESS_LOG:
-        set_str(&o->access_log, arg);
-        return 0;
-    case OPT_ERROR_LOG:
-        set_str(&o->error_log, arg);
-        return 0;
-    case OPT_LOG_LEVEL:
-        if ((o->log_level = log_level_parse(arg)) < 0) {
-            fprintf(stderr, "appserver: --log-level: unknown level '%s'\n", arg);
-            return -1;
-        }
-        return 0;
-    case OPT_LOG_JSON:
-        o->log_json = true;
-        return 0;
-    case OPT_USER:
-        set_str(&o->user, arg);
-        return 0;
-    case OPT_GROUP:
-        set_str(&o->group, arg);
-        return 0;
-    case OPT_CHDIR:
-        set_str(&o->chdir, arg);
-        return 0;
-    case OPT_PYTHONPATH:
-        return add_pythonpath(o, arg);
-    case OPT_VIRTUALENV:
-        set_str(&o->virtualenv, arg);
-        return 0;
-    case OPT_ENV:
-        if (!config_is_env_assignment(arg)) {
-            fprintf(stderr, "appserver: --env: expected NAME=VALUE, got '%s'\n", arg);
-            return -1;
-        }
-        return list_add(&o->env, arg);
-    case OPT_CHECK:
-        o->check = true;
-        return 0;
-    case OPT_MOUNT:
-        if (!config_is_mount_prefix(arg)) {
-            fprintf(stderr, "appserver: --mount: expected a path prefix like /app, got '%s'\n",
-                    arg);
-            return -1;
-        }
-        set_str(&o->mount, arg);
-        return 0;
-    default:
-        return -1;
+        p += n + (p[n] == ',');
     }
+    return 0;
+}
+
+static const cli_flag appserver_flags[] = {
+    {"bind", 'b', "ADDR", "appserver.bind", .opts = CLI_REPLACE,
+     .help = "unix:PATH or HOST:PORT (repeatable; default 127.0.0.1:8000)"},
+    {"workers", 'w', "N", "appserver.workers",
+     .help = "worker processes (default 1; 0: 2 x cores + 1)"},
+    {"timeout", 't', "DUR", "appserver.timeout", .help = "kill a worker silent this long (30s)"},
+    {"config", 'c', "FILE", .help = "the stack's YAML file (section appserver); flags override it"},
+    {"graceful-timeout", 0, "DUR", "appserver.graceful_timeout",
+     .help = "time to finish requests on stop/reload (30s)"},
+    {"keep-alive", 0, "DUR", "appserver.keepalive_timeout",
+     .help = "idle keep-alive connections closed after (60s)"},
+    {"max-requests", 0, "N", "appserver.max_requests",
+     .help = "replace a worker after N requests (0: never)"},
+    {"max-requests-jitter", 0, "N", "appserver.max_requests_jitter",
+     .help = "add 0..N at random per worker"},
+    {"max-body-size", 0, "SIZE", "appserver.max_body_size", .help = "larger bodies get 413 (1m)"},
+    {"pid", 0, "FILE", .fn = set_pidfile, .help = "write the master's pid here"},
+    {"access-logfile", 0, "FILE", "appserver.access_log",
+     .help = "access log, combined format ('-': stdout)"},
+    {"error-logfile", 0, "FILE", .fn = set_error_log, .help = "error log (default stderr)"},
+    {"log-level", 0, "LEVEL", "log_level", .fn = cli_log_level,
+     .help = "debug, info, warn, error (default info)"},
+    {"log-json", 0, NULL, "log_format", "json", .help = "error log as JSON lines"},
+    {"user", 0, "USER", "user", .help = "drop privileges to USER after binding"},
+    {"group", 0, "GROUP", "group", .help = "and to GROUP"},
+    {"chdir", 0, "DIR", "appserver.chdir",
+     .help = "change to DIR before loading (default: here; with -c, the file's directory)"},
+    {"pythonpath", 0, "DIR", "appserver.pythonpath", .fn = add_pythonpath,
+     .help = "put DIR on sys.path (repeatable, or DIR1,DIR2)"},
+    {"virtualenv", 0, "DIR", "appserver.virtualenv",
+     .help = "use the venv in DIR (made by python3 -m venv)"},
+    {"env", 0, "NAME=VALUE", "appserver.env",
+     .help = "set in the workers' environment (repeatable)"},
+    {"mount", 0, "/PREFIX", "appserver.mount",
+     .help = "the WSGI application's SCRIPT_NAME; other paths get 404"},
+    {"check", 0, NULL, .opts = CLI_CTX_BOOL, .field = offsetof(appserver_opts, check),
+     .help = "load each module to check it (init not run), then exit"},
+    {.name = NULL},
+};
+
+/* Run without -c: Gunicorn's defaults, not the stack's (one worker, a local TCP port). */
+static void standalone(hearth_config *cfg)
+{
+    cfg->appserver.workers = 1;
+    strlist_clear(&cfg->appserver.bind);
+    strlist_add(&cfg->appserver.bind, "127.0.0.1:8000");
+}
+
+static const cli_spec appserver_cli = {
+    .prog = "appserver",
+    .usage = "usage: appserver [flags] APP...\n"
+             "APP: a C module (a path ending in .so), or a Python WSGI application as\n"
+             "pkg.module:callable or pkg.module:factory() (at most one)\n",
+    .notes =
+        "Durations: 30 (seconds), 500ms, 2m. Signals: HUP reload, TERM graceful stop, INT/QUIT\n"
+        "fast stop, TTIN/TTOU one worker more/less, USR1 reopen logs.\n",
+    .version_extra =
+        "module ABI " ABI_TEXT(HEARTH_APP_ABI_VERSION) "." ABI_TEXT(HEARTH_APP_ABI_MINOR),
+    .flags = appserver_flags,
+    .config_flag = "config",
+    .args_key = "appserver.modules",
+    .standalone = standalone,
+};
+
+/* The settings as the rest of the appserver takes them. */
+static void from_config(appserver_opts *o, const hearth_config *cfg, const char *path)
+{
+    const config_appserver *a = &cfg->appserver;
+    strlist_copy(&o->modules, &a->modules);
+    strlist_copy(&o->binds, &a->bind);
+    o->workers = auto_workers(a->workers);
+    o->timeout_ms = a->timeout_ms;
+    o->graceful_timeout_ms = a->graceful_timeout_ms;
+    o->keepalive_ms = a->keepalive_timeout_ms;
+    o->max_requests = a->max_requests;
+    o->max_requests_jitter = a->max_requests_jitter;
+    o->max_body = a->max_body_size;
+    set_str(&o->access_log, a->access_log);
+    set_str(&o->user, cfg->user);
+    set_str(&o->group, cfg->group);
+    o->log_level = log_level_parse(cfg->log_level); /* the schema allows only known names */
+    o->log_json = cfg->log_format == LOG_FORMAT_JSON;
+    set_str(&o->config_path, path);
+    set_str(&o->chdir, a->chdir);
+    strlist_copy(&o->pythonpath, &a->pythonpath);
+    set_str(&o->virtualenv, a->virtualenv);
+    strlist_copy(&o->env, &a->env);
+    set_str(&o->mount, a->mount);
 }
 
 int options_parse(appserver_opts *o, int argc, char **argv)
 {
+    hearth_config cfg;
+    cli_parsed parsed;
+    char err[512];
     saved_argc = argc;
     saved_argv = argv;
-    defaults(o);
-    const char *cfg = find_config(argc, argv);
-    if (cfg && from_config(o, cfg) != 0)
-        return -1;
-    bool binds_from_cli = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "b:w:t:c:hV", long_opts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(usage_text, stdout);
-            return 1;
-        }
-        if (c == 'V') {
-            printf("appserver (hearth) module ABI %d\n", HEARTH_APP_ABI_VERSION);
-            return 1;
-        }
-        if (c == '?' || apply_flag(o, c, optarg, &binds_from_cli) != 0) {
-            fputs(usage_text, stderr);
-            return -1;
-        }
-    }
-    if (optind < argc)
-        list_free(&o->modules); /* modules named on the command line replace the file's */
-    for (int i = optind; i < argc; i++)
-        list_add(&o->modules, argv[i]);
-    if (o->binds.count == 0)
-        list_add(&o->binds, "127.0.0.1:8000");
-    o->workers = auto_workers(o->workers);
+    memset(o, 0, sizeof(*o));
+    cli_result r = cli_parse(&appserver_cli, argc, argv, &cfg, o, &parsed, err, sizeof(err));
+    if (r == CLI_ERROR && reloading)
+        log_error("%s", err); /* into the error log the running server writes */
+    else if (r == CLI_ERROR)
+        fprintf(stderr, "appserver: %s\n", err);
+    if (r != CLI_RUN)
+        return r == CLI_DONE ? 1 : -1;
+    from_config(o, &cfg, parsed.config_path);
+    config_free(&cfg);
     if (o->modules.count == 0) {
-        fprintf(stderr, "appserver: no module to load\n%s", usage_text);
+        fprintf(stderr, "appserver: no module to load (see --help)\n");
         return -1;
     }
     return resolve_wsgi_app(o);
@@ -431,9 +251,9 @@ int options_reload(appserver_opts *o)
                   "changed");
         return -1;
     }
-    list_free(&o->modules);
+    strlist_clear(&o->modules);
     o->modules = fresh.modules;
-    fresh.modules = (str_list){0};
+    fresh.modules = (strlist){0};
     /* a reload may point the application elsewhere: the next workers take it all */
     SWAP_FIELD(o, &fresh, wsgi_app);
     SWAP_FIELD(o, &fresh, chdir);
@@ -452,8 +272,8 @@ int options_reload(appserver_opts *o)
 
 void options_free(appserver_opts *o)
 {
-    list_free(&o->modules);
-    list_free(&o->binds);
+    strlist_clear(&o->modules);
+    strlist_clear(&o->binds);
     free(o->pidfile);
     free(o->access_log);
     free(o->error_log);
@@ -462,9 +282,9 @@ void options_free(appserver_opts *o)
     free(o->config_path);
     free(o->wsgi_app);
     free(o->chdir);
-    list_free(&o->pythonpath);
+    strlist_clear(&o->pythonpath);
     free(o->virtualenv);
-    list_free(&o->env);
+    strlist_clear(&o->env);
     free(o->mount);
     memset(o, 0, sizeof *o);
 }

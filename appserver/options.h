@@ -7,14 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
-    char **items;
-    size_t count;
-} str_list;
+#include "shared/strlist.h"
 
 typedef struct {
-    str_list modules;
-    str_list binds; /* "unix:PATH" or "HOST:PORT" */
+    strlist modules;
+    strlist binds; /* "unix:PATH" or "HOST:PORT" */
     int workers;
     int64_t timeout_ms;
     int64_t graceful_timeout_ms;
@@ -32,9 +29,9 @@ typedef struct {
     /* a WSGI application: its "pkg.mod:app" (its entry in modules is the bridge's path) */
     char *wsgi_app;
     char *chdir; /* the workers change to it before loading modules */
-    str_list pythonpath;
+    strlist pythonpath;
     char *virtualenv;
-    str_list env; /* NAME=VALUE, set in the workers */
+    strlist env; /* NAME=VALUE, set in the workers */
     char *mount;
     bool check; /* --check: load the modules to see they would load, then exit */
 } appserver_opts;

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "exchange.h"
+#include "appserver/exchange.h"
 #include "shared/percent.h"
 
 /* Percent-decode s[0,n) into the arena. NULL on a bad escape or a decoded NUL, which no

@@ -7,7 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "exchange.h"
+#include "appserver/exchange.h"
 #include "shared/http_status.h"
 
 #define RES_BODY_MAX (64u << 20) /* a handler building more than this has a bug */

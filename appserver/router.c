@@ -1,7 +1,7 @@
 /* Route compilation and matching. Patterns are split once at load; a request is matched
  * against every route and the most specific match wins, so declaration order only breaks
  * ties between equally specific patterns. */
-#include "router.h"
+#include "appserver/router.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "module.h"
+#include "appserver/module.h"
 
 #define ROUTER_MAX_SEGMENTS 32
 #define ROUTER_MAX_PARAMS 16

@@ -1,5 +1,5 @@
 /* The scoreboard mapping and the clock both sides of it agree on. */
-#include "scoreboard.h"
+#include "appserver/scoreboard.h"
 
 #include <sys/mman.h>
 #include <time.h>

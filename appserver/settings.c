@@ -1,7 +1,7 @@
 /* hearth_setting(): what the appserver was told for its modules (the WSGI bridge reads its
  * application, paths and mount point here), and the process-wide part of those settings that
  * a worker applies itself before loading any module. */
-#include "settings.h"
+#include "appserver/settings.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,7 +18,7 @@ static const char *one(const char *value, size_t i)
     return i == 0 ? value : NULL;
 }
 
-static const char *nth(const str_list *l, size_t i)
+static const char *nth(const strlist *l, size_t i)
 {
     return i < l->count ? l->items[i] : NULL;
 }

@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "options.h"
+#include "appserver/options.h"
 
 /* In a worker, before loading modules. -1 with a message in err. */
 int settings_apply(const appserver_opts *o, char *err, size_t errlen);

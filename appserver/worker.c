@@ -1,7 +1,7 @@
 /* Worker lifecycle: boot (load and initialise modules, report to the master), serve, and
  * stop gracefully on TERM or after max-requests. Signals arrive through a signalfd, because
  * handlers inherited from the master's libuv loop must never run in a worker. */
-#include "worker.h"
+#include "appserver/worker.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -13,10 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "accesslog.h"
-#include "conn.h"
-#include "module.h"
-#include "settings.h"
+#include "appserver/accesslog.h"
+#include "appserver/conn.h"
+#include "appserver/module.h"
+#include "appserver/settings.h"
 #include "shared/log.h"
 
 #define WORKER_BACKLOG 1024

@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "options.h"
-#include "scoreboard.h"
+#include "appserver/options.h"
+#include "appserver/scoreboard.h"
 
 typedef struct {
     const appserver_opts *opts;

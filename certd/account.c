@@ -91,7 +91,7 @@ EVP_PKEY *account_key_load(const char *dir, bool create)
 static json_t *account_payload(acme_ctx *a, const certd_opts *o, bool only_existing)
 {
     json_t *meta = json_object_get(a->dir, "meta");
-    const char *tos = json_str(meta, "termsOfService");
+    const char *tos = certd_json_str(meta, "termsOfService");
     if (!only_existing && tos && !o->agree_tos) {
         log_error("the CA's terms of service are at %s; agree with --agree-tos", tos);
         return NULL;
@@ -126,16 +126,13 @@ static json_t *account_payload(acme_ctx *a, const certd_opts *o, bool only_exist
 int account_register(acme_ctx *a, const certd_opts *o, bool only_existing)
 {
     json_t *payload = account_payload(a, o, only_existing);
-    char *text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
-    json_decref(payload);
-    if (!text)
+    if (!payload)
         return -1;
     free(a->kid);
     a->kid = NULL; /* newAccount is signed with the JWK, not a kid */
     acme_reply r;
-    int rc = acme_post(a, acme_dir_url(a, "newAccount"), text, &r);
-    free(text);
-    const char *status = json_str(r.json, "status");
+    int rc = acme_post(a, acme_dir_url(a, "newAccount"), payload, &r);
+    const char *status = certd_json_str(r.json, "status");
     if (rc == 0 && (!r.location || strncmp(r.location, "https://", 8) != 0)) {
         log_error("newAccount: the CA sent no account URL");
         rc = -1;
@@ -152,13 +149,12 @@ int account_register(acme_ctx *a, const certd_opts *o, bool only_existing)
 }
 
 /* The inner JWS of keyChange: signed by the new key, no nonce, payload names the account. */
-static char *rollover_inner(acme_ctx *a, EVP_PKEY *new_key, const char *url)
+static json_t *rollover_inner(acme_ctx *a, EVP_PKEY *new_key, const char *url)
 {
-    json_t *old_jwk = jws_jwk(a->key);
-    json_t *p = json_pack("{s:s, s:o}", "account", a->kid, "oldKey", old_jwk);
+    json_t *p = json_pack("{s:s, s:o}", "account", a->kid, "oldKey", jws_jwk(a->key));
     char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
     json_decref(p);
-    char *inner = text ? jws_sign(new_key, NULL, NULL, url, text) : NULL;
+    json_t *inner = text ? jws_sign(new_key, NULL, NULL, url, text) : NULL;
     free(text);
     return inner;
 }
@@ -176,12 +172,9 @@ int account_rollover(acme_ctx *a, const char *dir)
         EVP_PKEY_free(new_key);
         return -1;
     }
-    char *inner = rollover_inner(a, new_key, url);
     acme_reply r;
-    int rc = inner ? acme_post(a, url, inner, &r) : -1;
-    free(inner);
-    if (inner)
-        acme_reply_free(&r);
+    int rc = acme_post(a, url, rollover_inner(a, new_key, url), &r);
+    acme_reply_free(&r);
     char from[PATH_MAX], to[PATH_MAX];
     snprintf(from, sizeof(from), "%s/" ACCOUNT_KEY_NEXT, dir);
     if (rc == 0) {

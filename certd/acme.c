@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/backoff.h"
 #include "shared/log.h"
 
 #define ACME_BADNONCE_RETRIES 10
@@ -13,7 +14,7 @@
 #define ACME_RETRY_MAX_MS 30000
 #define ACME_MAX_NONCE 512
 
-const char *json_str(const json_t *obj, const char *key)
+const char *certd_json_str(const json_t *obj, const char *key)
 {
     const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
     return json_is_string(v) ? json_string_value(v) : NULL;
@@ -24,14 +25,14 @@ int acme_init(acme_ctx *a, const char *dir_url, const char *ca_bundle, int64_t t
     memset(a, 0, sizeof(*a));
     a->dir_url = strdup(dir_url);
     a->deadline_ms = wait_now_ms() + timeout_ms;
-    if (!a->dir_url || http_client_init(&a->http, ca_bundle) < 0)
+    if (!a->dir_url || fetch_client_init(&a->http, ca_bundle) < 0)
         return -1;
     return 0;
 }
 
 void acme_free(acme_ctx *a)
 {
-    http_client_free(&a->http);
+    fetch_client_free(&a->http);
     free(a->dir_url);
     json_decref(a->dir);
     free(a->nonce);
@@ -56,7 +57,7 @@ static bool is_json_type(const char *ctype)
 }
 
 /* Move an HTTP response into a reply. -1 when it says JSON but is not. */
-int acme_reply_take(http_response *h, acme_reply *r)
+int acme_reply_take(fetch_response *h, acme_reply *r)
 {
     memset(r, 0, sizeof(*r));
     r->status = h->status;
@@ -84,7 +85,7 @@ static bool nonce_ok(const char *n)
            strlen(n);
 }
 
-static void keep_nonce(acme_ctx *a, http_response *h)
+static void keep_nonce(acme_ctx *a, fetch_response *h)
 {
     free(a->nonce);
     a->nonce = NULL;
@@ -96,7 +97,7 @@ static void keep_nonce(acme_ctx *a, http_response *h)
 
 const char *acme_dir_url(acme_ctx *a, const char *name)
 {
-    const char *u = json_str(a->dir, name);
+    const char *u = certd_json_str(a->dir, name);
     return u && strncmp(u, "https://", 8) == 0 ? u : NULL;
 }
 
@@ -121,12 +122,12 @@ int acme_directory(acme_ctx *a)
 
 int acme_get(acme_ctx *a, const char *url, acme_reply *r)
 {
-    http_response h;
+    fetch_response h;
     memset(r, 0, sizeof(*r));
-    if (http_request(&a->http, "GET", url, NULL, NULL, &h) < 0)
+    if (fetch_request(&a->http, "GET", url, NULL, NULL, &h) < 0)
         return -1;
     int rc = acme_reply_take(&h, r);
-    http_response_free(&h);
+    fetch_response_free(&h);
     if (rc == 0 && (r->status < 200 || r->status > 299 || !json_is_object(r->json))) {
         log_error("GET %s: HTTP %ld%s", url, r->status,
                   json_is_object(r->json) ? "" : ", not a JSON object");
@@ -135,13 +136,13 @@ int acme_get(acme_ctx *a, const char *url, acme_reply *r)
     return rc;
 }
 
-static int fetch_nonce(acme_ctx *a)
+static int new_nonce(acme_ctx *a)
 {
-    http_response h;
-    if (http_request(&a->http, "HEAD", acme_dir_url(a, "newNonce"), NULL, NULL, &h) < 0)
+    fetch_response h;
+    if (fetch_request(&a->http, "HEAD", acme_dir_url(a, "newNonce"), NULL, NULL, &h) < 0)
         return -1;
     keep_nonce(a, &h);
-    http_response_free(&h);
+    fetch_response_free(&h);
     if (!a->nonce) {
         log_error("the CA sent no usable Replay-Nonce");
         return -1;
@@ -177,7 +178,7 @@ static const char *or_q(const char *s)
 
 void acme_log_problem(const char *url, const acme_reply *r)
 {
-    const char *type = json_str(r->json, "type"), *detail = json_str(r->json, "detail");
+    const char *type = certd_json_str(r->json, "type"), *detail = certd_json_str(r->json, "detail");
     log_error("%s: HTTP %ld %s: %s", url, r->status, type ? type : "(no problem type)",
               detail ? detail : "(no detail)");
     json_t *subs = json_is_object(r->json) ? json_object_get(r->json, "subproblems") : NULL;
@@ -185,18 +186,25 @@ void acme_log_problem(const char *url, const acme_reply *r)
     json_t *sp;
     json_array_foreach(subs, i, sp)
     {
-        const char *value = json_str(json_object_get(sp, "identifier"), "value");
-        log_error("  %s: %s: %s", value ? value : "?", or_q(json_str(sp, "type")),
-                  or_q(json_str(sp, "detail")));
+        const char *value = certd_json_str(json_object_get(sp, "identifier"), "value");
+        log_error("  %s: %s: %s", value ? value : "?", or_q(certd_json_str(sp, "type")),
+                  or_q(certd_json_str(sp, "detail")));
     }
 }
 
 static bool problem_is(const acme_reply *r, const char *name)
 {
-    const char *type = json_str(r->json, "type");
+    const char *type = certd_json_str(r->json, "type");
     const char *prefix = "urn:ietf:params:acme:error:";
     return type && strncmp(type, prefix, strlen(prefix)) == 0 &&
            strcmp(type + strlen(prefix), name) == 0;
+}
+
+/* The wait before retrying a server that failed `tries` times: doubling, jittered. */
+static int64_t server_retry_ms(int tries)
+{
+    int64_t d = backoff_delay_ms(ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, (unsigned)tries);
+    return backoff_jitter_ms(d, wait_random());
 }
 
 /* One signed POST; 1 when it should be retried (after *delay_ms), 0 done, -1 failed. */
@@ -204,29 +212,29 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
                      int *server_tries, int64_t *delay_ms)
 {
     *delay_ms = 0;
-    if (!a->nonce && fetch_nonce(a) < 0) {
-        *delay_ms =
-            schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, wait_random());
+    if (!a->nonce && new_nonce(a) < 0) {
+        *delay_ms = server_retry_ms(*server_tries);
         return ++*server_tries <= ACME_SERVER_RETRIES && !wait_stop_requested() ? 1 : -1;
     }
-    char *jws = jws_sign(a->key, a->kid, a->nonce, url, payload);
+    json_t *jws = jws_sign(a->key, a->kid, a->nonce, url, payload);
+    char *body = jws ? json_dumps(jws, JSON_COMPACT) : NULL;
+    json_decref(jws);
     free(a->nonce);
     a->nonce = NULL;
-    if (!jws) {
+    if (!body) {
         log_error("cannot sign the request to %s", url);
         return -1;
     }
-    http_response h;
-    int rc = http_request(&a->http, "POST", url, "application/jose+json", jws, &h);
-    free(jws);
+    fetch_response h;
+    int rc = fetch_request(&a->http, "POST", url, "application/jose+json", body, &h);
+    free(body);
     if (rc < 0) {
-        *delay_ms =
-            schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, wait_random());
+        *delay_ms = server_retry_ms(*server_tries);
         return ++*server_tries <= ACME_SERVER_RETRIES && !wait_stop_requested() ? 1 : -1;
     }
     keep_nonce(a, &h);
     rc = acme_reply_take(&h, r);
-    http_response_free(&h);
+    fetch_response_free(&h);
     if (rc < 0)
         return -1;
     if (r->status >= 200 && r->status <= 299)
@@ -234,8 +242,7 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
     if (r->status == 400 && problem_is(r, "badNonce"))
         return 1; /* the reply carried a fresh nonce */
     if (r->status == 429 || r->status >= 500) {
-        int64_t fallback =
-            schedule_backoff_ms(*server_tries, ACME_RETRY_MIN_MS, ACME_RETRY_MAX_MS, wait_random());
+        int64_t fallback = server_retry_ms(*server_tries);
         *delay_ms = acme_retry_delay_ms(r, fallback);
         if (++*server_tries <= ACME_SERVER_RETRIES) {
             log_warn("%s: HTTP %ld, retrying in %lld ms", url, r->status, (long long)*delay_ms);
@@ -246,10 +253,10 @@ static int post_once(acme_ctx *a, const char *url, const char *payload, acme_rep
     return -1;
 }
 
-int acme_post(acme_ctx *a, const char *url, const char *payload, acme_reply *r)
+/* The signed POST of payload text (NULL: POST-as-GET), with its bounded retries. */
+static int post_text(acme_ctx *a, const char *url, const char *payload, acme_reply *r)
 {
     int bad_nonces = 0, server_tries = 0;
-    memset(r, 0, sizeof(*r));
     for (;;) {
         int64_t delay;
         int rc = post_once(a, url, payload, r, &server_tries, &delay);
@@ -268,4 +275,25 @@ int acme_post(acme_ctx *a, const char *url, const char *payload, acme_reply *r)
         if (delay > 0 && acme_sleep(a, delay) < 0)
             return -1;
     }
+}
+
+int acme_post(acme_ctx *a, const char *url, json_t *payload, acme_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    char *text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+    json_decref(payload);
+    if (!text || !url) {
+        log_error("cannot build the request to %s", url ? url : "(not in the CA's directory)");
+        free(text);
+        return -1;
+    }
+    int rc = post_text(a, url, text, r);
+    free(text);
+    return rc;
+}
+
+int acme_post_as_get(acme_ctx *a, const char *url, acme_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    return post_text(a, url, NULL, r);
 }

@@ -14,15 +14,12 @@
 
 #include "shared/buf.h"
 #include "shared/config.h"
+#include "shared/exit_codes.h"
 
-/* Exit codes: certbot-like scripts need to tell "issued" from "nothing to do". */
-enum {
-    CERTD_EXIT_OK = 0,       /* issued, renewed, revoked, listed */
-    CERTD_EXIT_FAIL = 1,     /* runtime failure */
-    CERTD_EXIT_USAGE = 2,    /* bad flags or config */
-    CERTD_EXIT_NOTHING = 3,  /* every certificate is still good: nothing was done */
-    CERTD_EXIT_REEXEC = 100, /* internal: the daemon wants to start over with the new config */
-};
+/* Exit codes are shared/exit_codes.h's: certbot-like scripts need to tell "issued" (EXIT_OK)
+ * from "nothing to do" (EXIT_NOTHING). This one never leaves the process: the daemon wants to
+ * start over with the new config. */
+enum { CERTD_EXIT_REEXEC = 100 };
 
 #define CERTD_LE_PRODUCTION "https://acme-v02.api.letsencrypt.org/directory"
 #define CERTD_LE_STAGING "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -75,7 +72,7 @@ const sigset_t *wait_sigset(void);
 int64_t wait_now_ms(void); /* CLOCK_MONOTONIC */
 uint32_t wait_random(void);
 
-/* ---- http.c: one libcurl handle, HTTPS only, CA verified, every transfer time-bounded ---- */
+/* ---- fetch.c: one libcurl handle, HTTPS only, CA verified, every transfer time-bounded ---- */
 typedef struct {
     CURL *curl;
     struct curl_slist *headers;
@@ -84,7 +81,7 @@ typedef struct {
     long timeout_s;
     size_t max_body;
     char errbuf[CURL_ERROR_SIZE];
-} http_client;
+} fetch_client;
 
 typedef struct {
     long status;
@@ -93,14 +90,14 @@ typedef struct {
     char *nonce;
     char *retry_after;
     char *content_type;
-} http_response;
+} fetch_response;
 
-int http_client_init(http_client *c, const char *ca_bundle);
-void http_client_free(http_client *c);
+int fetch_client_init(fetch_client *c, const char *ca_bundle);
+void fetch_client_free(fetch_client *c);
 /* method "GET", "HEAD" or "POST"; ctype/body for POST. -1 on transport failure (logged). */
-int http_request(http_client *c, const char *method, const char *url, const char *ctype,
-                 const char *body, http_response *resp);
-void http_response_free(http_response *resp);
+int fetch_request(fetch_client *c, const char *method, const char *url, const char *ctype,
+                  const char *body, fetch_response *resp);
+void fetch_response_free(fetch_response *resp);
 
 /* ---- jws.c: base64url, JWK, RFC 7638 thumbprints, flattened JWS (ES256/ES384, HS256) ---- */
 char *b64url_encode(const unsigned char *data, size_t len);
@@ -108,10 +105,10 @@ int b64url_decode(const char *text, size_t len, unsigned char **out, size_t *out
 json_t *jws_jwk(EVP_PKEY *key);
 char *jws_thumbprint(EVP_PKEY *key);
 const char *jws_alg(EVP_PKEY *key); /* NULL: not a key we sign with */
-/* Flattened JWS: protected {alg, nonce (when given), url, kid or else jwk}. payload NULL means
- * the empty payload of POST-as-GET. */
-char *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
-               const char *payload);
+/* Flattened JWS (a new reference): protected {alg, nonce (when given), url, kid or else jwk}.
+ * payload NULL means the empty payload of POST-as-GET. */
+json_t *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
+                 const char *payload);
 /* External account binding: HS256 over the account's JWK. */
 json_t *jws_eab(const char *eab_kid, const char *hmac_key_b64url, EVP_PKEY *account_key,
                 const char *url);
@@ -167,9 +164,6 @@ int schedule_parse_rfc3339(const char *text, time_t *out);
 time_t schedule_renew_at(time_t not_before, time_t not_after, double fraction);
 /* A uniformly chosen moment of an ARI window (rnd is 32 random bits). */
 time_t schedule_ari_pick(time_t start, time_t end, uint32_t rnd);
-/* attempt 0, 1, 2, ...: min_ms * 2^attempt capped at max_ms, then jittered down by up to a
- * half so a fleet of failing clients spreads out. */
-int64_t schedule_backoff_ms(int attempt, int64_t min_ms, int64_t max_ms, uint32_t rnd);
 /* interval with +-10% jitter, at least 1 ms. */
 int64_t schedule_jitter_ms(int64_t interval_ms, uint32_t rnd);
 
@@ -194,7 +188,7 @@ bool store_name_ok(const char *name);
 
 /* ---- acme.c: directory, nonces, signed POSTs with bounded retries ---- */
 typedef struct {
-    http_client http;
+    fetch_client http;
     char *dir_url;
     json_t *dir;
     char *nonce;
@@ -216,15 +210,20 @@ void acme_free(acme_ctx *a);
 int acme_directory(acme_ctx *a);
 /* URL from the directory, NULL when the CA does not offer it. */
 const char *acme_dir_url(acme_ctx *a, const char *name);
-/* Signed POST (payload NULL: POST-as-GET). 0 on 2xx with a reply; -1 otherwise, with the CA's
- * problem document logged. badNonce, 429/503 and 5xx are retried here, boundedly. */
-int acme_post(acme_ctx *a, const char *url, const char *payload, acme_reply *r);
+/* Signed POST of a JSON payload. 0 on 2xx with a reply; -1 otherwise, with the CA's problem
+ * document logged. badNonce, 429/503 and 5xx are retried here, boundedly. The payload is
+ * stolen (jansson's _new convention), so a call site builds it in the call:
+ * acme_post(a, url, json_pack(...), &r); a NULL payload (a pack that failed) is refused, never
+ * sent as a POST-as-GET. *r is always initialised: acme_reply_free it whatever the result. */
+int acme_post(acme_ctx *a, const char *url, json_t *payload, acme_reply *r);
+/* POST-as-GET (RFC 8555 6.3): a signed POST with an empty payload; as acme_post otherwise. */
+int acme_post_as_get(acme_ctx *a, const char *url, acme_reply *r);
 /* Plain GET (ARI). */
 int acme_get(acme_ctx *a, const char *url, acme_reply *r);
 void acme_reply_free(acme_reply *r);
 /* Move an HTTP response (body, Location, Retry-After) into a reply, parsing a JSON body;
  * -1 (logged) when the body claims to be JSON and is not. */
-int acme_reply_take(http_response *h, acme_reply *r);
+int acme_reply_take(fetch_response *h, acme_reply *r);
 /* Log the CA's problem document (type, detail, subproblems) once. */
 void acme_log_problem(const char *url, const acme_reply *r);
 /* The delay to honour before polling again: Retry-After when sane, else fallback_ms. */
@@ -232,7 +231,7 @@ int64_t acme_retry_delay_ms(const acme_reply *r, int64_t fallback_ms);
 /* Sleep until the next poll; -1 when that passes the deadline or a stop was requested. */
 int acme_sleep(acme_ctx *a, int64_t ms);
 /* String member of a JSON object, NULL when missing or not a string. */
-const char *json_str(const json_t *obj, const char *key);
+const char *certd_json_str(const json_t *obj, const char *key);
 
 /* ---- account.c ---- */
 char *account_dir_for(const certd_opts *o);
@@ -268,7 +267,7 @@ void order_result_free(order_result *r);
 int internal_issue(const certd_opts *o, const certd_names *names, order_result *out);
 
 /* ---- ops.c: the one-shot commands ---- */
-/* 0 issued, CERTD_EXIT_NOTHING when not due, 1 on failure; *changed when a cert was written. */
+/* 0 issued, EXIT_NOTHING when not due, 1 on failure; *changed when a cert was written. */
 int ops_issue(const certd_opts *o, const certd_names *names, bool force, bool *changed);
 int ops_renew_all(const certd_opts *o, bool force, bool *changed);
 int ops_renew_one(const certd_opts *o, const char *name, bool force, bool *changed);
@@ -288,7 +287,7 @@ int daemon_run(const certd_opts *o);
 
 /* ---- metrics.c: the daemon's metrics, when the supervisor set HEARTH_METRICS_DIR ---- */
 void certd_metrics_open(void);
-/* A renewal or issuance attempt for name ended with rc (CERTD_EXIT_NOTHING: none was made). */
+/* A renewal or issuance attempt for name ended with rc (EXIT_NOTHING: none was made). */
 void certd_metrics_attempt(const char *name, int rc);
 /* Each stored certificate's expiry, read again after each pass. */
 void certd_metrics_certs(const certd_opts *o);

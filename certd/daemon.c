@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "shared/backoff.h"
 #include "shared/log.h"
 #include "shared/sdnotify.h"
 
@@ -42,16 +43,17 @@ static void note_result(const certd_opts *o, retry_state *s, int rc)
     if (!s)
         return;
     certd_metrics_attempt(s->name, rc);
-    if (rc == CERTD_EXIT_OK || rc == CERTD_EXIT_NOTHING) {
+    if (rc == EXIT_OK || rc == EXIT_NOTHING) {
         time_t when;
         s->failures = 0;
         s->next_try_ms = 0;
-        s->deferred = rc == CERTD_EXIT_NOTHING && ops_renew_time(o, NULL, s->name, &when) == 0 &&
+        s->deferred = rc == EXIT_NOTHING && ops_renew_time(o, NULL, s->name, &when) == 0 &&
                       when <= time(NULL);
         return;
     }
-    int64_t d =
-        schedule_backoff_ms(s->failures, o->backoff_min_ms, o->backoff_max_ms, wait_random());
+    int64_t d = backoff_jitter_ms(
+        backoff_delay_ms(o->backoff_min_ms, o->backoff_max_ms, (unsigned)s->failures),
+        wait_random());
     s->failures++;
     s->next_try_ms = wait_now_ms() + d;
     log_warn("%s: attempt %d failed; next try in %.1f s; the current certificate stays", s->name,
@@ -81,7 +83,7 @@ static bool stored_as_wanted(const certd_opts *o, const certd_names *n)
         return false;
     free(chain);
     json_t *domains = json_object_get(meta, "domains");
-    const char *server = json_str(meta, "server");
+    const char *server = certd_json_str(meta, "server");
     bool same = json_array_size(domains) == n->count &&
                 (server && strcmp(server, "internal") == 0) == n->internal;
     for (size_t i = 0; same && i < n->count; i++)
@@ -152,7 +154,7 @@ int daemon_run(const certd_opts *o)
 {
     retry_table *t = calloc(1, sizeof(*t));
     if (!t)
-        return CERTD_EXIT_FAIL;
+        return EXIT_FAIL;
     log_info("daemon: cert dir %s, checking every %.0f s, renewing with less than %.0f%% of "
              "the lifetime left",
              o->cert_dir, (double)o->check_interval_ms / 1000, o->renew_fraction * 100);
@@ -176,5 +178,5 @@ int daemon_run(const certd_opts *o)
     sd_notify_send("STOPPING=1");
     log_info("daemon: stopping");
     free(t);
-    return CERTD_EXIT_OK;
+    return EXIT_OK;
 }

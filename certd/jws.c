@@ -223,13 +223,10 @@ static char *sign_input(EVP_PKEY *key, const char *input)
     return out;
 }
 
-/* {"protected": p64, "payload": pl64, "signature": sig} serialized. */
-static char *flattened(const char *p64, const char *pl64, const char *sig)
+/* {"protected": p64, "payload": pl64, "signature": sig}: RFC 7515's flattened JSON form. */
+static json_t *flattened(const char *p64, const char *pl64, const char *sig)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s}", "protected", p64, "payload", pl64, "signature", sig);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    return s;
+    return json_pack("{s:s, s:s, s:s}", "protected", p64, "payload", pl64, "signature", sig);
 }
 
 static char *join3(const char *a, const char *sep, const char *b)
@@ -261,8 +258,8 @@ static json_t *protected_header(EVP_PKEY *key, const char *kid, const char *nonc
     return h;
 }
 
-char *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
-               const char *payload)
+json_t *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
+                 const char *payload)
 {
     json_t *h = protected_header(key, kid, nonce, url);
     char *hs = h ? json_dumps(h, JSON_COMPACT) : NULL;
@@ -273,7 +270,7 @@ char *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *ur
     char *pl64 = b64url_str(payload ? payload : "");
     char *input = p64 && pl64 ? join3(p64, ".", pl64) : NULL;
     char *sig = input ? sign_input(key, input) : NULL;
-    char *out = sig ? flattened(p64, pl64, sig) : NULL;
+    json_t *out = sig ? flattened(p64, pl64, sig) : NULL;
     free(hs);
     free(p64);
     free(pl64);
@@ -303,7 +300,7 @@ json_t *jws_eab(const char *eab_kid, const char *hmac_key_b64url, EVP_PKEY *acco
                   (const unsigned char *)input, strlen(input), mac, sizeof(mac), &maclen)) {
         char *sig = b64url_encode(mac, maclen);
         if (sig)
-            out = json_pack("{s:s, s:s, s:s}", "protected", p64, "payload", pl64, "signature", sig);
+            out = flattened(p64, pl64, sig);
         free(sig);
     }
     OPENSSL_cleanse(mac_key, mac_len);
@@ -331,8 +328,8 @@ static int verify_input(EVP_PKEY *key, const char *input, const unsigned char *r
 int jws_verify(EVP_PKEY *key, const char *jws, char **payload)
 {
     json_t *o = json_loads(jws, 0, NULL);
-    const char *p64 = json_str(o, "protected"), *pl64 = json_str(o, "payload");
-    const char *s64 = json_str(o, "signature");
+    const char *p64 = certd_json_str(o, "protected"), *pl64 = certd_json_str(o, "payload");
+    const char *s64 = certd_json_str(o, "signature");
     int rc = -1;
     unsigned char *raw = NULL, *hdr = NULL, *pl = NULL;
     size_t rawlen = 0, hdrlen = 0, pllen = 0;
@@ -342,7 +339,7 @@ int jws_verify(EVP_PKEY *key, const char *jws, char **payload)
         b64url_decode(pl64, strlen(pl64), &pl, &pllen) < 0)
         goto out;
     json_t *h = json_loadb((const char *)hdr, hdrlen, 0, NULL);
-    const char *alg = json_str(h, "alg");
+    const char *alg = certd_json_str(h, "alg");
     bool alg_ok = alg && jws_alg(key) && strcmp(alg, jws_alg(key)) == 0;
     json_decref(h);
     input = join3(p64, ".", pl64);

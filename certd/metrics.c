@@ -37,9 +37,9 @@ static metric_ref cert_series(int family, const char *name)
 
 void certd_metrics_attempt(const char *name, int rc)
 {
-    if (region == NULL || rc == CERTD_EXIT_NOTHING)
+    if (region == NULL || rc == EXIT_NOTHING)
         return;
-    bool ok = rc == CERTD_EXIT_OK;
+    bool ok = rc == EXIT_OK;
     metrics_set(region, cert_series(attempt_family, name), (int64_t)time(NULL));
     metrics_set(region, cert_series(success_family, name), ok);
     metrics_add(

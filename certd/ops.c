@@ -100,8 +100,8 @@ static time_t ari_renew_time(acme_ctx *a, const cert_info *info)
     acme_reply r;
     time_t start, end, when = 0;
     json_t *w = acme_get(a, url, &r) == 0 ? json_object_get(r.json, "suggestedWindow") : NULL;
-    if (w && schedule_parse_rfc3339(json_str(w, "start"), &start) == 0 &&
-        schedule_parse_rfc3339(json_str(w, "end"), &end) == 0 && end >= start)
+    if (w && schedule_parse_rfc3339(certd_json_str(w, "start"), &start) == 0 &&
+        schedule_parse_rfc3339(certd_json_str(w, "end"), &end) == 0 && end >= start)
         when = schedule_ari_pick(start, end, wait_random());
     else
         log_warn("renewalInfo for %s unusable; using the certificate's lifetime", info->ari_id);
@@ -148,14 +148,14 @@ static bool same_names(const cert_info *info, const certd_names *names)
     return true;
 }
 
-/* CERTD_EXIT_NOTHING when the stored certificate has these names and is not yet due. */
+/* EXIT_NOTHING when the stored certificate has these names and is not yet due. */
 static int check_not_due(const certd_opts *o, const certd_names *names, acme_ctx *a)
 {
     cert_info info;
     json_t *meta = NULL;
     if (load_info(o, names->names[0], &info, &meta) < 0)
         return 0;
-    const char *server = json_str(meta, "server");
+    const char *server = certd_json_str(meta, "server");
     bool internal = server && strcmp(server, "internal") == 0;
     bool same = same_names(&info, names) && internal == names->internal;
     certinfo_free(&info);
@@ -168,7 +168,7 @@ static int check_not_due(const certd_opts *o, const certd_names *names, acme_ctx
     gmtime_r(&when, &tm);
     strftime(at, sizeof(at), "%Y-%m-%d %H:%M:%S UTC", &tm);
     log_info("%s: not due for renewal until %s", names->names[0], at);
-    return CERTD_EXIT_NOTHING;
+    return EXIT_NOTHING;
 }
 
 static json_t *make_meta(const certd_opts *o, const certd_names *names, const char *chain,
@@ -219,28 +219,27 @@ static const char *replaces_id(const certd_opts *o, acme_ctx *a, const char *nam
     return *out;
 }
 
-/* Save a new certificate (unless --dry-run); CERTD_EXIT_OK or CERTD_EXIT_FAIL. */
+/* Save a new certificate (unless --dry-run); EXIT_OK or EXIT_FAIL. */
 static int keep_result(const certd_opts *o, const certd_names *names, order_result *res,
                        bool *changed)
 {
     if (o->dry_run) {
         log_info("%s: dry run: certificate obtained and checked, nothing written", names->names[0]);
-        return CERTD_EXIT_OK;
+        return EXIT_OK;
     }
     if (save_result(o, names, res) < 0)
-        return CERTD_EXIT_FAIL;
+        return EXIT_FAIL;
     *changed = true;
     log_info("%s: certificate saved in %s/%s", names->names[0], o->cert_dir, names->names[0]);
-    return CERTD_EXIT_OK;
+    return EXIT_OK;
 }
 
 static int issue_internal(const certd_opts *o, const certd_names *names, bool force, bool *changed)
 {
-    if (!force && check_not_due(o, names, NULL) == CERTD_EXIT_NOTHING)
-        return CERTD_EXIT_NOTHING;
+    if (!force && check_not_due(o, names, NULL) == EXIT_NOTHING)
+        return EXIT_NOTHING;
     order_result res;
-    int rc = internal_issue(o, names, &res) == 0 ? keep_result(o, names, &res, changed)
-                                                 : CERTD_EXIT_FAIL;
+    int rc = internal_issue(o, names, &res) == 0 ? keep_result(o, names, &res, changed) : EXIT_FAIL;
     order_result_free(&res);
     return rc;
 }
@@ -253,17 +252,17 @@ static int issue_locked(const certd_opts *o, const certd_names *names, bool forc
     bool dir_ok = open_directory(o, &a) == 0;
     /* With the CA unreachable, a certificate that is not due is still "nothing to do". */
     int rc = force ? 0 : check_not_due(o, names, dir_ok ? &a : NULL);
-    if (rc == CERTD_EXIT_NOTHING || !dir_ok || open_account(o, &a, true) < 0) {
+    if (rc == EXIT_NOTHING || !dir_ok || open_account(o, &a, true) < 0) {
         acme_free(&a);
-        return rc == CERTD_EXIT_NOTHING ? rc : CERTD_EXIT_FAIL;
+        return rc == EXIT_NOTHING ? rc : EXIT_FAIL;
     }
     char *replaces;
     order_result res;
     log_info("%s: ordering a certificate for %zu name(s)", names->names[0], names->count);
     rc = order_run(&a, o, names, replaces_id(o, &a, names->names[0], &replaces), &res) == 0
-             ? CERTD_EXIT_OK
-             : CERTD_EXIT_FAIL;
-    if (rc == CERTD_EXIT_OK)
+             ? EXIT_OK
+             : EXIT_FAIL;
+    if (rc == EXIT_OK)
         rc = keep_result(o, names, &res, changed);
     order_result_free(&res);
     free(replaces);
@@ -292,12 +291,12 @@ int ops_issue(const certd_opts *o, const certd_names *names, bool force, bool *c
         if (!store_name_ok(names->names[i]) || (names->names[i][0] == '*' && !names->internal)) {
             log_error("%s: not a name certd can get a certificate for%s", names->names[i],
                       names->internal ? "" : " over HTTP-01");
-            return CERTD_EXIT_USAGE;
+            return EXIT_USAGE;
         }
     }
     int lock = store_lock(o->cert_dir, o->timeout_ms);
     if (lock < 0)
-        return CERTD_EXIT_FAIL;
+        return EXIT_FAIL;
     sweep_challenges(o);
     int rc = issue_locked(o, names, force, changed);
     store_unlock(lock);
@@ -309,14 +308,14 @@ int ops_renew_one(const certd_opts *o, const char *name, bool force, bool *chang
     cert_info info;
     json_t *meta = NULL;
     if (load_info(o, name, &info, &meta) < 0)
-        return CERTD_EXIT_FAIL;
+        return EXIT_FAIL;
     certd_names names = {0};
     certd_opts oo = *o;
-    const char *kt = json_str(meta, "key_type");
+    const char *kt = certd_json_str(meta, "key_type");
     if (!(kt && key_type_parse(kt, &oo.key_type) == 0) && info.key_type_known)
         oo.key_type = info.key_type;
-    int rc = stored_names(name, meta, &info, &names) == 0 ? 0 : CERTD_EXIT_FAIL;
-    const char *server = json_str(meta, "server");
+    int rc = stored_names(name, meta, &info, &names) == 0 ? 0 : EXIT_FAIL;
+    const char *server = certd_json_str(meta, "server");
     names.internal = server && strcmp(server, "internal") == 0;
     if (rc == 0)
         rc = ops_issue(&oo, &names, force, changed);
@@ -332,22 +331,22 @@ int ops_renew_all(const certd_opts *o, bool force, bool *changed)
     size_t count;
     if (store_list(o->cert_dir, &names, &count) < 0) {
         log_error("%s: cannot list certificates", o->cert_dir);
-        return CERTD_EXIT_FAIL;
+        return EXIT_FAIL;
     }
     int failed = 0, renewed = 0;
     for (size_t i = 0; i < count && !wait_stop_requested(); i++) {
         int rc = ops_renew_one(o, names[i], force, changed);
-        if (rc == CERTD_EXIT_OK)
+        if (rc == EXIT_OK)
             renewed++;
-        else if (rc != CERTD_EXIT_NOTHING)
+        else if (rc != EXIT_NOTHING)
             failed++;
     }
     store_free_list(names, count);
     log_info("renew: %d renewed, %d failed, %zu certificate(s) in %s", renewed, failed, count,
              o->cert_dir);
     if (failed)
-        return CERTD_EXIT_FAIL;
-    return renewed ? CERTD_EXIT_OK : CERTD_EXIT_NOTHING;
+        return EXIT_FAIL;
+    return renewed ? EXIT_OK : EXIT_NOTHING;
 }
 
 static void print_one(const certd_opts *o, const char *name)
@@ -369,7 +368,7 @@ static void print_one(const certd_opts *o, const char *name)
     printf("\n  key:     %s\n  expires: %s (%s%.1f days left)\n  serial:  %s\n",
            info.key_type_known ? key_type_name(info.key_type) : "unknown", at,
            days < 0 ? "EXPIRED, " : "", days < 0 ? 0.0 : days, info.serial);
-    const char *server = json_str(meta, "server");
+    const char *server = certd_json_str(meta, "server");
     if (server)
         printf("  issuer:  %s\n", strcmp(server, "internal") == 0 ? "internal CA" : server);
     if (json_is_true(json_object_get(meta, "revoked")))
@@ -384,14 +383,14 @@ int ops_list(const certd_opts *o)
     size_t count;
     if (store_list(o->cert_dir, &names, &count) < 0) {
         log_error("%s: cannot list certificates", o->cert_dir);
-        return CERTD_EXIT_FAIL;
+        return EXIT_FAIL;
     }
     if (count == 0)
         printf("no certificates in %s\n", o->cert_dir);
     for (size_t i = 0; i < count; i++)
         print_one(o, names[i]);
     store_free_list(names, count);
-    return CERTD_EXIT_OK;
+    return EXIT_OK;
 }
 
 /* Record the revocation in the current version's meta.json (one atomic file write). */
@@ -414,27 +413,24 @@ int ops_revoke(const certd_opts *o, const char *name)
     json_t *meta = NULL;
     if (store_load(o->cert_dir, name, &chain, &len, NULL, NULL, &meta) < 0) {
         log_error("%s: no stored certificate", name);
-        return CERTD_EXIT_FAIL;
+        return EXIT_FAIL;
     }
     unsigned char *der = certinfo_leaf_der(chain, len, &derlen);
     char *b64 = der ? b64url_encode(der, derlen) : NULL;
     OPENSSL_free(der);
     free(chain);
     acme_ctx a;
-    int rc = CERTD_EXIT_FAIL;
+    int rc = EXIT_FAIL;
     if (b64 && connect_ca(o, &a, false) == 0 && acme_dir_url(&a, "revokeCert")) {
-        json_t *p = json_pack("{s:s, s:i}", "certificate", b64, "reason", o->revoke_reason);
-        char *text = json_dumps(p, JSON_COMPACT);
         acme_reply r;
-        if (text && acme_post(&a, acme_dir_url(&a, "revokeCert"), text, &r) == 0) {
-            rc = CERTD_EXIT_OK;
+        if (acme_post(&a, acme_dir_url(&a, "revokeCert"),
+                      json_pack("{s:s, s:i}", "certificate", b64, "reason", o->revoke_reason),
+                      &r) == 0) {
+            rc = EXIT_OK;
             mark_revoked(o, name, meta, o->revoke_reason);
             log_info("%s: revoked (reason %d)", name, o->revoke_reason);
         }
-        if (text)
-            acme_reply_free(&r);
-        free(text);
-        json_decref(p);
+        acme_reply_free(&r);
     }
     if (b64)
         acme_free(&a);
@@ -447,13 +443,13 @@ int ops_rollover(const certd_opts *o)
 {
     acme_ctx a;
     char *dir = account_dir_for(o);
-    int rc = CERTD_EXIT_FAIL;
+    int rc = EXIT_FAIL;
     if (dir && connect_ca(o, &a, false) == 0 && account_rollover(&a, dir) == 0) {
         char *kid = strdup(a.kid);
         /* Ask the CA again with the new key: it must find the same account. */
         if (account_register(&a, o, true) == 0 && kid && strcmp(kid, a.kid) == 0) {
             log_info("account %s now uses the new key", a.kid);
-            rc = CERTD_EXIT_OK;
+            rc = EXIT_OK;
         } else {
             log_error("the CA does not know the new key as account %s", kid ? kid : "?");
         }

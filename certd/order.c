@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/backoff.h"
 #include "shared/log.h"
 
 #define POLL_FIRST_MS 200 /* with no Retry-After: 0.2 s, doubling up to POLL_MAX_MS */
@@ -27,7 +28,7 @@ static bool in_list(const char *s, const char *const *list)
 static void log_object_error(const char *what, const json_t *obj)
 {
     json_t *err = json_object_get(obj, "error");
-    const char *type = json_str(err, "type"), *detail = json_str(err, "detail");
+    const char *type = certd_json_str(err, "type"), *detail = certd_json_str(err, "detail");
     if (type || detail)
         log_error("%s: %s: %s", what, type ? type : "?", detail ? detail : "?");
 }
@@ -36,11 +37,10 @@ static void log_object_error(const char *what, const json_t *obj)
 static int poll_until(acme_ctx *a, const char *url, const char *const *waiting,
                       const char *ok_state, acme_reply *out)
 {
-    int64_t step = POLL_FIRST_MS;
-    for (;;) {
-        if (acme_post(a, url, NULL, out) < 0)
+    for (unsigned polls = 0;; polls++) {
+        if (acme_post_as_get(a, url, out) < 0)
             return -1;
-        const char *status = json_str(out->json, "status");
+        const char *status = certd_json_str(out->json, "status");
         if (!status) {
             log_error("%s: the CA's reply has no status", url);
             return -1;
@@ -52,7 +52,7 @@ static int poll_until(acme_ctx *a, const char *url, const char *const *waiting,
             log_object_error(url, out->json);
             return -1;
         }
-        int64_t d = acme_retry_delay_ms(out, step);
+        int64_t d = acme_retry_delay_ms(out, backoff_delay_ms(POLL_FIRST_MS, POLL_MAX_MS, polls));
         /* Retry-After: 0 must not turn into a busy loop, nor a huge one into a stall */
         if (d < POLL_FIRST_MS)
             d = POLL_FIRST_MS;
@@ -61,7 +61,6 @@ static int poll_until(acme_ctx *a, const char *url, const char *const *waiting,
         acme_reply_free(out);
         if (acme_sleep(a, d) < 0)
             return -1;
-        step = step * 2 > POLL_MAX_MS ? POLL_MAX_MS : step * 2;
     }
 }
 
@@ -71,7 +70,7 @@ static const json_t *find_http01(const json_t *authz)
     size_t i;
     json_array_foreach(chs, i, ch)
     {
-        const char *type = json_str(ch, "type");
+        const char *type = certd_json_str(ch, "type");
         if (type && strcmp(type, "http-01") == 0)
             return ch;
     }
@@ -83,12 +82,12 @@ static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const 
                        token_list *tokens)
 {
     acme_reply r;
-    if (acme_post(a, url, NULL, &r) < 0) {
+    if (acme_post_as_get(a, url, &r) < 0) {
         acme_reply_free(&r);
         return -1;
     }
-    const char *status = json_str(r.json, "status");
-    const char *name = json_str(json_object_get(r.json, "identifier"), "value");
+    const char *status = certd_json_str(r.json, "status");
+    const char *name = certd_json_str(json_object_get(r.json, "identifier"), "value");
     int rc = -1;
     if (status && strcmp(status, "valid") == 0) {
         rc = 0; /* the CA remembers an earlier validation */
@@ -96,7 +95,7 @@ static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const 
         log_error("authorization for %s is %s", name ? name : "?", status ? status : "missing");
     } else {
         const json_t *ch = find_http01(r.json);
-        const char *token = json_str(ch, "token"), *ch_url = json_str(ch, "url");
+        const char *token = certd_json_str(ch, "token"), *ch_url = certd_json_str(ch, "url");
         if (!ch || !challenge_token_ok(token) || !ch_url || tokens->count >= CERTD_MAX_NAMES) {
             log_error("authorization for %s offers no usable http-01 challenge", name ? name : "?");
         } else {
@@ -106,7 +105,7 @@ static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const 
             acme_reply cr;
             memset(&cr, 0, sizeof(cr));
             rc = challenge_write(o->webroot, token, key_auth) == 0 &&
-                         acme_post(a, ch_url, "{}", &cr) == 0
+                         acme_post(a, ch_url, json_object(), &cr) == 0
                      ? 0
                      : -1;
             acme_reply_free(&cr);
@@ -156,10 +155,7 @@ static int new_order(acme_ctx *a, const certd_names *names, const char *replaces
     json_t *p = json_pack("{s:o}", "identifiers", ids);
     if (replaces)
         json_object_set_new(p, "replaces", json_string(replaces));
-    char *text = json_dumps(p, JSON_COMPACT);
-    json_decref(p);
-    int rc = text ? acme_post(a, acme_dir_url(a, "newOrder"), text, r) : -1;
-    free(text);
+    int rc = acme_post(a, acme_dir_url(a, "newOrder"), p, r);
     if (rc == 0 && (!r->location || !json_is_object(r->json))) {
         log_error("newOrder: the CA sent no order URL");
         rc = -1;
@@ -171,28 +167,24 @@ static int new_order(acme_ctx *a, const certd_names *names, const char *replaces
 static int finalize(acme_ctx *a, const certd_opts *o, const certd_names *names,
                     const char *order_url, const json_t *order, EVP_PKEY **key, char **cert_url)
 {
-    const char *fin = json_str(order, "finalize");
+    const char *fin = certd_json_str(order, "finalize");
     *key = key_generate(o->key_type);
     size_t derlen = 0;
     unsigned char *der = *key ? csr_build(*key, names, &derlen) : NULL;
     char *csr = der ? b64url_encode(der, derlen) : NULL;
     OPENSSL_free(der);
-    json_t *p = csr ? json_pack("{s:s}", "csr", csr) : NULL;
-    char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
-    json_decref(p);
-    free(csr);
-    if (!fin || !text) {
+    if (!fin || !csr) {
         log_error(fin ? "cannot build the CSR" : "the order has no finalize URL");
-        free(text);
+        free(csr);
         return -1;
     }
     acme_reply r;
-    int rc = acme_post(a, fin, text, &r);
-    free(text);
+    int rc = acme_post(a, fin, json_pack("{s:s}", "csr", csr), &r);
+    free(csr);
     /* After finalize only "processing" may turn into "valid"; "ready" again would mean the
      * CA ignored the CSR, and waiting for it would only run into the time limit. */
     static const char *const waiting[] = {"processing", NULL};
-    const char *status = json_str(r.json, "status");
+    const char *status = certd_json_str(r.json, "status");
     if (rc == 0 && !(status && (strcmp(status, "valid") == 0 || in_list(status, waiting)))) {
         log_error("%s: status %s after finalize", fin, status ? status : "missing");
         log_object_error(fin, r.json);
@@ -201,7 +193,7 @@ static int finalize(acme_ctx *a, const certd_opts *o, const certd_names *names,
         acme_reply_free(&r);
         rc = poll_until(a, order_url, waiting, "valid", &r);
     }
-    const char *cu = json_str(r.json, "certificate");
+    const char *cu = certd_json_str(r.json, "certificate");
     if (rc == 0 && !cu) {
         log_error("the valid order has no certificate URL");
         rc = -1;
@@ -216,7 +208,7 @@ static int download(acme_ctx *a, const char *url, const certd_names *names, EVP_
                     order_result *out)
 {
     acme_reply r;
-    int rc = acme_post(a, url, NULL, &r);
+    int rc = acme_post_as_get(a, url, &r);
     char err[256];
     if (rc == 0 &&
         certinfo_check(buf_head(&r.body), buf_used(&r.body), key, names, err, sizeof(err)) < 0) {
@@ -238,7 +230,7 @@ static int run_order(acme_ctx *a, const certd_opts *o, const certd_names *names,
     acme_reply r;
     int rc = new_order(a, names, replaces, &r);
     char *order_url = rc == 0 ? strdup(r.location) : NULL;
-    const char *status = json_str(r.json, "status");
+    const char *status = certd_json_str(r.json, "status");
     if (rc == 0 && status && strcmp(status, "ready") != 0)
         rc = authorize_all(a, o, r.json, tokens);
     static const char *const waiting[] = {"pending", NULL};

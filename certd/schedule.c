@@ -1,4 +1,4 @@
-/* Renewal decisions and retry delays, as pure functions of their inputs (time and randomness
+/* Renewal decisions and retry timing, as pure functions of their inputs (time and randomness
  * are parameters) so the unit tests can pin every case. */
 #include "certd/certd.h"
 
@@ -156,23 +156,6 @@ time_t schedule_ari_pick(time_t start, time_t end, uint32_t rnd)
         return start;
     double span = difftime(end, start);
     return start + (time_t)(span * ((double)rnd / 4294967296.0));
-}
-
-int64_t schedule_backoff_ms(int attempt, int64_t min_ms, int64_t max_ms, uint32_t rnd)
-{
-    if (min_ms < 1)
-        min_ms = 1;
-    if (max_ms < min_ms)
-        max_ms = min_ms;
-    int64_t d = min_ms;
-    for (int i = 0; i < attempt && d < max_ms; i++)
-        d *= 2;
-    if (d > max_ms)
-        d = max_ms;
-    /* between d/2 and d, so never below half the step and never a tight loop */
-    int64_t half = d / 2;
-    int64_t out = d - (half > 0 ? (int64_t)(rnd % (uint64_t)(half + 1)) : 0);
-    return out < 1 ? 1 : out;
 }
 
 int64_t schedule_jitter_ms(int64_t interval_ms, uint32_t rnd)

@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "shared/log.h"
-#include "edge/edge.h"
+#include "edge/req.h"
 
 static char *access_path;
 
@@ -56,30 +56,25 @@ static void append_escaped(buf *b, const char *s)
     }
 }
 
-static const char *version(edge_conn *c)
-{
-    return c->parser.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-}
-
-static void combined(edge_conn *c, buf *b)
+static void combined(const edge_req *r, buf *b)
 {
     char when[64];
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
     strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
-    buf_printf(b, "%s - - [%s] \"", c->peer, when);
-    append_escaped(b, edge_conn_info(c, 0));
+    buf_printf(b, "%s - - [%s] \"", r->peer, when);
+    append_escaped(b, edge_req_info(r, 0));
     buf_append_str(b, " ");
-    append_escaped(b, edge_conn_info(c, 1));
-    buf_printf(b, " %s\" %d %llu \"", version(c), c->status, (unsigned long long)c->body_sent);
-    append_escaped(b, edge_conn_info(c, 3));
+    append_escaped(b, edge_req_info(r, 1));
+    buf_printf(b, " %s\" %d %llu \"", r->protocol, r->status, (unsigned long long)r->body_sent);
+    append_escaped(b, edge_req_info(r, 3));
     buf_append_str(b, "\" \"");
-    append_escaped(b, edge_conn_info(c, 4));
+    append_escaped(b, edge_req_info(r, 4));
     buf_append_str(b, "\"\n");
 }
 
-static void json_line(edge_conn *c, buf *b)
+static void json_line(const edge_req *r, buf *b)
 {
     char when[64];
     time_t now = time(NULL);
@@ -88,23 +83,23 @@ static void json_line(edge_conn *c, buf *b)
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_t *o = json_object();
     json_object_set_new(o, "time", json_string(when));
-    json_object_set_new(o, "remote_addr", json_string(c->peer));
+    json_object_set_new(o, "remote_addr", json_string(r->peer));
     /* json_stringn_nocheck is not wanted: request bytes may be any VCHAR, not valid UTF-8. */
     const char *keys[] = {"method", "target", "host", "referer", "user_agent"};
     for (int i = 0; i < 5; i++) {
         buf tmp;
         buf_init(&tmp, 0);
-        append_escaped(&tmp, edge_conn_info(c, i));
+        append_escaped(&tmp, edge_req_info(r, i));
         buf_append(&tmp, "", 1);
         json_object_set_new(o, keys[i], json_string(tmp.data ? tmp.data : ""));
         buf_free(&tmp);
     }
-    json_object_set_new(o, "protocol", json_string(version(c)));
-    json_object_set_new(o, "status", json_integer(c->status));
-    json_object_set_new(o, "body_bytes_sent", json_integer((json_int_t)c->body_sent));
+    json_object_set_new(o, "protocol", json_string(r->protocol));
+    json_object_set_new(o, "status", json_integer(r->status));
+    json_object_set_new(o, "body_bytes_sent", json_integer((json_int_t)r->body_sent));
     json_object_set_new(o, "request_time_ms",
-                        json_integer((json_int_t)(edge_now_ms() - c->request_started_ms)));
-    json_object_set_new(o, "tls", json_boolean(c->tls));
+                        json_integer((json_int_t)(edge_now_ms() - r->started_ms)));
+    json_object_set_new(o, "tls", json_boolean(r->tls));
     char *text = json_dumps(o, JSON_COMPACT);
     if (text) {
         buf_append_str(b, text);
@@ -114,17 +109,17 @@ static void json_line(edge_conn *c, buf *b)
     json_decref(o);
 }
 
-void edge_access_write(edge_conn *c)
+void edge_access_write(const edge_req *r)
 {
-    edge_metrics_request(c);
-    if (edge_w.access_fd < 0 || c->status == 0)
+    edge_metrics_request(r);
+    if (edge_w.access_fd < 0 || r->status == 0)
         return;
     buf b;
     buf_init(&b, 0);
     if (edge_w.access_json)
-        json_line(c, &b);
+        json_line(r, &b);
     else
-        combined(c, &b);
+        combined(r, &b);
     if (buf_used(&b) > 0 && write(edge_w.access_fd, buf_head(&b), buf_used(&b)) < 0)
         log_warn("access log: %s", strerror(errno));
     buf_free(&b);

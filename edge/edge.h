@@ -20,15 +20,6 @@
 /* Bytes queued toward one peer before the edge stops reading from the other side. */
 #define EDGE_HIGH_WATER (256 * 1024)
 #define EDGE_READ_CHUNK (64 * 1024)
-/* Plain-HTTP files up to this size are read and written with their head, not sendfile'd. */
-#define EDGE_SMALL_FILE (16 * 1024)
-/* at most this many file chunks (EDGE_READ_CHUNK, or 1 MiB by sendfile) per event-loop turn */
-#define EDGE_STATIC_TURN_CHUNKS 16
-/* On TERM, how long a connection accepted before it keeps waiting for its first request. */
-#define EDGE_DRAIN_FIRST_REQUEST_MS 1000
-/* A request (rewritten head and body) is kept up to this size, so it can go to another upstream
- * connection when the first one fails before answering. */
-#define EDGE_RESEND_MAX (64 * 1024)
 
 /* ---- sockets: plain or TLS, nonblocking, one uv_poll each (io.c) ---- */
 
@@ -78,7 +69,9 @@ typedef struct {
     /* tls: acme or internal and certd has not written a certificate yet: plain HTTP answers
      * 503 (challenges aside) and handshakes for its names fail, until a reload finds one. */
     bool tls_pending;
-    char *hsts; /* full header value or NULL */
+    char *pending_link;       /* where certd will put it (CERT_DIR/NAME) */
+    int64_t pending_tried_ms; /* the last look there */
+    char *hsts;               /* full header value or NULL */
     edge_static_root *statics;
     size_t static_count;
     edge_upstream *upstreams;
@@ -103,6 +96,8 @@ edge_gen *edge_gen_build(const hearth_config *cfg, const edge_gen *prev, char *e
 void edge_gen_ref(edge_gen *g);
 void edge_gen_unref(edge_gen *g);
 edge_site *edge_gen_find_site(edge_gen *g, const char *host, size_t len);
+/* Whether the site still waits for certd's certificate; looks in the store first (sites.c). */
+bool edge_site_tls_pending(edge_site *s);
 
 /* ---- TLS (tls.c) ---- */
 
@@ -116,7 +111,7 @@ SSL_CTX *edge_tls_ctx_bare(void);
 void edge_tls_init_ticket_secret(void);
 void edge_tls_set_gen(edge_gen *g);
 
-/* ---- the process (main.c) ---- */
+/* ---- the process (main.c, worker.c, master.c) ---- */
 
 typedef struct {
     int fd;
@@ -135,8 +130,8 @@ typedef struct {
     size_t listener_count;
     int conn_count;
     bool draining;
-    char *acme_webroot;
-    int acme_fd; /* O_PATH of WEBROOT/.well-known/acme-challenge or -1 */
+    int64_t graceful_timeout_ms; /* TERM: how long open connections may take to finish */
+    int acme_fd;                 /* O_PATH of WEBROOT/.well-known/acme-challenge or -1 */
     int access_fd;
     int https_port; /* for redirects: the port of the first HTTPS listener */
     bool access_json;
@@ -144,10 +139,21 @@ typedef struct {
     struct edge_conn *conns; /* every open client connection, for draining */
 } edge_worker;
 
+/* ---- a worker (worker.c) and the master of several (master.c) ---- */
+
 extern edge_worker edge_w;
 
 uint64_t edge_now_ms(void);
+/* A draining worker whose last connection closed stops. */
 void edge_maybe_exit(void);
+/* The parser's limits from the edge settings. */
+void edge_worker_set_limits(edge_worker *w);
+/* Serve until stopped. alone: no master, the worker speaks sd_notify for itself; channel: the
+ * socket a master asks for reloads on and hears the answers (or -1); reload_first: the sites
+ * may have changed since the master loaded them. */
+int edge_worker_run(bool alone, int channel, bool reload_first);
+/* Fork n workers and keep them running until a stop signal; the exit code. */
+int edge_master_run(int n);
 
 /* ---- listeners (listener.c) ---- */
 
@@ -157,104 +163,15 @@ void edge_listeners_start(edge_worker *w);
 void edge_listeners_pause(edge_worker *w, bool pause);
 void edge_listeners_close(edge_worker *w);
 
-/* ---- client connections (http1.c) ---- */
-
-typedef enum {
-    CONN_HEAD,    /* waiting for (more of) a request head */
-    CONN_STATIC,  /* sending a file */
-    CONN_SIMPLE,  /* sending a response that is all in out */
-    CONN_PROXY,   /* request handed to an upstream */
-    CONN_TUNNEL,  /* upgraded: bytes copied both ways */
-    CONN_CLOSING, /* flushing the last bytes, then close */
-} edge_conn_state;
-
-/* What a connection between requests waits for: slots.c keeps one queue of each, oldest
- * first, to pick what to shed when the worker is full. */
-typedef enum {
-    EDGE_WAIT_NONE, /* a request is being served */
-    EDGE_WAIT_IDLE, /* keep-alive, no byte of the next request yet */
-    EDGE_WAIT_HEAD, /* a request head (or the TLS handshake before the first) */
-    EDGE_WAIT__COUNT,
-} edge_wait;
-
-typedef struct edge_conn {
-    edge_io io;
-    uv_poll_t poll;
-    uv_timer_t timer;
-    int handles_open;
-    int poll_events;
-    bool tls;
-    edge_conn_state state;
-    edge_gen *gen;
-    edge_site *site;
-    struct edge_conn *next, *prev;
-    edge_wait wait;
-    struct edge_conn *wait_next, *wait_prev;
-    uint64_t wait_since_ms;
-    buf in;
-    buf out;
-    http_parser parser;
-    http_header *headers; /* EDGE_MAX_HEADERS of them while a request is read; NULL when idle */
-    bool keep_alive;
-    bool head_started; /* some byte of the current request arrived */
-    bool read_eof;
-    bool just_finished; /* a response just ended and no socket event came since */
-    bool closed;
-    uint64_t request_started_ms;
-    char peer[64];
-    /* file being sent */
-    int file_fd;
-    off_t file_off;
-    uint64_t file_left;
-    /* proxying */
-    edge_upconn *up;
-    bool req_body_done;
-    bool proxy_upgrade;     /* the client asked for an Upgrade */
-    bool proxy_body_error;  /* the request body broke its framing */
-    bool proxy_dechunk;     /* HTTP/1.0 client, chunked upstream body: send it decoded */
-    size_t proxy_tries;     /* upstreams tried for this request */
-    buf proxy_resend;       /* the rewritten head and the body bytes sent so far, for a retry */
-    bool proxy_resend_lost; /* body bytes went upstream that proxy_resend no longer holds */
-    bool proxy_idempotent;  /* GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110 9.2.2) */
-    bool proxy_retried;     /* the one retry after a reused connection closed is spent */
-    bool head_method;       /* the request is HEAD: responses carry no body */
-    /* access log fields */
-    buf info; /* method \0 target \0 host \0 referer \0 user-agent \0 */
-    int status;
-    uint64_t body_sent;
-    uint64_t out_mark; /* out bytes written so far that belong to headers, for body_sent */
-    uint64_t requests;
-} edge_conn;
+/* ---- client connections (http1.c; the connection itself is private to it, http1.h) ---- */
 
 void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *sa);
-void edge_conn_close(edge_conn *c);
-/* (Re)start the connection's timer; 0 stops it. Expiry closes the connection. */
-void edge_conn_arm(edge_conn *c, int64_t ms);
-/* Pull bytes from the client into c->in; false when nothing more can be read now. */
-bool edge_conn_read(edge_conn *c);
-/* Recompute which socket events the connection waits for and try to make progress. */
-void edge_conn_progress(edge_conn *c);
-void edge_conn_update_poll(edge_conn *c);
-/* The current response is complete: log it, then read the next request or close. */
-void edge_conn_finish(edge_conn *c);
-/* Start a response in c->out: status line, Date, Server, Connection. */
-void edge_resp_start(edge_conn *c, int status, const char *reason);
-/* A small complete response with a text body. */
-void edge_resp_simple(edge_conn *c, int status, const char *reason, const char *extra_headers,
-                      const char *body);
-/* Value of a request header of the current head, or NULL. */
-const char *edge_req_header(edge_conn *c, const char *name, size_t *len);
-/* Access log fields of the current request. */
-const char *edge_conn_info(edge_conn *c, int idx);
+/* TERM: close the connections waiting between requests (see http1.c). */
 void edge_conn_drain_idle(edge_worker *w);
 
-/* ---- connection slots under pressure (slots.c) ---- */
+/* ---- connection slots under pressure (slots.c), as the listener sees them ---- */
 
 void edge_slots_init(edge_worker *w);
-/* The connection starts waiting (for its next request, or for the rest of a head). */
-void edge_slots_wait(edge_conn *c, edge_wait what);
-/* The connection serves a request, or is closing: nothing to shed. */
-void edge_slots_busy(edge_conn *c);
 /* The worker is full and a newcomer waits: true when some connection can make room for it. */
 bool edge_slots_can_shed(void);
 void edge_slots_shed_one(void);
@@ -269,33 +186,27 @@ void edge_memory_init(edge_worker *w);
 void edge_memory_opened(void);
 void edge_memory_closed(void);
 
-/* ---- handlers ---- */
+/* ---- handlers, each on the request layer (req.h) ---- */
 
-/* Plain HTTP: ACME challenge (any Host, c->site may be NULL), 503 while the site's certificate
+typedef struct edge_req edge_req;
+
+/* Plain HTTP: ACME challenge (any Host, r->site may be NULL), 503 while the site's certificate
  * is pending, or redirect (redirect.c); false when the site has no TLS and the request goes on
  * to static files or the proxy. */
-bool edge_redirect_handle(edge_conn *c);
+bool edge_redirect_handle(edge_req *r);
 /* Static files (static.c): true when a static prefix matched and a response was started. A
  * "/" prefix on a site with upstreams is nginx's `try_files $uri @app`: what is not a file there
  * (and every method but GET and HEAD) goes on to the proxy. */
-bool edge_static_handle(edge_conn *c);
-/* Continue sending the file; -1 when the peer is gone. */
-int edge_static_send(edge_conn *c);
-
+bool edge_static_handle(edge_req *r);
 /* Reverse proxy (proxy.c). */
-void edge_proxy_start(edge_conn *c);
-/* Called by http1.c when the client socket has news (body bytes, room, close). */
-void edge_proxy_client_event(edge_conn *c);
-/* Socket events the client connection needs on behalf of the proxy (reading body bytes). */
-int edge_proxy_client_events(edge_conn *c);
-void edge_proxy_abort(edge_conn *c);
+void edge_proxy_start(edge_req *r);
 void edge_proxy_close_pools(edge_gen *g);
 
 /* ---- access log (accesslog.c) ---- */
 
 int edge_access_open(edge_worker *w, const char *path, bool json);
 int edge_access_reopen(edge_worker *w);
-void edge_access_write(edge_conn *c);
+void edge_access_write(const edge_req *r);
 
 /* ---- metrics (metrics.c), each a no-op unless the supervisor set HEARTH_METRICS_DIR ---- */
 
@@ -304,13 +215,13 @@ void edge_metrics_open(int workers);
 /* The index of a site's or an upstream's series (made on first sight), kept in its struct. */
 int edge_metrics_site(const char *name);
 int edge_metrics_upstream(const char *spec);
-void edge_metrics_request(const edge_conn *c); /* a response ended (the access log's point) */
+void edge_metrics_request(const edge_req *r); /* a response ended (the access log's point) */
 void edge_metrics_conn_opened(void);
-void edge_metrics_conn_closed(const edge_conn *c);
+void edge_metrics_conn_closed(const SSL *ssl); /* ssl: NULL on plain HTTP */
 void edge_metrics_tls_info(const SSL *ssl, int where, int ret); /* SSL_CTX_set_info_callback */
 void edge_metrics_upstream_connected(const edge_upstream *u, uint64_t ms);
 void edge_metrics_upstream_header(const edge_upstream *u, uint64_t ms);
 void edge_metrics_upstream_failed(const edge_upstream *u);
-void edge_metrics_proxy_error(const edge_conn *c, int status); /* the proxy's own 502 or 504 */
+void edge_metrics_proxy_error(const edge_req *r, int status); /* the proxy's own 502 or 504 */
 
 #endif

@@ -1,18 +1,31 @@
-/* Client connections: read and parse request heads, route each request to redirect, static or
- * proxy, write responses, keep-alive and pipelining, and the header/idle/send timeouts. */
+/* HTTP/1.1 client connections: read and parse request heads into edge_reqs, frame their
+ * responses (Content-Length, chunked, close-delimited, tunnels), keep-alive and pipelining, and
+ * the header/idle/send timeouts. The request layer (req.c) calls back through h1_proto. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shared/http_status.h"
 #include "shared/log.h"
-#include "edge/edge.h"
+#include "edge/http1.h"
+
+/* Plain-HTTP files up to this size are read and written with their head, not sendfile'd. */
+#define SMALL_FILE (16 * 1024)
+/* Most bytes one sendfile call is asked for. */
+#define SENDFILE_CHUNK (1u << 20)
+/* On TERM, how long a connection accepted before it keeps waiting for its first request. */
+#define DRAIN_FIRST_REQUEST_MS 1000
+
+static const edge_proto h1_proto;
+static void conn_run(edge_conn *c);
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -21,8 +34,7 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     buf_free(&c->in);
     buf_free(&c->out);
-    buf_free(&c->info);
-    buf_free(&c->proxy_resend);
+    buf_free(&c->req.info);
     free(c->headers);
     free(c);
 }
@@ -32,12 +44,8 @@ void edge_conn_close(edge_conn *c)
     if (c->closed)
         return;
     c->closed = true;
-    edge_metrics_conn_closed(c);
-    if (c->up)
-        edge_proxy_abort(c);
-    if (c->file_fd >= 0)
-        close(c->file_fd);
-    c->file_fd = -1;
+    edge_metrics_conn_closed(c->io.ssl);
+    edge_req_closed(&c->req);
     if (c->io.ssl) {
         SSL_free(c->io.ssl);
         c->io.ssl = NULL;
@@ -70,7 +78,8 @@ static void on_timeout(uv_timer_t *t)
     edge_conn_close(c);
 }
 
-void edge_conn_arm(edge_conn *c, int64_t ms)
+/* (Re)start the connection's timer; 0 stops it. Expiry closes the connection. */
+static void conn_arm(edge_conn *c, int64_t ms)
 {
     if (ms > 0)
         uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0);
@@ -87,7 +96,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
         edge_conn_close(c);
         return;
     }
-    edge_conn_progress(c);
+    conn_run(c);
 }
 
 static void peer_string(const struct sockaddr *sa, char *out, size_t len)
@@ -98,6 +107,18 @@ static void peer_string(const struct sockaddr *sa, char *out, size_t len)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, len);
     else
         snprintf(out, len, "unix");
+}
+
+static void req_init(edge_conn *c, bool tls)
+{
+    edge_req *r = &c->req;
+    r->proto = &h1_proto;
+    r->conn = c;
+    r->gen = c->gen;
+    r->tls = tls;
+    r->peer = c->peer;
+    r->keep_alive = true;
+    buf_init(&r->info, 0);
 }
 
 void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *sa)
@@ -114,8 +135,6 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
     int one = 1;
     if (sa->sa_family != AF_UNIX)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->file_fd = -1;
-    c->tls = tls;
     if (tls) {
         c->io.ssl = SSL_new(w->gen->default_ctx);
         if (!c->io.ssl || SSL_set_fd(c->io.ssl, fd) != 1) {
@@ -129,10 +148,9 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
     peer_string(sa, c->peer, sizeof(c->peer));
     c->gen = w->gen;
     edge_gen_ref(c->gen);
+    req_init(c, tls);
     buf_init(&c->in, w->cfg.edge.max_header_size + EDGE_READ_CHUNK);
     buf_init(&c->out, 0);
-    buf_init(&c->info, 0);
-    buf_init(&c->proxy_resend, 0);
     http_parser_init(&c->parser, HTTP_KIND_REQUEST, &w->limits, NULL, 0);
     c->next = w->conns;
     if (w->conns)
@@ -145,151 +163,12 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
     uv_timer_init(w->loop, &c->timer);
     c->poll.data = c->timer.data = c;
     c->handles_open = 2;
-    c->keep_alive = true;
     edge_slots_wait(c, EDGE_WAIT_HEAD);
-    edge_conn_arm(c, w->cfg.edge.header_timeout_ms);
-    edge_conn_progress(c);
+    conn_arm(c, w->cfg.edge.header_timeout_ms);
+    conn_run(c);
 }
 
-/* ---- responses ---- */
-
-void edge_resp_start(edge_conn *c, int status, const char *reason)
-{
-    c->status = status;
-    /* After a 400 the edge cannot trust where the next request starts (nginx closes too). */
-    if (status == 400)
-        c->keep_alive = false;
-    buf_printf(&c->out, "HTTP/1.1 %d %s\r\nServer: hearth\r\nDate: %s\r\n", status,
-               reason ? reason : http_status_reason(status), http_date_now());
-    if (c->tls && c->site && c->site->hsts)
-        buf_printf(&c->out, "Strict-Transport-Security: %s\r\n", c->site->hsts);
-    if (!c->keep_alive)
-        buf_append_str(&c->out, "Connection: close\r\n");
-    else if (c->parser.version_minor == 0)
-        buf_append_str(&c->out, "Connection: keep-alive\r\n");
-}
-
-void edge_resp_simple(edge_conn *c, int status, const char *reason, const char *extra_headers,
-                      const char *body)
-{
-    size_t blen = body ? strlen(body) : 0;
-    edge_resp_start(c, status, reason);
-    buf_printf(&c->out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n%s\r\n",
-               blen, extra_headers ? extra_headers : "");
-    if (body && !c->head_method) {
-        buf_append(&c->out, body, blen);
-        c->body_sent = blen;
-    }
-    c->state = CONN_SIMPLE;
-}
-
-const char *edge_conn_info(edge_conn *c, int idx)
-{
-    const char *p = c->info.data;
-    if (!p || c->info.len == 0)
-        return "-";
-    for (int i = 0; i < idx; i++) {
-        p += strlen(p) + 1;
-        if (p >= c->info.data + c->info.len)
-            return "-";
-    }
-    return *p ? p : "-";
-}
-
-/* ---- requests ---- */
-
-static void save_span(edge_conn *c, const char *base, http_span s)
-{
-    buf_append(&c->info, base + s.off, s.len);
-    buf_append(&c->info, "", 1);
-}
-
-static void save_header(edge_conn *c, const char *name)
-{
-    const http_header *h = http_find_header(&c->parser, buf_head(&c->in), name);
-    if (h)
-        save_span(c, buf_head(&c->in), h->value);
-    else
-        buf_append(&c->info, "", 1);
-}
-
-/* Kept past the head's lifetime for the access log: method, target, host, referer, agent. */
-static void save_info(edge_conn *c)
-{
-    buf_reset(&c->info);
-    save_span(c, buf_head(&c->in), c->parser.method);
-    save_span(c, buf_head(&c->in), c->parser.target);
-    save_header(c, "Host");
-    save_header(c, "Referer");
-    save_header(c, "User-Agent");
-}
-
-static edge_site *pick_site(edge_conn *c)
-{
-    edge_gen *g = c->gen;
-    const http_header *h = http_find_header(&c->parser, buf_head(&c->in), "Host");
-    edge_site *s = NULL;
-    if (h)
-        s = edge_gen_find_site(g, http_span_ptr(buf_head(&c->in), h->value), h->value.len);
-    if (!s && c->io.ssl) {
-        /* An unknown Host on TLS gets the site whose certificate the handshake chose. */
-        SSL_CTX *ctx = SSL_get_SSL_CTX(c->io.ssl);
-        for (size_t i = 0; i < g->site_count && !s; i++)
-            if (g->sites[i].ctx == ctx)
-                s = &g->sites[i];
-    }
-    if (!s && g->site_count)
-        s = &g->sites[0];
-    return s;
-}
-
-static void dispatch(edge_conn *c)
-{
-    edge_slots_busy(c);
-    c->status = 0;
-    c->body_sent = 0;
-    c->head_method = http_span_eq(buf_head(&c->in), c->parser.method, "HEAD");
-    save_info(c);
-    c->keep_alive = c->parser.keep_alive && !edge_w.draining;
-    c->site = pick_site(c);
-    bool has_body = c->parser.body_kind != HTTP_BODY_NONE;
-    edge_conn_arm(c, edge_w.cfg.edge.send_timeout_ms);
-    if (!c->tls && edge_redirect_handle(c)) {
-        /* Bodies sent to be redirected are never read: close after answering. */
-        if (has_body)
-            c->keep_alive = false;
-    } else if (!c->site) {
-        c->keep_alive = false;
-        edge_resp_simple(c, 404, NULL, NULL, "no such site\n");
-    } else if (edge_static_handle(c)) {
-        if (has_body)
-            c->keep_alive = false;
-    } else if (c->site->upstream_count > 0) {
-        edge_proxy_start(c);
-    } else {
-        if (has_body)
-            c->keep_alive = false;
-        edge_resp_simple(c, 404, NULL, NULL, "not found\n");
-    }
-    if (!c->closed)
-        buf_consume(&c->in, c->parser.head_len);
-}
-
-static void parse_error(edge_conn *c)
-{
-    int status = http_error_status(c->parser.error);
-    log_debug("%s: refused request: %s", c->peer, http_error_reason(c->parser.error));
-    edge_slots_busy(c);
-    buf_reset(&c->info);
-    c->keep_alive = false;
-    c->head_method = false;
-    c->body_sent = 0;
-    c->site = c->gen->site_count ? &c->gen->sites[0] : NULL;
-    char body[128];
-    snprintf(body, sizeof(body), "%s\n", http_error_reason(c->parser.error));
-    edge_resp_simple(c, status, NULL, NULL, body);
-    c->parser.method.len = 0;
-}
+/* ---- reading ---- */
 
 /* A read that does not fit in what c->in already holds goes here first, and only the bytes
  * that came are copied: a connection that has sent a few bytes of a head then keeps a few
@@ -298,7 +177,7 @@ static void parse_error(edge_conn *c)
 static char read_scratch[16384];
 
 /* Pull bytes into c->in; false when the socket has nothing more now (or is gone). */
-bool edge_conn_read(edge_conn *c)
+static bool conn_read(edge_conn *c)
 {
     size_t want = sizeof(read_scratch);
     if (c->in.max) {
@@ -325,6 +204,58 @@ bool edge_conn_read(edge_conn *c)
     return false;
 }
 
+/* The parsed head becomes the connection's request, valid while the handlers look at it. */
+static void fill_request(edge_conn *c)
+{
+    edge_req *r = &c->req;
+    http_parser *p = &c->parser;
+    r->head = buf_head(&c->in);
+    r->method = p->method;
+    r->target = p->target;
+    r->headers = p->headers;
+    r->header_count = p->header_count;
+    r->upgrade = p->upgrade;
+    r->has_body = p->body_kind != HTTP_BODY_NONE;
+    r->content_length =
+        p->body_kind == HTTP_BODY_LENGTH ? (int64_t)p->content_length : EDGE_LEN_UNKNOWN;
+    r->body_done = !r->has_body;
+    r->keep_alive = p->keep_alive && !edge_w.draining;
+    r->protocol = p->version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    r->sni_ctx = c->io.ssl ? SSL_get_SSL_CTX(c->io.ssl) : NULL;
+    c->body_pending = 0;
+    c->chunked = c->tunnel = false;
+}
+
+static void dispatch(edge_conn *c)
+{
+    edge_slots_busy(c);
+    fill_request(c);
+    conn_arm(c, edge_w.cfg.edge.send_timeout_ms);
+    c->state = CONN_REQ;
+    edge_req_dispatch(&c->req);
+    /* Every handler answers at once or takes the request to answer later. */
+    assert(c->closed || c->state != CONN_REQ || c->req.handler);
+    c->req.head = NULL;
+    c->req.headers = NULL;
+    c->req.header_count = 0;
+    if (!c->closed)
+        buf_consume(&c->in, c->parser.head_len);
+}
+
+static void parse_error(edge_conn *c)
+{
+    edge_req *r = &c->req;
+    log_debug("%s: refused request: %s", c->peer, http_error_reason(c->parser.error));
+    edge_slots_busy(c);
+    r->protocol = c->parser.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    r->has_body = false;
+    r->body_done = true;
+    c->chunked = c->tunnel = false;
+    c->state = CONN_REQ;
+    edge_req_refuse(r, http_error_status(c->parser.error), http_error_reason(c->parser.error));
+    c->parser.method.len = 0;
+}
+
 static void handle_head(edge_conn *c)
 {
     /* Right after a response the socket is most likely empty: wait for the poll to say
@@ -349,8 +280,8 @@ static void handle_head(edge_conn *c)
                 c->head_started = true;
                 if (c->wait == EDGE_WAIT_IDLE)
                     edge_slots_wait(c, EDGE_WAIT_HEAD);
-                c->request_started_ms = edge_now_ms();
-                edge_conn_arm(c, edge_w.cfg.edge.header_timeout_ms);
+                c->req.started_ms = edge_now_ms();
+                conn_arm(c, edge_w.cfg.edge.header_timeout_ms);
             }
             http_parse_result r = http_parse_head(&c->parser, buf_head(&c->in), buf_used(&c->in));
             if (r == HTTP_PARSE_DONE) {
@@ -362,43 +293,282 @@ static void handle_head(edge_conn *c)
                 return;
             }
         }
-        if (!edge_conn_read(c))
+        if (!conn_read(c))
             break;
     }
     if (c->read_eof)
         edge_conn_close(c);
 }
 
-void edge_conn_finish(edge_conn *c)
+/* ---- the request body, for the layer ---- */
+
+static void h1_body_start(edge_req *r)
 {
+    edge_conn *c = r->conn;
+    if (c->parser.expect_continue && !r->body_done)
+        buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+/* After a 101 the client's bytes are the tunnel's, unparsed. */
+static edge_body_result tunnel_read(edge_conn *c, const char **data, size_t *len)
+{
+    if (buf_used(&c->in) == 0 && !conn_read(c))
+        return c->read_eof ? EDGE_BODY_GONE : EDGE_BODY_AGAIN;
+    *data = buf_head(&c->in);
+    *len = c->body_pending = buf_used(&c->in);
+    return EDGE_BODY_DATA;
+}
+
+static edge_body_result h1_body_read(edge_req *r, const char **data, size_t *len)
+{
+    edge_conn *c = r->conn;
+    buf_consume(&c->in, c->body_pending);
+    c->body_pending = 0;
+    if (c->tunnel)
+        return tunnel_read(c, data, len);
+    while (!r->body_done) {
+        if (buf_used(&c->in) == 0) {
+            /* The parser says DONE only when asked again: a Content-Length body whose last
+             * byte came is complete without waiting for more input that may never come. */
+            if (c->parser.body_kind == HTTP_BODY_LENGTH && c->parser.remaining == 0)
+                break;
+            if (!conn_read(c))
+                return c->read_eof ? EDGE_BODY_GONE : EDGE_BODY_AGAIN;
+            continue;
+        }
+        size_t consumed = 0;
+        http_parse_result res =
+            http_parse_body(&c->parser, buf_head(&c->in), buf_used(&c->in), &consumed, data, len);
+        if (res == HTTP_PARSE_DATA) {
+            c->body_pending = consumed; /* *data points into these bytes */
+            return EDGE_BODY_DATA;
+        }
+        buf_consume(&c->in, consumed);
+        if (res == HTTP_PARSE_DONE)
+            break;
+        if (res == HTTP_PARSE_ERROR) {
+            r->body_error_status = http_error_status(c->parser.error);
+            return EDGE_BODY_ERROR;
+        }
+    }
+    r->body_done = true;
+    return EDGE_BODY_END;
+}
+
+/* ---- the response, for the layer ---- */
+
+static void h1_head_start(edge_req *r, int status, const char *reason, size_t reason_len, bool own)
+{
+    edge_conn *c = r->conn;
+    /* After a 400 the edge cannot trust where the next request starts (nginx closes too). */
+    if (status == 400)
+        r->keep_alive = false;
+    if (own)
+        buf_printf(&c->out, "HTTP/1.1 %d %s\r\nServer: hearth\r\nDate: %s\r\n", status,
+                   http_status_reason(status), http_date_now());
+    else
+        buf_printf(&c->out, "HTTP/1.1 %d %.*s\r\n", status, (int)reason_len, reason);
+}
+
+static void h1_head_field(edge_req *r, const char *name, size_t name_len, const char *value,
+                          size_t value_len)
+{
+    buf *out = &((edge_conn *)r->conn)->out;
+    buf_append(out, name, name_len);
+    buf_append(out, ": ", 2);
+    buf_append(out, value, value_len);
+    buf_append(out, "\r\n", 2);
+}
+
+static void h1_head_fieldv(edge_req *r, const char *name, const char *fmt, va_list ap)
+{
+    buf *out = &((edge_conn *)r->conn)->out;
+    buf_append_str(out, name);
+    buf_append(out, ": ", 2);
+    buf_vprintf(out, fmt, ap);
+    buf_append(out, "\r\n", 2);
+}
+
+/* Connection and framing fields end the head. A body of unknown length is chunked for an
+ * HTTP/1.1 client on a connection that stays open; otherwise the close ends it. */
+static void h1_head_end(edge_req *r, int64_t length)
+{
+    edge_conn *c = r->conn;
+    bool http10 = c->parser.version_minor == 0;
+    /* An answer before the request body's end leaves the rest of it unread: the connection
+     * closes after the response, and the client must hear it in advance. */
+    if (r->body_reading && !r->body_done)
+        r->keep_alive = false;
+    if (length == EDGE_LEN_UNKNOWN && http10)
+        r->keep_alive = false;
+    c->tunnel = r->status == 101;
+    if (c->tunnel)
+        r->keep_alive = false;
+    c->chunked = length == EDGE_LEN_UNKNOWN && r->keep_alive;
+    if (c->tunnel)
+        buf_append_str(&c->out, "Connection: upgrade\r\n");
+    else if (!r->keep_alive)
+        buf_append_str(&c->out, "Connection: close\r\n");
+    else if (http10)
+        buf_append_str(&c->out, "Connection: keep-alive\r\n");
+    if (length >= 0)
+        buf_printf(&c->out, "Content-Length: %lld\r\n\r\n", (long long)length);
+    else if (c->chunked)
+        buf_append_str(&c->out, "Transfer-Encoding: chunked\r\n\r\n");
+    else
+        buf_append_str(&c->out, "\r\n");
+    if (r->head_method)
+        c->chunked = false; /* no body, so no last chunk either */
+}
+
+static void h1_write(edge_req *r, const char *p, size_t n)
+{
+    edge_conn *c = r->conn;
+    if (c->chunked)
+        buf_printf(&c->out, "%zx\r\n", n);
+    buf_append(&c->out, p, n);
+    if (c->chunked)
+        buf_append(&c->out, "\r\n", 2);
+}
+
+static int64_t send_plain(edge_conn *c, int fd, off_t off, uint64_t left)
+{
+    size_t n = left > SENDFILE_CHUNK ? SENDFILE_CHUNK : (size_t)left;
+    ssize_t r = sendfile(c->io.fd, fd, &off, n);
+    if (r < 0)
+        return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+    if (r == 0)
+        return -1; /* the file shrank under us: the promised length cannot be kept */
+    return r;
+}
+
+/* Without kernel TLS the bytes must pass through user space anyway: read a chunk for the flush
+ * to SSL_write; the next is read only once little is left (bounded memory). */
+static int64_t send_buffered(edge_conn *c, int fd, off_t off, uint64_t left)
+{
+    size_t n = left > EDGE_READ_CHUNK ? EDGE_READ_CHUNK : (size_t)left;
+#ifdef BIO_get_ktls_send
+    if (c->io.ssl && BIO_get_ktls_send(SSL_get_wbio(c->io.ssl))) {
+        if (edge_io_flush(&c->io, &c->out) < 0)
+            return -1;
+        if (buf_used(&c->out) > 0)
+            return 0; /* the head goes first */
+        ossl_ssize_t r = SSL_sendfile(c->io.ssl, fd, off, n, 0);
+        if (r > 0)
+            return r;
+        return SSL_get_error(c->io.ssl, (int)r) == SSL_ERROR_WANT_WRITE ? 0 : -1;
+    }
+#endif
+    if (buf_reserve(&c->out, n) < 0)
+        return -1;
+    ssize_t r = pread(fd, buf_tail(&c->out), n, off);
+    if (r <= 0)
+        return -1;
+    buf_commit(&c->out, (size_t)r);
+    return r;
+}
+
+/* Small files (and every file on TLS) go through c->out, so the head and the first bytes leave
+ * in one write (one record, one segment); large plain files go by sendfile once the head is
+ * out. Files are sent only for responses of a known length: there are no chunks to frame. */
+static int64_t h1_send_file(edge_req *r, int fd, off_t off, uint64_t left)
+{
+    edge_conn *c = r->conn;
+    if (c->io.ssl || left + buf_used(&c->out) <= SMALL_FILE) {
+        int64_t took = 0;
+        if (buf_used(&c->out) < EDGE_READ_CHUNK)
+            took = send_buffered(c, fd, off, left);
+        if (took < 0 || edge_io_flush(&c->io, &c->out) < 0)
+            return -1;
+        return took;
+    }
+    if (edge_io_flush(&c->io, &c->out) < 0)
+        return -1;
+    if (buf_used(&c->out) > 0)
+        return 0;
+    return send_plain(c, fd, off, left);
+}
+
+static int h1_flush(edge_req *r)
+{
+    edge_conn *c = r->conn;
+    return edge_io_flush(&c->io, &c->out);
+}
+
+static size_t h1_queued(edge_req *r)
+{
+    return buf_used(&((edge_conn *)r->conn)->out);
+}
+
+static void h1_finish(edge_req *r)
+{
+    edge_conn *c = r->conn;
+    if (c->chunked)
+        buf_append_str(&c->out, "0\r\n\r\n");
+    c->chunked = false;
+    c->state = CONN_SIMPLE;
+}
+
+static void h1_abort(edge_req *r)
+{
+    edge_conn_close(r->conn);
+}
+
+static void h1_wake(edge_req *r)
+{
+    conn_run(r->conn);
+}
+
+static const edge_proto h1_proto = {
+    .head_start = h1_head_start,
+    .head_field = h1_head_field,
+    .head_fieldv = h1_head_fieldv,
+    .head_end = h1_head_end,
+    .write = h1_write,
+    .send_file = h1_send_file,
+    .flush = h1_flush,
+    .queued = h1_queued,
+    .finish = h1_finish,
+    .abort = h1_abort,
+    .body_start = h1_body_start,
+    .body_read = h1_body_read,
+    .wake = h1_wake,
+};
+
+/* ---- between requests ---- */
+
+/* The response is out: log it, then read the next request or close. */
+static void conn_finish(edge_conn *c)
+{
+    edge_req *r = &c->req;
     if (c->requests == 0 && c->io.ssl)
         log_debug("%s: TLS session %s", c->peer, SSL_session_reused(c->io.ssl) ? "resumed" : "new");
-    edge_access_write(c);
+    /* A body nobody read leaves the start of the next request unknown. */
+    if (!r->body_done)
+        r->keep_alive = false;
+    bool keep = r->keep_alive && !edge_w.draining;
+    edge_req_end(r);
     c->requests++;
-    if (c->file_fd >= 0)
-        close(c->file_fd);
-    c->file_fd = -1;
-    c->file_left = 0;
-    if (!c->keep_alive || edge_w.draining) {
+    buf_consume(&c->in, c->body_pending);
+    c->body_pending = 0;
+    c->tunnel = false;
+    if (!keep) {
         c->state = CONN_CLOSING;
         if (c->io.ssl)
             SSL_shutdown(c->io.ssl);
         shutdown(c->io.fd, SHUT_WR);
-        edge_conn_arm(c, 1000);
+        conn_arm(c, 1000);
         return;
     }
     http_parser_reset(&c->parser);
     c->state = CONN_HEAD;
     c->just_finished = true;
     c->head_started = false;
-    c->site = NULL;
-    buf_reset(&c->info);
     /* Idle connections keep no buffers: 10,000 of them should cost little. */
     if (buf_used(&c->in) == 0) {
         buf_free(&c->in);
         buf_free(&c->out);
-        buf_free(&c->info);
-        buf_free(&c->proxy_resend);
+        buf_free(&r->info);
         free(c->headers);
         c->headers = NULL;
         /* OpenSSL's own record buffers too (nginx does the same); it keeps any that hold data */
@@ -406,36 +576,18 @@ void edge_conn_finish(edge_conn *c)
             SSL_free_buffers(c->io.ssl);
     }
     edge_slots_wait(c, EDGE_WAIT_IDLE);
-    edge_conn_arm(c, edge_w.cfg.edge.keepalive_timeout_ms);
+    conn_arm(c, edge_w.cfg.edge.keepalive_timeout_ms);
 }
 
-static bool want_read(edge_conn *c)
+static void update_poll(edge_conn *c)
 {
-    switch (c->state) {
-    case CONN_HEAD:
-        return true;
-    case CONN_PROXY:
-    case CONN_TUNNEL:
-        return false; /* proxy.c asks through io flags; see update_poll */
-    default:
-        return false;
-    }
-}
-
-void edge_conn_update_poll(edge_conn *c)
-{
-    if (c->closed)
-        return;
+    const edge_req *r = &c->req;
     int ev = 0;
-    if (want_read(c) || c->io.tls_want_read)
-        ev |= UV_READABLE;
-    if (buf_used(&c->out) > 0 || c->io.tls_want_write ||
-        (c->state == CONN_STATIC && c->file_left > 0))
+    if (c->state == CONN_HEAD || c->state == CONN_CLOSING || c->io.tls_want_read ||
+        (c->state == CONN_REQ && r->body_wanted))
+        ev |= UV_READABLE; /* CLOSING: to see the peer's FIN */
+    if (buf_used(&c->out) > 0 || c->io.tls_want_write || (c->state == CONN_REQ && r->wants_room))
         ev |= UV_WRITABLE;
-    if (c->state == CONN_PROXY || c->state == CONN_TUNNEL)
-        ev |= edge_proxy_client_events(c);
-    if (c->state == CONN_CLOSING)
-        ev |= UV_READABLE; /* to see the peer's FIN */
     if (ev == c->poll_events)
         return;
     c->poll_events = ev;
@@ -461,41 +613,27 @@ static void drain_closing(edge_conn *c)
     }
 }
 
-/* On TLS the first body bytes join the head in c->out, so a small file leaves as one record in
- * one segment; the next chunk is read once the previous one is nearly out. */
-static int static_chunk(edge_conn *c)
+/* The handler moves what it can, and what it queued goes out. */
+static void run_handler(edge_conn *c)
 {
-    /* Small files (and every file on TLS) go through c->out, so head and body leave in one
-     * write; large plain files go by sendfile once the head is out. */
-    bool buffered = c->io.ssl || c->file_left + buf_used(&c->out) <= EDGE_SMALL_FILE;
-    if (buffered) {
-        if (c->file_left > 0 && buf_used(&c->out) < EDGE_READ_CHUNK && edge_static_send(c) < 0)
-            return -1;
-        return edge_io_flush(&c->io, &c->out);
-    }
-    if (edge_io_flush(&c->io, &c->out) < 0)
-        return -1;
-    if (buf_used(&c->out) == 0 && c->file_left > 0 && edge_static_send(c) < 0)
-        return -1;
-    return 0;
+    edge_req *r = &c->req;
+    if (r->handler && r->handler->proceed)
+        r->handler->proceed(r);
+    if (!c->closed && c->state == CONN_REQ && edge_io_flush(&c->io, &c->out) < 0)
+        edge_conn_close(c);
 }
 
-/* Chunks go out one after another until the socket is full or EDGE_STATIC_TURN_CHUNKS have
- * gone: one trip through the event loop per chunk cost more than the copying (a 1 MiB file on
- * TLS took 16 turns), and the bound keeps one fast reader from starving the others. */
-static int static_step(edge_conn *c)
+/* Whose silence counts while a handler answers: the client's while the edge waits on it
+ * (reading its body, or it reading ours); a tunnel's and an upstream's are bounded by the
+ * upstream's read timeout instead. */
+static void arm_for_handler(edge_conn *c)
 {
-    for (int i = 0; i < EDGE_STATIC_TURN_CHUNKS; i++) {
-        uint64_t left_before = c->file_left;
-        if (static_chunk(c) < 0)
-            return -1;
-        bool blocked = buf_used(&c->out) > 0 || c->file_left == left_before;
-        if (c->file_left == 0 || blocked)
-            break;
-    }
-    if (c->file_left == 0 && buf_used(&c->out) == 0)
-        edge_conn_finish(c);
-    return 0;
+    const edge_req *r = &c->req;
+    if (!c->tunnel &&
+        (buf_used(&c->out) > 0 || r->wants_room || (r->body_reading && !r->body_done)))
+        conn_arm(c, edge_w.cfg.edge.send_timeout_ms);
+    else
+        conn_arm(c, 0);
 }
 
 /* One pass over the state machine; loops while a state change makes more progress possible
@@ -505,31 +643,24 @@ static void conn_run(edge_conn *c)
     for (int round = 0; round < 64 && !c->closed; round++) {
         edge_conn_state before = c->state;
         size_t out_before = buf_used(&c->out);
-        bool in_static = c->state == CONN_STATIC; /* static_step flushes itself */
-        if (!in_static && edge_io_flush(&c->io, &c->out) < 0) {
+        /* A handler flushes after it has queued: the head and the first body bytes of a
+         * response then leave together. */
+        if (c->state != CONN_REQ && edge_io_flush(&c->io, &c->out) < 0) {
             edge_conn_close(c);
             return;
         }
-        if (buf_used(&c->out) < out_before && c->state != CONN_HEAD && c->state != CONN_PROXY &&
-            c->state != CONN_TUNNEL)
-            edge_conn_arm(c, edge_w.cfg.edge.send_timeout_ms);
+        if (buf_used(&c->out) < out_before && c->state != CONN_HEAD && c->state != CONN_REQ)
+            conn_arm(c, edge_w.cfg.edge.send_timeout_ms);
         switch (c->state) {
         case CONN_HEAD:
             handle_head(c);
             break;
         case CONN_SIMPLE:
             if (buf_used(&c->out) == 0)
-                edge_conn_finish(c);
+                conn_finish(c);
             break;
-        case CONN_STATIC:
-            if (static_step(c) < 0) {
-                edge_conn_close(c);
-                return;
-            }
-            break;
-        case CONN_PROXY:
-        case CONN_TUNNEL:
-            edge_proxy_client_event(c);
+        case CONN_REQ:
+            run_handler(c);
             break;
         case CONN_CLOSING:
             if (buf_used(&c->out) == 0)
@@ -539,13 +670,11 @@ static void conn_run(edge_conn *c)
         if (c->closed || (c->state == before && buf_used(&c->out) == out_before))
             break;
     }
-    if (!c->closed)
-        edge_conn_update_poll(c);
-}
-
-void edge_conn_progress(edge_conn *c)
-{
-    conn_run(c);
+    if (c->closed)
+        return;
+    if (c->state == CONN_REQ)
+        arm_for_handler(c);
+    update_poll(c);
 }
 
 /* Bytes of a next request that the kernel (or OpenSSL) holds and the edge has not read yet. */
@@ -557,7 +686,7 @@ static bool bytes_waiting(edge_conn *c)
     return ioctl(c->io.fd, FIONREAD, &n) == 0 && n > 0;
 }
 
-/* TERM: busy connections close after their response (edge_conn_finish checks draining). One
+/* TERM: busy connections close after their response (conn_finish checks draining). One
  * waiting between requests is closed now unless its next request is already here. A fresh one
  * has served nothing yet: its client connected to send a request that may still be on its
  * way, and closing would lose it, so it gets a moment to arrive. */
@@ -568,19 +697,10 @@ void edge_conn_drain_idle(edge_worker *w)
         edge_conn *next = c->next;
         if (c->state == CONN_HEAD && !c->head_started) {
             if (c->requests == 0)
-                edge_conn_arm(c, EDGE_DRAIN_FIRST_REQUEST_MS);
+                conn_arm(c, DRAIN_FIRST_REQUEST_MS);
             else if (!bytes_waiting(c))
                 edge_conn_close(c);
         }
         c = next;
     }
-}
-
-const char *edge_req_header(edge_conn *c, const char *name, size_t *len)
-{
-    const http_header *h = http_find_header(&c->parser, buf_head(&c->in), name);
-    if (!h)
-        return NULL;
-    *len = h->value.len;
-    return http_span_ptr(buf_head(&c->in), h->value);
 }

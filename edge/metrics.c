@@ -6,6 +6,7 @@
 
 #include "shared/metrics.h"
 #include "edge/edge.h"
+#include "edge/req.h"
 
 /* Sites and upstreams past these are counted together as "other": the file has a fixed size. */
 #define SITES_MAX 32
@@ -168,16 +169,15 @@ static const upstream_refs *upstream_of(const edge_upstream *u)
                                                           : &upstreams[UPSTREAM_OTHER];
 }
 
-void edge_metrics_request(const edge_conn *c)
+void edge_metrics_request(const edge_req *r)
 {
-    if (c->status < 100 || c->status > 599 || !counting())
+    if (r->status < 100 || r->status > 599 || !counting())
         return;
-    const site_refs *s = site_of(c->site);
+    const site_refs *s = site_of(r->site);
     uint64_t now = edge_now_ms();
-    metrics_add(region, s->requests[c->status / 100 - 1], 1);
-    metrics_add(region, s->bytes, c->body_sent);
-    metrics_observe(region, s->duration,
-                    now > c->request_started_ms ? now - c->request_started_ms : 0);
+    metrics_add(region, s->requests[r->status / 100 - 1], 1);
+    metrics_add(region, s->bytes, r->body_sent);
+    metrics_observe(region, s->duration, now > r->started_ms ? now - r->started_ms : 0);
 }
 
 void edge_metrics_conn_opened(void)
@@ -188,15 +188,14 @@ void edge_metrics_conn_opened(void)
     metrics_add(region, accepted, 1);
 }
 
-void edge_metrics_conn_closed(const edge_conn *c)
+void edge_metrics_conn_closed(const SSL *ssl)
 {
     if (!counting())
         return;
     metrics_sub(region, open_conns, 1);
     /* A client that connected and left without sending a byte (a browser's spare
      * preconnect) began no handshake. */
-    if (c->io.ssl && !SSL_is_init_finished(c->io.ssl) &&
-        BIO_number_read(SSL_get_rbio(c->io.ssl)) > 0)
+    if (ssl && !SSL_is_init_finished(ssl) && BIO_number_read(SSL_get_rbio(ssl)) > 0)
         metrics_add(region, tls_failed, 1);
 }
 
@@ -225,10 +224,10 @@ void edge_metrics_upstream_failed(const edge_upstream *u)
         metrics_add(region, upstream_of(u)->failures, 1);
 }
 
-void edge_metrics_proxy_error(const edge_conn *c, int status)
+void edge_metrics_proxy_error(const edge_req *r, int status)
 {
     if (!counting())
         return;
-    const site_refs *s = site_of(c->site);
+    const site_refs *s = site_of(r->site);
     metrics_add(region, status == 504 ? s->proxy_504 : s->proxy_502, 1);
 }

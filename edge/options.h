@@ -3,10 +3,11 @@
 #define HEARTH_EDGE_OPTIONS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "shared/config.h"
+#include "shared/exit_codes.h"
 #include "shared/log.h"
 
 typedef struct {
@@ -14,16 +15,12 @@ typedef struct {
     char *config_path;  /* --config, or NULL when flags alone describe the site */
     char *acme_webroot; /* --acme-webroot, or certd.webroot from the file */
     int64_t graceful_timeout_ms;
-    bool cfg_from_file;
-    bool http_given;
-    bool https_given;
-    bool help;
+    bool help;  /* --help or --version was printed: exit 0 */
     bool check; /* --check: validate and exit */
 } edge_options;
 
-/* 0 on success; -1 with a message in err (a usage or config error: exit 2). */
+/* 0 on success; -1 with a message in err (a usage or config error: exit EXIT_USAGE). */
 int edge_options_parse(edge_options *o, int argc, char **argv, char *err, size_t errlen);
 void edge_options_free(edge_options *o);
-void edge_usage(FILE *f);
 
 #endif

@@ -10,10 +10,13 @@
 #include <unistd.h>
 
 #include "shared/log.h"
-#include "edge/edge.h"
+#include "edge/req.h"
 
 #define POOL_MAX_IDLE 64
 #define POOL_IDLE_MS 60000
+/* A request (rewritten head and body) is kept up to this size, so it can go to another upstream
+ * connection when the first one fails before answering. */
+#define RESEND_MAX (64 * 1024)
 
 struct edge_upconn {
     int fd;
@@ -32,15 +35,29 @@ struct edge_upconn {
     uint64_t attached_ms; /* the request was given to this connection (for the metrics) */
     edge_upstream *u;
     edge_upconn *next_idle;
-    edge_conn *c; /* NULL while pooled */
+    edge_req *r; /* NULL while pooled */
     buf in;
     buf out;
     http_parser p;
     http_header hdrs[EDGE_MAX_HEADERS];
 };
 
-/* Per request, kept in the client connection's proxy fields. */
-static void pump(edge_conn *c);
+/* One proxied request: the handler's state inside the edge_req. */
+typedef struct {
+    edge_upconn *up;  /* NULL once the exchange with the upstream is over */
+    size_t tries;     /* upstreams tried for this request */
+    buf resend;       /* the rewritten head and the body bytes sent so far, for a retry */
+    bool resend_lost; /* body bytes went upstream that resend no longer holds */
+    bool idempotent;  /* GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110 9.2.2) */
+    bool retried;     /* the one retry after a reused connection closed is spent */
+    bool upgrade;     /* the client asked for an Upgrade */
+    bool chunk_body;  /* the request body's length is unknown: it goes upstream in chunks */
+    bool body_error;  /* the request body broke its framing */
+    bool client_gone; /* the client left before its body (or its end of a tunnel) ended */
+} proxy_req;
+
+_Static_assert(sizeof(proxy_req) <= EDGE_REQ_CTX_SIZE, "proxy_req fits in the request");
+
 static void up_close(edge_upconn *up);
 static void on_up_poll(uv_poll_t *h, int status, int events);
 
@@ -73,7 +90,7 @@ static void up_close(edge_upconn *up)
     if (up->closed)
         return;
     up->closed = true;
-    if (!up->c)
+    if (!up->r)
         pool_remove(up);
     uv_poll_stop(&up->poll);
     uv_timer_stop(&up->timer);
@@ -127,7 +144,7 @@ static void pool_put(edge_upconn *up)
         up_close(up);
         return;
     }
-    up->c = NULL;
+    up->r = NULL;
     up->head_done = up->tunnel = up->wrote = up->heard = false;
     buf_free(&up->in);
     buf_free(&up->out);
@@ -209,27 +226,34 @@ static bool is_hop_by_hop(const char *name, size_t len, const char *conn_val, si
     return false;
 }
 
-static void build_request_head(edge_conn *c, buf *out)
+static bool is_framing(const char *name, size_t len)
 {
-    const char *b = buf_head(&c->in);
-    http_parser *p = &c->parser;
+    return (len == 14 && strncasecmp(name, "content-length", 14) == 0) ||
+           (len == 17 && strncasecmp(name, "transfer-encoding", 17) == 0);
+}
+
+/* The request as the upstream gets it. Its body is framed anew (the client's framing fields
+ * stay behind): the same length, or chunks when the length is unknown. */
+static void build_request_head(const edge_req *r, buf *out)
+{
+    const char *b = r->head;
     size_t conn_len = 0, xff_len = 0, host_len = 0, up_len = 0;
-    const char *conn_val = edge_req_header(c, "Connection", &conn_len);
-    const char *xff = edge_req_header(c, "X-Forwarded-For", &xff_len);
-    const char *host = edge_req_header(c, "Host", &host_len);
-    const char *upg = edge_req_header(c, "Upgrade", &up_len);
-    buf_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int)p->method.len, b + p->method.off,
-               (int)p->target.len, b + p->target.off);
+    const char *conn_val = edge_req_header(r, "Connection", &conn_len);
+    const char *xff = edge_req_header(r, "X-Forwarded-For", &xff_len);
+    const char *host = edge_req_header(r, "Host", &host_len);
+    const char *upg = edge_req_header(r, "Upgrade", &up_len);
+    buf_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int)r->method.len, b + r->method.off,
+               (int)r->target.len, b + r->target.off);
     /* HTTP/1.1 requires a Host: a client that sent none (HTTP/1.0) or an empty one is served
      * by the site the edge chose for it, so that is the name the application hears. */
     if (host && host_len)
         buf_printf(out, "Host: %.*s\r\n", (int)host_len, host);
     else
-        buf_printf(out, "Host: %s\r\n", c->site->name);
-    for (size_t i = 0; i < p->header_count; i++) {
-        http_header *h = &p->headers[i];
+        buf_printf(out, "Host: %s\r\n", r->site->name);
+    for (size_t i = 0; i < r->header_count; i++) {
+        const http_header *h = &r->headers[i];
         const char *name = b + h->name.off;
-        if (is_hop_by_hop(name, h->name.len, conn_val, conn_len) ||
+        if (is_hop_by_hop(name, h->name.len, conn_val, conn_len) || is_framing(name, h->name.len) ||
             (h->name.len == 15 && strncasecmp(name, "x-forwarded-for", 15) == 0) ||
             (h->name.len == 4 && strncasecmp(name, "host", 4) == 0))
             continue;
@@ -237,13 +261,17 @@ static void build_request_head(edge_conn *c, buf *out)
                    b + h->value.off);
     }
     if (xff)
-        buf_printf(out, "X-Forwarded-For: %.*s, %s\r\n", (int)xff_len, xff, c->peer);
+        buf_printf(out, "X-Forwarded-For: %.*s, %s\r\n", (int)xff_len, xff, r->peer);
     else
-        buf_printf(out, "X-Forwarded-For: %s\r\n", c->peer);
-    buf_printf(out, "X-Forwarded-Proto: %s\r\n", c->tls ? "https" : "http");
+        buf_printf(out, "X-Forwarded-For: %s\r\n", r->peer);
+    buf_printf(out, "X-Forwarded-Proto: %s\r\n", r->tls ? "https" : "http");
     if (host && host_len)
         buf_printf(out, "X-Forwarded-Host: %.*s\r\n", (int)host_len, host);
-    if (p->upgrade && upg)
+    if (r->has_body && r->content_length >= 0)
+        buf_printf(out, "Content-Length: %lld\r\n", (long long)r->content_length);
+    else if (r->has_body)
+        buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+    if (r->upgrade && upg)
         buf_printf(out, "Connection: upgrade\r\nUpgrade: %.*s\r\n\r\n", (int)up_len, upg);
     else
         buf_append_str(out, "Connection: keep-alive\r\n\r\n");
@@ -251,22 +279,22 @@ static void build_request_head(edge_conn *c, buf *out)
 
 /* ---- starting ---- */
 
-static void fail_request(edge_conn *c, int status)
+/* The exchange with the upstream is over: what the request held goes. */
+static void release(proxy_req *p)
 {
-    edge_upconn *up = c->up;
-    c->up = NULL;
-    edge_metrics_proxy_error(c, status);
-    if (up)
-        up_close(up);
-    if (!c->req_body_done)
-        c->keep_alive = false;
-    /* c->in no longer holds the head; the method only matters for HEAD's empty body. */
-    edge_resp_start(c, status, NULL);
-    const char *body = status == 504 ? "upstream timed out\n" : "bad gateway\n";
-    buf_printf(&c->out, "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s", strlen(body),
-               body);
-    c->body_sent = strlen(body);
-    c->state = CONN_SIMPLE;
+    p->up = NULL;
+    buf_free(&p->resend);
+}
+
+static void fail_request(edge_req *r, int status)
+{
+    proxy_req *p = edge_req_ctx(r);
+    edge_metrics_proxy_error(r, status);
+    if (p->up)
+        up_close(p->up);
+    release(p);
+    edge_resp_start(r, status);
+    edge_resp_body(r, "text/plain", status == 504 ? "upstream timed out\n" : "bad gateway\n");
 }
 
 static void on_up_timeout(uv_timer_t *t);
@@ -289,10 +317,11 @@ static edge_upstream *pick(edge_site *s, size_t *tries)
 
 /* Attach an upstream connection (a pooled one unless fresh) with the request as sent so far
  * queued: the head, and on a retry the body bytes kept; false when every upstream refused. */
-static bool attach(edge_conn *c, bool fresh)
+static bool attach(edge_req *r, bool fresh)
 {
+    proxy_req *p = edge_req_ctx(r);
     edge_upstream *u;
-    while ((u = pick(c->site, &c->proxy_tries)) != NULL) {
+    while ((u = pick(r->site, &p->tries)) != NULL) {
         edge_upconn *up = fresh ? NULL : pool_get(u);
         if (!up) {
             int fd = connect_to(u);
@@ -312,50 +341,51 @@ static bool attach(edge_conn *c, bool fresh)
             uv_timer_start(&up->timer, on_up_timeout,
                            (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms, 0);
         }
-        up->c = c;
+        up->r = r;
         up->attached_ms = edge_now_ms();
         http_parser_init(&up->p, HTTP_KIND_RESPONSE, &edge_w.limits, up->hdrs, EDGE_MAX_HEADERS);
         up->p.limits.max_body = 0;
-        up->p.response_to_head = c->head_method;
-        buf_append(&up->out, buf_head(&c->proxy_resend), buf_used(&c->proxy_resend));
-        c->up = up;
+        up->p.response_to_head = r->head_method;
+        buf_append(&up->out, buf_head(&p->resend), buf_used(&p->resend));
+        p->up = up;
         up_set_events(up, UV_WRITABLE);
         return true;
     }
     return false;
 }
 
-static bool is_idempotent(edge_conn *c)
+static bool is_idempotent(const edge_req *r)
 {
     static const char *const methods[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-        if (http_span_eq(buf_head(&c->in), c->parser.method, methods[i]))
+        if (edge_req_method_is(r, methods[i]))
             return true;
     return false;
 }
 
-void edge_proxy_start(edge_conn *c)
+static void pump(edge_req *r);
+static void proxy_closed(edge_req *r);
+static const edge_handler proxy_handler = {.proceed = pump, .closed = proxy_closed};
+
+void edge_proxy_start(edge_req *r)
 {
-    buf_reset(&c->proxy_resend);
-    build_request_head(c, &c->proxy_resend);
-    c->proxy_tries = 0;
-    c->proxy_upgrade = c->parser.upgrade;
-    c->proxy_resend_lost = false;
-    c->proxy_retried = false;
-    c->proxy_idempotent = is_idempotent(c);
-    c->req_body_done = c->parser.body_kind == HTTP_BODY_NONE;
-    c->state = CONN_PROXY;
-    if (c->parser.expect_continue && !c->req_body_done)
-        buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-    if (!attach(c, false))
-        fail_request(c, 502);
+    proxy_req *p = edge_req_ctx(r);
+    *p = (proxy_req){.upgrade = r->upgrade,
+                     .idempotent = is_idempotent(r),
+                     .chunk_body = r->has_body && r->content_length < 0};
+    buf_init(&p->resend, 0);
+    build_request_head(r, &p->resend);
+    edge_req_take(r, &proxy_handler);
+    edge_req_body_start(r);
+    if (!attach(r, false))
+        fail_request(r, 502);
 }
 
 /* The request may go to another connection when all of it is still here and the upstream
  * cannot have acted on it: nothing left, or sending it twice is harmless. */
-static bool resendable(const edge_conn *c, const edge_upconn *up)
+static bool resendable(const proxy_req *p, const edge_upconn *up)
 {
-    return !c->proxy_resend_lost && (!up->wrote || c->proxy_idempotent);
+    return !p->resend_lost && (!up->wrote || p->idempotent);
 }
 
 /* A connection failed before the upstream said anything. A fresh one marks its upstream failed
@@ -363,212 +393,180 @@ static bool resendable(const edge_conn *c, const edge_upconn *up)
  * just as the request left (HTTP/1.1 cannot prevent that race, and an appserver reload does it
  * to every idle connection of its old workers): the request gets one more try, on a fresh
  * connection, as nginx's proxy_next_upstream does. */
-static void retry_or_fail(edge_conn *c, int status, const char *why)
+static void retry_or_fail(edge_req *r, int status, const char *why)
 {
-    edge_upconn *up = c->up;
-    bool reused = up->reused, again = resendable(c, up);
-    c->up = NULL;
+    proxy_req *p = edge_req_ctx(r);
+    edge_upconn *up = p->up;
+    bool reused = up->reused, again = resendable(p, up);
+    p->up = NULL;
     if (!reused) {
         mark_failed(up->u, why);
         up_close(up);
-        if (again && attach(c, false))
+        if (again && attach(r, false))
             return;
     } else {
-        if (again && !c->proxy_retried)
+        if (again && !p->retried)
             log_debug("upstream %s: reused connection %s before answering; retrying on a new one",
                       up->u->spec, why);
         else
             log_warn("upstream %s: reused connection %s before answering; not retried (%s)",
-                     up->u->spec, why,
-                     c->proxy_retried ? "retried once already" : "not resendable");
+                     up->u->spec, why, p->retried ? "retried once already" : "not resendable");
         up_close(up);
-        if (again && !c->proxy_retried) {
-            c->proxy_retried = true;
-            c->proxy_tries = c->proxy_tries > 0 ? c->proxy_tries - 1 : 0; /* not its fault */
-            if (attach(c, true))
+        if (again && !p->retried) {
+            p->retried = true;
+            p->tries = p->tries > 0 ? p->tries - 1 : 0; /* not its fault */
+            if (attach(r, true))
                 return;
         }
     }
-    fail_request(c, status);
+    fail_request(r, status);
 }
 
 static void on_up_timeout(uv_timer_t *t)
 {
     edge_upconn *up = t->data;
-    edge_conn *c = up->c;
-    if (!c) {
+    edge_req *r = up->r;
+    if (!r) {
         up_close(up);
         return;
     }
     if (up->connecting) {
-        retry_or_fail(c, 504, "connect timed out");
+        retry_or_fail(r, 504, "connect timed out");
     } else if (!up->head_done) {
         log_repeated(&up->u->timeout_log, edge_now_ms(), LOG_WARN,
                      "upstream %s: no response in time", up->u->spec);
-        c->up = NULL;
-        up_close(up);
-        fail_request(c, 504);
+        fail_request(r, 504);
     } else {
-        edge_conn_close(c); /* mid-body: nothing sensible can be said to the client any more */
+        edge_resp_abort(r); /* mid-body: nothing sensible can be said to the client any more */
         return;
     }
-    edge_conn_progress(c);
+    edge_req_wake(r);
 }
 
 /* ---- moving bytes ---- */
 
 /* Body bytes sent upstream are kept after the head while the whole request stays small, so a
  * retry can send them again; past that, the request can only go to the connection it is on. */
-static void keep_for_resend(edge_conn *c, const char *p, size_t n)
+static void keep_for_resend(proxy_req *p, const char *b, size_t n)
 {
-    if (c->proxy_resend_lost)
+    if (p->resend_lost)
         return;
-    if (buf_used(&c->proxy_resend) + n <= EDGE_RESEND_MAX &&
-        buf_append(&c->proxy_resend, p, n) == 0)
+    if (buf_used(&p->resend) + n <= RESEND_MAX && buf_append(&p->resend, b, n) == 0)
         return;
-    c->proxy_resend_lost = true;
-    buf_free(&c->proxy_resend);
+    p->resend_lost = true;
+    buf_free(&p->resend);
 }
 
-static bool client_to_upstream(edge_conn *c, edge_upconn *up)
+static void send_up(proxy_req *p, edge_upconn *up, const char *b, size_t n)
+{
+    if (!up->tunnel)
+        keep_for_resend(p, b, n);
+    buf_append(&up->out, b, n);
+}
+
+/* Request body bytes as the upstream reads them: chunked when their length is unknown. */
+static void body_up(proxy_req *p, edge_upconn *up, const char *data, size_t n)
+{
+    if (!p->chunk_body || up->tunnel) {
+        send_up(p, up, data, n);
+        return;
+    }
+    char size[24];
+    int len = snprintf(size, sizeof(size), "%zx\r\n", n);
+    send_up(p, up, size, (size_t)len);
+    send_up(p, up, data, n);
+    send_up(p, up, "\r\n", 2);
+}
+
+static bool client_to_upstream(edge_req *r, proxy_req *p, edge_upconn *up)
 {
     bool moved = false;
-    while (buf_used(&up->out) < EDGE_HIGH_WATER && !c->closed) {
-        if (buf_used(&c->in) == 0) {
-            /* The parser says DONE only when asked again: a Content-Length body whose last
-             * byte went is complete without waiting for more input that may never come. */
-            if (!up->tunnel && c->parser.body_kind == HTTP_BODY_LENGTH &&
-                c->parser.remaining == 0) {
-                c->req_body_done = true;
-                break;
-            }
-            if (!edge_conn_read(c))
-                break;
-            moved = true;
-            continue;
-        }
-        if (up->tunnel) {
-            buf_append(&up->out, buf_head(&c->in), buf_used(&c->in));
-            buf_reset(&c->in);
-            moved = true;
-            continue;
-        }
-        size_t consumed = 0, dl = 0;
+    while (buf_used(&up->out) < EDGE_HIGH_WATER) {
         const char *data;
-        http_parse_result r =
-            http_parse_body(&c->parser, buf_head(&c->in), buf_used(&c->in), &consumed, &data, &dl);
-        if (consumed) {
-            keep_for_resend(c, buf_head(&c->in), consumed);
-            buf_append(&up->out, buf_head(&c->in), consumed);
-            buf_consume(&c->in, consumed);
+        size_t n;
+        edge_body_result res = edge_req_body_read(r, &data, &n);
+        if (res == EDGE_BODY_DATA) {
+            body_up(p, up, data, n);
+            moved = true;
+            continue;
+        }
+        if (res == EDGE_BODY_END && p->chunk_body) {
+            send_up(p, up, "0\r\n\r\n", 5);
             moved = true;
         }
-        if (r == HTTP_PARSE_DONE) {
-            c->req_body_done = true;
-            break;
-        }
-        if (r == HTTP_PARSE_ERROR) {
-            c->proxy_body_error = true;
-            break;
-        }
+        p->body_error = res == EDGE_BODY_ERROR;
+        p->client_gone = res == EDGE_BODY_GONE;
+        break;
     }
     return moved;
 }
 
-static void build_response_head(edge_conn *c, edge_upconn *up)
+/* The upstream's head, relayed: its own framing fields stay behind when a body follows, for the
+ * protocol frames the body itself. */
+static void relay_head(edge_req *r, edge_upconn *up)
 {
     const char *b = buf_head(&up->in);
-    http_parser *p = &up->p;
-    size_t conn_len = 0;
-    const http_header *ch = http_find_header(p, b, "Connection");
+    http_parser *hp = &up->p;
+    const http_header *ch = http_find_header(hp, b, "Connection");
     const char *conn_val = ch ? b + ch->value.off : NULL;
-    conn_len = ch ? ch->value.len : 0;
-    bool switching = p->status == 101;
-    /* An HTTP/1.0 client cannot read chunked framing: it gets the decoded bytes, delimited by
-     * the connection's close. */
-    c->proxy_dechunk = c->parser.version_minor == 0 && p->body_kind == HTTP_BODY_CHUNKED;
-    /* An answer before the request body's end leaves the rest of it unread: the connection
-     * closes after the response, and the client must hear it in advance. */
-    if (p->body_kind == HTTP_BODY_UNTIL_CLOSE || c->proxy_dechunk || !c->req_body_done)
-        c->keep_alive = false;
-    c->status = p->status;
-    buf_printf(&c->out, "HTTP/1.1 %d %.*s\r\n", p->status, (int)p->reason.len, b + p->reason.off);
-    bool has_hsts = false;
-    for (size_t i = 0; i < p->header_count; i++) {
-        http_header *h = &p->headers[i];
+    size_t conn_len = ch ? ch->value.len : 0;
+    bool switching = hp->status == 101, framed = hp->body_kind != HTTP_BODY_NONE;
+    if (hp->body_kind == HTTP_BODY_UNTIL_CLOSE)
+        r->keep_alive = false; /* the upstream's close ends the body; so does the client's */
+    edge_resp_start_relayed(r, hp->status, b + hp->reason.off, hp->reason.len);
+    for (size_t i = 0; i < hp->header_count; i++) {
+        const http_header *h = &hp->headers[i];
         const char *name = b + h->name.off;
-        if (h->name.len == 7 && strncasecmp(name, "upgrade", 7) == 0 && switching) {
-            buf_printf(&c->out, "Upgrade: %.*s\r\n", (int)h->value.len, b + h->value.off);
+        bool upgrade = h->name.len == 7 && strncasecmp(name, "upgrade", 7) == 0 && switching;
+        if (!upgrade && (is_hop_by_hop(name, h->name.len, conn_val, conn_len) ||
+                         (framed && is_framing(name, h->name.len))))
             continue;
-        }
-        if (is_hop_by_hop(name, h->name.len, conn_val, conn_len))
-            continue;
-        if (c->proxy_dechunk && h->name.len == 17 &&
-            strncasecmp(name, "transfer-encoding", 17) == 0)
-            continue;
-        if (h->name.len == 25 && strncasecmp(name, "strict-transport-security", 25) == 0)
-            has_hsts = true;
-        buf_printf(&c->out, "%.*s: %.*s\r\n", (int)h->name.len, name, (int)h->value.len,
-                   b + h->value.off);
+        edge_resp_header_n(r, name, h->name.len, b + h->value.off, h->value.len);
     }
-    if (c->tls && c->site->hsts && !has_hsts)
-        buf_printf(&c->out, "Strict-Transport-Security: %s\r\n", c->site->hsts);
-    if (switching)
-        buf_append_str(&c->out, "Connection: upgrade\r\n");
-    else if (!c->keep_alive)
-        buf_append_str(&c->out, "Connection: close\r\n");
-    buf_append_str(&c->out, "\r\n");
+    int64_t length = EDGE_LEN_NONE;
+    if (hp->body_kind == HTTP_BODY_LENGTH)
+        length = (int64_t)hp->content_length;
+    else if (framed)
+        length = EDGE_LEN_UNKNOWN;
+    edge_resp_head_done(r, length);
 }
 
 /* The response is complete: the upstream connection goes back to the pool when both messages
- * ended cleanly, and the client connection finishes like any other response. */
-static void response_done(edge_conn *c, edge_upconn *up)
+ * ended cleanly, and the client's side finishes like any other response. */
+static void response_done(edge_req *r, edge_upconn *up)
 {
-    c->up = NULL;
-    if (c->req_body_done && up->p.keep_alive && !up->eof && buf_used(&up->out) == 0)
+    proxy_req *p = edge_req_ctx(r);
+    if (r->body_done && up->p.keep_alive && !up->eof && buf_used(&up->out) == 0)
         pool_put(up);
     else
         up_close(up);
-    if (!c->req_body_done)
-        c->keep_alive = false;
-    c->state = CONN_SIMPLE;
+    release(p);
+    edge_resp_finish(r);
 }
 
-static void start_tunnel(edge_conn *c, edge_upconn *up)
+/* Parse what came from the upstream; false when the exchange ended (p->up is gone). */
+static bool upstream_head(edge_req *r, edge_upconn *up)
 {
-    up->tunnel = true;
-    c->state = CONN_TUNNEL;
-    c->keep_alive = false;
-    /* A tunnel lives as long as it carries traffic; the read timeout bounds its silence. */
-    uv_timer_stop(&c->timer);
-}
-
-/* Parse what came from the upstream; false when the exchange ended (c->up is gone). */
-static bool handle_head(edge_conn *c, edge_upconn *up)
-{
-    http_parse_result r = http_parse_head(&up->p, buf_head(&up->in), buf_used(&up->in));
-    if (r == HTTP_PARSE_AGAIN) {
+    proxy_req *p = edge_req_ctx(r);
+    http_parse_result res = http_parse_head(&up->p, buf_head(&up->in), buf_used(&up->in));
+    if (res == HTTP_PARSE_AGAIN) {
         if (up->eof && !up->heard && up->reused) {
-            retry_or_fail(c, 502, "closed");
+            retry_or_fail(r, 502, "closed");
             return false;
         }
         if (up->eof || buf_used(&up->in) >= up->in.max) {
             log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
                          "upstream %s: %s before a complete response head", up->u->spec,
                          up->eof ? "closed" : "too many bytes");
-            c->up = NULL;
-            up_close(up);
-            fail_request(c, 502);
+            fail_request(r, 502);
             return false;
         }
         return true;
     }
-    if (r == HTTP_PARSE_ERROR) {
+    if (res == HTTP_PARSE_ERROR) {
         log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN, "upstream %s: bad response: %s",
                      up->u->spec, http_error_reason(up->p.error));
-        c->up = NULL;
-        up_close(up);
-        fail_request(c, 502);
+        fail_request(r, 502);
         return false;
     }
     if (up->p.status >= 100 && up->p.status < 200 && up->p.status != 101) {
@@ -578,65 +576,57 @@ static bool handle_head(edge_conn *c, edge_upconn *up)
         up->p.response_to_head = to_head;
         return true;
     }
-    if (up->p.status == 101 && !c->proxy_upgrade) {
-        c->up = NULL;
-        up_close(up);
-        fail_request(c, 502);
+    if (up->p.status == 101 && !p->upgrade) {
+        fail_request(r, 502);
         return false;
     }
-    build_response_head(c, up);
+    relay_head(r, up);
     buf_consume(&up->in, up->p.head_len);
     up->head_done = true;
     edge_metrics_upstream_header(up->u, edge_now_ms() - up->attached_ms);
-    if (up->p.status == 101)
-        start_tunnel(c, up);
+    /* Upgraded: bytes copied both ways, living as long as they flow (the read timeout bounds
+     * the silence). */
+    up->tunnel = up->p.status == 101;
     return true;
 }
 
-static bool body_to_client(edge_conn *c, edge_upconn *up)
+static bool body_to_client(edge_req *r, edge_upconn *up)
 {
     while (buf_used(&up->in) > 0 || up->p.body_kind == HTTP_BODY_NONE ||
            (up->p.body_kind == HTTP_BODY_LENGTH && up->p.remaining == 0)) {
         if (up->tunnel) {
-            buf_append(&c->out, buf_head(&up->in), buf_used(&up->in));
-            c->body_sent += buf_used(&up->in);
+            edge_resp_write(r, buf_head(&up->in), buf_used(&up->in));
             buf_reset(&up->in);
             return true;
         }
         size_t consumed = 0, dl = 0;
         const char *data;
-        http_parse_result r =
+        http_parse_result res =
             http_parse_body(&up->p, buf_head(&up->in), buf_used(&up->in), &consumed, &data, &dl);
-        if (consumed) {
-            if (c->proxy_dechunk)
-                buf_append(&c->out, data, dl);
-            else
-                buf_append(&c->out, buf_head(&up->in), consumed);
-            buf_consume(&up->in, consumed);
-            c->body_sent += dl;
-        }
-        if (r == HTTP_PARSE_DONE) {
-            response_done(c, up);
+        edge_resp_write(r, data, dl);
+        buf_consume(&up->in, consumed);
+        if (res == HTTP_PARSE_DONE) {
+            response_done(r, up);
             return false;
         }
-        if (r == HTTP_PARSE_ERROR) {
+        if (res == HTTP_PARSE_ERROR) {
             log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
                          "upstream %s: bad response body: %s", up->u->spec,
                          http_error_reason(up->p.error));
-            edge_conn_close(c);
+            edge_resp_abort(r);
             return false;
         }
-        if (r == HTTP_PARSE_AGAIN)
+        if (res == HTTP_PARSE_AGAIN)
             break;
     }
     if (up->eof) {
         if (up->p.body_kind == HTTP_BODY_UNTIL_CLOSE || up->tunnel) {
-            response_done(c, up);
+            response_done(r, up);
             return false;
         }
         log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
                      "upstream %s: closed in the middle of a response body", up->u->spec);
-        edge_conn_close(c); /* truncated: the client must not take it for complete */
+        edge_resp_abort(r); /* truncated: the client must not take it for complete */
         return false;
     }
     return true;
@@ -670,121 +660,109 @@ static int flush_upstream(edge_upconn *up)
     return 0;
 }
 
-/* Both directions, until neither can move. */
-static bool pump_once(edge_conn *c)
+/* The request body (or the tunnel's client side) toward the upstream; false when the exchange
+ * ended. */
+static bool request_side(edge_req *r, proxy_req *p, edge_upconn *up, bool *moved)
 {
-    edge_upconn *up = c->up;
-    bool moved = false;
-    if (!up)
-        return false;
-    if ((!c->req_body_done || up->tunnel) && !c->proxy_body_error)
-        moved |= client_to_upstream(c, up);
-    if (c->closed || c->up != up)
-        return false;
-    if (c->proxy_body_error && !up->head_done) {
-        int st = http_error_status(c->parser.error);
-        c->up = NULL;
+    if ((!r->body_done || up->tunnel) && !p->body_error)
+        *moved |= client_to_upstream(r, p, up);
+    if (p->body_error && !up->head_done) {
+        int status = r->body_error_status;
         up_close(up);
-        c->keep_alive = false;
-        edge_resp_simple(c, st, NULL, NULL, "bad request body\n");
+        release(p);
+        r->keep_alive = false;
+        edge_resp_text(r, status, "bad request body\n");
         return false;
     }
-    if (c->read_eof && (!c->req_body_done || up->tunnel)) {
-        edge_conn_close(c); /* the client left mid-request (or closed its tunnel end) */
+    if (p->client_gone) {
+        edge_resp_abort(r); /* the client left mid-request (or closed its tunnel end) */
         return false;
     }
+    return true;
+}
+
+/* Both directions, until neither can move. */
+static bool pump_once(edge_req *r, proxy_req *p)
+{
+    edge_upconn *up = p->up;
+    bool moved = false;
+    if (!request_side(r, p, up, &moved))
+        return false;
     if (up->connecting)
         return moved;
     size_t before = buf_used(&up->out);
     if (flush_upstream(up) < 0) {
-        if (!up->head_done) {
-            retry_or_fail(c, 502, strerror(errno));
-            return false;
-        }
-        edge_conn_close(c);
+        if (!up->head_done)
+            retry_or_fail(r, 502, strerror(errno));
+        else
+            edge_resp_abort(r);
         return false;
     }
     moved |= buf_used(&up->out) != before;
-    while (buf_used(&c->out) < EDGE_HIGH_WATER && read_upstream(up)) {
+    while (edge_resp_writable(r) && read_upstream(up)) {
         moved = true;
         uv_timer_start(&up->timer, on_up_timeout, (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms,
                        0);
     }
-    if (!up->head_done && buf_used(&up->in) > 0 && !handle_head(c, up))
+    if (!up->head_done && (buf_used(&up->in) > 0 || up->eof) && !upstream_head(r, up))
         return false;
-    if (!up->head_done && up->eof && !handle_head(c, up))
+    if (up->head_done && !body_to_client(r, up))
         return false;
-    if (up->head_done && !body_to_client(c, up))
-        return false;
-    before = buf_used(&c->out);
-    if (edge_io_flush(&c->io, &c->out) < 0) {
-        edge_conn_close(c);
+    before = edge_resp_queued(r);
+    if (edge_resp_flush(r) < 0) {
+        edge_resp_abort(r);
         return false;
     }
-    return moved || buf_used(&c->out) != before;
+    return moved || edge_resp_queued(r) != before;
 }
 
-static int upstream_events(edge_conn *c, edge_upconn *up)
+static int upstream_events(edge_req *r, edge_upconn *up)
 {
     if (up->connecting)
         return UV_WRITABLE;
     int ev = 0;
     if (buf_used(&up->out) > 0)
         ev |= UV_WRITABLE;
-    if (!up->eof && (!up->head_done || buf_used(&c->out) < EDGE_HIGH_WATER))
+    if (!up->eof && (!up->head_done || edge_resp_writable(r)))
         ev |= UV_READABLE;
     return ev;
 }
 
-static void pump(edge_conn *c)
+static void pump(edge_req *r)
 {
+    proxy_req *p = edge_req_ctx(r);
     bool moved = false;
-    for (int i = 0; i < 32; i++) {
-        if (c->closed || !c->up || !pump_once(c))
+    for (int i = 0; i < 32 && p->up; i++) {
+        if (!pump_once(r, p))
             break;
         moved = true;
     }
-    edge_upconn *up = c->up;
-    if (c->closed || !up)
+    edge_upconn *up = p->up;
+    if (!up)
         return;
-    up_set_events(up, upstream_events(c, up));
-    /* Whose silence counts: in a tunnel either side's, bounded by the read timeout; otherwise
-     * the client's only while the edge waits on it (reading its body, or it reading ours). */
-    if (up->tunnel) {
-        if (moved)
-            uv_timer_start(&up->timer, on_up_timeout,
-                           (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms, 0);
-        edge_conn_arm(c, 0);
-    } else if (buf_used(&c->out) > 0 || !c->req_body_done) {
-        edge_conn_arm(c, edge_w.cfg.edge.send_timeout_ms);
-    } else {
-        edge_conn_arm(c, 0);
-    }
+    up_set_events(up, upstream_events(r, up));
+    if (up->tunnel && moved)
+        uv_timer_start(&up->timer, on_up_timeout, (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms,
+                       0);
+    r->body_wanted =
+        !p->body_error && (!r->body_done || up->tunnel) && buf_used(&up->out) < EDGE_HIGH_WATER;
 }
 
-int edge_proxy_client_events(edge_conn *c)
+static void proxy_closed(edge_req *r)
 {
-    edge_upconn *up = c->up;
-    if (!up || c->proxy_body_error)
-        return 0;
-    if ((!c->req_body_done || up->tunnel) && buf_used(&up->out) < EDGE_HIGH_WATER)
-        return UV_READABLE;
-    return 0;
-}
-
-void edge_proxy_client_event(edge_conn *c)
-{
-    pump(c);
+    proxy_req *p = edge_req_ctx(r);
+    if (p->up)
+        up_close(p->up);
+    release(p);
 }
 
 static void connect_done(edge_upconn *up)
 {
-    edge_conn *c = up->c;
     int err = 0;
     socklen_t len = sizeof(err);
     getsockopt(up->fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err) {
-        retry_or_fail(c, 502, strerror(err));
+        retry_or_fail(up->r, 502, strerror(err));
         return;
     }
     up->connecting = false;
@@ -799,20 +777,12 @@ static void on_up_poll(uv_poll_t *h, int status, int events)
     edge_upconn *up = h->data;
     if (up->closed)
         return;
-    edge_conn *c = up->c;
-    if (!c) {
+    edge_req *r = up->r;
+    if (!r) {
         on_idle_event(up);
         return;
     }
     if (up->connecting)
         connect_done(up);
-    edge_conn_progress(c);
-}
-
-void edge_proxy_abort(edge_conn *c)
-{
-    edge_upconn *up = c->up;
-    c->up = NULL;
-    if (up)
-        up_close(up);
+    edge_req_wake(r);
 }

@@ -10,7 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "edge/edge.h"
+#include "edge/req.h"
 
 #define CHALLENGE_PREFIX "/.well-known/acme-challenge/"
 #define MAX_TOKEN 256
@@ -45,29 +45,26 @@ static int open_token(const char *token, size_t len)
     return (int)syscall(SYS_openat2, edge_w.acme_fd, path, &how, sizeof(how));
 }
 
-static void serve_challenge(edge_conn *c, const char *token, size_t len)
+static void serve_challenge(edge_req *r, const char *token, size_t len)
 {
     int fd = token_ok(token, len) ? open_token(token, len) : -1;
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_CHALLENGE_FILE) {
         if (fd >= 0)
             close(fd);
-        edge_resp_simple(c, 404, NULL, NULL, "no such challenge\n");
+        edge_resp_text(r, 404, "no such challenge\n");
         return;
     }
-    char body[MAX_CHALLENGE_FILE + 1];
+    char body[MAX_CHALLENGE_FILE];
     ssize_t n = read(fd, body, (size_t)st.st_size);
     close(fd);
     if (n < 0)
         n = 0;
-    body[n] = 0;
-    edge_resp_start(c, 200, NULL);
-    buf_printf(&c->out, "Content-Type: text/plain\r\nContent-Length: %zd\r\n\r\n", n);
-    if (!http_span_eq(buf_head(&c->in), c->parser.method, "HEAD")) {
-        buf_append(&c->out, body, (size_t)n);
-        c->body_sent = (uint64_t)n;
-    }
-    c->state = CONN_SIMPLE;
+    edge_resp_start(r, 200);
+    edge_resp_header(r, "Content-Type", "text/plain");
+    edge_resp_head_done(r, n);
+    edge_resp_write(r, body, (size_t)n);
+    edge_resp_finish(r);
 }
 
 /* The path and query of the target, whatever form it came in. */
@@ -88,51 +85,48 @@ static void origin_part(const char *t, size_t len, const char **out, size_t *out
     *outlen = len;
 }
 
-static void redirect(edge_conn *c, const char *target, size_t tlen)
+static void redirect(edge_req *r, const char *target, size_t tlen)
 {
     const char *path;
     size_t plen;
     origin_part(target, tlen, &path, &plen);
-    const char *m = buf_head(&c->in);
-    bool safe =
-        http_span_eq(m, c->parser.method, "GET") || http_span_eq(m, c->parser.method, "HEAD");
-    int status = safe ? 301 : 308;
+    bool safe = edge_req_method_is(r, "GET") || edge_req_method_is(r, "HEAD");
     char port[16] = "";
     if (edge_w.https_port > 0 && edge_w.https_port != 443)
         snprintf(port, sizeof(port), ":%d", edge_w.https_port);
-    edge_resp_start(c, status, NULL);
+    edge_resp_start(r, safe ? 301 : 308);
     /* The site's own name, never the Host header: a redirect must not be steerable. */
-    buf_printf(&c->out, "Location: https://%s%s%.*s\r\n", c->site->name, port, (int)plen, path);
-    buf_append_str(&c->out, "Content-Length: 0\r\n\r\n");
-    c->state = CONN_SIMPLE;
+    edge_resp_headerf(r, "Location", "https://%s%s%.*s", r->site->name, port, (int)plen, path);
+    edge_resp_head_done(r, 0);
+    edge_resp_finish(r);
 }
 
-bool edge_redirect_handle(edge_conn *c)
+bool edge_redirect_handle(edge_req *r)
 {
-    const char *t = http_span_ptr(buf_head(&c->in), c->parser.target);
-    size_t tlen = c->parser.target.len;
+    const char *t = http_span_ptr(r->head, r->target);
+    size_t tlen = r->target.len;
     size_t plen = sizeof(CHALLENGE_PREFIX) - 1;
-    const char *m = buf_head(&c->in);
-    bool get =
-        http_span_eq(m, c->parser.method, "GET") || http_span_eq(m, c->parser.method, "HEAD");
+    bool get = edge_req_method_is(r, "GET") || edge_req_method_is(r, "HEAD");
     if (get && tlen >= plen && memcmp(t, CHALLENGE_PREFIX, plen) == 0) {
         const char *q = memchr(t, '?', tlen);
         size_t end = q ? (size_t)(q - t) : tlen;
-        serve_challenge(c, t + plen, end - plen);
+        serve_challenge(r, t + plen, end - plen);
         return true;
     }
-    if (!c->site)
+    if (!r->site)
         return false;
-    if (c->site->tls_pending) {
+    if (edge_site_tls_pending(r->site)) {
         /* No HTTPS to redirect to yet, and an acme/internal site is not meant to be served in
          * the clear: the client is told to come back once certd has the certificate. */
-        edge_resp_simple(c, 503, NULL, "Retry-After: " PENDING_RETRY_AFTER "\r\n",
-                         "the certificate for this site is being obtained; retry shortly\n");
+        edge_resp_start(r, 503);
+        edge_resp_header(r, "Retry-After", PENDING_RETRY_AFTER);
+        edge_resp_body(r, "text/plain; charset=utf-8",
+                       "the certificate for this site is being obtained; retry shortly\n");
         return true;
     }
     /* A site without TLS is served on plain HTTP like any other; only TLS sites redirect. */
-    if (!c->site->ctx)
+    if (!r->site->ctx)
         return false;
-    redirect(c, t, tlen);
+    redirect(r, t, tlen);
     return true;
 }

@@ -1,59 +1,34 @@
 /* The loaded sites: names, TLS contexts, static roots and upstream lists, built from the config
  * in one piece so a reload either takes effect whole or not at all. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/un.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "shared/clock.h"
+#include "shared/listen_addr.h"
 #include "shared/log.h"
 #include "edge/edge.h"
 
+/* Upstreams are written as listen addresses (usually they are the appserver's bind): one
+ * parser for both, ":PORT" meaning 127.0.0.1 here. */
 static int parse_upstream(edge_upstream *u, const char *spec, char *err, size_t errlen)
 {
     memset(u, 0, sizeof(*u));
     u->spec = strdup(spec);
-    if (strncmp(spec, "unix:", 5) == 0) {
-        struct sockaddr_un *sun = (struct sockaddr_un *)&u->addr;
-        const char *path = spec + 5;
-        if (strlen(path) == 0 || strlen(path) >= sizeof(sun->sun_path)) {
-            snprintf(err, errlen, "upstream '%s': bad socket path", spec);
-            return -1;
-        }
-        sun->sun_family = AF_UNIX;
-        strcpy(sun->sun_path, path);
-        u->addrlen = sizeof(*sun);
-        return 0;
-    }
-    char host[256];
-    const char *colon = strrchr(spec, ':');
-    if (!colon || (size_t)(colon - spec) >= sizeof(host)) {
-        snprintf(err, errlen, "upstream '%s': want unix:PATH or HOST:PORT", spec);
+    listen_sockaddr target;
+    char why[512];
+    if (listen_addr_connect_target(spec, &target, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "upstream %s", why);
         return -1;
     }
-    size_t hl = (size_t)(colon - spec);
-    memcpy(host, spec, hl);
-    host[hl] = 0;
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = 0;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host[0] ? host : "127.0.0.1", colon + 1, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(err, errlen, "upstream '%s': %s", spec, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(&u->addr, res->ai_addr, res->ai_addrlen);
-    u->addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
+    u->addr = target.ss;
+    u->addrlen = target.len;
     return 0;
 }
 
@@ -81,11 +56,9 @@ static bool managed_tls(const hearth_config *cfg, const config_site *cs)
 /* CERT_DIR/NAME is a symlink certd switches with one rename(): resolving it once reads both
  * files from one version, so a switch between the two opens cannot pair a new chain with an old
  * key (and the key is checked against the chain anyway). */
-static SSL_CTX *load_managed(const hearth_config *cfg, const config_site *cs, char *err,
-                             size_t errlen)
+static SSL_CTX *load_managed(const char *link, const char *name, char *err, size_t errlen)
 {
-    char link[PATH_MAX], dir[PATH_MAX], chain[PATH_MAX + 16], key[PATH_MAX + 16];
-    snprintf(link, sizeof(link), "%s/%s", cfg->certd.cert_dir, cs->name);
+    char dir[PATH_MAX], chain[PATH_MAX + 16], key[PATH_MAX + 16];
     if (!realpath(link, dir)) {
         snprintf(err, errlen, "certificate '%s': %s", link, strerror(errno));
         return NULL;
@@ -93,9 +66,7 @@ static SSL_CTX *load_managed(const hearth_config *cfg, const config_site *cs, ch
     snprintf(chain, sizeof(chain), "%s/fullchain.pem", dir);
     snprintf(key, sizeof(key), "%s/privkey.pem", dir);
     config_cert_pair pair = {.cert = chain, .key = key};
-    config_site one = *cs;
-    one.certs = &pair;
-    one.cert_count = 1;
+    config_site one = {.name = (char *)name, .certs = &pair, .cert_count = 1};
     return edge_tls_ctx_new(&one, err, errlen);
 }
 
@@ -113,8 +84,9 @@ static SSL_CTX *running_ctx(const edge_gen *prev, const char *name)
 static void build_managed(edge_site *s, const hearth_config *cfg, const config_site *cs,
                           const edge_gen *prev)
 {
-    char why[PATH_MAX + 256];
-    s->ctx = load_managed(cfg, cs, why, sizeof(why));
+    char why[PATH_MAX + 256], link[PATH_MAX];
+    snprintf(link, sizeof(link), "%s/%s", cfg->certd.cert_dir, cs->name);
+    s->ctx = load_managed(link, s->name, why, sizeof(why));
     if (s->ctx)
         return;
     SSL_CTX *old = running_ctx(prev, s->name);
@@ -125,7 +97,33 @@ static void build_managed(edge_site *s, const hearth_config *cfg, const config_s
         return;
     }
     s->tls_pending = true;
+    s->pending_link = strdup(link);
     log_info("site '%s': no certificate yet (%s); HTTPS for it waits for certd", s->name, why);
+}
+
+/* A pending site looks for its certificate itself instead of waiting for the reload certd asks
+ * for: workers reload one after the other, and in between one would serve the new certificate
+ * while another still refused the name. With this, every worker serves the certificate from
+ * the moment it is in certd's store. Looking is one stat() while the store has nothing; a
+ * certificate there that does not load is tried again at most every PENDING_RETRY_MS. */
+#define PENDING_RETRY_MS 1000
+
+bool edge_site_tls_pending(edge_site *s)
+{
+    struct stat st;
+    if (!s->tls_pending || stat(s->pending_link, &st) < 0)
+        return s->tls_pending;
+    int64_t now = clock_now_ms();
+    if (s->pending_tried_ms != 0 && now - s->pending_tried_ms < PENDING_RETRY_MS)
+        return true;
+    s->pending_tried_ms = now;
+    char why[PATH_MAX + 256];
+    s->ctx = load_managed(s->pending_link, s->name, why, sizeof(why));
+    if (!s->ctx)
+        return true;
+    s->tls_pending = false;
+    log_info("site '%s': certificate found in certd's store; serving HTTPS", s->name);
+    return false;
 }
 
 static int build_site(edge_site *s, const hearth_config *cfg, const config_site *cs,
@@ -183,6 +181,7 @@ static void free_site(edge_site *s)
     for (size_t i = 0; i < s->upstream_count; i++)
         free(s->upstreams[i].spec);
     free(s->upstreams);
+    free(s->pending_link);
     SSL_CTX_free(s->ctx);
 }
 

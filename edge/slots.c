@@ -5,7 +5,7 @@
  * client's never does for long). Past pressure_threshold, heads also get a shorter timeout, and
  * what was shed is summarised in the log once per pressure_log_interval. */
 #include "shared/log.h"
-#include "edge/edge.h"
+#include "edge/http1.h"
 
 /* How often waiting heads are held to the shorter timeout while slots run low: well under any
  * sensible pressure_header_timeout, rare enough to cost nothing. */

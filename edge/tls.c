@@ -106,7 +106,7 @@ static int sni_select(SSL *ssl, int *alert, void *arg)
     if (!name || !current_gen)
         return SSL_TLSEXT_ERR_OK;
     edge_site *s = edge_gen_find_site(current_gen, name, strlen(name));
-    if (s && s->tls_pending) {
+    if (s && edge_site_tls_pending(s)) {
         /* Another site's certificate would only fail the client's name check, later. */
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_TLSEXT_ERR_ALERT_FATAL;

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shared/strlist.h"
+
 #define CONFIG_DEFAULT_PATH "/etc/hearth/hearth.yaml"
 
 /* Durations are milliseconds; in YAML they are written "500ms", "10s", "5m", "12h", "90d" or a
@@ -17,11 +19,6 @@ typedef enum { LOG_FORMAT_TEXT, LOG_FORMAT_JSON } config_log_format;
 typedef enum { ACCESS_LOG_COMBINED, ACCESS_LOG_JSON } config_access_format;
 typedef enum { SITE_TLS_ACME, SITE_TLS_FILES, SITE_TLS_INTERNAL, SITE_TLS_OFF } config_tls_mode;
 typedef enum { KEY_EC256, KEY_EC384, KEY_RSA2048, KEY_RSA3072, KEY_RSA4096 } config_key_type;
-
-typedef struct {
-    char **items;
-    size_t count;
-} config_strings;
 
 typedef struct {
     char *cert; /* PEM chain */
@@ -36,22 +33,22 @@ typedef struct {
 
 typedef struct {
     char *name;              /* the site's canonical host name, lowercase (the redirect target) */
-    config_strings aliases;  /* further names served by this site */
+    strlist aliases;         /* further names served by this site */
     config_tls_mode tls;     /* default: ACME for a public name, INTERNAL for localhost & co */
     config_cert_pair *certs; /* tls: files, one or two pairs (e.g. ECDSA and RSA) */
     size_t cert_count;
     int64_t hsts_ms; /* 0: no Strict-Transport-Security */
     config_static *statics;
     size_t static_count;
-    config_strings upstreams; /* "unix:PATH" or "HOST:PORT"; default: the appserver bind */
+    strlist upstreams; /* "unix:PATH" or "HOST:PORT"; default: the appserver bind */
     /* line of the site entry in config->path, for messages about it */
     int line;
 } config_site;
 
 typedef struct {
-    int workers;         /* 0 = auto (one per core) */
-    config_strings http; /* listen addresses, e.g. ":80", "[::]:80", "127.0.0.1:8080" */
-    config_strings https;
+    int workers;  /* 0 = auto (one per core) */
+    strlist http; /* listen addresses, e.g. ":80", "[::]:80", "127.0.0.1:8080" */
+    strlist https;
     char *access_log; /* path; NULL = off; "-" = stdout */
     config_access_format access_log_format;
     int64_t header_timeout_ms;    /* whole head must arrive within this */
@@ -71,8 +68,8 @@ typedef struct {
 } config_edge;
 
 typedef struct {
-    config_strings modules;      /* shared objects to load, or one WSGI "pkg.mod:app" */
-    config_strings bind;         /* "unix:PATH" or "HOST:PORT"; default unix:RUN_DIR/app.sock */
+    strlist modules;             /* shared objects to load, or one WSGI "pkg.mod:app" */
+    strlist bind;                /* "unix:PATH" or "HOST:PORT"; default unix:RUN_DIR/app.sock */
     int workers;                 /* 0 = auto (2 x cores + 1, Gunicorn's advice) */
     int64_t timeout_ms;          /* a silent worker is killed after this */
     int64_t graceful_timeout_ms; /* how long workers get to finish on stop/reload */
@@ -83,10 +80,10 @@ typedef struct {
     char *access_log;       /* NULL = off */
     /* for a WSGI application (Gunicorn's and uWSGI's settings of the same names) */
     char *chdir; /* NULL: the config file's directory */
-    config_strings pythonpath;
+    strlist pythonpath;
     char *virtualenv;
-    config_strings env; /* "NAME=VALUE", set in the workers */
-    char *mount;        /* SCRIPT_NAME prefix, NULL: none */
+    strlist env; /* "NAME=VALUE", set in the workers */
+    char *mount; /* SCRIPT_NAME prefix, NULL: none */
 } config_appserver;
 
 /* Whether a module entry names a Python WSGI application ("pkg.mod:app", "pkg:factory()")
@@ -169,6 +166,22 @@ int config_load_string(hearth_config *cfg, const char *yaml, size_t len, const c
 
 /* Frees everything cfg holds and zeroes it, so freeing twice is harmless. */
 void config_free(hearth_config *cfg);
+
+/* Command-line flags over a loaded config (shared/cli.c). key is a dotted path,
+ * "edge.max_header_size"; a list of maps on the way stands for its last element ("sites.hsts":
+ * the last site's). The value is parsed, bounded and stored as the file's would be (relative
+ * paths kept as written), and a list of strings gets it appended. On error -1 and one message
+ * "WHO: what is wrong" in err, cfg unchanged. */
+int config_set(hearth_config *cfg, const char *key, const char *text, const char *who, char *err,
+               size_t errlen);
+/* Empties the list (of strings or of maps) at key: a flag's first use replaces the file's list. */
+int config_clear(hearth_config *cfg, const char *key);
+/* Appends an element holding its defaults to the list of maps at key ("sites", "sites.static"). */
+int config_add(hearth_config *cfg, const char *key, const char *who, char *err, size_t errlen);
+/* Runs the checks the file's entries get on the last element of the list of maps at key (a
+ * static prefix is cleaned, a duplicate refused). Not for "sites": their checks need the file. */
+int config_check_last(hearth_config *cfg, const char *key, const char *who, char *err,
+                      size_t errlen);
 
 /* "30s" -> 30000 and friends; used by the CLI flags too. -1 on error. */
 int config_parse_duration(const char *text, int64_t *ms);

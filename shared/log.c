@@ -40,6 +40,11 @@ log_level log_get_level(void)
     return log_threshold;
 }
 
+const char *log_level_name(log_level level)
+{
+    return level_names[level];
+}
+
 int log_level_parse(const char *name)
 {
     if (strcasecmp(name, "warning") == 0)

@@ -15,6 +15,8 @@ void log_set_level(log_level level);
 log_level log_get_level(void);
 /* "debug", "info", "warn"/"warning", "error" -> level; -1 when unknown. */
 int log_level_parse(const char *name);
+/* level -> its name as the config file writes it ("warn"). */
+const char *log_level_name(log_level level);
 
 /* Send log lines to path (append) instead of stderr; NULL or "-" means stderr. Reopened by
  * log_reopen() (USR1, logrotate). Returns -1 with errno set when the file cannot be opened. */

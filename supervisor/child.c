@@ -15,9 +15,6 @@
 /* No fallback for a component that never sends READY=1 (it stays "starting"), but say so. */
 #define READY_WARN_MS 30000
 
-/* Exit code 2 means "usage or config error" for every hearth program: restarting cannot help. */
-#define EXIT_CONFIG_ERROR 2
-
 static const char *const state_names[] = {
     [CHILD_STOPPED] = "stopped", [CHILD_STARTING] = "starting", [CHILD_RUNNING] = "running",
     [CHILD_BACKOFF] = "backoff", [CHILD_STOPPING] = "stopping", [CHILD_FATAL] = "fatal",
@@ -133,7 +130,7 @@ static void crashed(sv_child *c)
     child_describe_status(c->last_status, how, sizeof(how));
     uint64_t now = uv_now(c->sv->loop);
     uint64_t uptime = now - c->started_ms;
-    if (WIFEXITED(c->last_status) && WEXITSTATUS(c->last_status) == EXIT_CONFIG_ERROR) {
+    if (WIFEXITED(c->last_status) && WEXITSTATUS(c->last_status) == EXIT_USAGE) {
         log_error("%s: exited with a usage/config error (%s); not restarting: FATAL", c->name, how);
         set_state(c, CHILD_FATAL);
         return;

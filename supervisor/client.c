@@ -147,7 +147,7 @@ static int show_reply(const char *cmd, json_t *reply, bool as_json)
     } else if (reload) {
         print_outcomes(reply, stdout);
     }
-    return ok ? SV_EXIT_OK : SV_EXIT_RUNTIME;
+    return ok ? EXIT_OK : EXIT_FAIL;
 }
 
 int sv_client(int argc, char **argv, const char *config_path, const char *socket_arg)
@@ -164,12 +164,12 @@ int sv_client(int argc, char **argv, const char *config_path, const char *socket
     char err[512];
     if (n == 0) {
         fprintf(stderr, "supervisor: no command\n");
-        return SV_EXIT_CONFIG;
+        return EXIT_USAGE;
     }
     json_t *req = build_request(n, args, err, sizeof(err));
     if (req == NULL) {
         fprintf(stderr, "supervisor: %s\n", err);
-        return SV_EXIT_CONFIG;
+        return EXIT_USAGE;
     }
     int64_t stop_ms;
     char *path = socket_path(config_path, socket_arg, &stop_ms);
@@ -183,14 +183,14 @@ int sv_client(int argc, char **argv, const char *config_path, const char *socket
         fprintf(stderr, "supervisor: %s: %s\n", args[0], err);
         if (fd >= 0)
             close(fd);
-        return SV_EXIT_RUNTIME;
+        return EXIT_FAIL;
     }
     int code = show_reply(args[0], reply, as_json);
     /* `stop` returns once the supervisor is gone: each component gets stop_timeout, in turn. */
-    if (code == SV_EXIT_OK && strcmp(args[0], "stop") == 0 &&
+    if (code == EXIT_OK && strcmp(args[0], "stop") == 0 &&
         control_wait_closed(fd, (int)(stop_ms * CHILD_COUNT + 5000)) < 0) {
         fprintf(stderr, "supervisor: stop: still running after the stop timeouts\n");
-        code = SV_EXIT_RUNTIME;
+        code = EXIT_FAIL;
     }
     json_decref(reply);
     close(fd);

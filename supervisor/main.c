@@ -1,25 +1,13 @@
 /* supervisor: runs the hearth stack (edge, appserver, certd) from one config file, and the
  * client subcommands that talk to a running one. Here: the command line only. */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/cli.h"
 #include "shared/config.h"
 #include "supervisor/sv.h"
-
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: supervisor [start] [-c FILE]      run the stack in the foreground\n"
-                 "       supervisor check [-c FILE]        validate the config (like nginx -t)\n"
-                 "       supervisor status [--json]        per component: state, pid, uptime, ...\n"
-                 "       supervisor reload [NAME]          reload all, or one component\n"
-                 "       supervisor restart NAME           restart one component\n"
-                 "       supervisor stop [--fast]          stop the stack (graceful by default)\n"
-                 "options: -c, --config FILE (default " CONFIG_DEFAULT_PATH ")\n"
-                 "         -s, --socket PATH  control socket (default RUN_DIR/supervisor.sock)\n"
-                 "signals: HUP reload, TERM graceful stop, INT/QUIT fast stop, USR1 reopen logs\n");
-}
 
 typedef struct {
     const char *config_path;
@@ -28,55 +16,42 @@ typedef struct {
     bool fast;
 } cli_options;
 
-/* Options may go before or after the subcommand (getopt permutes). -1: exit with *code. */
-static int parse_options(int argc, char **argv, cli_options *o, int *code)
+static const cli_flag supervisor_flags[] = {
+    {"config", 'c', "FILE", .help = "the stack's YAML file (default " CONFIG_DEFAULT_PATH ")"},
+    {"socket", 's', "PATH", .opts = CLI_CTX_ARG, .field = offsetof(cli_options, socket_path),
+     .help = "control socket (default RUN_DIR/supervisor.sock)"},
+    {"json", 0, NULL, .opts = CLI_CTX_BOOL, .field = offsetof(cli_options, as_json),
+     .help = "status: as JSON"},
+    {"fast", 0, NULL, .opts = CLI_CTX_BOOL, .field = offsetof(cli_options, fast),
+     .help = "stop: at once, not gracefully"},
+    {.name = NULL},
+};
+
+static const cli_spec supervisor_cli = {
+    .prog = "supervisor",
+    .usage = "usage: supervisor [start] [-c FILE]      run the stack in the foreground\n"
+             "       supervisor check [-c FILE]        validate the config (like nginx -t)\n"
+             "       supervisor status [--json]        per component: state, pid, uptime, ...\n"
+             "       supervisor reload [NAME]          reload all, or one component\n"
+             "       supervisor restart NAME           restart one component\n"
+             "       supervisor stop [--fast]          stop the stack (graceful by default)\n",
+    .notes = "signals: HUP reload, TERM graceful stop, INT/QUIT fast stop, USR1 reopen logs\n",
+    .flags = supervisor_flags,
+    .config_flag = "config",
+    .keep_args = true,
+};
+
+static int usage_error(const char *what)
 {
-    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                             {"socket", required_argument, NULL, 's'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {"version", no_argument, NULL, 'V'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"fast", no_argument, NULL, 'f'},
-                                             {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "c:s:hV", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            o->config_path = optarg;
-            break;
-        case 's':
-            o->socket_path = optarg;
-            break;
-        case 'j':
-            o->as_json = true;
-            break;
-        case 'f':
-            o->fast = true;
-            break;
-        case 'h':
-            usage(stdout);
-            *code = SV_EXIT_OK;
-            return -1;
-        case 'V':
-            puts("supervisor (hearth) " HEARTH_VERSION);
-            *code = SV_EXIT_OK;
-            return -1;
-        default:
-            usage(stderr);
-            *code = SV_EXIT_CONFIG;
-            return -1;
-        }
-    }
-    return 0;
+    fprintf(stderr, "supervisor: %s\n", what);
+    return EXIT_USAGE;
 }
 
 /* status, reload [NAME], restart NAME, stop: one request over the control socket. */
 static int run_client(const char *cmd, char **rest, int nrest, const cli_options *o)
 {
-    if (nrest > 1) {
-        usage(stderr);
-        return SV_EXIT_CONFIG;
-    }
+    if (nrest > 1)
+        return usage_error("too many arguments (see --help)");
     char *args[4] = {(char *)cmd};
     int n = 1;
     if (nrest == 1)
@@ -91,18 +66,22 @@ static int run_client(const char *cmd, char **rest, int nrest, const cli_options
 int main(int argc, char **argv)
 {
     cli_options o = {.config_path = CONFIG_DEFAULT_PATH};
-    int code;
-    if (parse_options(argc, argv, &o, &code) < 0)
-        return code;
-    const char *cmd = optind < argc ? argv[optind] : "start";
-    int nrest = optind < argc ? argc - optind - 1 : 0;
-    char **rest = argv + optind + 1;
+    cli_parsed parsed;
+    char err[512];
+    /* Options may go before or after the subcommand (getopt permutes). */
+    cli_result r = cli_parse(&supervisor_cli, argc, argv, NULL, &o, &parsed, err, sizeof(err));
+    if (r != CLI_RUN)
+        return r == CLI_DONE ? EXIT_OK : usage_error(err);
+    if (parsed.config_path)
+        o.config_path = parsed.config_path;
+    int first = parsed.first_arg;
+    const char *cmd = first < argc ? argv[first] : "start";
+    int nrest = first < argc ? argc - first - 1 : 0;
+    char **rest = argv + first + 1;
     bool start = strcmp(cmd, "start") == 0;
     if (start || strcmp(cmd, "check") == 0) {
-        if (nrest > 0) {
-            usage(stderr);
-            return SV_EXIT_CONFIG;
-        }
+        if (nrest > 0)
+            return usage_error("too many arguments (see --help)");
         return start ? sv_start(o.config_path) : sv_check(o.config_path);
     }
     return run_client(cmd, rest, nrest, &o);

@@ -9,14 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shared/backoff.h"
 #include "shared/config.h"
 
 typedef struct {
-    int64_t next_delay_ms; /* what the next crash waits, unless the child stayed up long */
-    uint64_t *crashes;     /* times (ms) of the crashes inside the window, oldest first */
-    size_t crash_count;
-    size_t crash_cap; /* max_restarts + 1 */
-    bool persistent;  /* never FATAL; delay at most POLICY_PERSISTENT_DELAY_MAX_MS */
+    unsigned attempt;     /* crashes since the backoff last started over */
+    crash_window crashes; /* max_restarts of them allowed within restart_window */
+    bool persistent;      /* never FATAL; delay at most POLICY_PERSISTENT_DELAY_MAX_MS */
 } restart_policy;
 
 #define POLICY_FATAL (-1)

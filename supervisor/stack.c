@@ -210,21 +210,11 @@ static bool same_string(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-static bool same_strings(const config_strings *a, const config_strings *b)
-{
-    if (a->count != b->count)
-        return false;
-    for (size_t i = 0; i < a->count; i++)
-        if (strcmp(a->items[i], b->items[i]) != 0)
-            return false;
-    return true;
-}
-
 /* Take a validated config: new restart settings, components switched on or off. */
 static void adopt_config(supervisor *sv, hearth_config *next, sv_reload_report *r)
 {
-    if (!same_strings(&sv->cfg.edge.http, &next->edge.http) ||
-        !same_strings(&sv->cfg.edge.https, &next->edge.https))
+    if (!strlist_equal(&sv->cfg.edge.http, &next->edge.http) ||
+        !strlist_equal(&sv->cfg.edge.https, &next->edge.https))
         log_warn("edge.http/edge.https changed: the listening sockets stay as they are until the "
                  "supervisor restarts");
     if (strcmp(sv->cfg.run_dir, next->run_dir) != 0 || !same_string(sv->cfg.user, next->user) ||

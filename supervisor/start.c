@@ -123,11 +123,11 @@ static int locate_children(supervisor *sv, char *err, size_t errlen)
 static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
 {
     char path[PATH_MAX];
-    *code = SV_EXIT_CONFIG;
+    *code = EXIT_USAGE;
     if (resolve_user(sv, err, errlen) < 0)
         return -1;
     stack_enable(sv);
-    *code = SV_EXIT_RUNTIME;
+    *code = EXIT_FAIL;
     if (locate_children(sv, err, errlen) < 0)
         return -1;
     /* certd's directories too: the edge serves the webroot even before certd first runs. */
@@ -152,10 +152,10 @@ static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
     if (pidfile_write(pidfile, err, errlen) < 0)
         return -1;
     sv->pidfile_path = strdup(pidfile); /* run_dir may change in a reloaded config */
-    *code = SV_EXIT_CONFIG;             /* an address in use or not ours is a config matter */
+    *code = EXIT_USAGE;                 /* an address in use or not ours is a config matter */
     if (listeners_open(sv, err, errlen) < 0 || metrics_server_open(sv, err, errlen) < 0)
         return -1;
-    *code = SV_EXIT_RUNTIME;
+    *code = EXIT_FAIL;
     sv->devnull_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (sv->devnull_fd < 0) {
         snprintf(err, errlen, "/dev/null: %s", strerror(errno));
@@ -256,7 +256,7 @@ int sv_start(const char *config_path)
     uv_loop_init(&loop);
     init(&sv, &loop);
     signals_ignore_sigpipe();
-    int code = SV_EXIT_CONFIG;
+    int code = EXIT_USAGE;
     char err[1024];
     sv.config_path = realpath(config_path, NULL);
     if (sv.config_path == NULL) {
@@ -267,12 +267,12 @@ int sv_start(const char *config_path)
         if (prepare(&sv, &code, err, sizeof(err)) < 0) {
             log_error("%s; nothing started", err);
         } else if (validate_first(&sv, err, sizeof(err)) < 0) {
-            code = SV_EXIT_CONFIG;
+            code = EXIT_USAGE;
             log_error("%s; nothing started", err);
         } else {
             stack_start_all(&sv);
             uv_run(&loop, UV_RUN_DEFAULT);
-            code = SV_EXIT_OK;
+            code = EXIT_OK;
         }
     }
     teardown(&sv);
@@ -285,7 +285,7 @@ static int check_components(supervisor *sv, const char *path)
     char err[512];
     if (geteuid() == 0 && resolve_user(sv, err, sizeof(err)) < 0) {
         fprintf(stderr, "supervisor: %s\n", err);
-        return SV_EXIT_CONFIG;
+        return EXIT_USAGE;
     }
     sv->devnull_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     sv_verdict v[CHILD_COUNT];
@@ -296,7 +296,7 @@ static int check_components(supervisor *sv, const char *path)
         else if (v[i].checked)
             fprintf(stderr, "supervisor: %s refuses it: %s\n", sv->children[i].name, v[i].detail);
     }
-    return rc < 0 ? SV_EXIT_CONFIG : SV_EXIT_OK;
+    return rc < 0 ? EXIT_USAGE : EXIT_OK;
 }
 
 /* Like nginx -t, and knowing what start knows: the loader, our checks, each component's. */
@@ -306,12 +306,12 @@ int sv_check(const char *config_path)
     supervisor sv;
     uv_loop_init(&loop);
     init(&sv, &loop);
-    int code = SV_EXIT_CONFIG;
+    int code = EXIT_USAGE;
     if (load_config(config_path, &sv.cfg) == 0) {
         sv.cfg_loaded = true;
         code = check_components(&sv, config_path);
     }
-    if (code == SV_EXIT_OK)
+    if (code == EXIT_OK)
         printf("supervisor: %s: configuration is ok\n", config_path);
     else
         fprintf(stderr, "supervisor: configuration test failed\n");

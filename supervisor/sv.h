@@ -10,11 +10,9 @@
 
 #include "shared/buf.h"
 #include "shared/config.h"
+#include "shared/exit_codes.h"
+#include "shared/listen_addr.h"
 #include "supervisor/policy.h"
-
-#define SV_EXIT_OK 0
-#define SV_EXIT_RUNTIME 1
-#define SV_EXIT_CONFIG 2
 
 /* What a child is doing. Every transition happens in child.c's table. */
 typedef enum {
@@ -74,12 +72,13 @@ typedef struct {
 } sv_child;
 
 typedef struct {
-    const char *key;  /* "edge.http" */
-    const char *name; /* LISTEN_FDNAMES entry: "http", "https" or "app" */
-    int owner;        /* the child it is handed to */
-    size_t index;     /* position in that list, for messages */
-    char *spec;       /* as written in the config */
-    int fd;           /* -1 while shut (edge FATAL) */
+    const char *key;      /* "edge.http" */
+    const char *name;     /* LISTEN_FDNAMES entry: "http", "https" or "app" */
+    int owner;            /* the child it is handed to */
+    size_t index;         /* position in that list, for messages */
+    char *spec;           /* as written in the config */
+    listen_sockaddr addr; /* the one socket of spec's this is (a name can have several) */
+    int fd;               /* -1 while shut (edge FATAL) */
 } sv_listener;
 
 typedef enum { STACK_RUNNING, STACK_STOPPING, STACK_DONE } stack_state;

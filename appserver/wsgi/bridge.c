@@ -2,7 +2,7 @@
  * worker starts CPython after fork, imports the application and releases the GIL; a request
  * takes the GIL, calls the application and streams what it returns. The appserver master
  * never loads this file. */
-#include "wsgi.h"
+#include "appserver/wsgi/wsgi.h"
 
 #include <dlfcn.h>
 #include <string.h>

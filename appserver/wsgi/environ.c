@@ -1,6 +1,6 @@
 /* environ for one request (PEP 3333): CGI keys from the parsed request, HTTP_* keys from its
  * fields, and the wsgi.* keys. Strings are "native": bytes decoded as latin-1. */
-#include "wsgi.h"
+#include "appserver/wsgi/wsgi.h"
 
 #include <ctype.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* wsgi.input: the request body as a file-like object that reads from the socket as the
  * application asks (read, readline, readlines, iteration), never past the body. The GIL is
  * released while it waits for the client. */
-#include "wsgi.h"
+#include "appserver/wsgi/wsgi.h"
 
 #define INPUT_BLOCK 65536
 #define READ_GROWTH (1u << 20) /* read(n) allocates this much more at a time, at most */

@@ -2,7 +2,7 @@
  * iterable out as it is produced (sendfile for a wsgi.file_wrapper with a descriptor), its
  * close() called on every path. An exception before the fields went out is a 500; after, the
  * connection is aborted so the client sees the response incomplete. */
-#include "wsgi.h"
+#include "appserver/wsgi/wsgi.h"
 
 #include <sys/stat.h>
 

@@ -2,7 +2,7 @@
  * (PEP 3333's types; no CR, LF or other control byte ever reaches the client), held until the
  * first body bytes, and sent through the hearth response. exc_info replaces a response whose
  * fields are not out yet, and re-raises once they are. */
-#include "wsgi.h"
+#include "appserver/wsgi/wsgi.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* wsgi.errors (a text stream into the appserver's error log) and wsgi.file_wrapper (a file
  * the bridge sends with sendfile when it has a descriptor, else reads in blocks). */
-#include "wsgi.h"
+#include "appserver/wsgi/wsgi.h"
 
 #include <structmember.h>
 

@@ -48,6 +48,16 @@ def make_page_db(path, notes=500):
     return path
 
 
+# nginx's temporary files inside its own directory (inside the http block), so it runs
+# without /var/lib/nginx; the HTTP/2 suite's nginx (tests/h2/h2peers.py) uses it too
+NGINX_TEMP_PATHS = """\
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+"""
+
 NGINX_CONF = """\
 user {user};
 worker_processes {workers};
@@ -57,11 +67,7 @@ error_log {dir}/error.log;
 events {{ worker_connections {connections}; }}
 http {{
   access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
+""" + NGINX_TEMP_PATHS + """\
   sendfile on;
   tcp_nopush on;
   keepalive_requests 10000000;

@@ -41,6 +41,16 @@ def port_open(port, host="127.0.0.1"):
         return False
 
 
+def ipv6_loopback():
+    """This machine can bind ::1 (tests of IPv6 listeners skip without it)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def unix_open(path):
     try:
         with socket.socket(socket.AF_UNIX) as s:

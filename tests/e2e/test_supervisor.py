@@ -19,7 +19,8 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import binary, free_port, port_open, read_until_close, wait_until  # noqa: E402
+from conftest import (binary, free_port, ipv6_loopback, port_open, read_until_close,  # noqa: E402
+                      wait_until)
 
 SUPERVISOR = binary("supervisor", "supervisor")
 STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin.py")
@@ -328,15 +329,6 @@ def test_json_logs_stay_json_lines(stack):
     assert any(o.get("component") == "supervisor" and "stack ready" in o["msg"] for o in lines)
     assert {"component": "edge", "msg": "edge stand-in started, pid " +
             str(stack.events("edge")[0][2])} in lines
-
-
-def ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 @standin_only

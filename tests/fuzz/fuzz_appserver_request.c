@@ -2,7 +2,7 @@
  * through request_build, every lazy decoder (query, form, cookies, JSON) and the router. */
 #include <string.h>
 
-#include "../../appserver/exchange.h"
+#include "appserver/exchange.h"
 
 static int h(hearth_req *req, hearth_res *res)
 {

@@ -17,22 +17,22 @@ static EVP_PKEY *fixed_key(void)
 
 static void fuzz_reply(const char *text, size_t len, const char *ctype)
 {
-    http_response h;
+    fetch_response h;
     memset(&h, 0, sizeof(h));
     buf_init(&h.body, 1 << 20);
     buf_append(&h.body, text, len);
     buf_append(&h.body, "", 1);
-    h.body.len--; /* NUL-terminated as http.c leaves it */
+    h.body.len--; /* NUL-terminated as fetch.c leaves it */
     h.status = 400;
     h.content_type = strdup(ctype);
     acme_reply r;
     if (acme_reply_take(&h, &r) == 0) {
         acme_log_problem("fuzz", &r);
-        (void)json_str(r.json, "status");
+        (void)certd_json_str(r.json, "status");
         (void)acme_retry_delay_ms(&r, 1000);
     }
     acme_reply_free(&r);
-    http_response_free(&h);
+    fetch_response_free(&h);
 }
 
 static void fuzz_chain(const char *text, size_t len)

@@ -2,8 +2,8 @@
  * of dot segments and bad escapes, query/form/cookie lookups, client address. */
 #include <string.h>
 
-#include "../../appserver/exchange.h"
-#include "check.h"
+#include "appserver/exchange.h"
+#include "tests/unit/check.h"
 
 typedef struct {
     http_parser p;

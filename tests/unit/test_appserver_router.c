@@ -2,8 +2,8 @@
  * wildcards, and 404 versus 405 with the Allow list. */
 #include <string.h>
 
-#include "../../appserver/router.h"
-#include "check.h"
+#include "appserver/router.h"
+#include "tests/unit/check.h"
 
 static int h_any(hearth_req *req, hearth_res *res)
 {

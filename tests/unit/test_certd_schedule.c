@@ -1,7 +1,7 @@
 /* Unit tests for certd's pure decisions: Retry-After (seconds and the three HTTP-date forms),
- * RFC 3339 timestamps, the one-third-of-lifetime rule, ARI window picks, backoff and jitter. */
+ * RFC 3339 timestamps, the one-third-of-lifetime rule, ARI window picks and jitter. */
 #include "certd/certd.h"
-#include "check.h"
+#include "tests/unit/check.h"
 
 static void test_retry_after(void)
 {
@@ -59,27 +59,6 @@ static void test_ari_pick(void)
     CHECK(schedule_ari_pick(2000, 1000, 12345) == 2000);
 }
 
-static void test_backoff(void)
-{
-    for (uint32_t rnd = 0; rnd < 2000; rnd += 97) {
-        int64_t prev_cap = 0;
-        for (int a = 0; a < 40; a++) {
-            int64_t cap = 1000;
-            for (int i = 0; i < a && cap < 60000; i++)
-                cap *= 2;
-            if (cap > 60000)
-                cap = 60000;
-            int64_t d = schedule_backoff_ms(a, 1000, 60000, rnd);
-            CHECK_MSG(d >= cap / 2 && d <= cap, "attempt %d: %lld", a, (long long)d);
-            CHECK(cap >= prev_cap);
-            prev_cap = cap;
-        }
-    }
-    CHECK(schedule_backoff_ms(0, 0, 0, 0) >= 1);
-    CHECK(schedule_backoff_ms(1000000, 1000, 5000, 0) == 5000);
-    CHECK(schedule_backoff_ms(3, 1000, 500, 0) == 1000); /* max below min: min wins */
-}
-
 static void test_jitter(void)
 {
     for (uint32_t rnd = 0; rnd < 100000; rnd += 7919) {
@@ -96,7 +75,6 @@ int main(void)
     test_rfc3339();
     test_renew_at();
     test_ari_pick();
-    test_backoff();
     test_jitter();
     return check_summary("certd_schedule");
 }

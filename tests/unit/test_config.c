@@ -361,16 +361,19 @@ static const struct bad bad_values[] = {
     {"user: \"a\\0b\"", "t.yaml:1:7: key 'user': a NUL byte is not allowed in a value"},
     {"edge: fast", "t.yaml:1:7: key 'edge': expected a map, got 'fast'"},
     {"edge: {http: [':80', '1.2.3.4:99999']}",
-     "t.yaml:1:22: key 'edge.http[1]': expected a listen address like :443, 0.0.0.0:443 or "
-     "[::]:443, got '1.2.3.4:99999'"},
-    {"edge: {https: '::1:443'}", "t.yaml:1:15: key 'edge.https': expected a listen address like "
-                                 ":443, 0.0.0.0:443 or [::]:443, got '::1:443'"},
+     "t.yaml:1:22: key 'edge.http[1]': address '1.2.3.4:99999': the port must be a number from 1 "
+     "to 65535"},
+    {"edge: {https: '::1:443'}", "t.yaml:1:15: key 'edge.https': address '::1:443': an IPv6 "
+                                 "address needs brackets, as in [::1]:443"},
+    {"edge: {https: 'unix:/x.sock'}", "t.yaml:1:15: key 'edge.https': expected a listen address "
+                                      "like :443, 0.0.0.0:443 or [::]:443, got 'unix:/x.sock'"},
     {"edge: {http: [{a: 1}]}", "t.yaml:1:15: key 'edge.http[0]': expected a listen address like "
                                ":443, 0.0.0.0:443 or [::]:443, got a map"},
     {"edge: {http: {a: 1}}", "t.yaml:1:14: key 'edge.http': expected a listen address like :443, "
                              "0.0.0.0:443 or [::]:443, got a map"},
     {"appserver: {bind: 'unix:'}",
-     "t.yaml:1:19: key 'appserver.bind': expected unix:PATH or HOST:PORT, got 'unix:'"},
+     "t.yaml:1:19: key 'appserver.bind': address 'unix:': a unix socket needs a path after "
+     "'unix:'"},
     {"appserver: {modules: [a.so, '']}",
      "t.yaml:1:29: key 'appserver.modules[1]': expected a string or a list of strings, got "
      "nothing"},
@@ -465,8 +468,8 @@ static const struct bad bad_sites[] = {
     {"sites:\n  - name: a.org\n    static:\n      - {prefix: /s}\n",
      "t.yaml:4:9: key 'sites[0].static[0].root': missing, and it has no default"},
     {"sites:\n  - name: a.org\n    upstreams: [localhost]\n",
-     "t.yaml:3:17: key 'sites[0].upstreams[0]': expected unix:PATH or HOST:PORT, got "
-     "'localhost'"},
+     "t.yaml:3:17: key 'sites[0].upstreams[0]': address 'localhost': expected unix:PATH, "
+     "HOST:PORT, [IPV6]:PORT or :PORT"},
     {"certd:\n  eab_kid: k\n", "t.yaml:2:12: key 'certd.eab_kid': needs certd.eab_hmac_key as "
                                "well"},
     {"supervisor:\n  restart_delay: 1m\n  restart_delay_max: 10s\n",
@@ -627,6 +630,40 @@ static void test_examples(void)
     config_free(&c);
 }
 
+/* Single keys, as command-line flags set them: the file's parsing, bounds and messages. */
+static void test_set_keys(void)
+{
+    hearth_config c;
+    char err[256];
+    config_defaults(&c);
+    CHECK(config_set(&c, "edge.max_header_size", "32k", "--h", err, sizeof(err)) == 0);
+    CHECK(c.edge.max_header_size == 32u << 10);
+    CHECK(config_set(&c, "edge.max_header_size", "256", "--h", err, sizeof(err)) == -1);
+    CHECK_STR(err, "--h: expected a size from 1k to 1m, got '256'");
+    CHECK(c.edge.max_header_size == 32u << 10);
+    CHECK(config_set(&c, "edge.workers", "auto", "-w", err, sizeof(err)) == 0 &&
+          c.edge.workers == 0);
+    CHECK(config_clear(&c, "edge.http") == 0 && c.edge.http.count == 0);
+    CHECK(config_set(&c, "edge.http", ":8080", "--http", err, sizeof(err)) == 0);
+    CHECK(config_set(&c, "edge.http", "[::]:8080", "--http", err, sizeof(err)) == 0);
+    CHECK(c.edge.http.count == 2 && strcmp(c.edge.http.items[1], "[::]:8080") == 0);
+    /* a list of maps on the way stands for its last element */
+    CHECK(config_set(&c, "sites.hsts", "1d", "--hsts", err, sizeof(err)) == -1);
+    CHECK_STR(err, "--hsts: comes after a 'sites' entry, and there is none yet");
+    CHECK(config_add(&c, "sites", "--server-name", err, sizeof(err)) == 0 && c.site_count == 1);
+    CHECK(config_set(&c, "sites.name", "Example.COM", "--server-name", err, sizeof(err)) == 0);
+    CHECK_STR(c.sites[0].name, "example.com");
+    CHECK(config_add(&c, "sites.static", "--static", err, sizeof(err)) == 0);
+    CHECK(config_set(&c, "sites.static.prefix", "/assets", "--static", err, sizeof(err)) == 0);
+    CHECK(config_set(&c, "sites.static.root", "www", "--static", err, sizeof(err)) == 0);
+    CHECK(config_check_last(&c, "sites.static", "--static", err, sizeof(err)) == 0);
+    CHECK_STR(c.sites[0].statics[0].prefix, "/assets/");
+    CHECK_STR(c.sites[0].statics[0].root, "www"); /* no file: kept as written */
+    CHECK(config_set(&c, "no.such", "1", "--x", err, sizeof(err)) == -1);
+    CHECK_STR(err, "--x: no config key 'no.such'");
+    config_free(&c);
+}
+
 int main(void)
 {
     test_defaults();
@@ -638,5 +675,6 @@ int main(void)
     test_duration_size();
     test_hostile();
     test_examples();
+    test_set_keys();
     return check_summary("config");
 }

@@ -1,7 +1,7 @@
 /* Unit tests of the strict HTTP/1.1 parser: every refusal with its error and status, valid
  * messages (pipelined too), each fed whole, split at every offset, byte by byte. */
 #include "shared/http_parser.h"
-#include "check.h"
+#include "tests/unit/check.h"
 
 #include <stdint.h>
 

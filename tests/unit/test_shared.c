@@ -1,5 +1,5 @@
 /* Unit tests for the small pieces of the shared core: buffers, logging, sd_notify, pidfiles,
- * privilege lookup and signals on a libuv loop. */
+ * privilege lookup, signals on a libuv loop and string lists. */
 #include "shared/buf.h"
 #include "shared/http_status.h"
 #include "shared/log.h"
@@ -8,6 +8,7 @@
 #include "shared/privs.h"
 #include "shared/sdnotify.h"
 #include "shared/signals.h"
+#include "shared/strlist.h"
 #include "tests/unit/check.h"
 
 #include <fcntl.h>
@@ -255,6 +256,21 @@ static void test_http_status(void)
     CHECK(strlen(date) == 29 && date[3] == ',' && strcmp(date + 25, " GMT") == 0);
 }
 
+static void test_strlist(void)
+{
+    strlist a = {0}, b = {0};
+    char word[] = "one";
+    CHECK(strlist_add(&a, word) == 0 && strlist_add(&a, "two") == 0 && a.count == 2);
+    word[0] = 'x'; /* the list holds copies */
+    CHECK_STR(a.items[0], "one");
+    CHECK(strlist_copy(&b, &a) == 0 && strlist_equal(&a, &b) && b.items[1] != a.items[1]);
+    CHECK(strlist_add(&b, "three") == 0 && !strlist_equal(&a, &b));
+    strlist_clear(&a);
+    strlist_clear(&a);
+    CHECK(a.count == 0 && a.items == NULL);
+    strlist_clear(&b);
+}
+
 int main(void)
 {
     if (mkdtemp(tmpdir) == NULL)
@@ -268,6 +284,7 @@ int main(void)
     test_privs();
     test_signals();
     test_http_status();
+    test_strlist();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

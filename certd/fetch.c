@@ -9,10 +9,10 @@
 
 #include "shared/log.h"
 
-#define HTTP_MAX_BODY (4u << 20) /* a chain or an order is a few KiB */
-#define HTTP_MAX_HEADER_VALUE 8192
+#define FETCH_MAX_BODY (4u << 20) /* a chain or an order is a few KiB */
+#define FETCH_MAX_HEADER_VALUE 8192
 
-int http_client_init(http_client *c, const char *ca_bundle)
+int fetch_client_init(fetch_client *c, const char *ca_bundle)
 {
     memset(c, 0, sizeof(*c));
     c->curl = curl_easy_init();
@@ -23,11 +23,11 @@ int http_client_init(http_client *c, const char *ca_bundle)
     c->ca_bundle = ca_bundle ? strdup(ca_bundle) : NULL;
     c->connect_timeout_s = 10;
     c->timeout_s = 30;
-    c->max_body = HTTP_MAX_BODY;
+    c->max_body = FETCH_MAX_BODY;
     return 0;
 }
 
-void http_client_free(http_client *c)
+void fetch_client_free(fetch_client *c)
 {
     if (c->curl)
         curl_easy_cleanup(c->curl);
@@ -36,7 +36,7 @@ void http_client_free(http_client *c)
     memset(c, 0, sizeof(*c));
 }
 
-void http_response_free(http_response *r)
+void fetch_response_free(fetch_response *r)
 {
     buf_free(&r->body);
     free(r->location);
@@ -48,7 +48,7 @@ void http_response_free(http_response *r)
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
-    http_response *r = userp;
+    fetch_response *r = userp;
     size_t n = size * nmemb;
     /* keep one byte for the terminating NUL */
     if (buf_reserve(&r->body, n + 1) < 0)
@@ -70,7 +70,7 @@ static char *header_value(const char *line, size_t len, const char *name)
         v++;
     while (end > v && isspace((unsigned char)end[-1]))
         end--;
-    if ((size_t)(end - v) > HTTP_MAX_HEADER_VALUE)
+    if ((size_t)(end - v) > FETCH_MAX_HEADER_VALUE)
         return NULL;
     return strndup(v, (size_t)(end - v));
 }
@@ -85,7 +85,7 @@ static void keep_header(char **slot, char *value)
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
-    http_response *r = userp;
+    fetch_response *r = userp;
     size_t n = size * nmemb;
     /* A new status line (after a 100 Continue or redirect) starts a new head. */
     if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
@@ -106,7 +106,7 @@ static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, cur
     return wait_stop_requested() ? 1 : 0;
 }
 
-static void set_common(http_client *c, http_response *resp)
+static void set_common(fetch_client *c, fetch_response *resp)
 {
     CURL *h = c->curl;
     curl_easy_reset(h);
@@ -129,8 +129,8 @@ static void set_common(http_client *c, http_response *resp)
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
 }
 
-int http_request(http_client *c, const char *method, const char *url, const char *ctype,
-                 const char *body, http_response *resp)
+int fetch_request(fetch_client *c, const char *method, const char *url, const char *ctype,
+                  const char *body, fetch_response *resp)
 {
     memset(resp, 0, sizeof(*resp));
     buf_init(&resp->body, c->max_body);
@@ -157,7 +157,7 @@ int http_request(http_client *c, const char *method, const char *url, const char
         log_error("%s %s: %s", method, url,
                   wait_stop_requested() ? "interrupted"
                                         : (c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc)));
-        http_response_free(resp);
+        fetch_response_free(resp);
         return -1;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);

@@ -1,0 +1,255 @@
+/* The request/response layer: routing a request to its handler, what a handler reads of the
+ * request, and the response writer it answers through, all above the protocol's framing. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "shared/http_status.h"
+#include "edge/req.h"
+
+/* ---- the request ---- */
+
+const char *edge_req_header(const edge_req *r, const char *name, size_t *len)
+{
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i < r->header_count; i++) {
+        const http_header *h = &r->headers[i];
+        if (h->name.len == nlen && strncasecmp(r->head + h->name.off, name, nlen) == 0) {
+            *len = h->value.len;
+            return r->head + h->value.off;
+        }
+    }
+    return NULL;
+}
+
+bool edge_req_method_is(const edge_req *r, const char *method)
+{
+    return http_span_eq(r->head, r->method, method);
+}
+
+const char *edge_req_info(const edge_req *r, int idx)
+{
+    const char *p = r->info.data;
+    if (!p || r->info.len == 0)
+        return "-";
+    for (int i = 0; i < idx; i++) {
+        p += strlen(p) + 1;
+        if (p >= r->info.data + r->info.len)
+            return "-";
+    }
+    return *p ? p : "-";
+}
+
+static void save_bytes(edge_req *r, const char *p, size_t n)
+{
+    buf_append(&r->info, p, n);
+    buf_append(&r->info, "", 1);
+}
+
+static void save_header(edge_req *r, const char *name)
+{
+    size_t len = 0;
+    const char *v = edge_req_header(r, name, &len);
+    save_bytes(r, v ? v : "", len);
+}
+
+/* Kept past the head's lifetime for the access log: method, target, host, referer, agent. */
+static void save_info(edge_req *r)
+{
+    buf_reset(&r->info);
+    save_bytes(r, r->head + r->method.off, r->method.len);
+    save_bytes(r, r->head + r->target.off, r->target.len);
+    save_header(r, "Host");
+    save_header(r, "Referer");
+    save_header(r, "User-Agent");
+}
+
+static edge_site *pick_site(edge_req *r)
+{
+    edge_gen *g = r->gen;
+    size_t len = 0;
+    const char *host = edge_req_header(r, "Host", &len);
+    edge_site *s = host ? edge_gen_find_site(g, host, len) : NULL;
+    /* An unknown Host on TLS gets the site whose certificate the handshake chose. */
+    for (size_t i = 0; !s && r->sni_ctx && i < g->site_count; i++)
+        if (g->sites[i].ctx == r->sni_ctx)
+            s = &g->sites[i];
+    if (!s && g->site_count)
+        s = &g->sites[0];
+    return s;
+}
+
+void edge_req_dispatch(edge_req *r)
+{
+    r->status = 0;
+    r->body_sent = 0;
+    r->head_method = edge_req_method_is(r, "HEAD");
+    save_info(r);
+    r->site = pick_site(r);
+    /* A body nobody reads leaves the connection out of step: the protocol closes it after the
+     * response (r->body_done stays false). */
+    if (!r->tls && edge_redirect_handle(r))
+        return;
+    if (!r->site) {
+        r->keep_alive = false;
+        edge_resp_text(r, 404, "no such site\n");
+    } else if (edge_static_handle(r)) {
+        return;
+    } else if (r->site->upstream_count > 0) {
+        edge_proxy_start(r);
+    } else {
+        edge_resp_text(r, 404, "not found\n");
+    }
+}
+
+void edge_req_refuse(edge_req *r, int status, const char *reason)
+{
+    buf_reset(&r->info);
+    r->keep_alive = false;
+    r->head_method = false;
+    r->body_sent = 0;
+    r->site = r->gen->site_count ? &r->gen->sites[0] : NULL;
+    char body[128];
+    snprintf(body, sizeof(body), "%s\n", reason);
+    edge_resp_text(r, status, body);
+}
+
+void edge_req_end(edge_req *r)
+{
+    edge_access_write(r);
+    r->handler = NULL;
+    r->site = NULL;
+    r->status = 0;
+    r->body_reading = r->body_wanted = r->wants_room = r->has_hsts = false;
+    buf_reset(&r->info);
+}
+
+void edge_req_closed(edge_req *r)
+{
+    const edge_handler *h = r->handler;
+    r->handler = NULL;
+    r->body_wanted = r->wants_room = false;
+    if (h && h->closed)
+        h->closed(r);
+}
+
+void edge_req_take(edge_req *r, const edge_handler *h)
+{
+    r->handler = h;
+}
+
+void edge_req_wake(edge_req *r)
+{
+    r->proto->wake(r);
+}
+
+void edge_req_body_start(edge_req *r)
+{
+    r->body_reading = true;
+    r->proto->body_start(r);
+}
+
+edge_body_result edge_req_body_read(edge_req *r, const char **data, size_t *len)
+{
+    return r->proto->body_read(r, data, len);
+}
+
+/* ---- the response ---- */
+
+void edge_resp_start(edge_req *r, int status)
+{
+    r->status = status;
+    r->proto->head_start(r, status, NULL, 0, true);
+}
+
+void edge_resp_start_relayed(edge_req *r, int status, const char *reason, size_t reason_len)
+{
+    r->status = status;
+    r->proto->head_start(r, status, reason, reason_len, false);
+}
+
+void edge_resp_header_n(edge_req *r, const char *name, size_t name_len, const char *value,
+                        size_t value_len)
+{
+    if (name_len == 25 && strncasecmp(name, "strict-transport-security", 25) == 0)
+        r->has_hsts = true;
+    r->proto->head_field(r, name, name_len, value, value_len);
+}
+
+void edge_resp_header(edge_req *r, const char *name, const char *value)
+{
+    edge_resp_header_n(r, name, strlen(name), value, strlen(value));
+}
+
+void edge_resp_headerf(edge_req *r, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    r->proto->head_fieldv(r, name, fmt, ap);
+    va_end(ap);
+}
+
+void edge_resp_head_done(edge_req *r, int64_t length)
+{
+    if (r->tls && r->site && r->site->hsts && !r->has_hsts)
+        edge_resp_header(r, "Strict-Transport-Security", r->site->hsts);
+    r->proto->head_end(r, length);
+}
+
+void edge_resp_write(edge_req *r, const void *p, size_t n)
+{
+    if (r->head_method || n == 0)
+        return;
+    r->body_sent += n;
+    r->proto->write(r, p, n);
+}
+
+int64_t edge_resp_send_file(edge_req *r, int fd, off_t off, uint64_t left)
+{
+    int64_t n = r->proto->send_file(r, fd, off, left);
+    if (n > 0)
+        r->body_sent += (uint64_t)n;
+    return n;
+}
+
+int edge_resp_flush(edge_req *r)
+{
+    return r->proto->flush(r);
+}
+
+size_t edge_resp_queued(edge_req *r)
+{
+    return r->proto->queued(r);
+}
+
+bool edge_resp_writable(edge_req *r)
+{
+    return r->proto->queued(r) < EDGE_HIGH_WATER;
+}
+
+void edge_resp_finish(edge_req *r)
+{
+    r->handler = NULL;
+    r->body_wanted = r->wants_room = false;
+    r->proto->finish(r);
+}
+
+void edge_resp_abort(edge_req *r)
+{
+    r->proto->abort(r);
+}
+
+void edge_resp_body(edge_req *r, const char *content_type, const char *body)
+{
+    size_t len = strlen(body);
+    edge_resp_header(r, "Content-Type", content_type);
+    edge_resp_head_done(r, (int64_t)len);
+    edge_resp_write(r, body, len);
+    edge_resp_finish(r);
+}
+
+void edge_resp_text(edge_req *r, int status, const char *body)
+{
+    edge_resp_start(r, status);
+    edge_resp_body(r, "text/plain; charset=utf-8", body);
+}
