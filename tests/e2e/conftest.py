@@ -16,16 +16,6 @@ from hearthkit.upstreams import Upstream, start_upstream  # noqa: E402
 from hearthkit.wsgi import (SANITIZED, WSGI_SERVER, notes_under_appserver,  # noqa: E402
                             notes_under_gunicorn, start_notes, start_wsgi)
 
-# The names test files imported from here before hearthkit existed, so that a test file
-# written meanwhile on another branch still runs; new code imports them from hearthkit.
-from hearthkit import BUILD, PYTHON, SOURCE, binary  # noqa: E402,F401
-from hearthkit.clients import Load, Response, parse_responses  # noqa: E402,F401
-from hearthkit.clients import read_until_close, recv_until  # noqa: E402,F401
-from hearthkit.ports import free_port, ipv6_loopback, port_open, unix_open  # noqa: E402,F401
-from hearthkit.procs import children, wait_until  # noqa: E402,F401
-from hearthkit.wsgi import NOTES_APP_DIR, WSGI_APPS, WsgiServer  # noqa: E402,F401
-
-
 @pytest.fixture
 def procs(tmp_path):
     ps = Processes(tmp_path)
