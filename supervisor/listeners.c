@@ -210,7 +210,7 @@ void listeners_shut(supervisor *sv, int owner)
     }
     if (closed)
         log_warn("%s is FATAL: its listening sockets are closed, connections are refused until "
-                 "`supervisor restart %s`",
+                 "`hearth restart %s`",
                  sv->children[owner].name, sv->children[owner].name);
 }
 

@@ -156,7 +156,7 @@ static void announce_fatal(supervisor *sv, sv_child *c)
         return;
     }
     log_error("edge is FATAL: THE SITE IS DOWN. Its listening sockets stay open, so connections "
-              "wait unanswered; fix what it said above, then `supervisor reload` or `supervisor "
+              "wait unanswered; fix what it said above, then `hearth reload` or `hearth "
               "restart edge`");
 }
 

@@ -1,4 +1,4 @@
-/* `supervisor start` and `supervisor check`: validate the config, prepare the directories,
+/* `hearth start` and `hearth check`: validate the config, prepare the directories,
  * bind the listening sockets as root, open the notify and control sockets, then run the
  * children until a stop. Anything wrong before the first child starts exits 2 (config) or 1. */
 #include "supervisor/sv.h"

@@ -200,7 +200,7 @@ def reload_broken(ctx):
             st.write_config()
             if not st.pid("edge"):
                 notes.append(f"edge {st.status().get('edge', {}).get('state', '?')} until "
-                             "`supervisor restart edge`")
+                             "`hearth restart edge`")
                 st.ctl("restart", "edge")
                 st.wait_running("edge")
             time.sleep(s["settle"])

@@ -1,4 +1,4 @@
-"""What the drills run against: the hearth stack as users run it (`supervisor start` with one
+"""What the drills run against: the hearth stack as users run it (`hearth start` with one
 YAML file; a tls: acme site whose certificate certd gets from Pebble through the edge), and
 nginx-light serving the same files with the same number of workers and connection slots.
 Both report the RSS and open fds of their whole process tree."""
@@ -68,7 +68,7 @@ class Stack:
     def start(self, timeout=30):
         self.write_config()
         self.server = Server(f"{self.name}-supervisor", [
-            os.path.join(self.build, "supervisor", "supervisor"), "start", "-c", self.config],
+            os.path.join(self.build, "supervisor", "hearth"), "start", "-c", self.config],
             self.dir, cpu=SERVER_CPU, session=True)
         deadline = time.monotonic() + timeout
         while not (self.all_running() and _answers(self.https_port, SITE, "/1k.html")
@@ -82,7 +82,7 @@ class Stack:
         return self
 
     def ctl(self, *args, timeout=30):
-        return subprocess.run([os.path.join(self.build, "supervisor", "supervisor"), *args,
+        return subprocess.run([os.path.join(self.build, "supervisor", "hearth"), *args,
                                "-c", self.config], capture_output=True, text=True,
                               timeout=timeout)
 

@@ -1,6 +1,6 @@
 """Listen addresses mean one thing everywhere (shared/listen_addr.c, docs/config.md): ":PORT"
 is dual-stack for a standalone edge as under the supervisor; a name such as localhost is
-resolved, by `supervisor check` and by every program that binds, to every address it has; and a
+resolved, by `hearth check` and by every program that binds, to every address it has; and a
 bad address is refused by check with the words the binary itself uses."""
 import socket
 import ssl
@@ -13,7 +13,7 @@ from hearthkit.certs import make_test_pki
 from hearthkit.ports import free_port, ipv6_loopback, port_open
 from hearthkit.procs import wait_until
 
-SUPERVISOR = binary("supervisor", "supervisor")
+SUPERVISOR = binary("supervisor", "hearth")
 EDGE = binary("edge", "edge")
 APPSERVER = binary("appserver", "appserver")
 HELLO = binary("examples", "hello.so")

@@ -15,7 +15,7 @@ from hearthkit import binary
 from hearthkit.ports import free_port, port_open
 from hearthkit.procs import wait_until
 
-SUPERVISOR = binary("supervisor", "supervisor")
+SUPERVISOR = binary("supervisor", "hearth")
 HELLO = binary("examples", "hello.so")
 
 

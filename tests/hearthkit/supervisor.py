@@ -17,7 +17,7 @@ from .clients import http10_text
 from .ports import free_port
 from .procs import wait_until
 
-SUPERVISOR = binary("supervisor", "supervisor")
+SUPERVISOR = binary("supervisor", "hearth")
 STANDIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e",
                        "standin.py")
 REAL = os.environ.get("HEARTH_E2E_REAL") == "1"
