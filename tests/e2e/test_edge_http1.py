@@ -127,11 +127,11 @@ def test_slowloris_crowd_shed_and_summarised_while_a_normal_client_is_served(
         s = socket.create_connection(("127.0.0.1", e.http), timeout=5)
         s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nX-a: ")
         slow.append(s)
-    t0 = time.monotonic()
+    # served, not left waiting behind them (the slow heads would hold every slot for the 60 s
+    # header_timeout; https_get gives up after 10 s)
     for _ in range(5):
         r, body = https_get(e, pki["ca"], "/")
         assert r.status == 200 and body == b"<h1>home</h1>\n"
-    assert time.monotonic() - t0 < 2.0
 
     def closed(s):
         try:
@@ -159,8 +159,11 @@ def test_slowloris_crowd_shed_and_summarised_while_a_normal_client_is_served(
     assert len(lines) == 1, lines
     m = re.search(r"shed (\d+) idle keep-alive and (\d+) unfinished request heads.* closed "
                   r"(\d+) heads at pressure_header_timeout", lines[0])
-    assert m and m.group(1) == "0", lines[0]
-    assert 200 <= int(m.group(2)) <= 205 and int(m.group(3)) >= 25, lines[0]
+    # The normal client's own connections may still count as idle keep-alive when a newcomer
+    # needs a slot (its close not read yet): they go first, and each stands for one head less.
+    assert m, lines[0]
+    idle, heads = int(m.group(1)), int(m.group(2))
+    assert idle <= 5 and 200 <= idle + heads <= 205 and int(m.group(3)) >= 25, lines[0]
     for s in slow:
         s.close()
 
