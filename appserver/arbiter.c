@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "appserver/metrics.h"
 #include "appserver/scoreboard.h"
 #include "shared/backoff.h"
 #include "shared/log.h"
@@ -287,6 +288,7 @@ static void abort_reload(arbiter *a, const char *why)
         return;
     log_error("reload failed: %s; still serving generation %u with the modules loaded before", why,
               a->cur.id);
+    appserver_metrics_reload(false);
     for (int i = 0; i < MAX_WORKERS; i++)
         if (a->w[i].state != W_FREE && a->w[i].gen == a->next.id)
             retire(a, i);
@@ -307,6 +309,7 @@ static void commit_reload(arbiter *a)
     a->crash_streak = 0;
     log_info("reload complete: generation %u serving, generation %u finishing its requests",
              a->cur.id, old);
+    appserver_metrics_reload(true);
     sd_notify_send("READY=1");
     reload_if_asked_again(a);
 }
@@ -326,6 +329,7 @@ static void begin_reload(arbiter *a)
     /* a config that does not load is not half-applied: nothing changes, as with nginx -s reload */
     if (a->opts->config_path) {
         if (options_reload(a->opts) != 0) {
+            appserver_metrics_reload(false);
             sd_notify_send("READY=1");
             return;
         }
@@ -335,6 +339,7 @@ static void begin_reload(arbiter *a)
     unsigned id = a->cur.id + 1;
     if (module_gen_open(&a->next, &a->opts->modules, id, err, sizeof err) != 0) {
         log_error("reload failed: %s; still serving generation %u", err, a->cur.id);
+        appserver_metrics_reload(false);
         sd_notify_send("READY=1");
         return;
     }
@@ -421,10 +426,22 @@ static void crashed(arbiter *a, int i, int status)
     a->crash_streak++;
 }
 
+/* Why a worker the master did not retire went, for the metrics; NULL when it was retired. */
+static const char *restart_reason(const worker_rec *w, bool clean)
+{
+    if (w->abort_sent)
+        return "timeout";
+    if (w->state == W_STOPPING)
+        return NULL;
+    return clean ? "max_requests" : "crash";
+}
+
 static void worker_exited(arbiter *a, int i, int status)
 {
     worker_rec *w = &a->w[i];
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (restart_reason(w, clean) != NULL && !a->stopping)
+        appserver_metrics_restart(restart_reason(w, clean));
     if (!w->booted && !clean)
         boot_failed(a, i, status);
     else if (!clean && !w->abort_sent && !(w->kill_sent && w->state == W_STOPPING))
@@ -483,6 +500,7 @@ static void check_timeout(arbiter *a, int i, int64_t now)
                   (long long)silent,
                   w->state == W_BOOTING ? "while loading the modules" : "outside any request");
     kill(w->pid, SIGABRT);
+    appserver_metrics_timeout();
     w->abort_sent = true;
     w->kill_at_ms = now + ABORT_TO_KILL_MS;
 }
@@ -506,11 +524,16 @@ static void on_tick(uv_timer_t *t)
 {
     arbiter *a = t->data;
     int64_t now = scoreboard_now_ms();
+    int busy = 0, idle = 0;
     forgive_own_pause(a, now);
     for (int i = 0; i < MAX_WORKERS; i++) {
         worker_rec *w = &a->w[i];
         if (w->state == W_FREE)
             continue;
+        if (w->state == W_READY && atomic_load(&a->slots[i].busy))
+            busy++;
+        else if (w->state == W_READY)
+            idle++;
         check_timeout(a, i, now);
         bool deadline = w->kill_at_ms && now >= w->kill_at_ms;
         if ((deadline || (a->stopping && now >= a->stop_deadline_ms)) && !w->kill_sent) {
@@ -525,6 +548,7 @@ static void on_tick(uv_timer_t *t)
             a->crash_streak = 0; /* requests complete: not a crash loop */
         }
     }
+    appserver_metrics_workers(busy, idle);
     maintain(a);
 }
 
@@ -581,6 +605,7 @@ static int setup(arbiter *a, char *err, size_t errlen)
         snprintf(err, errlen, "cannot map the scoreboard: %s", strerror(errno));
         return -1;
     }
+    appserver_metrics_open();
     if (module_gen_open(&a->cur, &a->opts->modules, 1, err, errlen) != 0)
         return -1;
     if (signals_watch(&a->sigs, &a->loop, arbiter_signals, on_signal, a) != 0) {

@@ -11,6 +11,7 @@
 
 #include "appserver/accesslog.h"
 #include "appserver/conn_impl.h"
+#include "appserver/metrics.h"
 #include "shared/log.h"
 
 #define WRITE_HIGH (1u << 20)
@@ -451,6 +452,7 @@ static void dispatch(conn *c)
     size_t bytes = w->res.started ? (size_t)w->res.sent : body_bytes_since(&c->out, out_before);
     if (w->access_fd >= 0 && req.method)
         access_log_write(w->access_fd, &req, p->version_minor, status, bytes);
+    appserver_metrics_request(status);
     w->res.conn = NULL;
     request_done(&req);
     arena_reset(&w->arena);

@@ -276,11 +276,20 @@ int ops_revoke(const certd_opts *o, const char *name);
 int ops_rollover(const certd_opts *o);
 /* When name's stored certificate should be renewed (ARI window when the CA offers one). */
 int ops_renew_time(const certd_opts *o, acme_ctx *a, const char *name, time_t *when);
+/* What the stored certificate name says of itself; -1 (logged) when it is missing or unreadable. */
+int ops_cert_info(const certd_opts *o, const char *name, cert_info *info);
 
 /* ---- reload.c: tell the edge, only after a real change ---- */
 int reload_after_change(const certd_opts *o);
 
 /* ---- daemon.c ---- */
 int daemon_run(const certd_opts *o);
+
+/* ---- metrics.c: the daemon's metrics, when the supervisor set HEARTH_METRICS_DIR ---- */
+void certd_metrics_open(void);
+/* A renewal or issuance attempt for name ended with rc (EXIT_NOTHING: none was made). */
+void certd_metrics_attempt(const char *name, int rc);
+/* Each stored certificate's expiry, read again after each pass. */
+void certd_metrics_certs(const certd_opts *o);
 
 #endif

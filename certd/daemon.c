@@ -42,6 +42,7 @@ static void note_result(const certd_opts *o, retry_state *s, int rc)
 {
     if (!s)
         return;
+    certd_metrics_attempt(s->name, rc);
     if (rc == EXIT_OK || rc == EXIT_NOTHING) {
         time_t when;
         s->failures = 0;
@@ -157,10 +158,12 @@ int daemon_run(const certd_opts *o)
     log_info("daemon: cert dir %s, checking every %.0f s, renewing with less than %.0f%% of "
              "the lifetime left",
              o->cert_dir, (double)o->check_interval_ms / 1000, o->renew_fraction * 100);
+    certd_metrics_open();
     sd_notify_send("READY=1");
     while (!wait_stop_requested()) {
         if (check_all(o, t) && reload_after_change(o) < 0)
             log_warn("the certificate changed but the reload failed");
+        certd_metrics_certs(o);
         int64_t ms = next_sleep_ms(o, t);
         log_debug("daemon: next check in %lld ms", (long long)ms);
         int sig = wait_ms(ms);

@@ -109,6 +109,14 @@ static time_t ari_renew_time(acme_ctx *a, const cert_info *info)
     return when;
 }
 
+int ops_cert_info(const certd_opts *o, const char *name, cert_info *info)
+{
+    json_t *meta = NULL;
+    int rc = load_info(o, name, info, &meta);
+    json_decref(meta);
+    return rc;
+}
+
 int ops_renew_time(const certd_opts *o, acme_ctx *a, const char *name, time_t *when)
 {
     cert_info info;

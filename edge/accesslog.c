@@ -111,6 +111,7 @@ static void json_line(const edge_req *r, buf *b)
 
 void edge_access_write(const edge_req *r)
 {
+    edge_metrics_request(r);
     if (edge_w.access_fd < 0 || r->status == 0)
         return;
     buf b;

@@ -51,6 +51,7 @@ typedef struct {
     log_repeat broken_log;    /* answers cut short or malformed */
     edge_upconn *idle;        /* keep-alive pool, a singly linked list */
     int idle_count;
+    int metrics; /* edge_metrics_upstream() */
 } edge_upstream;
 
 typedef struct {
@@ -77,6 +78,7 @@ typedef struct {
     size_t upstream_count;
     size_t rr_next;
     config_compression compression; /* on-the-fly compression (compress.c) */
+    int metrics; /* edge_metrics_site() */
 } edge_site;
 
 /* One loaded configuration; SIGHUP builds a new one and swaps it in whole. Connections keep a
@@ -206,5 +208,21 @@ void edge_proxy_close_pools(edge_gen *g);
 int edge_access_open(edge_worker *w, const char *path, bool json);
 int edge_access_reopen(edge_worker *w);
 void edge_access_write(const edge_req *r);
+
+/* ---- metrics (metrics.c), each a no-op unless the supervisor set HEARTH_METRICS_DIR ---- */
+
+/* Before the workers fork: the edge's region, with a shard for each worker. */
+void edge_metrics_open(int workers);
+/* The index of a site's or an upstream's series (made on first sight), kept in its struct. */
+int edge_metrics_site(const char *name);
+int edge_metrics_upstream(const char *spec);
+void edge_metrics_request(const edge_req *r); /* a response ended (the access log's point) */
+void edge_metrics_conn_opened(void);
+void edge_metrics_conn_closed(const SSL *ssl); /* ssl: NULL on plain HTTP */
+void edge_metrics_tls_info(const SSL *ssl, int where, int ret); /* SSL_CTX_set_info_callback */
+void edge_metrics_upstream_connected(const edge_upstream *u, uint64_t ms);
+void edge_metrics_upstream_header(const edge_upstream *u, uint64_t ms);
+void edge_metrics_upstream_failed(const edge_upstream *u);
+void edge_metrics_proxy_error(const edge_req *r, int status); /* the proxy's own 502 or 504 */
 
 #endif

@@ -44,6 +44,7 @@ void edge_conn_close(edge_conn *c)
     if (c->closed)
         return;
     c->closed = true;
+    edge_metrics_conn_closed(c->io.ssl);
     edge_req_closed(&c->req);
     if (c->io.ssl) {
         SSL_free(c->io.ssl);
@@ -156,6 +157,7 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
         w->conns->prev = c;
     w->conns = c;
     w->conn_count++;
+    edge_metrics_conn_opened();
     edge_memory_opened();
     uv_poll_init(w->loop, &c->poll, fd);
     uv_timer_init(w->loop, &c->timer);

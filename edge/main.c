@@ -104,6 +104,7 @@ static int setup(void)
     edge_worker_set_limits(&edge_w);
     open_acme_dir(&edge_w);
     edge_w.https_port = https_port();
+    edge_metrics_open(worker_count());
     int rc = build_sites();
     if (rc != 0)
         return rc;

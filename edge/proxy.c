@@ -32,6 +32,7 @@ struct edge_upconn {
     bool eof;
     bool head_done;
     bool tunnel;
+    uint64_t attached_ms; /* the request was given to this connection (for the metrics) */
     edge_upstream *u;
     edge_upconn *next_idle;
     edge_req *r; /* NULL while pooled */
@@ -196,6 +197,7 @@ static int connect_to(edge_upstream *u)
 
 static void mark_failed(edge_upstream *u, const char *why)
 {
+    edge_metrics_upstream_failed(u);
     log_repeated(&u->fail_log, edge_now_ms(), LOG_WARN,
                  "upstream %s failed: %s; skipping it for %lld ms", u->spec, why,
                  (long long)edge_w.cfg.edge.upstream_fail_timeout_ms);
@@ -287,6 +289,7 @@ static void release(proxy_req *p)
 static void fail_request(edge_req *r, int status)
 {
     proxy_req *p = edge_req_ctx(r);
+    edge_metrics_proxy_error(r, status);
     if (p->up)
         up_close(p->up);
     release(p);
@@ -339,6 +342,7 @@ static bool attach(edge_req *r, bool fresh)
                            (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms, 0);
         }
         up->r = r;
+        up->attached_ms = edge_now_ms();
         http_parser_init(&up->p, HTTP_KIND_RESPONSE, &edge_w.limits, up->hdrs, EDGE_MAX_HEADERS);
         up->p.limits.max_body = 0;
         up->p.response_to_head = r->head_method;
@@ -579,6 +583,7 @@ static bool upstream_head(edge_req *r, edge_upconn *up)
     relay_head(r, up);
     buf_consume(&up->in, up->p.head_len);
     up->head_done = true;
+    edge_metrics_upstream_header(up->u, edge_now_ms() - up->attached_ms);
     /* Upgraded: bytes copied both ways, living as long as they flow (the read timeout bounds
      * the silence). */
     up->tunnel = up->p.status == 101;
@@ -761,6 +766,7 @@ static void connect_done(edge_upconn *up)
         return;
     }
     up->connecting = false;
+    edge_metrics_upstream_connected(up->u, edge_now_ms() - up->attached_ms);
     uv_timer_start(&up->timer, on_up_timeout, (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms, 0);
 }
 

@@ -130,6 +130,7 @@ static int build_site(edge_site *s, const hearth_config *cfg, const config_site 
                       const edge_gen *prev, char *err, size_t errlen)
 {
     s->name = strdup(cs->name ? cs->name : "localhost");
+    s->metrics = edge_metrics_site(s->name);
     s->alias_count = cs->aliases.count;
     s->aliases = calloc(cs->aliases.count + 1, sizeof(char *));
     for (size_t i = 0; i < cs->aliases.count; i++)
@@ -157,6 +158,7 @@ static int build_site(edge_site *s, const hearth_config *cfg, const config_site 
         s->upstream_count = i + 1;
         if (parse_upstream(&s->upstreams[i], cs->upstreams.items[i], err, errlen) < 0)
             return -1;
+        s->upstreams[i].metrics = edge_metrics_upstream(cs->upstreams.items[i]);
     }
     if (managed_tls(cfg, cs)) {
         build_managed(s, cfg, cs, prev);

@@ -218,6 +218,7 @@ static SSL_CTX *ctx_base(void)
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_select);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    SSL_CTX_set_info_callback(ctx, edge_metrics_tls_info);
     /* Resumption is by tickets, which every worker can decrypt; a per-process session cache
      * would only cost memory per connection and help no other worker. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);

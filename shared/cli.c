@@ -103,7 +103,11 @@ static void print_help(const table *t)
 
 static void print_version(const cli_spec *spec)
 {
-    printf("%s (hearth) %s\n", spec->prog, HEARTH_VERSION);
+    /* "edge (hearth) 0.1.0"; the supervisor is hearth itself */
+    if (strcmp(spec->prog, "hearth") == 0)
+        printf("hearth %s\n", HEARTH_VERSION);
+    else
+        printf("%s (hearth) %s\n", spec->prog, HEARTH_VERSION);
     if (spec->version_extra)
         puts(spec->version_extra);
 }

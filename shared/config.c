@@ -120,6 +120,29 @@ static const char *addr_path(const char *s)
     return strncmp(s, "unix:", 5) == 0 ? s + 5 : NULL;
 }
 
+/* The metrics endpoint: its host written out, never every interface (docs/metrics.md). */
+static bool metrics_valid(const char *s, bool in_list)
+{
+    (void)in_list;
+    listen_addr a;
+    return listen_addr_parse(s, &a, NULL, 0) == 0 && a.kind == LISTEN_ADDR_HOST;
+}
+
+static int metrics_why_not(const char *s, char *why, size_t len)
+{
+    listen_addr a;
+    if (listen_addr_parse(s, &a, why, len) < 0)
+        return -1;
+    if (a.kind == LISTEN_ADDR_UNIX)
+        snprintf(why, len, "expected a TCP address like 127.0.0.1:9145, got '%s'", s);
+    else
+        snprintf(why, len,
+                 "'%s' would serve metrics on every interface; name the address, e.g. "
+                 "127.0.0.1:9145 (metrics must not be public)",
+                 s);
+    return -1;
+}
+
 static bool url_valid(const char *s, bool in_list)
 {
     (void)in_list;
@@ -171,6 +194,8 @@ static const yl_kind listen_kind = {"a listen address like :443, 0.0.0.0:443 or 
                                     listen_valid, NULL, false, addr_why_not};
 static const yl_kind addr_kind = {"unix:PATH or HOST:PORT", addr_valid, addr_path, false,
                                   addr_why_not};
+static const yl_kind metrics_kind = {"an address like 127.0.0.1:9145", metrics_valid, NULL, false,
+                                     metrics_why_not};
 static const yl_kind url_kind = {"an http:// or https:// URL", url_valid, NULL, false, NULL};
 static const yl_kind env_kind = {"NAME=VALUE", env_valid, NULL, false, NULL};
 static const yl_kind mount_kind = {"a path prefix like /app", mount_valid, NULL, false, NULL};
@@ -393,6 +418,7 @@ static const yl_field top_fields[] = {
     STRING("state_dir", hearth_config, state_dir, YL_PATH, NULL, "/var/lib/hearth"),
     CHOICE("log_level", hearth_config, log_level, log_levels, "info"),
     ENUM("log_format", hearth_config, log_format, log_formats, "text"),
+    STRING("metrics", hearth_config, metrics, YL_NULLABLE, &metrics_kind, NULL),
     MAP("edge", hearth_config, edge, edge_fields),
     MAP("appserver", hearth_config, appserver, appserver_fields),
     MAP("certd", hearth_config, certd, certd_fields),

@@ -139,6 +139,7 @@ typedef struct {
     char *state_dir; /* certificates, ACME account, challenge files */
     char *log_level; /* debug, info, warn or error (the loader allows nothing else) */
     config_log_format log_format;
+    char *metrics; /* the metrics endpoint's address, "127.0.0.1:9145"; NULL: off */
     config_edge edge;
     config_appserver appserver;
     config_certd certd;

@@ -1,4 +1,4 @@
-/* What the supervisor checks beyond what the config loader does (`supervisor check` and
+/* What the supervisor checks beyond what the config loader does (`hearth check` and
  * before every start and reload), and where it finds the component binaries. */
 #include "supervisor/sv.h"
 

@@ -137,7 +137,7 @@ static void crashed(sv_child *c)
     }
     int64_t delay = policy_on_crash(&c->policy, &c->sv->cfg.supervisor, now, uptime);
     if (delay == POLICY_FATAL) {
-        log_error("%s: %s; more than %d restarts within %lldms: FATAL (`supervisor restart %s` "
+        log_error("%s: %s; more than %d restarts within %lldms: FATAL (`hearth restart %s` "
                   "tries again)",
                   c->name, how, c->sv->cfg.supervisor.max_restarts,
                   (long long)c->sv->cfg.supervisor.restart_window_ms, c->name);

@@ -99,7 +99,7 @@ static json_t *build_request(int argc, char **argv, char *err, size_t errlen)
     const char *cmd = argv[0];
     const char *name = argc > 1 ? argv[1] : NULL;
     if (strcmp(cmd, "restart") == 0 && name == NULL) {
-        snprintf(err, errlen, "usage: supervisor restart NAME");
+        snprintf(err, errlen, "usage: hearth restart NAME");
         return NULL;
     }
     if (strcmp(cmd, "status") != 0 && strcmp(cmd, "reload") != 0 && strcmp(cmd, "restart") != 0 &&

@@ -164,6 +164,15 @@ static int open_spec(supervisor *sv, const listen_list *list, size_t index, cons
 }
 
 /* Only for components that will run: a disabled appserver's socket is left to nobody. */
+/* The metrics endpoint's one socket: a name that resolves to several addresses binds the first. */
+int listeners_bind_tcp(const char *spec, char *why, size_t whylen)
+{
+    listen_sockaddr sa[LISTEN_ADDR_MAX_SOCKETS];
+    if (listen_addr_resolve(spec, sa, LISTEN_ADDR_MAX_SOCKETS, why, whylen) < 0)
+        return -1;
+    return listen_sockaddr_bind(spec, &sa[0], LISTEN_BACKLOG, why, whylen);
+}
+
 int listeners_open(supervisor *sv, char *err, size_t errlen)
 {
     for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
@@ -201,7 +210,7 @@ void listeners_shut(supervisor *sv, int owner)
     }
     if (closed)
         log_warn("%s is FATAL: its listening sockets are closed, connections are refused until "
-                 "`supervisor restart %s`",
+                 "`hearth restart %s`",
                  sv->children[owner].name, sv->children[owner].name);
 }
 

@@ -1,5 +1,5 @@
-/* supervisor: runs the hearth stack (edge, appserver, certd) from one config file, and the
- * client subcommands that talk to a running one. Here: the command line only. */
+/* hearth (the supervisor): runs the hearth stack (edge, appserver, certd) from one config file, and
+ * the client subcommands that talk to a running one. Here: the command line only. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +28,13 @@ static const cli_flag supervisor_flags[] = {
 };
 
 static const cli_spec supervisor_cli = {
-    .prog = "supervisor",
-    .usage = "usage: supervisor [start] [-c FILE]      run the stack in the foreground\n"
-             "       supervisor check [-c FILE]        validate the config (like nginx -t)\n"
-             "       supervisor status [--json]        per component: state, pid, uptime, ...\n"
-             "       supervisor reload [NAME]          reload all, or one component\n"
-             "       supervisor restart NAME           restart one component\n"
-             "       supervisor stop [--fast]          stop the stack (graceful by default)\n",
+    .prog = "hearth",
+    .usage = "usage: hearth [start] [-c FILE]      run the stack in the foreground\n"
+             "       hearth check [-c FILE]        validate the config (like nginx -t)\n"
+             "       hearth status [--json]        per component: state, pid, uptime, ...\n"
+             "       hearth reload [NAME]          reload all, or one component\n"
+             "       hearth restart NAME           restart one component\n"
+             "       hearth stop [--fast]          stop the stack (graceful by default)\n",
     .notes = "signals: HUP reload, TERM graceful stop, INT/QUIT fast stop, USR1 reopen logs\n",
     .flags = supervisor_flags,
     .config_flag = "config",
@@ -43,7 +43,7 @@ static const cli_spec supervisor_cli = {
 
 static int usage_error(const char *what)
 {
-    fprintf(stderr, "supervisor: %s\n", what);
+    fprintf(stderr, "hearth: %s\n", what);
     return EXIT_USAGE;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "shared/log.h"
+#include "shared/metrics.h"
 #include "shared/privs.h"
 
 extern char **environ;
@@ -28,6 +29,7 @@ typedef struct {
     char **envp;
     const char *notify_path; /* NOTIFY_SOCKET; NULL for a --check run */
     const char *origin;      /* HEARTH_CONFIG_ORIGIN; NULL: the file given is the original */
+    const char *metrics_dir; /* HEARTH_METRICS_DIR; NULL: metrics off */
     char listen_pid[32];     /* "LISTEN_PID=" + digits, completed in the child */
     const int *listen_fds;
     const char *const *listen_names;
@@ -43,8 +45,8 @@ typedef struct {
 static bool env_is_ours(const char *var)
 {
     static const char *const names[] = {
-        "NOTIFY_SOCKET=", "LISTEN_FDS=",   "LISTEN_PID=",        "LISTEN_FDNAMES=",
-        "WATCHDOG_USEC=", "WATCHDOG_PID=", CONFIG_ORIGIN_ENV "="};
+        "NOTIFY_SOCKET=", "LISTEN_FDS=",   "LISTEN_PID=",         "LISTEN_FDNAMES=",
+        "WATCHDOG_USEC=", "WATCHDOG_PID=", CONFIG_ORIGIN_ENV "=", METRICS_DIR_ENV "="};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strncmp(var, names[i], strlen(names[i])) == 0)
             return true;
@@ -70,14 +72,15 @@ static void env_free(char **envp, size_t from, size_t to)
 }
 
 /* The inherited environment minus systemd's variables and ours, plus our NOTIFY_SOCKET, the
- * config's origin and, for the edge, LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID. Strings in
+ * config's origin, the metrics directory and, for the edge, LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID.
+ * Strings in
  * [*from, *to) were allocated here; LISTEN_PID points into plan, completed by the child. */
 static char **build_env(spawn_plan *plan, size_t *from, size_t *to)
 {
     size_t n = 0;
     while (environ[n] != NULL)
         n++;
-    char **envp = calloc(n + 6, sizeof(*envp));
+    char **envp = calloc(n + 7, sizeof(*envp));
     if (envp == NULL)
         return NULL;
     size_t k = 0;
@@ -89,6 +92,8 @@ static char **build_env(spawn_plan *plan, size_t *from, size_t *to)
         envp[k++] = env_pair("NOTIFY_SOCKET", plan->notify_path);
     if (plan->origin != NULL)
         envp[k++] = env_pair(CONFIG_ORIGIN_ENV, plan->origin);
+    if (plan->metrics_dir != NULL)
+        envp[k++] = env_pair(METRICS_DIR_ENV, plan->metrics_dir);
     if (plan->listen_count > 0) {
         char count[24], names[256] = "";
         snprintf(count, sizeof(count), "%zu", plan->listen_count);
@@ -235,6 +240,7 @@ static void plan_for(supervisor *sv, sv_child *c, spawn_plan *plan, int *fds, co
     plan_argv(c, sv->copy_path, false, plan);
     plan->notify_path = sv->notify_path;
     plan->origin = sv->config_path;
+    plan->metrics_dir = sv->metrics_dir;
     snprintf(plan->listen_pid, sizeof(plan->listen_pid), "LISTEN_PID=");
     for (size_t i = 0; i < sv->listener_count && plan->listen_count < MAX_LISTEN_FDS; i++) {
         if (sv->listeners[i].owner == c->id) {

@@ -104,6 +104,7 @@ static void on_done_timer(uv_timer_t *t)
     uv_close((uv_handle_t *)&sv->done_timer, NULL);
     notify_close(sv);
     control_server_close(sv);
+    metrics_server_close(sv);
     output_close_all();
 }
 
@@ -155,7 +156,7 @@ static void announce_fatal(supervisor *sv, sv_child *c)
         return;
     }
     log_error("edge is FATAL: THE SITE IS DOWN. Its listening sockets stay open, so connections "
-              "wait unanswered; fix what it said above, then `supervisor reload` or `supervisor "
+              "wait unanswered; fix what it said above, then `hearth reload` or `hearth "
               "restart edge`");
 }
 
@@ -219,6 +220,8 @@ static void adopt_config(supervisor *sv, hearth_config *next, sv_reload_report *
     if (strcmp(sv->cfg.run_dir, next->run_dir) != 0 || !same_string(sv->cfg.user, next->user) ||
         !same_string(sv->cfg.group, next->group))
         log_warn("run_dir, user or group changed: they take effect when the supervisor restarts");
+    if (!same_string(sv->cfg.metrics, next->metrics))
+        log_warn("metrics changed: it takes effect when the supervisor restarts");
     bool limits_changed = sv->cfg.supervisor.max_restarts != next->supervisor.max_restarts;
     config_free(&sv->cfg);
     sv->cfg = *next;

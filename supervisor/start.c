@@ -1,4 +1,4 @@
-/* `supervisor start` and `supervisor check`: validate the config, prepare the directories,
+/* `hearth start` and `hearth check`: validate the config, prepare the directories,
  * bind the listening sockets as root, open the notify and control sockets, then run the
  * children until a stop. Anything wrong before the first child starts exits 2 (config) or 1. */
 #include "supervisor/sv.h"
@@ -139,6 +139,12 @@ static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
         make_dir(sv, sv->cfg.certd.cert_dir, 0750, true, err, errlen) < 0 ||
         make_dir(sv, sv->cfg.certd.webroot, 0750, true, err, errlen) < 0)
         return -1;
+    if (sv->cfg.metrics != NULL) {
+        snprintf(path, sizeof(path), "%s/metrics", sv->cfg.run_dir);
+        sv->metrics_dir = strdup(path); /* run_dir may change in a reloaded config */
+        if (sv->metrics_dir == NULL || make_dir(sv, path, 0750, true, err, errlen) < 0)
+            return -1;
+    }
     char pidfile[PATH_MAX];
     snprintf(pidfile, sizeof(pidfile), "%s/supervisor.pid", sv->cfg.run_dir);
     snprintf(path, sizeof(path), "%s/validated.yaml", sv->cfg.run_dir);
@@ -147,7 +153,7 @@ static int prepare(supervisor *sv, int *code, char *err, size_t errlen)
         return -1;
     sv->pidfile_path = strdup(pidfile); /* run_dir may change in a reloaded config */
     *code = EXIT_USAGE;                 /* an address in use or not ours is a config matter */
-    if (listeners_open(sv, err, errlen) < 0)
+    if (listeners_open(sv, err, errlen) < 0 || metrics_server_open(sv, err, errlen) < 0)
         return -1;
     *code = EXIT_FAIL;
     sv->devnull_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -185,6 +191,7 @@ static void init(supervisor *sv, uv_loop_t *loop)
     sv->loop = loop;
     sv->notify_fd = -1;
     sv->devnull_fd = -1;
+    sv->metrics_fd = -1;
     for (int i = 0; i < CHILD_COUNT; i++)
         child_init(&sv->children[i], sv, i, child_names[i]);
     uv_timer_init(loop, &sv->done_timer);
@@ -204,6 +211,7 @@ static void teardown(supervisor *sv)
     if (sv->state != STACK_DONE) {
         notify_close(sv);
         control_server_close(sv);
+        metrics_server_close(sv);
         output_close_all();
         if (sv->signals != NULL)
             signals_close(sv->signals);
@@ -227,6 +235,7 @@ static void teardown(supervisor *sv)
     free(sv->signals);
     free(sv->notify_path);
     free(sv->control_path);
+    free(sv->metrics_dir);
     free(sv->config_path);
     if (sv->cfg_loaded)
         config_free(&sv->cfg);

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "shared/buf.h"
 #include "shared/config.h"
 #include "shared/exit_codes.h"
 #include "shared/listen_addr.h"
@@ -111,6 +112,11 @@ struct supervisor {
     uv_timer_t done_timer;
     void *signals;      /* signals_set */
     char *pidfile_path; /* set once the pidfile is ours */
+    /* the metrics endpoint (metrics.c); metrics_dir is NULL while metrics are off */
+    char *metrics_dir;
+    int metrics_fd;
+    uv_tcp_t metrics_tcp;
+    bool metrics_listening;
     bool cfg_loaded;
 };
 
@@ -159,6 +165,15 @@ int listeners_check(const hearth_config *cfg, char *err, size_t errlen);
 void listeners_close(supervisor *sv);
 void listeners_shut(supervisor *sv, int owner);
 int listeners_reopen(supervisor *sv, int owner, char *err, size_t errlen);
+/* A listening TCP socket on spec ("127.0.0.1:9145"), or -1 with the reason in why. */
+int listeners_bind_tcp(const char *spec, char *why, size_t whylen);
+
+/* metrics.c: the Prometheus endpoint (config `metrics`), gathering from the components' files */
+/* Bind the `metrics` address (nothing when it is off) and start answering on it. */
+int metrics_server_open(supervisor *sv, char *err, size_t errlen);
+void metrics_server_close(supervisor *sv);
+/* The whole stack's metrics in the text format: ours, then each running component's. */
+void metrics_gather(supervisor *sv, buf *out);
 
 /* notify.c: the NOTIFY_SOCKET the children speak sd_notify to */
 int notify_open(supervisor *sv, char *err, size_t errlen);

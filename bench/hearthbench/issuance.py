@@ -6,22 +6,24 @@ import itertools
 import os
 import subprocess
 
-from . import pebble
-from .procs import client_argv
+from hearthkit import pebble
+from hearthkit.procs import SERVER_CPU, client_argv
 
 
 class Pebble(pebble.Pebble):
     """Pebble with a webroot server of its own, issuing for certd, Certbot and lego in turn."""
 
     def __init__(self, work):
-        super().__init__(work)
+        # nonces are never refused here: a retry would be part of the figure
+        super().__init__(os.path.join(work, "pebble"), challenges="python", nonce_reject=0,
+                         cpu=SERVER_CPU)
         self.serial = itertools.count(1)
 
     def issue(self, client, build):
         """One issuance by `client` (certd, certbot or lego) for two fresh names; returns
         {"wall_s", "rss_kib"} or raises with the client's output."""
         n = next(self.serial)
-        state = os.path.join(self.work, f"{client}-{n}")
+        state = os.path.join(self.dir, f"{client}-{n}")
         os.makedirs(state)
         name = f"{client}{n}.example.com"
         argv, env = getattr(self, "_" + client)(build, state, name, f"www.{name}")

@@ -5,7 +5,7 @@ import re
 import subprocess
 import tempfile
 
-from .procs import client_argv
+from hearthkit.procs import client_argv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -1,21 +1,9 @@
-"""What both sides serve: one ECDSA P-256 certificate, the same files, and nginx's config."""
+"""What both sides serve: the same files, and nginx's config (the one certificate is
+hearthkit.certs.make_cert's)."""
 import json
 import os
 import random
 import sqlite3
-import subprocess
-
-
-def make_cert(directory, name="cert"):
-    """A self-signed ECDSA P-256 certificate for localhost; returns (cert, key) paths."""
-    cert = os.path.join(directory, f"{name}.pem")
-    key = os.path.join(directory, f"{name}-key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", key, "-out", cert], check=True, capture_output=True)
-    os.chmod(key, 0o600)
-    return cert, key
 
 
 def make_files(www):

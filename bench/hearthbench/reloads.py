@@ -16,8 +16,10 @@ import subprocess
 import time
 
 from . import material
+from hearthkit.certs import make_cert
+
 from .load import LoadError, parse_wrk
-from .procs import Server, client_argv, tree_pids, wait_answering
+from hearthkit.procs import client_argv, tree_pids, wait_answering
 
 CONNECTIONS = 50
 
@@ -42,7 +44,7 @@ def app_reload(server, url, duration, count):
     """HUP to an app server's master `count` times under load (appserver or Gunicorn: both
     start new workers and retire the old ones gracefully)."""
     workers_before = set(tree_pids(server.pid)) - {server.pid}
-    result = _under_load(url, duration, count, lambda: server.signal(signal.SIGHUP))
+    result = _under_load(url, duration, count, lambda: server.send_signal(signal.SIGHUP))
     time.sleep(0.5)
     workers_after = set(tree_pids(server.pid)) - {server.pid}
     if not workers_after or workers_after & workers_before:
@@ -60,8 +62,8 @@ class CertReloadSide:
         os.makedirs(self.dir)
         self.cert = os.path.join(self.dir, "live.pem")
         self.key = os.path.join(self.dir, "live-key.pem")
-        self.spares = [material.make_cert(self.dir, f"spare{i}") for i in range(count)]
-        cert, key = material.make_cert(self.dir, "first")
+        self.spares = [make_cert(self.dir, f"spare{i}") for i in range(count)]
+        cert, key = make_cert(self.dir, "first")
         os.link(cert, self.cert)
         os.link(key, self.key)
         self.server = None
@@ -72,7 +74,7 @@ class CertReloadSide:
         os.rename(key, self.key)
         os.rename(cert, self.cert)
         self.last_cert = self.cert_der(self.cert)
-        self.server.signal(signal.SIGHUP)
+        self.server.send_signal(signal.SIGHUP)
 
     @staticmethod
     def cert_der(path):
@@ -104,10 +106,9 @@ class CertReloadSide:
 
 
 def start_edge(side, servers, port):
-    argv = servers.edge_argv() + [
-        "--https", f"127.0.0.1:{port}", "--server-name", "localhost",
-        "--cert", side.cert, "--key", side.key, "--static", f"/={servers.www}"]
-    side.server = Server("edge-reload", argv, servers.work)
+    side.server = servers.start_edge("edge-reload", "--server-name", "localhost",
+                                     "--cert", side.cert, "--key", side.key,
+                                     "--static", f"/={servers.www}", https="edge_reload")
     wait_answering(side.server, port, "/1k.html", tls=True)
 
 
@@ -117,6 +118,6 @@ def start_nginx(side, servers, port):
         cert=side.cert, key=side.key, www=servers.www, gunicorn_sock=servers.sock("unused"),
         http=servers.port("nginx_reload_http"), https=port,
         app=servers.port("nginx_reload_app"))
-    side.server = Server("nginx-reload", [shutil.which("nginx"), "-c", conf, "-p",
-                                          os.path.dirname(conf)], servers.work)
+    side.server = servers.procs.start([shutil.which("nginx"), "-c", conf, "-p",
+                                        os.path.dirname(conf)], name="nginx-reload")
     wait_answering(side.server, port, "/1k.html", tls=True)

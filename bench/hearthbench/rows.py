@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import load, material, reloads
 from .issuance import Pebble
-from .procs import child_pids, encoded_body, http_get, rss_kib, tree_rss_kib
+from hearthkit.procs import children, encoded_body, http_get, rss_kib, tree_rss_kib
 
 
 @dataclass
@@ -106,7 +106,7 @@ def worker_rss(server, path="/", requests=500):
             status, _ = http_get("127.0.0.1", port, path)
             if status != 200:
                 raise RuntimeError(f"{master.name} answered {path} with {status}")
-        workers = child_pids(master.pid)
+        workers = children(master.pid)
         if len(workers) != ctx.s.workers:
             raise RuntimeError(f"{master.name} has {len(workers)} child processes, not "
                                f"{ctx.s.workers} workers")

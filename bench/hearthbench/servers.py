@@ -14,7 +14,10 @@ import os
 import shutil
 
 from . import material
-from .procs import Server, free_port, wait_answering
+from hearthkit.certs import make_cert
+from hearthkit.edge import start_edge
+from hearthkit.ports import free_port
+from hearthkit.procs import SERVER_CPU, Processes, wait_answering
 
 # Row 12's gzip level on every side: the edge's default (docs/edge.md), which nginx and Caddy are
 # given (nginx's own default is 1, Caddy's 5).
@@ -30,8 +33,11 @@ class Servers:
         self.workers = workers
         self.www = os.path.join(work, "www")
         material.make_files(self.www)
-        self.cert, self.key = material.make_cert(work)
+        self.cert, self.key = make_cert(work)
         self.page_db = os.path.join(work, "page.sqlite3")
+        # every server pinned to the server core, each in a session of its own (stop() ends
+        # a master with its workers)
+        self.procs = Processes(work, cpu=SERVER_CPU, session=True)
         self.running = {}
         self.ports = {}
 
@@ -64,21 +70,21 @@ class Servers:
         self.running.clear()
 
     # --- hearth ---
-    def edge_argv(self):
-        return [os.path.join(self.build, "edge", "edge"), "--workers", str(self.workers),
-                "--keepalive-timeout", "600s", "--max-connections", "20000",
-                "--log-level", "warn"]
+    def start_edge(self, name, *args, http=None, https=None):
+        """The edge with the benchmark's settings and args, on the ports named http and https
+        (None: no such listener); returns its process once it listens."""
+        return start_edge(self.procs, "--keepalive-timeout", "600s", "--max-connections",
+                          "20000", "--log-level", "warn", *args,
+                          http=http and self.port(http), https=https and self.port(https),
+                          workers=self.workers, name=name, build=self.build).proc
 
     def _start_edge_static(self):
         # Site "localhost" has the certificate; site "127.0.0.1" (the Host wrk sends) has none,
         # so plain HTTP serves it rather than redirecting. Both serve the same directory.
-        argv = self.edge_argv() + [
-            "--http", f"127.0.0.1:{self.port('edge_http')}",
-            "--https", f"127.0.0.1:{self.port('edge_https')}",
-            "--server-name", "localhost", "--cert", self.cert, "--key", self.key,
-            "--static", f"/={self.www}",
-            "--server-name", "127.0.0.1", "--static", f"/={self.www}"]
-        s = Server("edge-static", argv, self.work)
+        s = self.start_edge("edge-static", "--server-name", "localhost", "--cert", self.cert,
+                            "--key", self.key, "--static", f"/={self.www}",
+                            "--server-name", "127.0.0.1", "--static", f"/={self.www}",
+                            http="edge_http", https="edge_https")
         wait_answering(s, self.port("edge_http"), "/1k.html")
         wait_answering(s, self.port("edge_https"), "/1k.html", tls=True)
         return s
@@ -99,20 +105,20 @@ class Servers:
 
     def _start_appserver_unix(self):
         path = self.sock("appserver")
-        s = Server("appserver-unix", self._appserver_argv("unix:" + path), self.work)
+        s = self.procs.start(self._appserver_argv("unix:" + path), name="appserver-unix")
         wait_answering(s, unix=path)
         return s
 
     def _start_appserver_tcp(self):
-        s = Server("appserver-tcp",
-                   self._appserver_argv(f"127.0.0.1:{self.port('appserver_tcp')}"), self.work)
+        s = self.procs.start(self._appserver_argv(f"127.0.0.1:{self.port('appserver_tcp')}"),
+                             name="appserver-tcp")
         wait_answering(s, self.port("appserver_tcp"))
         return s
 
     def _start_appserver_flask_unix(self):
         path = self.sock("appserver-flask")
-        s = Server("appserver-flask-unix", self._appserver_wsgi_argv("unix:" + path,
-                                                                      "flask_hello"), self.work)
+        s = self.procs.start(self._appserver_wsgi_argv("unix:" + path, "flask_hello"),
+                             name="appserver-flask-unix")
         wait_answering(s, unix=path)
         return s
 
@@ -120,11 +126,9 @@ class Servers:
         """The edge on HTTPS port `name` proxying to the running appserver `appserver`, whose
         Unix socket is sock(`sock`)."""
         self.get(appserver)
-        argv = self.edge_argv() + [
-            "--https", f"127.0.0.1:{self.port(name)}",
-            "--server-name", "localhost", "--cert", self.cert, "--key", self.key,
-            "--upstream", "unix:" + self.sock(sock)]
-        s = Server(name.replace("_", "-"), argv, self.work)
+        s = self.start_edge(name.replace("_", "-"), "--server-name", "localhost",
+                            "--cert", self.cert, "--key", self.key,
+                            "--upstream", "unix:" + self.sock(sock), https=name)
         wait_answering(s, self.port(name), tls=True)
         return s
 
@@ -139,11 +143,9 @@ class Servers:
         """Row 12: the edge proxying the JSON upstream, compressing (gzip at its default
         level, GZIP_LEVEL; br and zstd at theirs)."""
         self.get("json_upstream")
-        argv = self.edge_argv() + [
-            "--http", f"127.0.0.1:{self.port('edge_compress')}",
-            "--server-name", "127.0.0.1", "--upstream", "unix:" + self.sock("json"),
-            "--compress"]
-        s = Server("edge-compress", argv, self.work)
+        s = self.start_edge("edge-compress", "--server-name", "127.0.0.1",
+                            "--upstream", "unix:" + self.sock("json"), "--compress",
+                            http="edge_compress")
         wait_answering(s, self.port("edge_compress"), "/100k.json")
         return s
 
@@ -153,7 +155,7 @@ class Servers:
         directory = os.path.join(self.work, name)
         conf = material.write_conf(directory, template, "nginx.conf", user=getpass.getuser(),
                                    **values)
-        return Server(name, [shutil.which("nginx"), "-c", conf, "-p", directory], self.work)
+        return self.procs.start([shutil.which("nginx"), "-c", conf, "-p", directory], name=name)
 
     def _start_json_upstream(self):
         """Row 12's upstream: nginx serving 100k.json on a Unix socket to every side."""
@@ -180,10 +182,10 @@ class Servers:
         directory = os.path.join(self.work, "caddy")
         conf = material.write_conf(directory, material.CADDYFILE, "Caddyfile", port=port,
                                    upstream_sock=self.sock("json"), level=GZIP_LEVEL)
-        s = Server("caddy-compress", [shutil.which("caddy"), "run", "--config", conf,
-                                      "--adapter", "caddyfile"], self.work,
-                   env={"GOMAXPROCS": "1", "XDG_DATA_HOME": directory,
-                        "XDG_CONFIG_HOME": directory, "HOME": directory})
+        s = self.procs.start([shutil.which("caddy"), "run", "--config", conf,
+                              "--adapter", "caddyfile"], name="caddy-compress",
+                             env={"GOMAXPROCS": "1", "XDG_DATA_HOME": directory,
+                                  "XDG_CONFIG_HOME": directory, "HOME": directory})
         wait_answering(s, port, "/100k.json")
         return s
 
@@ -194,8 +196,8 @@ class Servers:
             cert=self.cert, key=self.key, www=self.www, gunicorn_sock=self.sock("gunicorn"),
             http=self.port("nginx_http"), https=self.port("nginx_https"),
             app=self.port("nginx_app"))
-        s = Server("nginx", [shutil.which("nginx"), "-c", conf, "-p", os.path.dirname(conf)],
-                   self.work)
+        s = self.procs.start([shutil.which("nginx"), "-c", conf, "-p", os.path.dirname(conf)],
+                             name="nginx")
         wait_answering(s, self.port("nginx_http"), "/1k.html")
         wait_answering(s, self.port("nginx_https"), "/1k.html", tls=True)
         wait_answering(s, self.port("nginx_app"), tls=True)
@@ -226,13 +228,13 @@ class Servers:
         name = f"{kind}:{app}"
         bind = f"127.0.0.1:{self.port(name)}"
         argv = argvs[kind](bind, app)
-        s = Server(f"{kind}-{app}", argv, self.work, env={"BENCH_PAGE_DB": self.page_db})
+        s = self.procs.start(argv, name=f"{kind}-{app}", env={"BENCH_PAGE_DB": self.page_db})
         wait_answering(s, self.port(name))
         return s
 
     def _start_gunicorn_unix(self):
         path = self.sock("gunicorn")
-        s = Server("gunicorn-unix", self._gunicorn_argv("unix:" + path, "flask_hello"),
-                   self.work)
+        s = self.procs.start(self._gunicorn_argv("unix:" + path, "flask_hello"),
+                             name="gunicorn-unix")
         wait_answering(s, unix=path)
         return s

@@ -200,7 +200,7 @@ def reload_broken(ctx):
             st.write_config()
             if not st.pid("edge"):
                 notes.append(f"edge {st.status().get('edge', {}).get('state', '?')} until "
-                             "`supervisor restart edge`")
+                             "`hearth restart edge`")
                 st.ctl("restart", "edge")
                 st.wait_running("edge")
             time.sleep(s["settle"])
@@ -222,7 +222,7 @@ def logrotate(ctx):
         with ctx.load(st.https_port) as static, ctx.load(st.https_port, APP) as app:
             time.sleep(s["settle"])
             for _ in range(s["rotations"]):
-                st.server.signal(signal.SIGUSR1)
+                st.server.send_signal(signal.SIGUSR1)
                 time.sleep(s["rotate_gap"])
             time.sleep(s["settle"])
         st_after = st.status()

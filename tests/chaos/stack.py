@@ -1,4 +1,4 @@
-"""What the drills run against: the hearth stack as users run it (`supervisor start` with one
+"""What the drills run against: the hearth stack as users run it (`hearth start` with one
 YAML file; a tls: acme site whose certificate certd gets from Pebble through the edge), and
 nginx-light serving the same files with the same number of workers and connection slots.
 Both report the RSS and open fds of their whole process tree."""
@@ -12,7 +12,9 @@ import time
 
 from clients import one_request, tls_context
 from hearthbench import material
-from hearthbench.procs import Server, free_port, tree_fds, tree_pids, tree_rss_kib
+from hearthkit.certs import make_cert
+from hearthkit.ports import free_port
+from hearthkit.procs import SERVER_CPU, Server, tree_fds, tree_pids, tree_rss_kib
 
 SITE = "chaos.example.com"   # a public name: tls: acme, validated by Pebble over loopback
 WORKERS = 2                  # edge and nginx workers alike
@@ -66,8 +68,8 @@ class Stack:
     def start(self, timeout=30):
         self.write_config()
         self.server = Server(f"{self.name}-supervisor", [
-            os.path.join(self.build, "supervisor", "supervisor"), "start", "-c", self.config],
-            self.dir)
+            os.path.join(self.build, "supervisor", "hearth"), "start", "-c", self.config],
+            self.dir, cpu=SERVER_CPU, session=True)
         deadline = time.monotonic() + timeout
         while not (self.all_running() and _answers(self.https_port, SITE, "/1k.html")
                    and _answers(self.https_port, SITE, "/hello/chaos")):
@@ -80,7 +82,7 @@ class Stack:
         return self
 
     def ctl(self, *args, timeout=30):
-        return subprocess.run([os.path.join(self.build, "supervisor", "supervisor"), *args,
+        return subprocess.run([os.path.join(self.build, "supervisor", "hearth"), *args,
                                "-c", self.config], capture_output=True, text=True,
                               timeout=timeout)
 
@@ -127,7 +129,7 @@ class Stack:
         if self.server.alive():
             self.ctl("stop", timeout=60)
             try:
-                self.server.proc.wait(timeout=60)
+                self.server.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 pass
         self.server.stop()
@@ -146,14 +148,15 @@ class Nginx:
         self.server = None
 
     def start(self):
-        cert, key = material.make_cert(self.dir)
+        cert, key = make_cert(self.dir)
         conf = material.write_nginx_conf(
             os.path.join(self.dir, "conf"), user=getpass.getuser(), workers=WORKERS,
             connections=SLOTS, cert=cert, key=key, www=self.www,
             gunicorn_sock=os.path.join(self.dir, "unused.sock"), http=self.http_port,
             https=self.https_port, app=free_port())
         self.server = Server(self.name, [shutil.which("nginx"), "-c", conf, "-p",
-                                         os.path.dirname(conf)], self.dir)
+                                         os.path.dirname(conf)], self.dir, cpu=SERVER_CPU,
+                             session=True)
         deadline = time.monotonic() + 15
         while not _answers(self.https_port, SITE, "/1k.html"):
             if time.monotonic() > deadline or not self.server.alive():

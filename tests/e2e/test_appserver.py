@@ -13,8 +13,11 @@ import time
 
 import pytest
 
-import conftest
-from conftest import binary, children, read_until_close, unix_open, wait_until
+import hearthkit.clients
+from hearthkit import binary
+from hearthkit.clients import read_until_close
+from hearthkit.ports import unix_open
+from hearthkit.procs import children, wait_until
 
 APPSERVER = binary("appserver", "appserver")
 
@@ -254,7 +257,7 @@ def test_missing_module_file(procs, tmp_path):
 # ---- reload -------------------------------------------------------------------------------
 
 
-class Load(conftest.Load):
+class Load(hearthkit.clients.Load):
     """Clients sending requests continuously (a fresh connection each time, as the edge's
     new connections do), recording every answer and every failure."""
 
@@ -526,7 +529,7 @@ def test_usage_errors_exit_2(tmp_path):
 
 
 def test_tcp_bind_and_hello_example(procs, tmp_path):
-    from conftest import free_port, port_open
+    from hearthkit.ports import free_port, port_open
     port = free_port()
     p = procs.start([APPSERVER, "-b", f"127.0.0.1:{port}", binary("examples", "hello.so")],
                     name="appserver")
@@ -578,7 +581,7 @@ def test_site_notes_api(procs, tmp_path):
 def test_module_built_outside_the_tree(procs, tmp_path):
     """What a user does (docs/module-abi.md): cc -shared -fPIC with the flags pkg-config gives
     for hearth-app, here from the build tree before any install, then serve the .so."""
-    from conftest import BUILD, SOURCE
+    from hearthkit import BUILD, SOURCE
     so = tmp_path / "hello.so"
     env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(BUILD, "meson-uninstalled"))
     pc = subprocess.run(["pkg-config", "--cflags", "hearth-app"], capture_output=True,

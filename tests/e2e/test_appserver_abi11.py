@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from conftest import read_until_close
+from hearthkit.clients import read_until_close
 from test_appserver import UnixHTTPConnection, module, raw, request, start
 
 

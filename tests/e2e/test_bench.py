@@ -3,7 +3,7 @@ that the tool works is checked, never how fast anything is (timings are not beha
 import re
 import subprocess
 
-from conftest import BUILD, SOURCE
+from hearthkit import BUILD, SOURCE
 
 # (row number, label) of every line bench/run prints, in order
 EXPECTED = [

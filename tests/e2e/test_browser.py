@@ -11,8 +11,10 @@ import threading
 
 import pytest
 
-from conftest import (BUILD, NOTES_APP_DIR, SANITIZED, SOURCE, binary, free_port,
-                      make_test_pki)
+from hearthkit import BUILD, SOURCE, binary
+from hearthkit.certs import make_test_pki
+from hearthkit.ports import free_port
+from hearthkit.wsgi import NOTES_APP_DIR, SANITIZED
 
 BROWSER_DIR = os.path.join(SOURCE, "tests", "browser")
 

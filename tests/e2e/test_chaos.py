@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, SOURCE
+from hearthkit import BUILD, SOURCE
 
 EDGE_RESTARTS = ("edge SIGKILL", "reload of a broken file")
 

@@ -4,9 +4,10 @@ import re
 import subprocess
 
 import pytest
-from conftest import SOURCE, binary
+from hearthkit import SOURCE, binary
 
-PROGRAMS = {name: binary(name, name) for name in ("edge", "appserver", "certd", "supervisor")}
+PROGRAMS = {name: binary(name, name) for name in ("edge", "appserver", "certd")}
+PROGRAMS["hearth"] = binary("supervisor", "hearth")  # the supervisor: the command users type
 EXIT_USAGE = 2
 
 
@@ -25,7 +26,9 @@ def test_version_is_the_build_version_in_all_four():
         r = run(path, "--version")
         assert r.returncode == 0, r.stderr
         lines[name] = r.stdout.splitlines()[0]
-    assert lines == {name: f"{name} (hearth) {project_version()}" for name in PROGRAMS}
+    version = project_version()
+    assert lines == {name: f"{name} (hearth) {version}" if name != "hearth" else
+                     f"hearth {version}" for name in PROGRAMS}
     # the appserver also names the module ABI it speaks, on a line of its own
     extra = run(PROGRAMS["appserver"], "-V").stdout.splitlines()[1]
     assert re.fullmatch(r"module ABI \d+\.\d+", extra)
@@ -37,7 +40,7 @@ def test_version_is_the_build_version_in_all_four():
     ("appserver", ["-w, --workers N", "-b, --bind ADDR", "--pythonpath DIR",
                    "[appserver.workers]"]),
     ("certd", ["--issue DOMAIN", "-d, --domain DOMAIN", "--key-type T", "[certd.key_type]"]),
-    ("supervisor", ["-c, --config FILE", "-s, --socket PATH", "--json"]),
+    ("hearth", ["-c, --config FILE", "-s, --socket PATH", "--json", "hearth restart NAME"]),
 ])
 def test_help_lists_the_flags(name, flags):
     r = run(PROGRAMS[name], "--help")

@@ -19,7 +19,9 @@ import zlib
 
 import pytest
 
-from conftest import binary, free_port
+from hearthkit import binary
+from hearthkit.ports import free_port
+from hearthkit.procs import rss_kib
 
 EDGE = binary("edge", "edge")
 
@@ -401,14 +403,6 @@ edge:
         assert "edge.compression." in r.stderr and words in r.stderr, r.stderr
 
 
-def rss_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 # Under ASan freed memory sits in a quarantine that counts as resident: keep it small here.
 SMALL_QUARANTINE = {"ASAN_OPTIONS": ":".join(
     x for x in (os.environ.get("ASAN_OPTIONS", ""), "quarantine_size_mb=1") if x)}
@@ -419,7 +413,7 @@ def test_200mb_proxied_json_compressed_with_bounded_memory(procs, tmp_path, app,
         pytest.skip("no zstd to decode with")
     e = start_edge(procs, tmp_path, app, www, env=SMALL_QUARANTINE)
     get(e, "/json", {"Accept-Encoding": "zstd"})  # the encoder's first allocation made
-    base = rss_kb(e.pid, "VmRSS")
+    base = rss_kib(e.pid)
     want = hashlib.sha256()
     for chunk in big_json_chunks(200):
         want.update(chunk)
@@ -429,7 +423,7 @@ def test_200mb_proxied_json_compressed_with_bounded_memory(procs, tmp_path, app,
         shell=True, capture_output=True, text=True)
     assert r.stdout.split()[0] == want.hexdigest(), r.stderr
     assert "content-encoding: zstd" in (tmp_path / "head").read_text().lower()
-    peak = rss_kb(e.pid, "VmHWM")
+    peak = rss_kib(e.pid, "VmHWM")
     assert peak - base < 32 * 1024, (base, peak)
 
 

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, SOURCE, free_port
+from hearthkit import BUILD, SOURCE
+from hearthkit.ports import free_port
 
 
 def processes_named(config):

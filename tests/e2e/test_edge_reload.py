@@ -6,8 +6,11 @@ import shutil
 import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
+from hearthkit import binary
+from hearthkit.certs import make_test_pki
+from hearthkit.ports import free_port, port_open
+from hearthkit.procs import wait_until
 
-from conftest import binary, free_port, make_test_pki, port_open, wait_until
 
 EDGE = binary("edge", "edge")
 WORKERS = 8

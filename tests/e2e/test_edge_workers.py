@@ -4,8 +4,10 @@ exit 1 instead of spinning."""
 import os
 import signal
 import urllib.request
+from hearthkit import binary
+from hearthkit.ports import free_port
+from hearthkit.procs import children, wait_until
 
-from conftest import binary, children, free_port, wait_until
 
 EDGE = binary("edge", "edge")
 

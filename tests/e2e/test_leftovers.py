@@ -7,12 +7,12 @@ import os
 import signal
 import socket
 import ssl
-import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(__file__))
-from conftest import make_test_pki, wait_until  # noqa: E402
-from test_supervisor import Stack, free_port, pid_alive  # noqa: E402
+from hearthkit.certs import make_test_pki
+from hearthkit.ports import free_port
+from hearthkit.procs import pid_alive, wait_until
+from hearthkit.supervisor import Stack
 
 BIG = 8 * 1024 * 1024
 

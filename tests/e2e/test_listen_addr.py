@@ -1,20 +1,19 @@
 """Listen addresses mean one thing everywhere (shared/listen_addr.c, docs/config.md): ":PORT"
 is dual-stack for a standalone edge as under the supervisor; a name such as localhost is
-resolved, by `supervisor check` and by every program that binds, to every address it has; and a
+resolved, by `hearth check` and by every program that binds, to every address it has; and a
 bad address is refused by check with the words the binary itself uses."""
-import os
 import socket
 import ssl
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from conftest import (binary, free_port, ipv6_loopback, make_test_pki, port_open,  # noqa: E402
-                      wait_until)
+from hearthkit import binary
+from hearthkit.certs import make_test_pki
+from hearthkit.ports import free_port, ipv6_loopback, port_open
+from hearthkit.procs import wait_until
 
-SUPERVISOR = binary("supervisor", "supervisor")
+SUPERVISOR = binary("supervisor", "hearth")
 EDGE = binary("edge", "edge")
 APPSERVER = binary("appserver", "appserver")
 HELLO = binary("examples", "hello.so")

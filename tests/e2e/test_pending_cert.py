@@ -5,10 +5,11 @@ one after the other; before, one served the new certificate while another still 
 import os
 import ssl
 import socket
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-from conftest import binary, free_port, make_test_pki, port_open, wait_until  # noqa: E402
+from hearthkit import binary
+from hearthkit.certs import make_test_pki
+from hearthkit.ports import free_port, port_open
+from hearthkit.procs import wait_until
 
 NAME = "pending.localhost"
 

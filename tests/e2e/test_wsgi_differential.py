@@ -27,7 +27,8 @@ import urllib.parse
 
 import pytest
 
-from conftest import parse_responses, start_wsgi
+from hearthkit.clients import parse_responses
+from hearthkit.wsgi import start_wsgi
 
 HOST = "diff.test"
 FRAMING = {"date", "server", "connection", "keep-alive", "transfer-encoding"}

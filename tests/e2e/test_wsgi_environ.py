@@ -1,12 +1,12 @@
 """The WSGI bridge, request side (issue 11): the environ a PEP 3333 application receives and
 the wsgi.input stream, as seen from probe applications (tests/wsgi_apps) that answer what
 they got. The server under test is hearth's appserver; HEARTH_WSGI_SERVER=gunicorn runs the
-same tests against Gunicorn to check the tests themselves (see conftest.start_wsgi)."""
+same tests against Gunicorn to check the tests themselves (see hearthkit.wsgi.start_wsgi)."""
 import json
 
 import pytest
 
-from conftest import parse_responses
+from hearthkit.clients import parse_responses
 
 
 def environ_of(server, target="/", **kw):

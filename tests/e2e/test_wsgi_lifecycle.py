@@ -1,7 +1,7 @@
 """The WSGI bridge's life cycle (issue 11): a stuck worker's Python stack in the error log,
 threads that run while the worker waits, apps that fail to import, how an app is found
 (factory, --pythonpath, --env, --virtualenv), a segfault in C, and SIGHUP reloads under load.
-HEARTH_WSGI_SERVER=gunicorn runs them against Gunicorn (see conftest.start_wsgi)."""
+HEARTH_WSGI_SERVER=gunicorn runs them against Gunicorn (see hearthkit.wsgi.start_wsgi)."""
 import http.client
 import os
 import re
@@ -14,8 +14,11 @@ import time
 
 import pytest
 
-from conftest import (PYTHON, WSGI_APPS, Load, WsgiServer, binary, children, free_port,
-                      parse_responses, read_until_close, recv_until, wait_until)
+from hearthkit import PYTHON, binary
+from hearthkit.clients import Load, parse_responses, read_until_close, recv_until
+from hearthkit.ports import free_port
+from hearthkit.procs import children, wait_until
+from hearthkit.wsgi import WSGI_APPS, WsgiServer
 
 
 def pid_of(server):

@@ -1,7 +1,7 @@
 """The WSGI bridge, response side (issue 11): start_response and exc_info, what the server
 refuses to put on the wire, streaming and framing, close(), wsgi.file_wrapper, wsgi.errors and
 exceptions, as a client and an operator (the error log) see them. HEARTH_WSGI_SERVER=gunicorn
-runs them against Gunicorn (see conftest.start_wsgi)."""
+runs them against Gunicorn (see hearthkit.wsgi.start_wsgi)."""
 import os
 import re
 import socket
@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from conftest import parse_responses, read_until_close, recv_until, wait_until
+from hearthkit.clients import parse_responses, read_until_close, recv_until
+from hearthkit.procs import wait_until
 
 
 def logged_after(server, mark, pattern, timeout=5):

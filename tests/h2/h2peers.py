@@ -18,8 +18,10 @@ import pytest
 SOURCE = os.environ.get("HEARTH_SOURCE", os.path.join(os.path.dirname(__file__), "../.."))
 BUILD = os.environ.get("HEARTH_BUILD", os.path.join(SOURCE, "build"))
 sys.path.insert(0, os.path.join(SOURCE, "bench"))
+sys.path.insert(0, os.path.join(SOURCE, "tests"))
 from hearthbench import material  # noqa: E402
-from hearthbench.procs import Server, free_port, wait_answering  # noqa: E402
+from hearthkit.ports import free_port  # noqa: E402
+from hearthkit.procs import Server, wait_answering  # noqa: E402
 
 TARGETS = ("hearth", "nginx", "caddy")
 INDEX = b"<!doctype html><title>h2</title><p>hello over h2</p>\n"
