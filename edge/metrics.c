@@ -87,7 +87,11 @@ static void make_state(state_refs *st, const char *site, const char *spec)
 {
     snprintf(st->site, sizeof(st->site), "%s", site);
     snprintf(st->spec, sizeof(st->spec), "%s", spec);
-    st->up = metrics_series(region, fam.up, (const char *[]){site, spec});
+    /* the ones counted together as "other" share no gauge: no one worker could set it, and a
+     * constant 0 would look like an upstream down */
+    st->up = st == &states[STATE_OTHER]
+                 ? METRIC_NONE
+                 : metrics_series(region, fam.up, (const char *[]){site, spec});
     st->to_down = metrics_series(region, fam.moves, (const char *[]){site, spec, "down"});
     st->to_up = metrics_series(region, fam.moves, (const char *[]){site, spec, "up"});
 }
@@ -202,7 +206,7 @@ int edge_metrics_upstream_state_series(const char *site, const char *spec)
         strlen(spec) >= sizeof(states[0].spec))
         return STATE_OTHER;
     make_state(&states[state_count], site, spec);
-    return states[state_count].up.cell < 0 ? STATE_OTHER : state_count++;
+    return states[state_count].to_up.cell < 0 ? STATE_OTHER : state_count++;
 }
 
 static const site_refs *site_of(const edge_site *s)
@@ -292,9 +296,7 @@ void edge_metrics_upstream_state(const edge_upstream *u, bool changed)
     const state_refs *st = u->state_metrics >= 0 && u->state_metrics < state_count
                                ? &states[u->state_metrics]
                                : &states[STATE_OTHER];
-    /* the ones counted together as "other" share a gauge no one worker can set */
-    if (st != &states[STATE_OTHER])
-        metrics_set(region, st->up, u->down ? 0 : 1);
+    metrics_set(region, st->up, u->down ? 0 : 1);
     if (changed)
         metrics_add(region, u->down ? st->to_down : st->to_up, 1);
 }

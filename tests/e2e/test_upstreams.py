@@ -226,6 +226,9 @@ def test_a_failing_health_check_takes_an_accepting_server_out(procs, tmp_path):
                what="the sick server taken out")
     assert set(served()) == {b"good"}
     assert "GET /healthz" in good.seen and "GET /healthz" in sick.seen
+    e.proc.send_signal(signal.SIGHUP)  # a reload keeps what the worker knows
+    wait_until(lambda: "reloaded" in e.log(), timeout=5, what="the reload")
+    assert set(served()) == {b"good"}
     sick.sick = False
     wait_until(lambda: "passed 2 health check(s) in a row; back in rotation" in e.log(),
                timeout=5, what="the sick server back")
