@@ -428,7 +428,7 @@ static void on_up_timeout(uv_timer_t *t)
     } else if (!up->heard) {
         retry_or_fail(r, 504, "no answer in time");
     } else if (!up->head_done) {
-        log_repeated(&up->u->timeout_log, edge_now_ms(), LOG_WARN,
+        log_repeated(&up->u->timeout_log, edge_now_ms(), HLOG_WARN,
                      "upstream %s: no response in time", up->u->spec);
         fail_request(r, 504);
     } else {
@@ -550,7 +550,7 @@ static bool upstream_head(edge_req *r, edge_upconn *up)
             return false;
         }
         if (up->eof || buf_used(&up->in) >= up->in.max) {
-            log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+            log_repeated(&up->u->broken_log, edge_now_ms(), HLOG_WARN,
                          "upstream %s: %s before a complete response head", up->u->spec,
                          up->eof ? "closed" : "too many bytes");
             fail_request(r, 502);
@@ -559,7 +559,7 @@ static bool upstream_head(edge_req *r, edge_upconn *up)
         return true;
     }
     if (res == HTTP_PARSE_ERROR) {
-        log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN, "upstream %s: bad response: %s",
+        log_repeated(&up->u->broken_log, edge_now_ms(), HLOG_WARN, "upstream %s: bad response: %s",
                      up->u->spec, http_error_reason(up->p.error));
         fail_request(r, 502);
         return false;
@@ -605,7 +605,7 @@ static bool body_to_client(edge_req *r, edge_upconn *up)
             return false;
         }
         if (res == HTTP_PARSE_ERROR) {
-            log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+            log_repeated(&up->u->broken_log, edge_now_ms(), HLOG_WARN,
                          "upstream %s: bad response body: %s", up->u->spec,
                          http_error_reason(up->p.error));
             edge_resp_abort(r);
@@ -619,7 +619,7 @@ static bool body_to_client(edge_req *r, edge_upconn *up)
             response_done(r, up);
             return false;
         }
-        log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+        log_repeated(&up->u->broken_log, edge_now_ms(), HLOG_WARN,
                      "upstream %s: closed in the middle of a response body", up->u->spec);
         edge_resp_abort(r); /* truncated: the client must not take it for complete */
         return false;

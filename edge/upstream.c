@@ -67,7 +67,7 @@ edge_upstream *edge_upstream_pick(edge_site *s, uint64_t tried)
         return best;
     }
     if (live == 0)
-        log_repeated(&s->all_down_log, now, LOG_WARN,
+        log_repeated(&s->all_down_log, now, HLOG_WARN,
                      "site %s: all %zu upstream(s) are down; answering 502", s->name, n);
     return NULL;
 }
@@ -93,7 +93,7 @@ void edge_upstream_failed(edge_upstream *u, const char *why)
     edge_metrics_upstream_failed(u);
     if (!passive_on(s) || u->failed_until_ms > now) {
         /* never taken out, or out already (this request was on it when it went) */
-        log_repeated(&u->fail_log, now, LOG_WARN, "upstream %s failed: %s", u->spec, why);
+        log_repeated(&u->fail_log, now, HLOG_WARN, "upstream %s failed: %s", u->spec, why);
         return;
     }
     if (u->fails == 0 || now - u->fail_window_ms >= (uint64_t)s->fail_timeout_ms) {
@@ -101,7 +101,7 @@ void edge_upstream_failed(edge_upstream *u, const char *why)
         u->fail_window_ms = now;
     }
     if (++u->fails < s->max_fails) {
-        log_repeated(&u->fail_log, now, LOG_WARN,
+        log_repeated(&u->fail_log, now, HLOG_WARN,
                      "upstream %s failed: %s (%d of max_fails %d within fail_timeout)", u->spec,
                      why, u->fails, s->max_fails);
         return;
