@@ -64,7 +64,8 @@ class Target:
 
 
 class Echo(http.server.BaseHTTPRequestHandler):
-    """Answers any request with 200 and the request's body (Content-Length or chunked)."""
+    """Answers a request to /echo with 200 and the request's body (Content-Length or chunked),
+    any other with 404."""
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args):
@@ -85,6 +86,13 @@ class Echo(http.server.BaseHTTPRequestHandler):
 
     def _answer(self):
         body = self._body()
+        if self.path.split("?")[0] != "/echo":
+            # hearth sends what its "/" root does not hold to the upstream (try_files), nginx
+            # and Caddy only /echo: a missing file is a 404 for all three
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
