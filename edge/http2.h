@@ -53,9 +53,10 @@ struct h2_stream {
     int refuse;       /* a status the head earned (431), or 0 */
     int64_t content_length;
     /* the request body */
-    buf body;            /* received, not yet read by the handler */
-    size_t body_pending; /* handed to the handler by the last read, consumed at the next */
-    bool body_end;       /* END_STREAM came */
+    buf body;               /* received, not yet read by the handler */
+    size_t body_pending;    /* handed to the handler by the last read, consumed at the next */
+    bool body_end;          /* END_STREAM came */
+    uint64_t body_received; /* every DATA octet so far, against max_body_size */
     /* the response */
     buf nv; /* the head's names and values, until it is submitted */
     size_t nv_count;

@@ -88,6 +88,11 @@ void h2_stream_free(h2_stream *s)
 
 /* ---- the request head ---- */
 
+static bool too_large(uint64_t n)
+{
+    return edge_w.cfg.edge.max_body_size && n > edge_w.cfg.edge.max_body_size;
+}
+
 static bool name_is(const uint8_t *name, size_t len, const char *what)
 {
     return len == strlen(what) && memcmp(name, what, len) == 0;
@@ -201,11 +206,13 @@ void h2_stream_dispatch(h2_stream *s)
     r->content_length = r->has_body ? s->content_length : 0;
     r->body_done = !r->has_body;
     r->keep_alive = true;
+    if (!s->refuse && r->has_body &&
+        too_large((uint64_t)(s->content_length > 0 ? s->content_length : 0)))
+        s->refuse = 413; /* as HTTP/1.1 answers a Content-Length over max_body_size */
     if (s->refuse) {
         r->has_body = false;
         r->body_done = true;
-        edge_req_refuse(r, s->refuse,
-                        s->refuse == 431 ? "request header fields too large" : "bad request");
+        edge_req_refuse(r, s->refuse, http_status_reason(s->refuse));
     } else if (http_span_eq(r->head, r->method, "CONNECT")) {
         /* RFC 9113 8.5: CONNECT makes a tunnel, which the edge does not offer. */
         edge_req_refuse(r, 405, "CONNECT is not supported");
@@ -252,7 +259,10 @@ static bool body_unread(const h2_stream *s)
 void h2_stream_data(h2_stream *s, const uint8_t *data, size_t len)
 {
     s->progress_ms = edge_now_ms();
-    if (body_unread(s) || s->closed) {
+    s->body_received += len;
+    if (too_large(s->body_received) && !body_unread(s))
+        h2_ready(s); /* the handler hears 413 at its next read */
+    if (body_unread(s) || s->closed || too_large(s->body_received)) {
         give_back(s, len);
         return;
     }
@@ -278,6 +288,10 @@ static edge_body_result h2_body_read(edge_req *r, const char **data, size_t *len
         buf_consume(&s->body, s->body_pending);
         give_back(s, s->body_pending);
         s->body_pending = 0;
+    }
+    if (too_large(s->body_received)) {
+        r->body_error_status = 413;
+        return EDGE_BODY_ERROR;
     }
     if (buf_used(&s->body) > 0) {
         *data = buf_head(&s->body);
