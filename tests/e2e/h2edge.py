@@ -192,3 +192,81 @@ def curl(edge, path, *args, data=None, scheme="https", http="--http2"):
     version, status = tail.decode().split()
     head, _, body = body.partition(b"\r\n\r\n")
     return version, int(status), head.decode().lower(), body
+
+
+class Loop:
+    """A client that keeps `depth` requests in flight for `seconds`, as a browser does across a
+    server's graceful GOAWAY: streams above the GOAWAY's last stream were not processed
+    (RFC 9113 6.8) and go again on a new connection; every other one must be answered 200
+    with the file. Counts answers, failures, GOAWAYs and connections. (On h2wire's frames: the
+    h2 library takes a GOAWAY for the end of every stream.)"""
+
+    def __init__(self, edge, path="/static/1k.html", depth=4):
+        self.edge, self.path, self.depth = edge, path, depth
+        self.want = edge.file(path.split("/static/")[1])
+        self.ok = self.failed = self.goaways = self.connections = 0
+        self.errors = []
+
+    def run(self, seconds):
+        deadline = time.monotonic() + seconds
+        retry = 0
+        while time.monotonic() < deadline or retry:
+            retry = self._connection(deadline, retry)
+        return self
+
+    def _fail(self, why):
+        self.failed += 1
+        self.errors.append(why)
+
+    def _connection(self, deadline, retry):
+        self.connections += 1
+        w = h2wire.connect(self.edge)
+        block = h2wire.request_block(path=self.path)
+        open_, sid, last_ok = {}, 1, None  # stream -> [status, body]
+        try:
+            while True:
+                while last_ok is None and len(open_) < self.depth and \
+                        (retry or time.monotonic() < deadline):
+                    w.send(h2wire.headers(sid, block))
+                    open_[sid] = [None, b""]
+                    sid += 2
+                    retry = max(0, retry - 1)
+                if not open_:
+                    return retry
+                f = w.next_frame(time.monotonic() + 5)
+                if f.type == h2wire.GOAWAY:
+                    self.goaways += 1
+                    last = int.from_bytes(f.payload[:4], "big") & 0x7FFFFFFF
+                    last_ok = last if last_ok is None else min(last_ok, last)
+                    if f.error_code != h2wire.NO_ERROR:
+                        self._fail(f"GOAWAY {h2wire.error_name(f.error_code)}")
+                    for s in [s for s in open_ if s > last_ok]:
+                        del open_[s]
+                        retry += 1
+                elif f.type == h2wire.RST_STREAM and f.stream_id in open_:
+                    del open_[f.stream_id]
+                    if f.error_code == h2wire.REFUSED_STREAM:
+                        retry += 1
+                    else:
+                        self._fail(f"stream {f.stream_id}: {f!r}")
+                elif f.stream_id in open_ and f.type in (h2wire.HEADERS, h2wire.DATA):
+                    a = open_[f.stream_id]
+                    if f.fields:
+                        a[0] = dict(f.fields).get(":status")
+                    if f.type == h2wire.DATA and f.payload:
+                        a[1] += h2wire.data_of(f)
+                        w.send(h2wire.window_update(0, len(f.payload)),
+                               h2wire.window_update(f.stream_id, len(f.payload)))
+                    if f.flags & h2wire.END_STREAM:
+                        del open_[f.stream_id]
+                        if a[0] == "200" and a[1] == self.want:
+                            self.ok += 1
+                        else:
+                            self._fail(f"stream {f.stream_id}: {a[0]} {len(a[1])} octets")
+        except (h2wire.Closed, TimeoutError, OSError) as e:
+            lost = [s for s in open_ if last_ok is None or s <= last_ok]
+            for s in lost:
+                self._fail(f"stream {s}: {type(e).__name__} before its answer")
+            return retry + len(open_) - len(lost)
+        finally:
+            w.close()
