@@ -551,7 +551,8 @@ int h2_stream_send_data(nghttp2_session *session, nghttp2_frame *frame, const ui
         }
     }
     memcpy(dst, framehd, 9);
-    memcpy(dst + 9, buf_head(&s->out), from_out);
+    if (from_out > 0)
+        memcpy(dst + 9, buf_head(&s->out), from_out);
     buf_commit(out, 9 + length);
     buf_consume(&s->out, from_out);
     if (buf_used(&s->out) == 0)
