@@ -577,8 +577,10 @@ void edge_h2_run(edge_conn *c)
         edge_conn_linger(c); /* the GOAWAY reaches the client before the close */
         return;
     }
-    if (h->ready_first)
-        h2_kick(h); /* streams that got ready again in the last round */
+    /* Streams that got ready again in the last round, or frames nghttp2 still has while the
+     * socket took everything (the rounds ran out, not the work): the next turn of the loop. */
+    if (h->ready_first || (nghttp2_session_want_write(h->session) && buf_used(&c->out) < OUT_HIGH))
+        h2_kick(h);
     settle(c);
 }
 

@@ -108,3 +108,94 @@ def write_nginx_conf(directory, **values):
     with open(path, "w") as f:
         f.write(NGINX_CONF.format(dir=directory, **values))
     return path
+
+
+# nginx with HTTP/2 (rows 12a-12d): its own instance, so the HTTP/1.1 rows' nginx stays as it
+# was; static files and a reverse proxy to the appserver, the edge's own upstream in row 12c
+NGINX_H2_CONF = """\
+user {user};
+worker_processes {workers};
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections {connections}; }}
+http {{
+  access_log off;
+""" + NGINX_TEMP_PATHS + """\
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 10000000;
+  keepalive_timeout 600s;
+  ssl_certificate {cert};
+  ssl_certificate_key {key};
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_session_cache shared:SSL:10m;
+  types {{ text/html html; application/octet-stream bin; }}
+  upstream appserver {{ server unix:{app_sock}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{h2} ssl http2;
+    root {www};
+  }}
+  server {{
+    listen 127.0.0.1:{h2_app} ssl http2;
+    location / {{
+      proxy_pass http://appserver;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+  }}
+}}
+"""
+
+
+def write_nginx_h2_conf(directory, **values):
+    """nginx.conf with HTTP/2 on: static files on h2, a reverse proxy to the appserver's Unix
+    socket app_sock on h2_app. Returns its path."""
+    values.setdefault("connections", 20000)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(NGINX_H2_CONF.format(dir=directory, **values))
+    return path
+
+
+# Caddy 2.6.2 (Debian's): the same files and certificate, access logs off (Caddy's default),
+# no admin endpoint, no automatic HTTPS; default_sni for clients that send none (wrk and
+# h2load connect to 127.0.0.1). HTTP/1.1 and h2 on the TLS ports, as ALPN chooses.
+CADDYFILE = """\
+{{
+  admin off
+  auto_https off
+  default_sni localhost
+  storage file_system {dir}/data
+}}
+http://:{http} {{
+  bind 127.0.0.1
+  root * {www}
+  file_server
+}}
+https://:{https} {{
+  bind 127.0.0.1
+  tls {cert} {key}
+  root * {www}
+  file_server
+}}
+https://:{app} {{
+  bind 127.0.0.1
+  tls {cert} {key}
+  reverse_proxy unix/{app_sock}
+}}
+"""
+
+
+def write_caddyfile(directory, **values):
+    """A Caddyfile serving www on http and https and proxying app to app_sock. Returns its
+    path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "Caddyfile")
+    with open(path, "w") as f:
+        f.write(CADDYFILE.format(dir=directory, **values))
+    return path

@@ -3,7 +3,8 @@
 hearth: the edge (static files; TLS in front of the appserver on a Unix socket) and the
 appserver with examples/hello or, through its WSGI bridge, a Flask app from bench/apps/. Peers:
 nginx (one master with the same certificate, files and worker count), Gunicorn and uWSGI with
-the same Flask apps. Every server is pinned to the server core.
+the same Flask apps; for HTTP/2 an nginx of its own with http2 on, and Caddy (static files, and
+a proxy to the appserver). Every server is pinned to the server core.
 
 A server is named by a string: "edge_static", "nginx"... (a _start_NAME method below), or
 "KIND:APP" for a Flask app of bench/apps/ served over HTTP on its own TCP port by KIND: appserver,
@@ -61,8 +62,10 @@ class Servers:
 
     # --- hearth ---
     def edge_argv(self):
+        # keep-alive without a request limit, on HTTP/1.1 and h2, as nginx's keepalive_requests
         return [os.path.join(self.build, "edge", "edge"), "--workers", str(self.workers),
-                "--keepalive-timeout", "600s", "--max-connections", "20000",
+                "--keepalive-timeout", "600s", "--h2-idle-timeout", "600s",
+                "--h2-max-requests", "10000000", "--max-connections", "20000",
                 "--log-level", "warn"]
 
     def _start_edge_static(self):
@@ -144,6 +147,39 @@ class Servers:
         wait_answering(s, self.port("nginx_http"), "/1k.html")
         wait_answering(s, self.port("nginx_https"), "/1k.html", tls=True)
         wait_answering(s, self.port("nginx_app"), tls=True)
+        return s
+
+    def _start_nginx_h2(self):
+        """nginx with HTTP/2 on its TLS ports: static files, and a proxy to the appserver
+        (the edge's upstream in row 12c, so only the proxies differ)."""
+        self.get("appserver_unix")
+        conf = material.write_nginx_h2_conf(
+            os.path.join(self.work, "nginx-h2"), user=getpass.getuser(), workers=self.workers,
+            cert=self.cert, key=self.key, www=self.www, app_sock=self.sock("appserver"),
+            h2=self.port("nginx_h2"), h2_app=self.port("nginx_h2_app"))
+        s = Server("nginx-h2", [shutil.which("nginx"), "-c", conf, "-p", os.path.dirname(conf)],
+                   self.work)
+        wait_answering(s, self.port("nginx_h2"), "/1k.html", tls=True)
+        wait_answering(s, self.port("nginx_h2_app"), tls=True)
+        return s
+
+    def _start_caddy(self):
+        """Caddy 2.6.2 with GOMAXPROCS as many as the workers (Go would otherwise run threads
+        on the load generator's core too): static files over HTTP and HTTPS, a proxy to the
+        appserver."""
+        self.get("appserver_unix")
+        d = os.path.join(self.work, "caddy")
+        conf = material.write_caddyfile(
+            d, cert=self.cert, key=self.key, www=self.www, app_sock=self.sock("appserver"),
+            http=self.port("caddy_http"), https=self.port("caddy_https"),
+            app=self.port("caddy_app"))
+        env = {"GOMAXPROCS": str(self.workers), "HOME": d, "XDG_DATA_HOME": d,
+               "XDG_CONFIG_HOME": d}
+        s = Server("caddy", [shutil.which("caddy"), "run", "--config", conf, "--adapter",
+                             "caddyfile"], self.work, env=env)
+        wait_answering(s, self.port("caddy_http"), "/1k.html")
+        wait_answering(s, self.port("caddy_https"), "/1k.html", tls=True)
+        wait_answering(s, self.port("caddy_app"), tls=True)
         return s
 
     def _gunicorn_argv(self, bind, app):

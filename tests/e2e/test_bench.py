@@ -8,9 +8,13 @@ from conftest import BUILD, SOURCE
 # (row number, label) of every line bench/run prints, in order
 EXPECTED = [
     ("1", "1 KiB static, HTTP keep-alive"),
+    ("1", "vs caddy"),
     ("2", "1 KiB static, HTTPS keep-alive"),
+    ("2", "vs caddy"),
     ("3", "new TLS connection per request"),
+    ("3", "vs caddy"),
     ("4", "1 MiB static, HTTPS (10 conns)"),
+    ("4", "vs caddy"),
     ("5", "app hello, edge>appserver vs nginx>gunicorn"),
     ("6", "app hello, appserver vs gunicorn+flask"),
     ("7", "p50 latency at fixed rate (row 5)"),
@@ -30,6 +34,14 @@ EXPECTED = [
     ("11c", "Flask hello, edge>appserver vs nginx>gunicorn"),
     ("11d", "worker RSS, Flask page loaded"),
     ("11e", "failed requests, Flask app HUPs"),
+    ("12a", "1 KiB static, h2 (50x10 streams)"),
+    ("12a", "vs caddy"),
+    ("12b", "1 MiB static, h2 (10 conns)"),
+    ("12b", "vs caddy"),
+    ("12c", "app hello over h2, each > appserver"),
+    ("12c", "vs caddy"),
+    ("12d", "RSS growth, idle h2 conns"),
+    ("12d", "bytes per idle h2 connection"),
 ]
 NUMBER = re.compile(r"^[\d,]+(\.\d+)?$")
 
