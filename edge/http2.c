@@ -370,7 +370,8 @@ int edge_h2_start(edge_conn *c)
     if (!h)
         return -1;
     h->c = c;
-    if (nghttp2_session_server_new2(&h->session, callbacks, h, options) != 0) {
+    nghttp2_mem mem = h2_mem(h);
+    if (nghttp2_session_server_new3(&h->session, callbacks, h, options, &mem) != 0) {
         free(h);
         return -1;
     }
@@ -542,6 +543,7 @@ static void settle(edge_conn *c)
         buf_free(&c->in);
         buf_free(&c->out);
         SSL_free_buffers(c->io.ssl);
+        h2_mem_idle(h);
     }
     arm(c);
 }
@@ -552,6 +554,7 @@ void edge_h2_run(edge_conn *c)
     if (h->running)
         return;
     h->running = true;
+    h->big_released = false;
     bool fatal = false;
     for (int round = 0; round < 16 && !fatal; round++) {
         bool moved = false;

@@ -86,6 +86,13 @@ struct h2_conn {
     uint64_t requests;
     uint64_t shutdown_ms;
     uint64_t last_io_ms; /* bytes last left or came */
+    /* nghttp2's large blocks (its frame buffer), whose pages go back to the kernel while the
+     * connection is idle (http2_mem.c) */
+    struct {
+        void *p;
+        size_t size;
+    } big[4];
+    bool big_released;
     /* token buckets (DoS): a request costs the edge, these frames cost it and give nothing */
     double cheap_tokens, reset_tokens;
     uint64_t bucket_ms;
@@ -114,6 +121,11 @@ int h2_stream_send_data(nghttp2_session *session, nghttp2_frame *frame, const ui
                         size_t length, nghttp2_data_source *src, void *user);
 /* Whether the stream's response waits on the client (bytes queued, or its body expected). */
 bool h2_stream_waits_on_client(const h2_stream *s);
+
+/* nghttp2's allocator for the connection's session (http2_mem.c). */
+nghttp2_mem h2_mem(h2_conn *h);
+/* The connection has nothing to send and no stream: its large blocks' pages go back. */
+void h2_mem_idle(h2_conn *h);
 
 /* The stream has news for its handler (http2.c runs ready streams' proceed). */
 void h2_ready(h2_stream *s);
