@@ -58,7 +58,9 @@ NGINX_TEMP_PATHS = """\
   scgi_temp_path {dir}/scgi;
 """
 
-NGINX_CONF = """\
+# what every bench nginx has: one master, its workers, no access log, keep-alive without a
+# request limit, the certificate and TLS settings
+NGINX_HEAD = """\
 user {user};
 worker_processes {workers};
 daemon off;
@@ -77,6 +79,9 @@ http {{
   ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:SSL:10m;
   types {{ text/html html; application/octet-stream bin; }}
+"""
+
+NGINX_CONF = NGINX_HEAD + """\
   upstream gunicorn {{ server unix:{gunicorn_sock}; keepalive 32; }}
   server {{
     listen 127.0.0.1:{http};
@@ -98,7 +103,7 @@ http {{
 """
 
 
-def write_nginx_conf(directory, **values):
+def write_nginx_conf(directory, template=NGINX_CONF, **values):
     """nginx.conf for one master and `workers` workers: static files on http/https and a
     reverse proxy to Gunicorn's Unix socket on app; `connections` per worker (20000 unless
     given). Returns its path."""
@@ -106,31 +111,13 @@ def write_nginx_conf(directory, **values):
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "nginx.conf")
     with open(path, "w") as f:
-        f.write(NGINX_CONF.format(dir=directory, **values))
+        f.write(template.format(dir=directory, **values))
     return path
 
 
 # nginx with HTTP/2 (rows 12a-12d): its own instance, so the HTTP/1.1 rows' nginx stays as it
 # was; static files and a reverse proxy to the appserver, the edge's own upstream in row 12c
-NGINX_H2_CONF = """\
-user {user};
-worker_processes {workers};
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections {connections}; }}
-http {{
-  access_log off;
-""" + NGINX_TEMP_PATHS + """\
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 10000000;
-  keepalive_timeout 600s;
-  ssl_certificate {cert};
-  ssl_certificate_key {key};
-  ssl_protocols TLSv1.2 TLSv1.3;
-  ssl_session_cache shared:SSL:10m;
-  types {{ text/html html; application/octet-stream bin; }}
+NGINX_H2_CONF = NGINX_HEAD + """\
   upstream appserver {{ server unix:{app_sock}; keepalive 32; }}
   server {{
     listen 127.0.0.1:{h2} ssl http2;
@@ -154,12 +141,7 @@ http {{
 def write_nginx_h2_conf(directory, **values):
     """nginx.conf with HTTP/2 on: static files on h2, a reverse proxy to the appserver's Unix
     socket app_sock on h2_app. Returns its path."""
-    values.setdefault("connections", 20000)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "nginx.conf")
-    with open(path, "w") as f:
-        f.write(NGINX_H2_CONF.format(dir=directory, **values))
-    return path
+    return write_nginx_conf(directory, template=NGINX_H2_CONF, **values)
 
 
 # Caddy 2.6.2 (Debian's): the same files and certificate, access logs off (Caddy's default),

@@ -15,43 +15,18 @@ from conftest import SOURCE, binary, free_port, port_open, wait_until
 sys.path.insert(0, os.path.join(SOURCE, "tests", "h2"))
 sys.path.insert(0, os.path.join(SOURCE, "bench"))
 import h2client  # noqa: E402,F401  (re-exported for the tests)
+import h2peers  # noqa: E402
 import h2wire  # noqa: E402,F401
 from hearthbench import material  # noqa: E402
 
 EDGE = binary("edge", "edge")
 
 
-class Recorder(http.server.BaseHTTPRequestHandler):
+class Recorder(h2peers.Echo):
     """The upstream. Records every request whose body arrived whole (what an application
     would have acted on); /echo answers with the body, /sum with its length and SHA-256,
     /big?n=N with N bytes, /slow with three pieces 0.3 s apart, /ws with a 101 and then echoes
     bytes, anything else with 200 and the path."""
-    protocol_version = "HTTP/1.1"
-    seen = None  # a list, set per server
-
-    def log_message(self, *args):
-        pass
-
-    def _body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            out = b""
-            while True:
-                line = self.rfile.readline()
-                if not line.strip():
-                    return None  # cut short: not a whole request
-                size = int(line.split(b";")[0], 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return out
-                piece = self.rfile.read(size)
-                if len(piece) < size:
-                    return None
-                out += piece
-                self.rfile.readline()
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n)
-        return body if len(body) == n else None
 
     def _send(self, status, body, ctype="application/octet-stream"):
         self.send_response(status)

@@ -3,7 +3,6 @@ attacker's connection (or its streams) and stay responsive to a normal client, w
 memory bounded: rapid reset (CVE-2023-44487), CONTINUATION flood (CVE-2024-28182), server-caused
 resets (MadeYouReset, CVE-2025-8671), SETTINGS, PING and empty-frame floods, an HPACK bomb, a
 stream creation burst, and zero-window stalls."""
-import struct
 import time
 
 import pytest

@@ -72,20 +72,32 @@ class Echo(http.server.BaseHTTPRequestHandler):
         pass
 
     def _body(self):
+        """The request body, or None when it was cut short (the proxy gave up on it)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             out = b""
             while True:
-                size = int(self.rfile.readline().split(b";")[0], 16)
+                line = self.rfile.readline()
+                if not line.strip():
+                    return None
+                size = int(line.split(b";")[0], 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return out
-                out += self.rfile.read(size)
+                piece = self.rfile.read(size)
+                if len(piece) < size:
+                    return None
+                out += piece
                 self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n)
+        return body if len(body) == n else None
 
     def _answer(self):
         body = self._body()
+        if body is None:
+            self.close_connection = True
+            return
         if self.path.split("?")[0] != "/echo":
             # hearth sends what its "/" root does not hold to the upstream (try_files), nginx
             # and Caddy only /echo: a missing file is a 404 for all three
