@@ -210,8 +210,10 @@ void edge_listeners_close(edge_worker *w);
 /* ---- client connections (http1.c; the connection itself is private to it, http1.h) ---- */
 
 void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *sa);
-/* TERM: close the connections waiting between requests (see http1.c). */
+/* TERM: close the connections waiting between requests (see http1.c); HTTP/2 ones say GOAWAY. */
 void edge_conn_drain_idle(edge_worker *w);
+/* After a reload: HTTP/2 connections say GOAWAY, so clients come back to the new sites. */
+void edge_conn_reloaded(edge_worker *w);
 
 /* ---- connection slots under pressure (slots.c), as the listener sees them ---- */
 

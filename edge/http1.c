@@ -15,7 +15,7 @@
 
 #include "shared/http_status.h"
 #include "shared/log.h"
-#include "edge/http1.h"
+#include "edge/http2.h"
 
 /* Plain-HTTP files up to this size are read and written with their head, not sendfile'd. */
 #define SMALL_FILE (16 * 1024)
@@ -45,6 +45,7 @@ void edge_conn_close(edge_conn *c)
         return;
     c->closed = true;
     edge_metrics_conn_closed(c->io.ssl);
+    edge_h2_free(c);
     edge_req_closed(&c->req);
     if (c->io.ssl) {
         SSL_free(c->io.ssl);
@@ -176,8 +177,7 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
  * for a streamed body, reads go straight into it. */
 static char read_scratch[16384];
 
-/* Pull bytes into c->in; false when the socket has nothing more now (or is gone). */
-static bool conn_read(edge_conn *c)
+bool edge_conn_read(edge_conn *c)
 {
     size_t want = sizeof(read_scratch);
     if (c->in.max) {
@@ -276,6 +276,11 @@ static void handle_head(edge_conn *c)
     }
     for (;;) {
         if (buf_used(&c->in) > 0) {
+            if (!c->head_started && c->requests == 0 && edge_h2_negotiated(c)) {
+                if (edge_h2_start(c) < 0)
+                    edge_conn_close(c);
+                return;
+            }
             if (!c->head_started) {
                 c->head_started = true;
                 if (c->wait == EDGE_WAIT_IDLE)
@@ -293,7 +298,7 @@ static void handle_head(edge_conn *c)
                 return;
             }
         }
-        if (!conn_read(c))
+        if (!edge_conn_read(c))
             break;
     }
     if (c->read_eof)
@@ -312,7 +317,7 @@ static void h1_body_start(edge_req *r)
 /* After a 101 the client's bytes are the tunnel's, unparsed. */
 static edge_body_result tunnel_read(edge_conn *c, const char **data, size_t *len)
 {
-    if (buf_used(&c->in) == 0 && !conn_read(c))
+    if (buf_used(&c->in) == 0 && !edge_conn_read(c))
         return c->read_eof ? EDGE_BODY_GONE : EDGE_BODY_AGAIN;
     *data = buf_head(&c->in);
     *len = c->body_pending = buf_used(&c->in);
@@ -332,7 +337,7 @@ static edge_body_result h1_body_read(edge_req *r, const char **data, size_t *len
              * byte came is complete without waiting for more input that may never come. */
             if (c->parser.body_kind == HTTP_BODY_LENGTH && c->parser.remaining == 0)
                 break;
-            if (!conn_read(c))
+            if (!edge_conn_read(c))
                 return c->read_eof ? EDGE_BODY_GONE : EDGE_BODY_AGAIN;
             continue;
         }
@@ -553,11 +558,7 @@ static void conn_finish(edge_conn *c)
     c->body_pending = 0;
     c->tunnel = false;
     if (!keep) {
-        c->state = CONN_CLOSING;
-        if (c->io.ssl)
-            SSL_shutdown(c->io.ssl);
-        shutdown(c->io.fd, SHUT_WR);
-        conn_arm(c, 1000);
+        edge_conn_linger(c);
         return;
     }
     http_parser_reset(&c->parser);
@@ -579,6 +580,28 @@ static void conn_finish(edge_conn *c)
     conn_arm(c, edge_w.cfg.edge.keepalive_timeout_ms);
 }
 
+void edge_conn_linger(edge_conn *c)
+{
+    c->state = CONN_CLOSING;
+    if (c->io.ssl)
+        SSL_shutdown(c->io.ssl);
+    shutdown(c->io.fd, SHUT_WR);
+    conn_arm(c, 1000);
+    if (c->h2 == NULL && buf_used(&c->out) == 0)
+        edge_conn_poll(c, UV_READABLE);
+}
+
+void edge_conn_poll(edge_conn *c, int ev)
+{
+    if (ev == c->poll_events)
+        return;
+    c->poll_events = ev;
+    if (ev)
+        uv_poll_start(&c->poll, ev, on_poll);
+    else
+        uv_poll_stop(&c->poll);
+}
+
 static void update_poll(edge_conn *c)
 {
     const edge_req *r = &c->req;
@@ -588,13 +611,7 @@ static void update_poll(edge_conn *c)
         ev |= UV_READABLE; /* CLOSING: to see the peer's FIN */
     if (buf_used(&c->out) > 0 || c->io.tls_want_write || (c->state == CONN_REQ && r->wants_room))
         ev |= UV_WRITABLE;
-    if (ev == c->poll_events)
-        return;
-    c->poll_events = ev;
-    if (ev)
-        uv_poll_start(&c->poll, ev, on_poll);
-    else
-        uv_poll_stop(&c->poll);
+    edge_conn_poll(c, ev);
 }
 
 /* After our last byte, wait for the client's FIN (discarding what it still sends) so a
@@ -640,6 +657,10 @@ static void arm_for_handler(edge_conn *c)
  * (a finished response followed by a pipelined request). */
 static void conn_run(edge_conn *c)
 {
+    if (c->h2) {
+        edge_h2_run(c);
+        return;
+    }
     for (int round = 0; round < 64 && !c->closed; round++) {
         edge_conn_state before = c->state;
         size_t out_before = buf_used(&c->out);
@@ -667,11 +688,11 @@ static void conn_run(edge_conn *c)
                 drain_closing(c);
             break;
         }
-        if (c->closed || (c->state == before && buf_used(&c->out) == out_before))
+        if (c->closed || c->h2 || (c->state == before && buf_used(&c->out) == out_before))
             break;
     }
-    if (c->closed)
-        return;
+    if (c->closed || c->h2)
+        return; /* an h2 connection's poll and timer are http2.c's from its start */
     if (c->state == CONN_REQ)
         arm_for_handler(c);
     update_poll(c);
@@ -695,7 +716,9 @@ void edge_conn_drain_idle(edge_worker *w)
     edge_conn *c = w->conns;
     while (c) {
         edge_conn *next = c->next;
-        if (c->state == CONN_HEAD && !c->head_started) {
+        if (c->h2)
+            edge_h2_shutdown(c);
+        else if (c->state == CONN_HEAD && !c->head_started) {
             if (c->requests == 0)
                 conn_arm(c, DRAIN_FIRST_REQUEST_MS);
             else if (!bytes_waiting(c))
@@ -703,4 +726,14 @@ void edge_conn_drain_idle(edge_worker *w)
         }
         c = next;
     }
+}
+
+/* A reload: HTTP/2 connections, which could otherwise serve the old sites for as long as the
+ * client keeps them, say GOAWAY; the client's next connection gets the new ones. An HTTP/1.1
+ * connection keeps its generation until it closes, as before. */
+void edge_conn_reloaded(edge_worker *w)
+{
+    for (edge_conn *c = w->conns; c; c = c->next)
+        if (c->h2)
+            edge_h2_shutdown(c);
 }

@@ -47,10 +47,17 @@ typedef struct edge_conn {
     size_t body_pending; /* request body bytes the last read handed out, dropped at the next */
     uint64_t requests;
     char peer[64];
-    edge_req req; /* the one request in progress */
+    edge_req req;       /* the one request in progress */
+    struct h2_conn *h2; /* ALPN chose h2: http2.c runs the connection */
 } edge_conn;
 
 void edge_conn_close(edge_conn *c);
+/* Pull bytes into c->in; false when the socket has nothing more now (or is gone: read_eof). */
+bool edge_conn_read(edge_conn *c);
+/* Watch the socket for these uv_poll events (0: none). */
+void edge_conn_poll(edge_conn *c, int events);
+/* The last bytes are queued: flush them, half-close, and close once the client has. */
+void edge_conn_linger(edge_conn *c);
 
 /* ---- connection slots under pressure (slots.c) ---- */
 

@@ -102,6 +102,7 @@ static void reload_commit(void)
     edge_upstreams_serve(old, edge_w.gen);
     edge_gen_unref(old);
     drop_prepared();
+    edge_conn_reloaded(&edge_w);
     log_info("reloaded: %zu site(s)", edge_w.gen->site_count);
 }
 

@@ -322,6 +322,13 @@ static const yl_field edge_fields[] = {
     DURATION("proxy_connect_timeout", config_edge, proxy_connect_timeout_ms, 100, MS_HOUR, "60s"),
     DURATION("proxy_read_timeout", config_edge, proxy_read_timeout_ms, MS_SECOND, MS_DAY, "60s"),
     DURATION("upstream_fail_timeout", config_edge, upstream_fail_timeout_ms, 0, MS_HOUR, "10s"),
+    INT("h2_max_concurrent_streams", config_edge, h2_max_concurrent_streams, 0, 1, 1000, "128"),
+    SIZE("h2_max_header_list_size", config_edge, h2_max_header_list_size, 1024, 1 << 20, "32k"),
+    SIZE("h2_max_frame_size", config_edge, h2_max_frame_size, 16384, (1 << 24) - 1, "16k"),
+    SIZE("h2_stream_window", config_edge, h2_stream_window, 16384, INT32_MAX, "64k"),
+    SIZE("h2_connection_window", config_edge, h2_connection_window, 65535, INT32_MAX, "1m"),
+    INT("h2_max_requests", config_edge, h2_max_requests, 0, 1, INT_MAX, "1000"),
+    DURATION("h2_idle_timeout", config_edge, h2_idle_timeout_ms, MS_SECOND, MS_HOUR, "3m"),
     MAP("compression", config_edge, compression, compression_fields),
     END,
 };

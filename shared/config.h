@@ -101,6 +101,14 @@ typedef struct {
     int64_t proxy_read_timeout_ms;
     int64_t upstream_fail_timeout_ms; /* every site's fail_timeout unless it sets its own */
     config_compression compression;
+    /* HTTP/2 (edge/http2.c), nginx's defaults where it has one */
+    int h2_max_concurrent_streams;    /* SETTINGS_MAX_CONCURRENT_STREAMS */
+    uint64_t h2_max_header_list_size; /* decoded request fields, RFC 9113's count; 431 past it */
+    uint64_t h2_max_frame_size;       /* SETTINGS_MAX_FRAME_SIZE the edge takes */
+    uint64_t h2_stream_window;        /* request body bytes a stream may send ahead */
+    uint64_t h2_connection_window;    /* ... all streams of a connection together */
+    int h2_max_requests;              /* streams per connection, then GOAWAY */
+    int64_t h2_idle_timeout_ms;       /* a connection with no stream open is closed after this */
 } config_edge;
 
 typedef struct {

@@ -50,13 +50,15 @@ def test_tls_sni_picks_site_and_ecdsa_rsa_side_by_side(start_edge, pki, site):
     assert body == b"<h1>sub</h1>\n"
 
 
-def test_tls_alpn_http11(start_edge, pki):
+def test_tls_alpn_h2_then_http11(start_edge, pki):
+    """h2 when the client offers it (RFC 9113 3.2), http/1.1 when that is all it offers."""
     e = start_edge()
-    ctx = client_ctx(pki["ca"])
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
-    with socket.create_connection(("127.0.0.1", e.https)) as s:
-        with ctx.wrap_socket(s, server_hostname="a.test") as t:
-            assert t.selected_alpn_protocol() == "http/1.1"
+    for offer, chosen in ((["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")):
+        ctx = client_ctx(pki["ca"])
+        ctx.set_alpn_protocols(offer)
+        with socket.create_connection(("127.0.0.1", e.https)) as s:
+            with ctx.wrap_socket(s, server_hostname="a.test") as t:
+                assert t.selected_alpn_protocol() == chosen
 
 
 def test_tls_session_resumption_across_workers(start_edge, tmp_path):

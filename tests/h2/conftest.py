@@ -24,13 +24,6 @@ def pytest_collection_modifyitems(config, items):
                                                   reason=f"{target}: {mark.kwargs[target]}"))
 
 
-def skip_until_h2(target):
-    """The edge answers HTTP/1.1 only until edge/http2.c lands: its cases skip till then."""
-    if target.alpn() != "h2":
-        target.stop()
-        pytest.skip("edge has no HTTP/2 yet")
-
-
 @pytest.fixture(scope="session")
 def echo_upstream():
     srv = h2peers.start_echo()
@@ -43,8 +36,6 @@ def echo_upstream():
 def server(request, tmp_path_factory, echo_upstream):
     target = h2peers.start(request.param, str(tmp_path_factory.mktemp(request.param)),
                            echo_upstream)
-    if target.name == "hearth":
-        skip_until_h2(target)  # TEMPORARY: delete this line when the edge speaks h2
     yield target
     target.stop()
 

@@ -46,6 +46,13 @@ static void check_defaults_of(const hearth_config *c)
     CHECK(c->edge.proxy_connect_timeout_ms == 60000);
     CHECK(c->edge.proxy_read_timeout_ms == 60000);
     CHECK(c->edge.upstream_fail_timeout_ms == 10000);
+    CHECK(c->edge.h2_max_concurrent_streams == 128);
+    CHECK(c->edge.h2_max_header_list_size == 32 * 1024);
+    CHECK(c->edge.h2_max_frame_size == 16 * 1024);
+    CHECK(c->edge.h2_stream_window == 64 * 1024);
+    CHECK(c->edge.h2_connection_window == 1024 * 1024);
+    CHECK(c->edge.h2_max_requests == 1000);
+    CHECK(c->edge.h2_idle_timeout_ms == 180000);
 
     CHECK(c->appserver.modules.count == 0);
     CHECK(c->appserver.bind.count == 1);
@@ -369,6 +376,8 @@ static const struct bad bad_values[] = {
      "t.yaml:2:18: key 'edge.max_body_size': expected a size like 64k, got '12q'"},
     {"edge:\n  max_header_size: 2m\n",
      "t.yaml:2:20: key 'edge.max_header_size': expected a size from 1k to 1m, got '2m'"},
+    {"edge:\n  h2_max_frame_size: 8k\n",
+     "t.yaml:2:22: key 'edge.h2_max_frame_size': expected a size from 16k to 16777215, got '8k'"},
     {"edge:\n  max_body_size: 99999999999g\n",
      "t.yaml:2:18: key 'edge.max_body_size': expected a size from 0 to 1024g, got "
      "'99999999999g'"},
@@ -438,7 +447,9 @@ static const struct bad bad_structure[] = {
      "access_log, access_log_format, header_timeout, keepalive_timeout, send_timeout, "
      "max_body_size, max_header_size, max_header_count, max_connections, pressure_threshold, "
      "pressure_header_timeout, pressure_log_interval, proxy_connect_timeout, proxy_read_timeout, "
-     "upstream_fail_timeout, compression)"},
+     "upstream_fail_timeout, h2_max_concurrent_streams, h2_max_header_list_size, "
+     "h2_max_frame_size, h2_stream_window, h2_connection_window, h2_max_requests, "
+     "h2_idle_timeout, compression)"},
     {"sites:\n  - name: a.org\n    upstream: [x:1]\n",
      "t.yaml:3:5: key 'sites[0].upstream': unknown key, did you mean 'upstreams'?"},
     {"edg: {}\n", "t.yaml:1:1: key 'edg': unknown key, did you mean 'edge'?"},
