@@ -8,6 +8,7 @@
 #include "appserver/listen.h"
 #include "appserver/module.h"
 #include "appserver/options.h"
+#include "shared/config.h"
 #include "shared/exit_codes.h"
 #include "shared/log.h"
 #include "shared/pidfile.h"
@@ -51,7 +52,7 @@ static int serve(appserver_opts *o, listen_set *ls)
  * own module was checked with the config (shared/config.c), only the bridge is loaded here. */
 static int check_modules(const appserver_opts *o)
 {
-    char err[512];
+    char err[CONFIG_ERR_MAX];
     for (size_t i = 0; i < o->modules.count; i++) {
         if (module_check(o->modules.items[i], err, sizeof err) != 0) {
             log_error("%s", err);
@@ -83,7 +84,7 @@ int main(int argc, char **argv)
     }
     signals_ignore_sigpipe();
     listen_set ls;
-    char err[512];
+    char err[CONFIG_ERR_MAX];
     if (listen_open(&ls, &opts.binds, err, sizeof err) != 0) {
         log_error("%s", err);
         options_free(&opts);

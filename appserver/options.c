@@ -219,7 +219,7 @@ int options_parse(appserver_opts *o, int argc, char **argv)
 {
     hearth_config cfg;
     cli_parsed parsed;
-    char err[512];
+    char err[CONFIG_ERR_MAX];
     saved_argc = argc;
     saved_argv = argv;
     memset(o, 0, sizeof(*o));

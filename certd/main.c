@@ -226,7 +226,7 @@ static int from_config(certd_cli *c)
 static int parse(certd_cli *c, int argc, char **argv)
 {
     cli_parsed parsed;
-    char err[512];
+    char err[CONFIG_ERR_MAX];
     cli_result r = cli_parse(&certd_cli_spec, argc, argv, &c->cfg, c, &parsed, err, sizeof(err));
     if (r == CLI_ERROR)
         fprintf(stderr, "certd: %s\n", err);

@@ -76,7 +76,7 @@ static void init_log(void)
 /* The sites as a start builds them: certificates, keys and their pairing, static roots. */
 static int build_sites(void)
 {
-    char err[512];
+    char err[CONFIG_ERR_MAX];
     edge_tls_init_ticket_secret();
     edge_w.gen = edge_gen_build(&edge_w.cfg, NULL, err, sizeof(err));
     if (!edge_w.gen) {
@@ -99,7 +99,7 @@ static int check_config(void)
 
 static int setup(void)
 {
-    char err[512];
+    char err[CONFIG_ERR_MAX];
     init_log();
     signals_ignore_sigpipe();
     edge_worker_set_limits(&edge_w);
@@ -124,7 +124,7 @@ static int setup(void)
 
 int main(int argc, char **argv)
 {
-    char err[512];
+    char err[CONFIG_ERR_MAX];
     if (edge_options_parse(&opts, argc, argv, err, sizeof(err)) < 0) {
         fprintf(stderr, "edge: %s\n", err);
         return EXIT_USAGE;

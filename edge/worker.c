@@ -66,7 +66,7 @@ static void drop_prepared(void)
  * files). Any failure leaves the running generation untouched. */
 static void reload_prepare(void)
 {
-    char err[512];
+    char err[CONFIG_ERR_MAX];
     drop_prepared();
     const hearth_config *cfg = &edge_w.cfg;
     if (edge_w.config_path) {

@@ -11,6 +11,8 @@
 #include "shared/strlist.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/hearth/hearth.yaml"
+/* Room for any message the loader writes, the list of the keys a map knows included. */
+#define CONFIG_ERR_MAX 1024
 
 /* Durations are milliseconds; in YAML they are written "500ms", "10s", "5m", "12h", "90d" or a
  * bare integer of seconds. Sizes are bytes; in YAML "512", "64k", "1m", "2g" (powers of 1024). */

@@ -81,7 +81,7 @@ static char *socket_path(const char *config_path, const char *socket_arg, int64_
     if (socket_arg != NULL)
         return strdup(socket_arg);
     hearth_config cfg;
-    char err[512], path[256];
+    char err[CONFIG_ERR_MAX], path[256];
     char *run_dir = NULL;
     if (config_load(&cfg, config_path, err, sizeof(err)) < 0) {
         config_defaults(&cfg);

@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 {
     cli_options o = {.config_path = CONFIG_DEFAULT_PATH};
     cli_parsed parsed;
-    char err[512];
+    char err[CONFIG_ERR_MAX];
     /* Options may go before or after the subcommand (getopt permutes). */
     cli_result r = cli_parse(&supervisor_cli, argc, argv, NULL, &o, &parsed, err, sizeof(err));
     if (r != CLI_RUN)

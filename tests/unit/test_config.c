@@ -538,7 +538,7 @@ static void check_bad(const struct bad *cases, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         hearth_config c;
-        char err[512];
+        char err[CONFIG_ERR_MAX];
         memset(&c, 0x5a, sizeof(c)); /* the loader must not read what was there */
         CHECK_MSG(load(&c, cases[i].yaml, err, sizeof(err)) == -1, "accepted: %s", cases[i].yaml);
         CHECK_STR(err, cases[i].message);
