@@ -31,6 +31,13 @@ typedef struct {
     char *cache_control; /* NULL: no Cache-Control header */
 } config_static;
 
+/* A request rate per client address under a URL prefix (nginx's limit_req with nodelay). */
+typedef struct {
+    char *prefix; /* as a static prefix: starts and ends with '/' */
+    char *rate;   /* "10r/s" or "600r/m": config_parse_rate() */
+    int burst;    /* requests past the rate answered at once before 429 */
+} config_limit;
+
 typedef struct {
     char *name;              /* the site's canonical host name, lowercase (the redirect target) */
     strlist aliases;         /* further names served by this site */
@@ -41,6 +48,8 @@ typedef struct {
     config_static *statics;
     size_t static_count;
     strlist upstreams; /* "unix:PATH" or "HOST:PORT"; default: the appserver bind */
+    config_limit *limits;
+    size_t limit_count;
     /* line of the site entry in config->path, for messages about it */
     int line;
 } config_site;
@@ -65,6 +74,11 @@ typedef struct {
     int64_t proxy_connect_timeout_ms;
     int64_t proxy_read_timeout_ms;
     int64_t upstream_fail_timeout_ms; /* how long a failed upstream is skipped */
+    /* Addresses whose X-Forwarded-For and PROXY protocol header are believed (ip_cidr_parse). */
+    strlist trusted_proxies;
+    bool proxy_protocol;            /* trusted peers start each connection with a PROXY header */
+    int max_connections_per_client; /* 0: no cap */
+    int client_table_size;          /* entries of the limits' table of client addresses */
 } config_edge;
 
 typedef struct {
@@ -186,5 +200,7 @@ int config_check_last(hearth_config *cfg, const char *key, const char *who, char
 /* "30s" -> 30000 and friends; used by the CLI flags too. -1 on error. */
 int config_parse_duration(const char *text, int64_t *ms);
 int config_parse_size(const char *text, uint64_t *bytes);
+/* "10r/s" -> 10000, "30r/m" -> 500: milli-requests per second (at least 1). -1 on error. */
+int config_parse_rate(const char *text, uint32_t *milli_per_s);
 
 #endif
