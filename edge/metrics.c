@@ -23,6 +23,7 @@ typedef struct {
     metric_ref requests[5]; /* by status class, 1xx to 5xx */
     metric_ref bytes, duration;
     metric_ref proxy_502, proxy_504;
+    metric_ref limited;
 } site_refs;
 
 typedef struct {
@@ -33,9 +34,9 @@ typedef struct {
 static metrics_region *region;
 static bool claimed;
 static struct {
-    int requests, bytes, duration, proxy_errors, connect, header, failures;
+    int requests, bytes, duration, proxy_errors, connect, header, failures, limited;
 } fam;
-static metric_ref open_conns, accepted, tls_full, tls_resumed, tls_failed;
+static metric_ref open_conns, accepted, tls_full, tls_resumed, tls_failed, limited_conns;
 static site_refs sites[SITE_FIRST + SITES_MAX];
 static int site_count;
 static upstream_refs upstreams[UPSTREAM_FIRST + UPSTREAMS_MAX];
@@ -63,6 +64,7 @@ static void make_site(site_refs *s, const char *name)
     s->duration = metrics_series(region, fam.duration, (const char *[]){name});
     s->proxy_502 = metrics_series(region, fam.proxy_errors, (const char *[]){name, "502"});
     s->proxy_504 = metrics_series(region, fam.proxy_errors, (const char *[]){name, "504"});
+    s->limited = metrics_series(region, fam.limited, (const char *[]){name});
 }
 
 static void make_upstream(upstream_refs *u, const char *spec)
@@ -99,6 +101,13 @@ static void define_families(void)
         region, "hearth_edge_upstream_failures_total", METRIC_COUNTER,
         "Upstream connections that failed before an answer; the upstream is skipped a while.",
         "upstream", NULL, 0, 1);
+    fam.limited = metrics_family(region, "hearth_edge_limited_requests_total", METRIC_COUNTER,
+                                 "Requests answered 429 for being over a site's rate limit.",
+                                 "site", NULL, 0, 1);
+    int conn_limited = metrics_family(
+        region, "hearth_edge_limited_connections_total", METRIC_COUNTER,
+        "Connections closed at accept for max_connections_per_client.", "", NULL, 0, 1);
+    limited_conns = metrics_series(region, conn_limited, (const char *[]){NULL});
     int open = metrics_family(region, "hearth_edge_open_connections", METRIC_GAUGE,
                               "Client connections open now.", "", NULL, 0, 1);
     int conns = metrics_family(region, "hearth_edge_connections_total", METRIC_COUNTER,
@@ -230,4 +239,16 @@ void edge_metrics_proxy_error(const edge_req *r, int status)
         return;
     const site_refs *s = site_of(r->site);
     metrics_add(region, status == 504 ? s->proxy_504 : s->proxy_502, 1);
+}
+
+void edge_metrics_limited_request(const edge_req *r)
+{
+    if (counting())
+        metrics_add(region, site_of(r->site)->limited, 1);
+}
+
+void edge_metrics_limited_conn(void)
+{
+    if (counting())
+        metrics_add(region, limited_conns, 1);
 }

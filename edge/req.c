@@ -86,6 +86,7 @@ void edge_req_dispatch(edge_req *r)
     r->head_method = edge_req_method_is(r, "HEAD");
     save_info(r);
     r->site = pick_site(r);
+    edge_client_resolve(r);
     /* A body nobody reads leaves the connection out of step: the protocol closes it after the
      * response (r->body_done stays false). */
     if (!r->tls && edge_redirect_handle(r))
@@ -93,7 +94,7 @@ void edge_req_dispatch(edge_req *r)
     if (!r->site) {
         r->keep_alive = false;
         edge_resp_text(r, 404, "no such site\n");
-    } else if (edge_static_handle(r)) {
+    } else if (edge_limits_request(r) || edge_static_handle(r)) {
         return;
     } else if (r->site->upstream_count > 0) {
         edge_proxy_start(r);
@@ -117,6 +118,7 @@ void edge_req_refuse(edge_req *r, int status, const char *reason)
 void edge_req_end(edge_req *r)
 {
     edge_access_write(r);
+    r->client = NULL;
     r->handler = NULL;
     r->site = NULL;
     r->status = 0;
