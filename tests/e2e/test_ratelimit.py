@@ -11,6 +11,7 @@ import threading
 import time
 
 from hearthkit import binary
+from hearthkit.clients import client_ctx
 from hearthkit.ports import free_port, port_open
 from hearthkit.procs import children, rss_kib, wait_until
 
@@ -18,9 +19,10 @@ EDGE = binary("edge", "edge")
 UNTRUSTED = "127.0.0.2"
 
 
-def start(procs, tmp_path, limits="", edge_extra="", workers=1, upstream=None):
-    """The edge from a YAML file: site a.test (plain HTTP) with files under /f/ and the rest
-    proxied to upstream (tests/hearthkit/upstreams.py) when given."""
+def start(procs, tmp_path, limits="", edge_extra="", workers=1, upstream=None, tls=None):
+    """The edge from a YAML file: site a.test (plain HTTP, or HTTPS only with tls, a (cert,
+    key) pair) with files under /f/ and the rest proxied to upstream
+    (tests/hearthkit/upstreams.py) when given."""
     www = tmp_path / "www"
     www.mkdir(exist_ok=True)
     (www / "x").write_text("x\n")
@@ -31,15 +33,15 @@ def start(procs, tmp_path, limits="", edge_extra="", workers=1, upstream=None):
 run_dir: {tmp_path}
 state_dir: {tmp_path}
 edge:
-  http: ["127.0.0.1:{port}"]
-  https: []
+  http: {"[]" if tls else f'["127.0.0.1:{port}"]'}
+  https: {f'["127.0.0.1:{port}"]' if tls else "[]"}
   workers: {workers}
   access_log: {tmp_path}/access.log
   trusted_proxies: [127.0.0.1, 10.0.0.0/8]
 {edge_extra}
 sites:
   - name: a.test
-    tls: off
+    tls: {f"{{cert: {tls[0]}, key: {tls[1]}}}" if tls else "off"}
     static: {{prefix: /f/, root: {www}}}
     upstreams: {ups}
     limits: {limits or "[]"}
@@ -219,6 +221,23 @@ def test_proxy_protocol_from_a_trusted_balancer(procs, tmp_path, upstream):
     assert status(port, source=UNTRUSTED) == 200
     assert access_clients(tmp_path, 7) == ["192.0.2.7", "2001:db8::7", "127.0.0.1",
                                            "127.0.0.1", "192.0.2.7", "127.0.0.2", "127.0.0.2"]
+
+
+def test_proxy_protocol_before_tls(procs, tmp_path, upstream, pki):
+    # a TCP balancer (AWS NLB and the like) sends the header, then the client's TLS bytes
+    p, port = start(procs, tmp_path, upstream=upstream, tls=pki["a_ec"],
+                    edge_extra="  proxy_protocol: true")
+    ctx = client_ctx(pki["ca"])
+    for preface, client in ((b"PROXY TCP4 192.0.2.8 127.0.0.1 40000 443\r\n", "192.0.2.8"),
+                            (proxy_v2("192.0.2.9", "127.0.0.1", tlv=b"\x04\x00\x01x"),
+                             "192.0.2.9")):
+        s = connect(port)
+        s.sendall(preface)
+        with ctx.wrap_socket(s, server_hostname="a.test") as t:
+            t.sendall(b"GET /echo HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            st, _, body = read_response(t)
+        got = {k.lower(): v for k, v in json.loads(body)["headers"]}
+        assert st == 200 and got["x-real-ip"] == client
 
 
 def test_connections_per_client_are_capped(procs, tmp_path):
