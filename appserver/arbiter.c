@@ -70,6 +70,8 @@ typedef struct {
     bool stopping, fast_stop;
     int64_t stop_deadline_ms;
     bool reload_again;      /* a HUP came during a reload: another follows when that one ends */
+    unsigned last_gen_id;   /* ids are never reused: a worker of a reload that was given up
+                             * must not be taken for one of the next attempt */
     int64_t last_tick_ms;   /* when on_tick last ran */
     int64_t judged_from_ms; /* heartbeats older than this are not held against a worker */
     int exit_code;
@@ -336,7 +338,7 @@ static void begin_reload(arbiter *a)
         a->target = a->opts->workers;
     }
     char err[512];
-    unsigned id = a->cur.id + 1;
+    unsigned id = ++a->last_gen_id;
     if (module_gen_open(&a->next, &a->opts->modules, id, err, sizeof err) != 0) {
         log_error("reload failed: %s; still serving generation %u", err, a->cur.id);
         appserver_metrics_reload(false);
@@ -606,7 +608,8 @@ static int setup(arbiter *a, char *err, size_t errlen)
         return -1;
     }
     appserver_metrics_open();
-    if (module_gen_open(&a->cur, &a->opts->modules, 1, err, errlen) != 0)
+    a->last_gen_id = 1;
+    if (module_gen_open(&a->cur, &a->opts->modules, a->last_gen_id, err, errlen) != 0)
         return -1;
     if (signals_watch(&a->sigs, &a->loop, arbiter_signals, on_signal, a) != 0) {
         snprintf(err, errlen, "cannot watch signals");

@@ -4,7 +4,7 @@
 
 void hearth_log(int level, const char *fmt, ...)
 {
-    static const log_level levels[] = {LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR};
+    static const log_level levels[] = {HLOG_DEBUG, HLOG_INFO, HLOG_WARN, HLOG_ERROR};
     va_list ap;
     va_start(ap, fmt);
     log_vmsg(levels[level < 0 ? 0 : level > 3 ? 3 : level], fmt, ap);

@@ -339,7 +339,7 @@ int main(int argc, char **argv)
 {
     static certd_cli c;
     defaults(&c);
-    log_init("certd", LOG_INFO, false);
+    log_init("certd", HLOG_INFO, false);
     int parsed = parse(&c, argc, argv);
     if (parsed != 0 || finish(&c) < 0) {
         cleanup(&c);

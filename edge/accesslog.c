@@ -100,6 +100,10 @@ static void json_line(const edge_req *r, buf *b)
     json_object_set_new(o, "request_time_ms",
                         json_integer((json_int_t)(edge_now_ms() - r->started_ms)));
     json_object_set_new(o, "tls", json_boolean(r->tls));
+    if (r->upstream) { /* nginx's $upstream_addr, and how many tries it took */
+        json_object_set_new(o, "upstream", json_string(r->upstream));
+        json_object_set_new(o, "upstream_tries", json_integer(r->upstream_tries));
+    }
     char *text = json_dumps(o, JSON_COMPACT);
     if (text) {
         buf_append_str(b, text);

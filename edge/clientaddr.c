@@ -150,7 +150,7 @@ static void refuse(pending *p, const char *why)
         ip_format(&a, peer, sizeof(peer));
     else
         snprintf(peer, sizeof(peer), "?");
-    log_repeated(&refused_log, edge_now_ms(), LOG_WARN, "%s: PROXY protocol header %s; closed",
+    log_repeated(&refused_log, edge_now_ms(), HLOG_WARN, "%s: PROXY protocol header %s; closed",
                  peer, why);
     pending_end(p, true);
 }

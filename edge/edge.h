@@ -41,18 +41,33 @@ int edge_io_flush(edge_io *io, buf *out);
 /* ---- upstreams and sites (sites.c) ---- */
 
 typedef struct edge_upconn edge_upconn;
+typedef struct edge_probe edge_probe;
+typedef struct edge_site edge_site;
 
 typedef struct {
     char *spec; /* "unix:PATH" or "HOST:PORT", for logs */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    uint64_t failed_until_ms; /* skipped until then after a failure */
-    log_repeat fail_log;      /* a dead, hung or broken upstream fails every request: */
-    log_repeat timeout_log;   /* each kind of failure is said once per interval */
-    log_repeat broken_log;    /* answers cut short or malformed */
-    edge_upconn *idle;        /* keep-alive pool, a singly linked list */
+    edge_site *site;
+    /* Its health as this worker sees it (upstream.c): out of rotation while an active check
+     * says so or a passive fail_timeout runs. */
+    bool down;                /* the state last reported to the log and the metrics */
+    int fails;                /* passive: failures since fail_window_ms */
+    uint64_t fail_window_ms;  /* when the first of them came */
+    uint64_t failed_until_ms; /* passive: out until then (0: not out) */
+    bool check_down;          /* active: failed `fall` checks in a row, not yet passed `rise` */
+    int check_passes;         /* active: in a row */
+    int check_fails;
+    uint64_t check_due_ms;  /* the next active check */
+    edge_probe *probe;      /* the active check in flight (health.c) */
+    int busy;               /* requests on it now, for least_conn */
+    log_repeat fail_log;    /* a dead, hung or broken upstream fails every request: */
+    log_repeat timeout_log; /* each kind of failure is said once per interval */
+    log_repeat broken_log;  /* answers cut short or malformed */
+    edge_upconn *idle;      /* keep-alive pool, a singly linked list */
     int idle_count;
-    int metrics; /* edge_metrics_upstream() */
+    int metrics;       /* edge_metrics_upstream() */
+    int state_metrics; /* edge_metrics_upstream_state_series() */
 } edge_upstream;
 
 typedef struct {
@@ -71,7 +86,7 @@ typedef struct {
     uint32_t id;    /* of the site and prefix: names its entries in the table across reloads */
 } edge_limit;
 
-typedef struct {
+struct edge_site {
     char *name;
     char **aliases;
     size_t alias_count;
@@ -87,10 +102,16 @@ typedef struct {
     edge_upstream *upstreams;
     size_t upstream_count;
     size_t rr_next;
+    config_balance balance;
+    int max_fails;             /* 0: failures never take an upstream out */
+    int64_t fail_timeout_ms;   /* the passive window and how long an upstream is out */
+    size_t max_tries;          /* upstreams one request may try */
+    config_health_check check; /* active checks, when check.enabled */
+    log_repeat all_down_log;   /* every request says it while every upstream is down */
     edge_limit *limits;
     size_t limit_count;
     int metrics; /* edge_metrics_site() */
-} edge_site;
+};
 
 /* One loaded configuration; SIGHUP builds a new one and swaps it in whole. Connections keep a
  * reference to the generation they started with, so a reload never pulls a root from under a
@@ -112,6 +133,28 @@ void edge_gen_unref(edge_gen *g);
 edge_site *edge_gen_find_site(edge_gen *g, const char *host, size_t len);
 /* Whether the site still waits for certd's certificate; looks in the store first (sites.c). */
 bool edge_site_tls_pending(edge_site *s);
+
+/* ---- upstream choice and health (upstream.c, health.c) ---- */
+
+/* The upstream for a request's next try: up, not yet tried by it (bit i of tried stands for
+ * upstreams[i]), as the site's balance chooses; NULL when none is left. When every upstream is
+ * down, that is logged (summarised). */
+edge_upstream *edge_upstream_pick(edge_site *s, uint64_t tried);
+/* A nonblocking connect to u begun (or done); the socket, or -1 with errno. */
+int edge_upstream_connect(const edge_upstream *u);
+/* The proxy saw u fail (refused, reset, timed out): counted toward the site's max_fails. */
+void edge_upstream_failed(edge_upstream *u, const char *why);
+/* An active check's outcome (health.c). */
+void edge_upstream_checked(edge_upstream *u, bool passed, const char *why);
+/* This worker serves now from now on (old: the generation it replaces, or NULL): each
+ * upstream's health carries over by site and address, old's checks stop, now's are scheduled. */
+void edge_upstreams_serve(edge_gen *old, edge_gen *now);
+
+/* Start an active check of u (its site's health_check); the outcome goes to
+ * edge_upstream_checked, maybe at once. */
+void edge_health_probe(edge_upstream *u);
+/* Drop u's check in flight, if any, without an outcome. */
+void edge_health_cancel(edge_upstream *u);
 
 /* ---- TLS (tls.c) ---- */
 
@@ -260,6 +303,11 @@ void edge_metrics_tls_info(const SSL *ssl, int where, int ret); /* SSL_CTX_set_i
 void edge_metrics_upstream_connected(const edge_upstream *u, uint64_t ms);
 void edge_metrics_upstream_header(const edge_upstream *u, uint64_t ms);
 void edge_metrics_upstream_failed(const edge_upstream *u);
+/* The index of a site's upstream's state series (made on first sight). */
+int edge_metrics_upstream_state_series(const char *site, const char *spec);
+/* u->down as the gauge says it; changed: it just went that way (a transition). */
+void edge_metrics_upstream_state(const edge_upstream *u, bool changed);
+void edge_metrics_proxy_retry(const edge_req *r);             /* a request goes to another try */
 void edge_metrics_proxy_error(const edge_req *r, int status); /* the proxy's own 502 or 504 */
 void edge_metrics_limited_request(const edge_req *r);         /* a 429 of the site's limits */
 void edge_metrics_limited_conn(void); /* closed at accept: max_connections_per_client */

@@ -111,7 +111,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                log_repeated(&l->accept_log, edge_now_ms(), LOG_WARN, "accept: %s",
+                log_repeated(&l->accept_log, edge_now_ms(), HLOG_WARN, "accept: %s",
                              strerror(errno));
             break;
         }

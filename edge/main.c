@@ -69,7 +69,8 @@ static int drop_privileges(void)
 static void init_log(void)
 {
     int lvl = log_level_parse(edge_w.cfg.log_level ? edge_w.cfg.log_level : "info");
-    log_init("edge", lvl < 0 ? LOG_INFO : (log_level)lvl, edge_w.cfg.log_format == LOG_FORMAT_JSON);
+    log_init("edge", lvl < 0 ? HLOG_INFO : (log_level)lvl,
+             edge_w.cfg.log_format == LOG_FORMAT_JSON);
 }
 
 /* The sites as a start builds them: certificates, keys and their pairing, static roots. */

@@ -11,8 +11,10 @@
 /* Sites and upstreams past these are counted together as "other": the file has a fixed size. */
 #define SITES_MAX 32
 #define UPSTREAMS_MAX 16
+#define STATES_MAX 32 /* a site's upstream: its up gauge and transitions */
 enum { SITE_NONE, SITE_OTHER, SITE_FIRST };
 enum { UPSTREAM_OTHER, UPSTREAM_FIRST };
+enum { STATE_OTHER, STATE_FIRST };
 
 /* Milliseconds, from the event loop's clock; exposed as seconds. */
 static const uint64_t bounds_ms[] = {1,   5,    10,   25,   50,    100,   250,
@@ -22,7 +24,7 @@ typedef struct {
     char name[256];
     metric_ref requests[5]; /* by status class, 1xx to 5xx */
     metric_ref bytes, duration;
-    metric_ref proxy_502, proxy_504;
+    metric_ref proxy_502, proxy_504, retries;
     metric_ref limited;
 } site_refs;
 
@@ -31,16 +33,24 @@ typedef struct {
     metric_ref connect, header, failures;
 } upstream_refs;
 
+typedef struct {
+    char site[256], spec[256];
+    metric_ref up, to_down, to_up;
+} state_refs;
+
 static metrics_region *region;
 static bool claimed;
 static struct {
-    int requests, bytes, duration, proxy_errors, connect, header, failures, limited;
+    int requests, bytes, duration, proxy_errors, retries, connect, header, failures, up, moves,
+        limited;
 } fam;
 static metric_ref open_conns, accepted, tls_full, tls_resumed, tls_failed, limited_conns;
 static site_refs sites[SITE_FIRST + SITES_MAX];
 static int site_count;
 static upstream_refs upstreams[UPSTREAM_FIRST + UPSTREAMS_MAX];
 static int upstream_count;
+static state_refs states[STATE_FIRST + STATES_MAX];
+static int state_count;
 
 /* Workers fork from a master that counts nothing: each takes its shard on its first count. */
 static bool counting(void)
@@ -64,6 +74,7 @@ static void make_site(site_refs *s, const char *name)
     s->duration = metrics_series(region, fam.duration, (const char *[]){name});
     s->proxy_502 = metrics_series(region, fam.proxy_errors, (const char *[]){name, "502"});
     s->proxy_504 = metrics_series(region, fam.proxy_errors, (const char *[]){name, "504"});
+    s->retries = metrics_series(region, fam.retries, (const char *[]){name});
     s->limited = metrics_series(region, fam.limited, (const char *[]){name});
 }
 
@@ -73,6 +84,19 @@ static void make_upstream(upstream_refs *u, const char *spec)
     u->connect = metrics_series(region, fam.connect, (const char *[]){spec});
     u->header = metrics_series(region, fam.header, (const char *[]){spec});
     u->failures = metrics_series(region, fam.failures, (const char *[]){spec});
+}
+
+static void make_state(state_refs *st, const char *site, const char *spec)
+{
+    snprintf(st->site, sizeof(st->site), "%s", site);
+    snprintf(st->spec, sizeof(st->spec), "%s", spec);
+    /* the ones counted together as "other" share no gauge: no one worker could set it, and a
+     * constant 0 would look like an upstream down */
+    st->up = st == &states[STATE_OTHER]
+                 ? METRIC_NONE
+                 : metrics_series(region, fam.up, (const char *[]){site, spec});
+    st->to_down = metrics_series(region, fam.moves, (const char *[]){site, spec, "down"});
+    st->to_up = metrics_series(region, fam.moves, (const char *[]){site, spec, "up"});
 }
 
 static void define_families(void)
@@ -90,6 +114,18 @@ static void define_families(void)
         region, "hearth_edge_proxy_errors_total", METRIC_COUNTER,
         "Requests the proxy answered itself: 502 no usable upstream answer, 504 upstream timeout.",
         "site,code", NULL, 0, 1);
+    fam.retries = metrics_family(
+        region, "hearth_edge_proxy_retries_total", METRIC_COUNTER,
+        "Requests sent to another upstream (or a fresh connection) after a try failed unanswered.",
+        "site", NULL, 0, 1);
+    fam.up = metrics_family(
+        region, "hearth_edge_upstream_up", METRIC_GAUGE,
+        "Edge workers that send traffic to the upstream (each checks for itself): all of them "
+        "when it is up, 0 when every worker has it down.",
+        "site,upstream", NULL, 0, 1);
+    fam.moves = metrics_family(region, "hearth_edge_upstream_transitions_total", METRIC_COUNTER,
+                               "Upstream state changes seen by the edge workers, by new state.",
+                               "site,upstream,to", NULL, 0, 1);
     fam.connect =
         metrics_family(region, "hearth_edge_upstream_connect_duration_seconds", METRIC_HISTOGRAM,
                        "Time to connect to an upstream.", "upstream", bounds_ms, nb, 1000);
@@ -136,8 +172,10 @@ void edge_metrics_open(int workers)
     make_site(&sites[SITE_NONE], "_");
     make_site(&sites[SITE_OTHER], "other");
     make_upstream(&upstreams[UPSTREAM_OTHER], "other");
+    make_state(&states[STATE_OTHER], "other", "other");
     site_count = SITE_FIRST;
     upstream_count = UPSTREAM_FIRST;
+    state_count = STATE_FIRST;
 }
 
 int edge_metrics_site(const char *name)
@@ -165,6 +203,20 @@ int edge_metrics_upstream(const char *spec)
         return UPSTREAM_OTHER;
     make_upstream(&upstreams[upstream_count], spec);
     return upstreams[upstream_count].connect.cell < 0 ? UPSTREAM_OTHER : upstream_count++;
+}
+
+int edge_metrics_upstream_state_series(const char *site, const char *spec)
+{
+    if (region == NULL)
+        return STATE_OTHER;
+    for (int i = STATE_FIRST; i < state_count; i++)
+        if (strcmp(states[i].site, site) == 0 && strcmp(states[i].spec, spec) == 0)
+            return i;
+    if (state_count == STATE_FIRST + STATES_MAX || strlen(site) >= sizeof(states[0].site) ||
+        strlen(spec) >= sizeof(states[0].spec))
+        return STATE_OTHER;
+    make_state(&states[state_count], site, spec);
+    return states[state_count].to_up.cell < 0 ? STATE_OTHER : state_count++;
 }
 
 static const site_refs *site_of(const edge_site *s)
@@ -239,6 +291,24 @@ void edge_metrics_proxy_error(const edge_req *r, int status)
         return;
     const site_refs *s = site_of(r->site);
     metrics_add(region, status == 504 ? s->proxy_504 : s->proxy_502, 1);
+}
+
+void edge_metrics_proxy_retry(const edge_req *r)
+{
+    if (counting())
+        metrics_add(region, site_of(r->site)->retries, 1);
+}
+
+void edge_metrics_upstream_state(const edge_upstream *u, bool changed)
+{
+    if (!counting())
+        return;
+    const state_refs *st = u->state_metrics >= 0 && u->state_metrics < state_count
+                               ? &states[u->state_metrics]
+                               : &states[STATE_OTHER];
+    metrics_set(region, st->up, u->down ? 0 : 1);
+    if (changed)
+        metrics_add(region, u->down ? st->to_down : st->to_up, 1);
 }
 
 void edge_metrics_limited_request(const edge_req *r)

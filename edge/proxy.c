@@ -1,6 +1,7 @@
-/* Reverse proxy to the upstreams: round-robin with failed ones skipped for a while, a keep-alive
- * pool, request and response bodies streamed both ways with backpressure, forwarded headers,
- * hop-by-hop removal, 502/504, and WebSocket upgrades as a byte tunnel. */
+/* Reverse proxy to the upstreams (chosen by upstream.c): a request that failed before any answer
+ * tried again on another, a keep-alive pool, request and response bodies streamed both ways with
+ * backpressure, forwarded headers, hop-by-hop removal, 502/504, and WebSocket upgrades as a byte
+ * tunnel. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,7 @@ struct edge_upconn {
 /* One proxied request: the handler's state inside the edge_req. */
 typedef struct {
     edge_upconn *up;  /* NULL once the exchange with the upstream is over */
-    size_t tries;     /* upstreams tried for this request */
+    uint64_t tried;   /* bit i: the site's upstreams[i] had this request and failed it */
     buf resend;       /* the rewritten head and the body bytes sent so far, for a retry */
     bool resend_lost; /* body bytes went upstream that resend no longer holds */
     bool idempotent;  /* GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110 9.2.2) */
@@ -181,29 +182,6 @@ void edge_proxy_close_pools(edge_gen *g)
                 up_close(g->sites[i].upstreams[j].idle);
 }
 
-static int connect_to(edge_upstream *u)
-{
-    int fd = socket(u->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&u->addr, u->addrlen) < 0 && errno != EINPROGRESS) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
-static void mark_failed(edge_upstream *u, const char *why)
-{
-    edge_metrics_upstream_failed(u);
-    log_repeated(&u->fail_log, edge_now_ms(), LOG_WARN,
-                 "upstream %s failed: %s; skipping it for %lld ms", u->spec, why,
-                 (long long)edge_w.cfg.edge.upstream_fail_timeout_ms);
-    u->failed_until_ms = edge_now_ms() + (uint64_t)edge_w.cfg.edge.upstream_fail_timeout_ms;
-}
-
 /* ---- request head ---- */
 
 static bool is_hop_by_hop(const char *name, size_t len, const char *conn_val, size_t conn_len)
@@ -276,54 +254,64 @@ static void build_request_head(const edge_req *r, buf *out)
 
 /* ---- starting ---- */
 
+/* The request leaves its upstream connection (which is closed or pooled by the caller). */
+static void detach(proxy_req *p)
+{
+    if (p->up)
+        p->up->u->busy--;
+    p->up = NULL;
+}
+
 /* The exchange with the upstream is over: what the request held goes. */
 static void release(proxy_req *p)
 {
-    p->up = NULL;
+    detach(p);
     buf_free(&p->resend);
 }
 
 static void fail_request(edge_req *r, int status)
 {
     proxy_req *p = edge_req_ctx(r);
+    edge_upconn *up = p->up;
     edge_metrics_proxy_error(r, status);
-    if (p->up)
-        up_close(p->up);
     release(p);
+    if (up)
+        up_close(up);
     edge_resp_start(r, status);
     edge_resp_body(r, "text/plain", status == 504 ? "upstream timed out\n" : "bad gateway\n");
 }
 
 static void on_up_timeout(uv_timer_t *t);
 
-/* Next upstream in round-robin order, skipping recently failed ones unless all are. */
-static edge_upstream *pick(edge_site *s, size_t *tries)
+static uint64_t bit_of(const edge_upstream *u)
 {
-    uint64_t now = edge_now_ms();
-    for (size_t pass = 0; pass < 2; pass++) {
-        for (size_t k = 0; k < s->upstream_count && *tries < s->upstream_count; k++) {
-            edge_upstream *u = &s->upstreams[s->rr_next++ % s->upstream_count];
-            if (pass == 0 && u->failed_until_ms > now)
-                continue;
-            (*tries)++;
-            return u;
-        }
-    }
-    return NULL;
+    return UINT64_C(1) << (u - u->site->upstreams);
+}
+
+/* The request goes to u: the access log names the last one, and every try after the first is
+ * a retry. */
+static void count_try(edge_req *r, const edge_upstream *u)
+{
+    if (r->upstream_tries++ > 0)
+        edge_metrics_proxy_retry(r);
+    r->upstream = u->spec;
 }
 
 /* Attach an upstream connection (a pooled one unless fresh) with the request as sent so far
- * queued: the head, and on a retry the body bytes kept; false when every upstream refused. */
+ * queued: the head, and on a retry the body bytes kept; false when no upstream is left (every
+ * one down, tried, or refusing). */
 static bool attach(edge_req *r, bool fresh)
 {
     proxy_req *p = edge_req_ctx(r);
     edge_upstream *u;
-    while ((u = pick(r->site, &p->tries)) != NULL) {
+    while ((u = edge_upstream_pick(r->site, p->tried)) != NULL) {
         edge_upconn *up = fresh ? NULL : pool_get(u);
+        count_try(r, u);
         if (!up) {
-            int fd = connect_to(u);
+            int fd = edge_upstream_connect(u);
             if (fd < 0) {
-                mark_failed(u, strerror(errno));
+                p->tried |= bit_of(u);
+                edge_upstream_failed(u, strerror(errno));
                 continue;
             }
             up = up_new(u, fd);
@@ -339,6 +327,7 @@ static bool attach(edge_req *r, bool fresh)
                            (uint64_t)edge_w.cfg.edge.proxy_read_timeout_ms, 0);
         }
         up->r = r;
+        u->busy++;
         up->attached_ms = edge_now_ms();
         http_parser_init(&up->p, HTTP_KIND_RESPONSE, &edge_w.limits, up->hdrs, EDGE_MAX_HEADERS);
         up->p.limits.max_body = 0;
@@ -371,6 +360,8 @@ void edge_proxy_start(edge_req *r)
                      .idempotent = is_idempotent(r),
                      .chunk_body = r->has_body && r->content_length < 0};
     buf_init(&p->resend, 0);
+    r->upstream = NULL;
+    r->upstream_tries = 0;
     build_request_head(r, &p->resend);
     edge_req_take(r, &proxy_handler);
     edge_req_body_start(r);
@@ -385,19 +376,21 @@ static bool resendable(const proxy_req *p, const edge_upconn *up)
     return !p->resend_lost && (!up->wrote || p->idempotent);
 }
 
-/* A connection failed before the upstream said anything. A fresh one marks its upstream failed
- * and the request goes to the next. A reused one was most likely closed as idle by the upstream
- * just as the request left (HTTP/1.1 cannot prevent that race, and an appserver reload does it
- * to every idle connection of its old workers): the request gets one more try, on a fresh
- * connection, as nginx's proxy_next_upstream does. */
+/* A connection failed before the upstream said anything. A fresh one (or one that timed out)
+ * counts against its upstream and the request goes to the next, as with nginx's
+ * proxy_next_upstream error timeout. A reused one was most likely closed as idle by the
+ * upstream just as the request left (HTTP/1.1 cannot prevent that race, and an appserver reload
+ * does it to every idle connection of its old workers): the request gets one more try, on a
+ * fresh connection, and its upstream is not blamed. */
 static void retry_or_fail(edge_req *r, int status, const char *why)
 {
     proxy_req *p = edge_req_ctx(r);
     edge_upconn *up = p->up;
-    bool reused = up->reused, again = resendable(p, up);
-    p->up = NULL;
+    bool reused = up->reused && status != 504, again = resendable(p, up);
+    detach(p);
     if (!reused) {
-        mark_failed(up->u, why);
+        p->tried |= bit_of(up->u);
+        edge_upstream_failed(up->u, why);
         up_close(up);
         if (again && attach(r, false))
             return;
@@ -411,7 +404,7 @@ static void retry_or_fail(edge_req *r, int status, const char *why)
         up_close(up);
         if (again && !p->retried) {
             p->retried = true;
-            p->tries = p->tries > 0 ? p->tries - 1 : 0; /* not its fault */
+            p->tried &= ~bit_of(up->u); /* not its fault */
             if (attach(r, true))
                 return;
         }
@@ -429,8 +422,10 @@ static void on_up_timeout(uv_timer_t *t)
     }
     if (up->connecting) {
         retry_or_fail(r, 504, "connect timed out");
+    } else if (!up->heard) {
+        retry_or_fail(r, 504, "no answer in time");
     } else if (!up->head_done) {
-        log_repeated(&up->u->timeout_log, edge_now_ms(), LOG_WARN,
+        log_repeated(&up->u->timeout_log, edge_now_ms(), HLOG_WARN,
                      "upstream %s: no response in time", up->u->spec);
         fail_request(r, 504);
     } else {
@@ -547,12 +542,12 @@ static bool upstream_head(edge_req *r, edge_upconn *up)
     proxy_req *p = edge_req_ctx(r);
     http_parse_result res = http_parse_head(&up->p, buf_head(&up->in), buf_used(&up->in));
     if (res == HTTP_PARSE_AGAIN) {
-        if (up->eof && !up->heard && up->reused) {
-            retry_or_fail(r, 502, "closed");
+        if (up->eof && !up->heard) {
+            retry_or_fail(r, 502, up->reused ? "closed" : "closed before answering");
             return false;
         }
         if (up->eof || buf_used(&up->in) >= up->in.max) {
-            log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+            log_repeated(&up->u->broken_log, edge_now_ms(), HLOG_WARN,
                          "upstream %s: %s before a complete response head", up->u->spec,
                          up->eof ? "closed" : "too many bytes");
             fail_request(r, 502);
@@ -561,7 +556,7 @@ static bool upstream_head(edge_req *r, edge_upconn *up)
         return true;
     }
     if (res == HTTP_PARSE_ERROR) {
-        log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN, "upstream %s: bad response: %s",
+        log_repeated(&up->u->broken_log, edge_now_ms(), HLOG_WARN, "upstream %s: bad response: %s",
                      up->u->spec, http_error_reason(up->p.error));
         fail_request(r, 502);
         return false;
@@ -607,7 +602,7 @@ static bool body_to_client(edge_req *r, edge_upconn *up)
             return false;
         }
         if (res == HTTP_PARSE_ERROR) {
-            log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+            log_repeated(&up->u->broken_log, edge_now_ms(), HLOG_WARN,
                          "upstream %s: bad response body: %s", up->u->spec,
                          http_error_reason(up->p.error));
             edge_resp_abort(r);
@@ -621,7 +616,7 @@ static bool body_to_client(edge_req *r, edge_upconn *up)
             response_done(r, up);
             return false;
         }
-        log_repeated(&up->u->broken_log, edge_now_ms(), LOG_WARN,
+        log_repeated(&up->u->broken_log, edge_now_ms(), HLOG_WARN,
                      "upstream %s: closed in the middle of a response body", up->u->spec);
         edge_resp_abort(r); /* truncated: the client must not take it for complete */
         return false;

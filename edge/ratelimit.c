@@ -201,7 +201,7 @@ static int32_t evict(uint64_t now)
             unused = i;
     }
     if (unused != NONE) {
-        log_repeated(&evict_log, now, LOG_WARN,
+        log_repeated(&evict_log, now, HLOG_WARN,
                      "limits: the client table (client_table_size %u) is full of clients over "
                      "their rate; evicted ones start over with a full burst",
                      t->size);
@@ -264,7 +264,7 @@ int32_t edge_limits_conn_open(const edge_gen *g, const struct sockaddr *sa)
         unlock();
         char text[48];
         ip_format(&a, text, sizeof(text));
-        log_repeated(&conn_log, edge_now_ms(), LOG_WARN,
+        log_repeated(&conn_log, edge_now_ms(), HLOG_WARN,
                      "%s: closed a connection past max_connections_per_client (%d)", text, max);
         edge_metrics_limited_conn();
         return EDGE_CONN_REFUSED;

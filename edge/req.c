@@ -122,6 +122,8 @@ void edge_req_end(edge_req *r)
     r->handler = NULL;
     r->site = NULL;
     r->status = 0;
+    r->upstream = NULL;
+    r->upstream_tries = 0;
     r->body_reading = r->body_wanted = r->wants_room = r->has_hsts = false;
     buf_reset(&r->info);
 }

@@ -104,6 +104,8 @@ struct edge_req {
     /* access log fields */
     int status;
     uint64_t body_sent;
+    const char *upstream; /* the proxy's last upstream (its spec), or NULL */
+    unsigned upstream_tries;
     buf info; /* method \0 target \0 host \0 referer \0 user-agent \0 */
     alignas(max_align_t) unsigned char ctx[EDGE_REQ_CTX_SIZE];
 };

@@ -32,6 +32,35 @@ static int parse_upstream(edge_upstream *u, const char *spec, char *err, size_t 
     return 0;
 }
 
+static int build_upstreams(edge_site *s, const hearth_config *cfg, const config_site *cs, char *err,
+                           size_t errlen)
+{
+    if (cs->upstreams.count > CONFIG_UPSTREAMS_MAX) {
+        snprintf(err, errlen, "site %s: %zu upstreams; a site has at most %d", s->name,
+                 cs->upstreams.count, CONFIG_UPSTREAMS_MAX);
+        return -1;
+    }
+    s->balance = cs->balance;
+    s->max_fails = cs->max_fails;
+    s->fail_timeout_ms =
+        cs->fail_timeout_set ? cs->fail_timeout_ms : cfg->edge.upstream_fail_timeout_ms;
+    s->max_tries =
+        cs->next_upstream_tries > 0 ? (size_t)cs->next_upstream_tries : cs->upstreams.count;
+    s->check = cs->health_check;
+    s->check.path = cs->health_check.path ? strdup(cs->health_check.path) : NULL;
+    s->upstreams = calloc(cs->upstreams.count + 1, sizeof(edge_upstream));
+    for (size_t i = 0; i < cs->upstreams.count; i++) {
+        edge_upstream *u = &s->upstreams[i];
+        s->upstream_count = i + 1;
+        if (parse_upstream(u, cs->upstreams.items[i], err, errlen) < 0)
+            return -1;
+        u->site = s;
+        u->metrics = edge_metrics_upstream(u->spec);
+        u->state_metrics = edge_metrics_upstream_state_series(s->name, u->spec);
+    }
+    return 0;
+}
+
 static int open_root(edge_static_root *r, const config_static *st, char *err, size_t errlen)
 {
     r->prefix = strdup(st->prefix);
@@ -147,13 +176,8 @@ static int build_site(edge_site *s, const hearth_config *cfg, const config_site 
         if (open_root(&s->statics[i], &cs->statics[i], err, errlen) < 0)
             return -1;
     }
-    s->upstreams = calloc(cs->upstreams.count + 1, sizeof(edge_upstream));
-    for (size_t i = 0; i < cs->upstreams.count; i++) {
-        s->upstream_count = i + 1;
-        if (parse_upstream(&s->upstreams[i], cs->upstreams.items[i], err, errlen) < 0)
-            return -1;
-        s->upstreams[i].metrics = edge_metrics_upstream(cs->upstreams.items[i]);
-    }
+    if (build_upstreams(s, cfg, cs, err, errlen) < 0)
+        return -1;
     if (edge_limits_build_site(s, cs, err, errlen) < 0)
         return -1;
     if (managed_tls(cfg, cs)) {
@@ -183,6 +207,7 @@ static void free_site(edge_site *s)
     for (size_t i = 0; i < s->upstream_count; i++)
         free(s->upstreams[i].spec);
     free(s->upstreams);
+    free(s->check.path);
     free(s->pending_link);
     edge_limits_free_site(s);
     SSL_CTX_free(s->ctx);

@@ -99,6 +99,7 @@ static void reload_commit(void)
     edge_w.gen = prepared.gen;
     prepared.gen = NULL;
     edge_tls_set_gen(edge_w.gen);
+    edge_upstreams_serve(old, edge_w.gen);
     edge_gen_unref(old);
     drop_prepared();
     log_info("reloaded: %zu site(s)", edge_w.gen->site_count);
@@ -197,6 +198,7 @@ int edge_worker_run(bool alone, int channel, bool reload_first)
     signals_watch(&worker_signals, edge_w.loop, sigs, on_signal, NULL);
     if (reload_first)
         reload();
+    edge_upstreams_serve(NULL, edge_w.gen);
     watch_master(channel);
     edge_slots_init(&edge_w);
     edge_memory_init(&edge_w);

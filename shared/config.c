@@ -192,6 +192,20 @@ static const yl_kind metrics_kind = {"an address like 127.0.0.1:9145", metrics_v
 static const yl_kind url_kind = {"an http:// or https:// URL", url_valid, NULL, false, NULL};
 static const yl_kind env_kind = {"NAME=VALUE", env_valid, NULL, false, NULL};
 static const yl_kind mount_kind = {"a path prefix like /app", mount_valid, NULL, false, NULL};
+/* A health check's path goes into a request line as written. */
+static bool check_path_valid(const char *s, bool in_list)
+{
+    (void)in_list;
+    if (s[0] != '/')
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
+static const yl_kind check_path_kind = {"a path like /healthz", check_path_valid, NULL, false,
+                                        NULL};
 static const yl_kind cidr_kind = {"an address or a CIDR range like 10.0.0.0/8 (no bits set past "
                                   "the prefix)",
                                   cidr_valid, NULL, false, NULL};
@@ -207,10 +221,12 @@ _Static_assert(sizeof(config_tls_mode) == sizeof(int), "enums are int-sized");
 _Static_assert(sizeof(config_key_type) == sizeof(int), "enums are int-sized");
 _Static_assert(sizeof(config_log_format) == sizeof(int), "enums are int-sized");
 _Static_assert(sizeof(config_access_format) == sizeof(int), "enums are int-sized");
+_Static_assert(sizeof(config_balance) == sizeof(int), "enums are int-sized");
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const access_formats[] = {"combined", "json", NULL};
+static const char *const balances[] = {"round_robin", "least_conn", NULL};
 static const char *const key_types[] = {"ec256", "ec384", "rsa2048", "rsa3072", "rsa4096", NULL};
 /* Indexed by config_tls_mode; "files" is not written as a name, it is what a cert/key map
  * means, so it is refused as a scalar. */
@@ -355,6 +371,16 @@ static const yl_field static_fields[] = {
     END,
 };
 
+/* HAProxy's rise and fall; nginx Plus's interval. */
+static const yl_field health_check_fields[] = {
+    STRING("path", config_health_check, path, 0, &check_path_kind, "/"),
+    DURATION("interval", config_health_check, interval_ms, 100, MS_HOUR, "5s"),
+    DURATION("timeout", config_health_check, timeout_ms, 100, MS_HOUR, "2s"),
+    INT("rise", config_health_check, rise, 0, 1, 100, "2"),
+    INT("fall", config_health_check, fall, 0, 1, 100, "3"),
+    END,
+};
+
 static const yl_field limit_fields[] = {
     STRING("prefix", config_limit, prefix, 0, NULL, "/"),
     STRING("rate", config_limit, rate, YL_REQUIRED, &rate_kind, NULL),
@@ -400,6 +426,11 @@ static const yl_field site_fields[] = {
     DURATION("hsts", config_site, hsts_ms, 0, 730 * MS_DAY, "0"),
     LIST("static", config_site, statics, &static_list),
     STRINGS("upstreams", config_site, upstreams, 0, &addr_kind, NULL), /* derived from the bind */
+    ENUM("balance", config_site, balance, balances, "round_robin"),
+    INT("max_fails", config_site, max_fails, 0, 0, 1000, "1"),
+    DURATION("fail_timeout", config_site, fail_timeout_ms, 0, MS_HOUR, "10s"),
+    INT("next_upstream_tries", config_site, next_upstream_tries, 0, 0, CONFIG_UPSTREAMS_MAX, "0"),
+    MAP("health_check", config_site, health_check, health_check_fields),
     LIST("limits", config_site, limits, &limit_list),
     END,
 };
@@ -566,6 +597,15 @@ static int check_site(yl_loader *ld, yaml_node_t *node, void *elem, size_t index
     site->line = (int)node->start_mark.line + 1;
     if (!yl_map_has(ld, node, "tls"))
         site->tls = default_tls(site->name);
+    site->health_check.enabled = yl_map_has(ld, node, "health_check");
+    site->fail_timeout_set = yl_map_has(ld, node, "fail_timeout");
+    if (site->upstreams.count > CONFIG_UPSTREAMS_MAX) {
+        char kpath[300];
+        yl_child_path(kpath, sizeof(kpath), path, "upstreams");
+        return yl_fail(ld, yl_map_get(ld, node, "upstreams"), kpath,
+                       "%zu upstreams; a site has at most %d", site->upstreams.count,
+                       CONFIG_UPSTREAMS_MAX);
+    }
     return check_site_names(ld, node, site, index, path);
 }
 

@@ -19,6 +19,10 @@ typedef enum { LOG_FORMAT_TEXT, LOG_FORMAT_JSON } config_log_format;
 typedef enum { ACCESS_LOG_COMBINED, ACCESS_LOG_JSON } config_access_format;
 typedef enum { SITE_TLS_ACME, SITE_TLS_FILES, SITE_TLS_INTERNAL, SITE_TLS_OFF } config_tls_mode;
 typedef enum { KEY_EC256, KEY_EC384, KEY_RSA2048, KEY_RSA3072, KEY_RSA4096 } config_key_type;
+typedef enum { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN } config_balance;
+
+/* A site has at most this many upstreams (a request's tries are a bit set). */
+#define CONFIG_UPSTREAMS_MAX 64
 
 typedef struct {
     char *cert; /* PEM chain */
@@ -38,6 +42,16 @@ typedef struct {
     int burst;    /* requests past the rate answered at once before 429 */
 } config_limit;
 
+/* Active checks of a site's upstreams: a GET of path every interval, expecting 2xx or 3xx. */
+typedef struct {
+    bool enabled; /* the site has a health_check map */
+    char *path;   /* starts with '/' */
+    int64_t interval_ms;
+    int64_t timeout_ms;
+    int rise; /* passes in a row that bring a down upstream back */
+    int fall; /* failures in a row that take an upstream out */
+} config_health_check;
+
 typedef struct {
     char *name;              /* the site's canonical host name, lowercase (the redirect target) */
     strlist aliases;         /* further names served by this site */
@@ -48,6 +62,14 @@ typedef struct {
     config_static *statics;
     size_t static_count;
     strlist upstreams; /* "unix:PATH" or "HOST:PORT"; default: the appserver bind */
+    config_balance balance;
+    int max_fails; /* failures within fail_timeout that take an upstream out; 0: never */
+    /* Unless set, edge.upstream_fail_timeout is the site's: its users are the ones to read it
+     * (a flag may change it after the file is loaded). */
+    bool fail_timeout_set;
+    int64_t fail_timeout_ms;
+    int next_upstream_tries; /* upstreams one request may try; 0: all of them */
+    config_health_check health_check;
     config_limit *limits;
     size_t limit_count;
     /* line of the site entry in config->path, for messages about it */
@@ -73,7 +95,7 @@ typedef struct {
     int64_t pressure_log_interval_ms; /* shedding is summarised in the log this often */
     int64_t proxy_connect_timeout_ms;
     int64_t proxy_read_timeout_ms;
-    int64_t upstream_fail_timeout_ms; /* how long a failed upstream is skipped */
+    int64_t upstream_fail_timeout_ms; /* every site's fail_timeout unless it sets its own */
     /* Addresses whose X-Forwarded-For and PROXY protocol header are believed (ip_cidr_parse). */
     strlist trusted_proxies;
     bool proxy_protocol;            /* trusted peers start each connection with a PROXY header */

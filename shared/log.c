@@ -16,7 +16,7 @@
 #define LOG_LINE_MAX 4096
 
 static const char *log_component = "hearth";
-static log_level log_threshold = LOG_INFO;
+static log_level log_threshold = HLOG_INFO;
 static bool log_json;
 static int log_fd = STDERR_FILENO;
 static char *log_path;
@@ -48,8 +48,8 @@ const char *log_level_name(log_level level)
 int log_level_parse(const char *name)
 {
     if (strcasecmp(name, "warning") == 0)
-        return LOG_WARN;
-    for (int i = 0; i <= LOG_ERROR; i++)
+        return HLOG_WARN;
+    for (int i = 0; i <= HLOG_ERROR; i++)
         if (strcasecmp(name, level_names[i]) == 0)
             return i;
     return -1;

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
+typedef enum { HLOG_DEBUG, HLOG_INFO, HLOG_WARN, HLOG_ERROR } log_level;
 
 /* component: "edge", "appserver", ... ; json: write JSON lines instead of text. */
 void log_init(const char *component, log_level level, bool json);
@@ -46,9 +46,9 @@ typedef struct {
 void log_repeated(log_repeat *r, uint64_t now_ms, log_level level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_debug(...) log_msg(HLOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(HLOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(HLOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(HLOG_ERROR, __VA_ARGS__)
 
 #endif

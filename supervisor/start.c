@@ -243,8 +243,8 @@ static void teardown(supervisor *sv)
 
 static void init_logging(const hearth_config *cfg)
 {
-    int level = cfg->log_level ? log_level_parse(cfg->log_level) : LOG_INFO;
-    log_init("supervisor", level < 0 ? LOG_INFO : (log_level)level,
+    int level = cfg->log_level ? log_level_parse(cfg->log_level) : HLOG_INFO;
+    log_init("supervisor", level < 0 ? HLOG_INFO : (log_level)level,
              cfg->log_format == LOG_FORMAT_JSON);
     output_set_json(cfg->log_format == LOG_FORMAT_JSON);
 }

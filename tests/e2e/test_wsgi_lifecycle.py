@@ -252,6 +252,7 @@ def test_reload_to_broken_code_keeps_the_old_version_serving(wsgi, tmp_path):
 
 SLOW_IMPORT_APP = '''import time
 VERSION = b"{version}\\n"
+open(__file__ + ".{version}.read", "w").close()  # this version is what a worker is importing
 time.sleep(1)  # a reload that takes a while: long enough for a second HUP to come during it
 
 
@@ -259,6 +260,13 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [VERSION]
 '''
+
+
+def deploy_text(path, text):
+    """Put a new version in place as a deploy does: whole, by rename, never half-written."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 @pytest.mark.hearth_only("Gunicorn's arbiter handles HUPs its own way")
@@ -269,13 +277,35 @@ def test_hup_during_a_reload_is_not_dropped(wsgi, tmp_path):
     code = tmp_path / "code"
     code.mkdir()
     target = code / "slow_app.py"
-    target.write_text(SLOW_IMPORT_APP.format(version="one"))
+    deploy_text(target, SLOW_IMPORT_APP.format(version="one"))
     server = wsgi("slow_app:app", workers=1, chdir=code)
     assert server.get("/").body == b"one\n"
-    target.write_text(SLOW_IMPORT_APP.format(version="two"))
+    deploy_text(target, SLOW_IMPORT_APP.format(version="two"))
     server.proc.send_signal(signal.SIGHUP)
     server.wait_log(r"reload: starting 1 workers of generation 2")
-    target.write_text(SLOW_IMPORT_APP.format(version="three"))
+    deploy_text(target, SLOW_IMPORT_APP.format(version="three"))
     server.proc.send_signal(signal.SIGHUP)
+    server.wait_log(r"reload complete: generation 3 serving", timeout=20)
+    assert server.get("/").body == b"three\n"
+
+
+@pytest.mark.hearth_only("Gunicorn's arbiter handles HUPs its own way")
+def test_reload_queued_behind_a_failing_one_completes(wsgi, tmp_path):
+    """A reload whose new code fails to import, and a HUP for a fixed deploy during it: the
+    failed reload keeps the old code, then the queued one serves the fix. (Generation ids
+    were reused, so the failed attempt's worker, reaped late, aborted the next attempt too.)"""
+    code = tmp_path / "code"
+    code.mkdir()
+    target = code / "slow_app.py"
+    deploy_text(target, SLOW_IMPORT_APP.format(version="one"))
+    server = wsgi("slow_app:app", workers=1, chdir=code)
+    deploy_text(target, SLOW_IMPORT_APP.format(version="two") +
+                "raise ImportError('broken deploy')\n")
+    server.proc.send_signal(signal.SIGHUP)
+    # the new worker has read the broken version before the fix is deployed
+    wait_until(lambda: (code / "slow_app.py.two.read").exists(), what="the broken version read")
+    deploy_text(target, SLOW_IMPORT_APP.format(version="three"))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log(r"reload failed: .*still serving generation 1")
     server.wait_log(r"reload complete: generation 3 serving", timeout=20)
     assert server.get("/").body == b"three\n"

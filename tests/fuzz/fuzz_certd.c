@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bool quiet;
     if (!quiet) {
-        log_init("fuzz", LOG_ERROR, false);
+        log_init("fuzz", HLOG_ERROR, false);
         log_set_file("/dev/null");
         quiet = true;
     }

@@ -253,6 +253,44 @@ static void test_good_string(void)
     config_free(&c);
 }
 
+/* Several upstreams: balance, passive and active checks, and their defaults. */
+static void test_upstream_keys(void)
+{
+    hearth_config c;
+    char err[256];
+    const char *yaml = "edge: {upstream_fail_timeout: 30s}\n"
+                       "sites:\n"
+                       "  - name: a.org\n"
+                       "    upstreams: ['10.0.0.1:80', '10.0.0.2:80']\n"
+                       "    balance: least_conn\n"
+                       "    max_fails: 3\n"
+                       "    fail_timeout: 5s\n"
+                       "    next_upstream_tries: 1\n"
+                       "    health_check: {path: /healthz, interval: 1s}\n"
+                       "  - name: b.org\n";
+    CHECK_MSG(load(&c, yaml, err, sizeof(err)) == 0, "%s", err);
+    const config_site *a = &c.sites[0], *b = &c.sites[1];
+    CHECK(a->balance == BALANCE_LEAST_CONN && a->max_fails == 3 && a->next_upstream_tries == 1);
+    CHECK(a->fail_timeout_set && a->fail_timeout_ms == 5000);
+    CHECK(a->health_check.enabled && a->health_check.interval_ms == 1000);
+    CHECK_STR(a->health_check.path, "/healthz");
+    CHECK(a->health_check.timeout_ms == 2000 && a->health_check.rise == 2 &&
+          a->health_check.fall == 3);
+    /* nginx's defaults; fail_timeout is the edge's unless the site sets it; no active checks */
+    CHECK(b->balance == BALANCE_ROUND_ROBIN && b->max_fails == 1 && b->next_upstream_tries == 0);
+    CHECK(!b->fail_timeout_set && c.edge.upstream_fail_timeout_ms == 30000);
+    CHECK(!b->health_check.enabled);
+    config_free(&c);
+    /* at most CONFIG_UPSTREAMS_MAX: a request's tries are a bit set */
+    char many[4096] = "sites:\n  - name: a.org\n    upstreams: [";
+    for (int i = 0; i <= CONFIG_UPSTREAMS_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s':%d'", i ? ", " : "",
+                 1000 + i);
+    strcat(many, "]\n");
+    CHECK(load(&c, many, err, sizeof(err)) == -1);
+    CHECK_MSG(strstr(err, "65 upstreams; a site has at most 64") != NULL, "%s", err);
+}
+
 static void test_derived(void)
 {
     hearth_config c;
@@ -472,6 +510,13 @@ static const struct bad bad_sites[] = {
     {"sites:\n  - name: a.org\n    upstreams: [localhost]\n",
      "t.yaml:3:17: key 'sites[0].upstreams[0]': address 'localhost': expected unix:PATH, "
      "HOST:PORT, [IPV6]:PORT or :PORT"},
+    {"sites:\n  - name: a.org\n    balance: random\n",
+     "t.yaml:3:14: key 'sites[0].balance': expected one of round_robin, least_conn, got 'random'"},
+    {"sites:\n  - name: a.org\n    health_check: {path: healthz}\n",
+     "t.yaml:3:26: key 'sites[0].health_check.path': expected a path like /healthz, got "
+     "'healthz'"},
+    {"sites:\n  - name: a.org\n    health_check: {rise: 0}\n",
+     "t.yaml:3:26: key 'sites[0].health_check.rise': expected an integer from 1 to 100, got '0'"},
     {"certd:\n  eab_kid: k\n", "t.yaml:2:12: key 'certd.eab_kid': needs certd.eab_hmac_key as "
                                "well"},
     {"supervisor:\n  restart_delay: 1m\n  restart_delay_max: 10s\n",
@@ -725,6 +770,7 @@ int main(void)
     test_good_file();
     test_good_string();
     test_derived();
+    test_upstream_keys();
     test_errors();
     test_file_errors();
     test_duration_size();

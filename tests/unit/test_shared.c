@@ -64,15 +64,15 @@ static char *read_file(const char *path)
 
 static void test_log(void)
 {
-    CHECK(log_level_parse("debug") == LOG_DEBUG);
-    CHECK(log_level_parse("WARNING") == LOG_WARN);
-    CHECK(log_level_parse("error") == LOG_ERROR);
+    CHECK(log_level_parse("debug") == HLOG_DEBUG);
+    CHECK(log_level_parse("WARNING") == HLOG_WARN);
+    CHECK(log_level_parse("error") == HLOG_ERROR);
     CHECK(log_level_parse("loud") == -1);
 
     char path[256];
     snprintf(path, sizeof(path), "%s/log.txt", tmpdir);
     CHECK(log_set_file(path) == 0);
-    log_init("unit", LOG_INFO, false);
+    log_init("unit", HLOG_INFO, false);
     log_debug("hidden %d", 1);
     log_info("shown %d", 2);
     const char *text = read_file(path);
@@ -84,7 +84,7 @@ static void test_log(void)
     snprintf(rotated, sizeof(rotated), "%s.1", path);
     CHECK(rename(path, rotated) == 0);
     CHECK(log_reopen() == 0);
-    log_init("unit", LOG_INFO, true);
+    log_init("unit", HLOG_INFO, true);
     log_error("quote \" and newline \n inside");
     text = read_file(path);
     json_error_t jerr;
@@ -106,24 +106,24 @@ static void test_log_repeated(void)
     char path[256];
     snprintf(path, sizeof(path), "%s/repeat.txt", tmpdir);
     CHECK(log_set_file(path) == 0);
-    log_init("unit", LOG_INFO, false);
+    log_init("unit", HLOG_INFO, false);
     log_repeat r = {0};
     uint64_t t = 5000;
     for (int i = 0; i < 1000; i++, t += 5)
-        log_repeated(&r, t, LOG_WARN, "upstream %s failed", "u1");
+        log_repeated(&r, t, HLOG_WARN, "upstream %s failed", "u1");
     const char *text = read_file(path);
     CHECK(strstr(text, "warn: upstream u1 failed\n") != NULL);
     CHECK(strstr(strstr(text, "failed\n") + 1, "failed") == NULL); /* once so far */
-    log_repeated(&r, 5000 + LOG_REPEAT_INTERVAL_MS, LOG_WARN, "upstream %s failed", "u1");
+    log_repeated(&r, 5000 + LOG_REPEAT_INTERVAL_MS, HLOG_WARN, "upstream %s failed", "u1");
     text = read_file(path);
     CHECK_MSG(strstr(text, "warn: upstream u1 failed (and 999 similar in the last 10 s)\n"), "%s",
               text);
     /* repeats held back are counted from the line just written */
-    log_repeated(&r, 5001 + LOG_REPEAT_INTERVAL_MS, LOG_WARN, "upstream %s failed", "u1");
+    log_repeated(&r, 5001 + LOG_REPEAT_INTERVAL_MS, HLOG_WARN, "upstream %s failed", "u1");
     CHECK(r.held == 1);
     /* below the threshold nothing is written or counted */
     log_repeat quiet = {0};
-    log_repeated(&quiet, t, LOG_DEBUG, "hidden");
+    log_repeated(&quiet, t, HLOG_DEBUG, "hidden");
     CHECK(!quiet.logged && quiet.held == 0);
     log_set_file(NULL);
 }
