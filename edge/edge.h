@@ -103,11 +103,12 @@ struct edge_site {
     size_t upstream_count;
     size_t rr_next;
     config_balance balance;
-    int max_fails;             /* 0: failures never take an upstream out */
-    int64_t fail_timeout_ms;   /* the passive window and how long an upstream is out */
-    size_t max_tries;          /* upstreams one request may try */
-    config_health_check check; /* active checks, when check.enabled */
-    log_repeat all_down_log;   /* every request says it while every upstream is down */
+    int max_fails;                  /* 0: failures never take an upstream out */
+    int64_t fail_timeout_ms;        /* the passive window and how long an upstream is out */
+    size_t max_tries;               /* upstreams one request may try */
+    config_health_check check;      /* active checks, when check.enabled */
+    log_repeat all_down_log;        /* every request says it while every upstream is down */
+    config_compression compression; /* on-the-fly compression (compress.c) */
     edge_limit *limits;
     size_t limit_count;
     int metrics; /* edge_metrics_site() */

@@ -48,6 +48,15 @@ static int site_flag(cli_call *c, const char *arg)
     return cli_set(c, arg);
 }
 
+/* --compress: the site compresses responses (compression's other keys keep their defaults). */
+static int compress_flag(cli_call *c, const char *arg)
+{
+    (void)arg;
+    if (c->cfg->site_count == 0 && add_site(c, "localhost") < 0)
+        return -1;
+    return cli_set_key(c, "sites.compression.enabled", "true");
+}
+
 /* A --cert starts a pair; the --key after it completes it (and a --key alone starts one). */
 static int cert_or_key(cli_call *c, const char *arg)
 {
@@ -100,6 +109,7 @@ static const cli_flag edge_flags[] = {
      .help = "site: unix:PATH or HOST:PORT to proxy to"},
     {"hsts", 0, "DURATION", "sites.hsts", .fn = site_flag,
      .help = "site: Strict-Transport-Security"},
+    {"compress", 0, NULL, .fn = compress_flag, .help = "site: compress responses (zstd, br, gzip)"},
     {"acme-webroot", 0, "DIR", .fn = set_acme_webroot,
      .help = "serve DIR/.well-known/acme-challenge (default: certd.webroot of --config)"},
     {"access-log", 0, "FILE", "edge.access_log", .help = "access log ('-': stdout)"},

@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "shared/http_status.h"
+#include "edge/compress.h"
 #include "edge/req.h"
 
 /* ---- the request ---- */
@@ -87,6 +88,7 @@ void edge_req_dispatch(edge_req *r)
     save_info(r);
     r->site = pick_site(r);
     edge_client_resolve(r);
+    edge_compress_request(r);
     /* A body nobody reads leaves the connection out of step: the protocol closes it after the
      * response (r->body_done stays false). */
     if (!r->tls && edge_redirect_handle(r))
@@ -108,6 +110,7 @@ void edge_req_refuse(edge_req *r, int status, const char *reason)
     buf_reset(&r->info);
     r->keep_alive = false;
     r->head_method = false;
+    r->zflags = 0;
     r->body_sent = 0;
     r->site = r->gen->site_count ? &r->gen->sites[0] : NULL;
     char body[128];
@@ -125,6 +128,8 @@ void edge_req_end(edge_req *r)
     r->upstream = NULL;
     r->upstream_tries = 0;
     r->body_reading = r->body_wanted = r->wants_room = r->has_hsts = false;
+    r->zflags = 0;
+    edge_compress_drop(r);
     buf_reset(&r->info);
 }
 
@@ -133,6 +138,7 @@ void edge_req_closed(edge_req *r)
     const edge_handler *h = r->handler;
     r->handler = NULL;
     r->body_wanted = r->wants_room = false;
+    edge_compress_drop(r);
     if (h && h->closed)
         h->closed(r);
 }
@@ -163,12 +169,16 @@ edge_body_result edge_req_body_read(edge_req *r, const char **data, size_t *len)
 void edge_resp_start(edge_req *r, int status)
 {
     r->status = status;
+    if (r->zflags)
+        edge_compress_head_start(r);
     r->proto->head_start(r, status, NULL, 0, true);
 }
 
 void edge_resp_start_relayed(edge_req *r, int status, const char *reason, size_t reason_len)
 {
     r->status = status;
+    if (r->zflags)
+        edge_compress_head_start(r);
     r->proto->head_start(r, status, reason, reason_len, false);
 }
 
@@ -177,6 +187,8 @@ void edge_resp_header_n(edge_req *r, const char *name, size_t name_len, const ch
 {
     if (name_len == 25 && strncasecmp(name, "strict-transport-security", 25) == 0)
         r->has_hsts = true;
+    if (r->zflags && edge_compress_field(r, name, name_len, value, value_len))
+        return;
     r->proto->head_field(r, name, name_len, value, value_len);
 }
 
@@ -189,7 +201,17 @@ void edge_resp_headerf(edge_req *r, const char *name, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    r->proto->head_fieldv(r, name, fmt, ap);
+    if (r->zflags) {
+        /* the filter sees every field of a head it may change */
+        buf value;
+        buf_init(&value, 0);
+        buf_vprintf(&value, fmt, ap);
+        edge_resp_header_n(r, name, strlen(name), buf_used(&value) ? buf_head(&value) : "",
+                           buf_used(&value));
+        buf_free(&value);
+    } else {
+        r->proto->head_fieldv(r, name, fmt, ap);
+    }
     va_end(ap);
 }
 
@@ -197,6 +219,8 @@ void edge_resp_head_done(edge_req *r, int64_t length)
 {
     if (r->tls && r->site && r->site->hsts && !r->has_hsts)
         edge_resp_header(r, "Strict-Transport-Security", r->site->hsts);
+    if (r->zflags)
+        edge_compress_head_end(r, &length);
     r->proto->head_end(r, length);
 }
 
@@ -204,12 +228,18 @@ void edge_resp_write(edge_req *r, const void *p, size_t n)
 {
     if (r->head_method || n == 0)
         return;
+    if (r->encoder) {
+        edge_compress_write(r, p, n);
+        return;
+    }
     r->body_sent += n;
     r->proto->write(r, p, n);
 }
 
 int64_t edge_resp_send_file(edge_req *r, int fd, off_t off, uint64_t left)
 {
+    if (r->encoder)
+        return edge_compress_send_file(r, fd, off, left);
     int64_t n = r->proto->send_file(r, fd, off, left);
     if (n > 0)
         r->body_sent += (uint64_t)n;
@@ -218,6 +248,8 @@ int64_t edge_resp_send_file(edge_req *r, int fd, off_t off, uint64_t left)
 
 int edge_resp_flush(edge_req *r)
 {
+    if (r->encoder && edge_compress_flush(r) < 0)
+        return -1;
     return r->proto->flush(r);
 }
 
@@ -235,11 +267,16 @@ void edge_resp_finish(edge_req *r)
 {
     r->handler = NULL;
     r->body_wanted = r->wants_room = false;
+    if (r->encoder && edge_compress_finish(r) < 0) {
+        r->proto->abort(r); /* the compressed stream has no proper end */
+        return;
+    }
     r->proto->finish(r);
 }
 
 void edge_resp_abort(edge_req *r)
 {
+    edge_compress_drop(r);
     r->proto->abort(r);
 }
 

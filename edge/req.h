@@ -101,6 +101,12 @@ struct edge_req {
     bool has_hsts;     /* the response already carries Strict-Transport-Security */
     int body_error_status;
     const edge_handler *handler; /* NULL once the response is complete */
+    /* On-the-fly compression (compress.c): what the response head allows (zflags) and the
+     * coding the client prefers, both set while dispatching; the encoder exists only while a
+     * body is being compressed. */
+    uint8_t zflags;
+    uint8_t coding;
+    struct edge_encoder *encoder;
     /* access log fields */
     int status;
     uint64_t body_sent;

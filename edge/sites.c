@@ -169,6 +169,12 @@ static int build_site(edge_site *s, const hearth_config *cfg, const config_site 
         snprintf(v, sizeof(v), "max-age=%lld; includeSubDomains", (long long)(cs->hsts_ms / 1000));
         s->hsts = strdup(v);
     }
+    s->compression = cs->compression;
+    s->compression.types = (strlist){0}; /* the site's own copy: the config goes at a reload */
+    if (strlist_copy(&s->compression.types, &cs->compression.types) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     s->statics = calloc(cs->static_count + 1, sizeof(edge_static_root));
     for (size_t i = 0; i < cs->static_count; i++) {
         s->statics[i].root_fd = -1;
@@ -197,6 +203,7 @@ static void free_site(edge_site *s)
         free(s->aliases[i]);
     free(s->aliases);
     free(s->hsts);
+    strlist_clear(&s->compression.types);
     for (size_t i = 0; i < s->static_count; i++) {
         free(s->statics[i].prefix);
         free(s->statics[i].cache_control);

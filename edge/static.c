@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "shared/percent.h"
+#include "edge/coding.h"
 #include "edge/req.h"
 
 #define MAX_PATH 4096
@@ -147,37 +148,6 @@ static edge_static_root *match_root(const edge_req *r, const char *path, size_t 
     return best;
 }
 
-/* True when the Accept-Encoding value lists coding with a q-value other than 0. */
-static bool accepts(const char *v, size_t len, const char *coding)
-{
-    size_t cl = strlen(coding);
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < len && v[i] != ',' && v[i] != ';' && v[i] != ' ' && v[i] != '\t')
-            i++;
-        bool name_ok = (i - s == cl && strncasecmp(v + s, coding, cl) == 0);
-        bool q_zero = false;
-        size_t e = i;
-        while (e < len && v[e] != ',')
-            e++;
-        const char *q = memmem(v + i, e - i, "q=", 2);
-        if (q) {
-            q += 2;
-            q_zero = true;
-            for (const char *p = q; p < v + e && *p != ' ' && *p != ';'; p++)
-                if (*p >= '1' && *p <= '9')
-                    q_zero = false;
-        }
-        if (name_ok && !q_zero)
-            return true;
-        i = e;
-    }
-    return false;
-}
-
 typedef struct {
     int fd;
     struct stat st;
@@ -208,7 +178,7 @@ static void choose_encoding(const edge_req *r, int root, const char *rel, repres
         return;
     static const char *const codings[2][2] = {{"br", ".br"}, {"gzip", ".gz"}};
     for (int i = 0; i < 2 && !rep->encoding; i++) {
-        if (!accepts(ae, aelen, codings[i][0]))
+        if (edge_accept_q(ae, aelen, codings[i][0]) <= 0)
             continue;
         char p[MAX_PATH + 8];
         snprintf(p, sizeof(p), "%s%s", rel, codings[i][1]);

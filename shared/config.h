@@ -42,6 +42,18 @@ typedef struct {
     int burst;    /* requests past the rate answered at once before 429 */
 } config_limit;
 
+/* On-the-fly compression of responses (edge/compress.c), for the edge and per site. */
+typedef struct {
+    bool enabled;
+    /* media types: "application/json", "+json" (any type with that suffix), "text/" and a
+     * star (any subtype) */
+    strlist types;
+    uint64_t min_length; /* bodies known to be shorter go out as they are */
+    int gzip_level;
+    int br_level;
+    int zstd_level;
+} config_compression;
+
 /* Active checks of a site's upstreams: a GET of path every interval, expecting 2xx or 3xx. */
 typedef struct {
     bool enabled; /* the site has a health_check map */
@@ -72,6 +84,7 @@ typedef struct {
     config_health_check health_check;
     config_limit *limits;
     size_t limit_count;
+    config_compression compression; /* keys the site does not set are the edge's */
     /* line of the site entry in config->path, for messages about it */
     int line;
 } config_site;
@@ -96,6 +109,7 @@ typedef struct {
     int64_t proxy_connect_timeout_ms;
     int64_t proxy_read_timeout_ms;
     int64_t upstream_fail_timeout_ms; /* every site's fail_timeout unless it sets its own */
+    config_compression compression;
     /* Addresses whose X-Forwarded-For and PROXY protocol header are believed (ip_cidr_parse). */
     strlist trusted_proxies;
     bool proxy_protocol;            /* trusted peers start each connection with a PROXY header */

@@ -728,9 +728,16 @@ void yl_apply_defaults(yl_loader *ld, const yl_field *fields, void *base)
         if (f->type == YL_MAP) {
             yl_apply_defaults(ld, f->sub, member(base, f->offset));
         } else if (f->def && f->type == YL_STRINGS) {
+            /* a list's default names its items separated by spaces */
             strlist *list = member(base, f->offset);
             strlist_clear(list);
-            strlist_add(list, f->def);
+            for (const char *p = f->def; *p;) {
+                size_t n = strcspn(p, " ");
+                char item[128];
+                snprintf(item, sizeof(item), "%.*s", (int)n, p);
+                strlist_add(list, item);
+                p += n + (p[n] == ' ');
+            }
         } else if (f->def) {
             /* Defaults are ours and valid (the tests load them), so this cannot fail but for
              * memory; the caller then finds NULL strings. */

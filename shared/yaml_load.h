@@ -75,7 +75,9 @@ struct yl_field {
     const yl_list *list;      /* YL_LIST, YL_NAME_OR_LIST */
     const yl_kind *kind;      /* YL_STRING, YL_STRINGS: NULL for any text */
     int list_means;           /* YL_NAME_OR_LIST */
-    const char *def;          /* the default as it would be written in YAML; NULL: none */
+    /* The default as it would be written in YAML (a list of strings: its items separated by
+     * spaces); NULL: none. */
+    const char *def;
 };
 
 struct yl_loader {

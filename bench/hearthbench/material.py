@@ -1,17 +1,42 @@
 """What both sides serve: the same files, and nginx's config (the one certificate is
 hearthkit.certs.make_cert's)."""
+import json
 import os
 import random
 import sqlite3
 
 
 def make_files(www):
-    """The static files: 1k.html (1 KiB) and 1m.bin (1 MiB)."""
+    """The static files: 1k.html (1 KiB), 1m.bin (1 MiB) and 100k.json (an API answer)."""
     os.makedirs(www, exist_ok=True)
     with open(os.path.join(www, "1k.html"), "wb") as f:
         f.write(os.urandom(768).hex().encode()[:1024])
     with open(os.path.join(www, "1m.bin"), "wb") as f:
         f.write(os.urandom(1 << 20))
+    with open(os.path.join(www, "100k.json"), "wb") as f:
+        f.write(api_json(100 * 1024))
+
+
+def api_json(size):
+    """A JSON list of records of `size` bytes, what an API answers: the same on every run, as
+    repetitive as real records are (names, flags, dates, numbers) and no more."""
+    rnd = random.Random(12)
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india"]
+    out, n = [], 0
+    while True:
+        i = len(out)
+        rec = json.dumps({"id": 10000 + i, "name": f"{rnd.choice(words)} {rnd.choice(words)}",
+                          "email": f"user{rnd.randrange(100000)}@example.com",
+                          "active": rnd.random() < 0.7, "score": round(rnd.uniform(0, 100), 2),
+                          "created": f"2026-{rnd.randrange(1, 13):02d}-{rnd.randrange(1, 29):02d}"
+                                     f"T{rnd.randrange(24):02d}:{rnd.randrange(60):02d}:00Z",
+                          "tags": rnd.sample(words, rnd.randrange(4))})
+        if n + len(rec) + 2 > size:
+            break
+        out.append(rec)
+        n += len(rec) + 1
+    body = ("[" + ",".join(out) + "]").encode()
+    return body + b" " * (size - len(body))  # exactly size bytes: JSON allows the blanks
 
 
 def make_page_db(path, notes=500):
@@ -46,7 +71,8 @@ NGINX_TEMP_PATHS = """\
   scgi_temp_path {dir}/scgi;
 """
 
-NGINX_CONF = """\
+# What every nginx of the bench starts with: one master, logs off, keep-alive without limits.
+NGINX_HEAD = """\
 user {user};
 worker_processes {workers};
 daemon off;
@@ -56,10 +82,13 @@ events {{ worker_connections {connections}; }}
 http {{
   access_log off;
 """ + NGINX_TEMP_PATHS + """\
-  sendfile on;
-  tcp_nopush on;
   keepalive_requests 10000000;
   keepalive_timeout 600s;
+"""
+
+NGINX_CONF = NGINX_HEAD + """\
+  sendfile on;
+  tcp_nopush on;
   ssl_certificate {cert};
   ssl_certificate_key {key};
   ssl_protocols TLSv1.2 TLSv1.3;
@@ -91,8 +120,58 @@ def write_nginx_conf(directory, **values):
     reverse proxy to Gunicorn's Unix socket on app; `connections` per worker (20000 unless
     given). Returns its path."""
     values.setdefault("connections", 20000)
+    return write_conf(directory, NGINX_CONF, "nginx.conf", **values)
+
+
+# Row 12: the 100 KiB JSON comes from an nginx of its own on a Unix socket, the upstream every
+# side's compressing proxy shares; nginx's side of the row is a second nginx in front of it.
+NGINX_JSON_UPSTREAM_CONF = NGINX_HEAD + """\
+  types {{ application/json json; }}
+  server {{
+    listen unix:{sock};
+    root {www};
+  }}
+}}
+"""
+
+NGINX_GZIP_CONF = NGINX_HEAD + """\
+  upstream json {{ server unix:{upstream_sock}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{port};
+    gzip on;
+    gzip_comp_level {level};
+    gzip_types application/json;
+    gzip_proxied any;
+    gzip_vary on;
+    location / {{
+      proxy_pass http://json;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+    }}
+  }}
+}}
+"""
+
+CADDYFILE = """\
+{{
+  admin off
+  auto_https off
+}}
+http://127.0.0.1:{port} {{
+  encode {{
+    zstd
+    gzip {level}
+  }}
+  reverse_proxy unix/{upstream_sock}
+}}
+"""
+
+
+def write_conf(directory, template, name, **values):
+    """template filled with values (and dir=directory) in directory/name; returns its path."""
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "nginx.conf")
+    path = os.path.join(directory, name)
     with open(path, "w") as f:
-        f.write(NGINX_CONF.format(dir=directory, **values))
+        f.write(template.format(dir=directory, **values))
     return path

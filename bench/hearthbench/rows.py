@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import load, material, reloads
 from .issuance import Pebble
-from hearthkit.procs import children, http_get, rss_kib, tree_rss_kib
+from hearthkit.procs import children, encoded_body, http_get, rss_kib, tree_rss_kib
 
 
 @dataclass
@@ -112,6 +112,40 @@ def worker_rss(server, path="/", requests=500):
                                f"{ctx.s.workers} workers")
         return {"kib": sum(rss_kib(w) for w in workers) / len(workers)}
     return run
+
+
+def compressed(server, port_name, accept, coding):
+    """Row 12: 100k.json through a proxy that compresses it, for a client sending
+    `Accept-Encoding: accept`: requests/s (wrk), and the size of the body as it goes on the
+    wire, checked to be in `coding` (a side that sent something else would measure nothing)."""
+    def run(ctx):
+        ctx.servers.get(server)
+        port = ctx.servers.port(port_name)
+        got, size = encoded_body("127.0.0.1", port, "/100k.json", accept)
+        if got != coding:
+            raise RuntimeError(f"{server} answered Accept-Encoding: {accept} with "
+                               f"Content-Encoding: {got}, not {coding}")
+        r = load.wrk_clean(ctx.url("http", port_name, "/100k.json"), ctx.s.duration,
+                           ctx.s.connections, [f"Accept-Encoding: {accept}"])
+        return {"rps": r["rps"], "bytes": size}
+    return run
+
+
+def compression_item(number, title, accept, sides, peers):
+    """sides: name -> (server, port name, coding it must answer with); a line of requests/s
+    and one of body bytes against each peer."""
+    lines = []
+    for peer in peers:
+        coding = sides[peer][2]
+        lines += [rps_line(f"100 KiB JSON {sides['hearth'][2]} vs {peer} {coding}", peer),
+                  Line(f"  body bytes vs {peer} {coding}", "bytes", "hearth", peer, "B", False)]
+    return Item(number, title, {name: compressed(server, port, accept, coding)
+                                for name, (server, port, coding) in sides.items()}, lines)
+
+
+HEARTH_COMPRESS = ("edge_compress", "edge_compress")
+NGINX_COMPRESS = ("nginx_compress", "nginx_compress")
+CADDY_COMPRESS = ("caddy_compress", "caddy_compress")
 
 
 def page_db_setup(ctx):
@@ -251,4 +285,15 @@ def items():
               "gunicorn": app_reload("gunicorn:flask_hello", "gunicorn:flask_hello")},
              [Line("failed requests, Flask app HUPs", "failed", "hearth", "gunicorn",
                    "requests", False)]),
+        compression_item("12a", "100 KiB JSON proxied and compressed, gzip level 6 on every side",
+                         "gzip", {"hearth": HEARTH_COMPRESS + ("gzip",),
+                                  "nginx": NGINX_COMPRESS + ("gzip",),
+                                  "caddy": CADDY_COMPRESS + ("gzip",)}, ["nginx", "caddy"]),
+        compression_item("12b", "100 KiB JSON proxied: hearth's br (level 4) vs nginx's gzip "
+                         "(Debian's nginx has no br)", "br, gzip",
+                         {"hearth": HEARTH_COMPRESS + ("br",),
+                          "nginx": NGINX_COMPRESS + ("gzip",)}, ["nginx"]),
+        compression_item("12c", "100 KiB JSON proxied: zstd (level 3) vs Caddy's zstd", "zstd",
+                         {"hearth": HEARTH_COMPRESS + ("zstd",),
+                          "caddy": CADDY_COMPRESS + ("zstd",)}, ["caddy"]),
     ]

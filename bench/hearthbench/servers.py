@@ -1,9 +1,10 @@
 """Both sides' servers, started the first time a row needs them and stopped at the end.
 
-hearth: the edge (static files; TLS in front of the appserver on a Unix socket) and the
-appserver with examples/hello or, through its WSGI bridge, a Flask app from bench/apps/. Peers:
-nginx (one master with the same certificate, files and worker count), Gunicorn and uWSGI with
-the same Flask apps. Every server is pinned to the server core.
+hearth: the edge (static files; TLS in front of the appserver on a Unix socket; compressing
+in front of row 12's JSON upstream) and the appserver with examples/hello or, through its WSGI
+bridge, a Flask app from bench/apps/. Peers: nginx (one master with the same certificate, files
+and worker count), Gunicorn and uWSGI with the same Flask apps, Caddy (row 12). Every server is
+pinned to the server core.
 
 A server is named by a string: "edge_static", "nginx"... (a _start_NAME method below), or
 "KIND:APP" for a Flask app of bench/apps/ served over HTTP on its own TCP port by KIND: appserver,
@@ -18,6 +19,9 @@ from hearthkit.edge import start_edge
 from hearthkit.ports import free_port
 from hearthkit.procs import SERVER_CPU, Processes, wait_answering
 
+# Row 12's gzip level on every side: the edge's default (docs/edge.md), which nginx and Caddy are
+# given (nginx's own default is 1, Caddy's 5).
+GZIP_LEVEL = 6
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 APPS = os.path.join(ROOT, "bench", "apps")
 
@@ -135,7 +139,56 @@ class Servers:
         """The edge in front of the appserver running Flask's hello (row 11c)."""
         return self._edge_in_front("edge_flask", "appserver_flask_unix", "appserver-flask")
 
+    def _start_edge_compress(self):
+        """Row 12: the edge proxying the JSON upstream, compressing (gzip at its default
+        level, GZIP_LEVEL; br and zstd at theirs)."""
+        self.get("json_upstream")
+        s = self.start_edge("edge-compress", "--server-name", "127.0.0.1",
+                            "--upstream", "unix:" + self.sock("json"), "--compress",
+                            http="edge_compress")
+        wait_answering(s, self.port("edge_compress"), "/100k.json")
+        return s
+
     # --- peers ---
+    def _nginx(self, name, template, **values):
+        """An nginx of its own from one of material's templates, in work/NAME."""
+        directory = os.path.join(self.work, name)
+        conf = material.write_conf(directory, template, "nginx.conf", user=getpass.getuser(),
+                                   **values)
+        return self.procs.start([shutil.which("nginx"), "-c", conf, "-p", directory], name=name)
+
+    def _start_json_upstream(self):
+        """Row 12's upstream: nginx serving 100k.json on a Unix socket to every side."""
+        path = self.sock("json")
+        s = self._nginx("json-upstream", material.NGINX_JSON_UPSTREAM_CONF, sock=path,
+                        www=self.www, workers=1, connections=1024)
+        wait_answering(s, unix=path, path="/100k.json")
+        return s
+
+    def _start_nginx_compress(self):
+        self.get("json_upstream")
+        port = self.port("nginx_compress")
+        s = self._nginx("nginx-compress", material.NGINX_GZIP_CONF, workers=self.workers,
+                        connections=20000, port=port, upstream_sock=self.sock("json"),
+                        level=GZIP_LEVEL)
+        wait_answering(s, port, "/100k.json")
+        return s
+
+    def _start_caddy_compress(self):
+        """Caddy 2.6 (Debian's): `encode zstd gzip` in front of the same upstream, one OS
+        thread running Go code (GOMAXPROCS=1) as the others have one worker each."""
+        self.get("json_upstream")
+        port = self.port("caddy_compress")
+        directory = os.path.join(self.work, "caddy")
+        conf = material.write_conf(directory, material.CADDYFILE, "Caddyfile", port=port,
+                                   upstream_sock=self.sock("json"), level=GZIP_LEVEL)
+        s = self.procs.start([shutil.which("caddy"), "run", "--config", conf,
+                              "--adapter", "caddyfile"], name="caddy-compress",
+                             env={"GOMAXPROCS": "1", "XDG_DATA_HOME": directory,
+                                  "XDG_CONFIG_HOME": directory, "HOME": directory})
+        wait_answering(s, port, "/100k.json")
+        return s
+
     def _start_nginx(self):
         self.get("gunicorn_unix")
         conf = material.write_nginx_conf(

@@ -4,6 +4,7 @@ open files as /proc tells them.
 
 The benchmarks run servers on SERVER_CPU and every load generator on CLIENT_CPU (taskset), so a
 server never competes for a core with the client that measures it."""
+import http.client
 import os
 import signal
 import socket
@@ -144,6 +145,18 @@ def http_get(url_host, port, path="/", tls=False, unix=None, timeout=2.0):
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, body
+
+
+def encoded_body(host, port, path, accept, timeout=5.0):
+    """One GET with Accept-Encoding: accept; returns (its Content-Encoding or None, the length
+    of its body as sent, before any decoding)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Accept-Encoding": accept, "Host": host})
+        r = conn.getresponse()
+        return r.getheader("Content-Encoding"), len(r.read())
+    finally:
+        conn.close()
 
 
 def wait_answering(server, port=None, path="/", tls=False, unix=None, timeout=20.0):

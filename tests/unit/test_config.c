@@ -439,8 +439,8 @@ static const struct bad bad_structure[] = {
      "access_log, access_log_format, header_timeout, keepalive_timeout, send_timeout, "
      "max_body_size, max_header_size, max_header_count, max_connections, pressure_threshold, "
      "pressure_header_timeout, pressure_log_interval, proxy_connect_timeout, proxy_read_timeout, "
-     "upstream_fail_timeout, trusted_proxies, proxy_protocol, max_connections_per_client, "
-     "client_table_size)"},
+     "upstream_fail_timeout, compression, trusted_proxies, proxy_protocol, "
+     "max_connections_per_client, client_table_size)"},
     {"sites:\n  - name: a.org\n    upstream: [x:1]\n",
      "t.yaml:3:5: key 'sites[0].upstream': unknown key, did you mean 'upstreams'?"},
     {"edg: {}\n", "t.yaml:1:1: key 'edg': unknown key, did you mean 'edge'?"},
