@@ -63,7 +63,7 @@ static void combined(const edge_req *r, buf *b)
     struct tm tm;
     localtime_r(&now, &tm);
     strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
-    buf_printf(b, "%s - - [%s] \"", r->peer, when);
+    buf_printf(b, "%s - - [%s] \"", edge_req_client(r), when);
     append_escaped(b, edge_req_info(r, 0));
     buf_append_str(b, " ");
     append_escaped(b, edge_req_info(r, 1));
@@ -83,7 +83,7 @@ static void json_line(const edge_req *r, buf *b)
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_t *o = json_object();
     json_object_set_new(o, "time", json_string(when));
-    json_object_set_new(o, "remote_addr", json_string(r->peer));
+    json_object_set_new(o, "remote_addr", json_string(edge_req_client(r)));
     /* json_stringn_nocheck is not wanted: request bytes may be any VCHAR, not valid UTF-8. */
     const char *keys[] = {"method", "target", "host", "referer", "user_agent"};
     for (int i = 0; i < 5; i++) {

@@ -14,6 +14,7 @@
 #include "shared/buf.h"
 #include "shared/config.h"
 #include "shared/http_parser.h"
+#include "shared/ipaddr.h"
 #include "shared/log.h"
 
 #define EDGE_MAX_HEADERS 128
@@ -76,6 +77,15 @@ typedef struct {
     char *cache_control;
 } edge_static_root;
 
+/* A request rate per client under a URL prefix (ratelimit.c). */
+typedef struct {
+    char *prefix;
+    size_t prefix_len;
+    uint32_t rate;  /* milli-requests per second */
+    uint32_t burst; /* requests */
+    uint32_t id;    /* of the site and prefix: names its entries in the table across reloads */
+} edge_limit;
+
 struct edge_site {
     char *name;
     char **aliases;
@@ -99,7 +109,9 @@ struct edge_site {
     config_health_check check;      /* active checks, when check.enabled */
     log_repeat all_down_log;        /* every request says it while every upstream is down */
     config_compression compression; /* on-the-fly compression (compress.c) */
-    int metrics;                    /* edge_metrics_site() */
+    edge_limit *limits;
+    size_t limit_count;
+    int metrics; /* edge_metrics_site() */
 };
 
 /* One loaded configuration; SIGHUP builds a new one and swaps it in whole. Connections keep a
@@ -111,6 +123,8 @@ typedef struct {
     size_t site_count;
     SSL_CTX *default_ctx; /* the first site's: the handshake starts there, SNI may switch */
     SSL_CTX *bare_ctx;    /* no certificate: the default while no site has one yet */
+    ip_cidr *trusted;     /* edge.trusted_proxies */
+    size_t trusted_count;
 } edge_gen;
 
 /* prev (the running generation, or NULL) lends a managed certificate that no longer loads. */
@@ -226,6 +240,30 @@ void edge_slots_accepted(void);
 /* Every slot is busy serving: the newcomers stay in the kernel's backlog for now. */
 void edge_slots_none_free(void);
 
+/* ---- who the client is (clientaddr.c, the PROXY header's parser in proxyproto.c) ---- */
+
+/* Whether a's X-Forwarded-For and PROXY headers are believed (edge.trusted_proxies). */
+bool edge_client_trusted(const edge_gen *g, const ip_addr *a);
+/* The listener accepted fd: a trusted peer on an edge with proxy_protocol first sends a PROXY
+ * header, read here before the connection starts with the address it names. */
+void edge_client_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *peer);
+
+/* ---- rate and connection limits per client (ratelimit.c) ---- */
+
+/* Before the workers fork: the table of clients all of them share (edge.client_table_size). */
+int edge_limits_open(int workers, int table_size);
+/* In a worker of a master: its slot (0..workers-1), whose connections it counts. */
+void edge_limits_set_worker(int slot);
+/* In the master: the worker of this slot died; the connections it counted are gone. */
+void edge_limits_worker_gone(int slot);
+int edge_limits_build_site(edge_site *s, const config_site *cs, char *err, size_t errlen);
+void edge_limits_free_site(edge_site *s);
+/* A connection from sa is opening: the entry it holds (release it on close), -1 when it is not
+ * counted, EDGE_CONN_REFUSED past max_connections_per_client. */
+#define EDGE_CONN_REFUSED (-2)
+int32_t edge_limits_conn_open(const edge_gen *g, const struct sockaddr *sa);
+void edge_limits_conn_closed(int32_t entry);
+
 /* ---- memory given back after a spike (memory.c) ---- */
 
 void edge_memory_init(edge_worker *w);
@@ -274,5 +312,7 @@ int edge_metrics_upstream_state_series(const char *site, const char *spec);
 void edge_metrics_upstream_state(const edge_upstream *u, bool changed);
 void edge_metrics_proxy_retry(const edge_req *r);             /* a request goes to another try */
 void edge_metrics_proxy_error(const edge_req *r, int status); /* the proxy's own 502 or 504 */
+void edge_metrics_limited_request(const edge_req *r);         /* a 429 of the site's limits */
+void edge_metrics_limited_conn(void); /* closed at accept: max_connections_per_client */
 
 #endif

@@ -44,6 +44,7 @@ void edge_conn_close(edge_conn *c)
     if (c->closed)
         return;
     c->closed = true;
+    edge_limits_conn_closed(c->limit_entry);
     edge_metrics_conn_closed(c->io.ssl);
     edge_h2_free(c);
     edge_req_closed(&c->req);
@@ -124,13 +125,16 @@ static void req_init(edge_conn *c, bool tls)
 
 void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *sa)
 {
-    edge_conn *c = calloc(1, sizeof(*c));
+    int32_t limit_entry = edge_limits_conn_open(w->gen, sa);
+    edge_conn *c = limit_entry == EDGE_CONN_REFUSED ? NULL : calloc(1, sizeof(*c));
     if (!c || (tls && !w->gen->default_ctx)) {
+        edge_limits_conn_closed(limit_entry);
         free(c);
         close(fd);
         return;
     }
     c->io.fd = fd;
+    c->limit_entry = limit_entry;
     /* Responses leave in one or two writes and the next request waits on them: Nagle's delay
      * would only add latency (nginx's tcp_nodelay). */
     int one = 1;
@@ -139,6 +143,7 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
     if (tls) {
         c->io.ssl = SSL_new(w->gen->default_ctx);
         if (!c->io.ssl || SSL_set_fd(c->io.ssl, fd) != 1) {
+            edge_limits_conn_closed(limit_entry);
             SSL_free(c->io.ssl);
             free(c);
             close(fd);

@@ -46,6 +46,7 @@ typedef struct edge_conn {
     bool tunnel;         /* after a 101: bytes pass both ways unframed */
     size_t body_pending; /* request body bytes the last read handed out, dropped at the next */
     uint64_t requests;
+    int32_t limit_entry; /* its client's in the limits' table, or -1 (ratelimit.c) */
     char peer[64];
     edge_req req;       /* the one request in progress */
     struct h2_conn *h2; /* ALPN chose h2: http2.c runs the connection */

@@ -117,7 +117,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
         }
         if (full)
             edge_slots_shed_one();
-        edge_conn_accept(&edge_w, fd, l->tls, (struct sockaddr *)&ss);
+        edge_client_accept(&edge_w, fd, l->tls, (struct sockaddr *)&ss);
     }
     edge_slots_accepted();
 }

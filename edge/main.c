@@ -106,6 +106,8 @@ static int setup(void)
     open_acme_dir(&edge_w);
     edge_w.https_port = https_port();
     edge_metrics_open(worker_count());
+    if (edge_limits_open(worker_count(), edge_w.cfg.edge.client_table_size) < 0)
+        return 1;
     int rc = build_sites();
     if (rc != 0)
         return rc;

@@ -58,6 +58,7 @@ static void spawn_worker(worker_slot *w, const sigset_t *old_mask)
                 close(workers[i].channel);
         if (pair[0] >= 0)
             close(pair[0]);
+        edge_limits_set_worker((int)(w - workers));
         exit(edge_worker_run(false, pair[1], reloaded));
     }
     if (pair[1] >= 0)
@@ -177,6 +178,7 @@ static bool reap(bool stopping, const sigset_t *old_mask)
             if (w->pid != pid)
                 continue;
             w->pid = 0;
+            edge_limits_worker_gone(i);
             if (w->channel >= 0)
                 close(w->channel);
             w->channel = -1;

@@ -25,6 +25,7 @@ typedef struct {
     metric_ref requests[5]; /* by status class, 1xx to 5xx */
     metric_ref bytes, duration;
     metric_ref proxy_502, proxy_504, retries;
+    metric_ref limited;
 } site_refs;
 
 typedef struct {
@@ -40,9 +41,10 @@ typedef struct {
 static metrics_region *region;
 static bool claimed;
 static struct {
-    int requests, bytes, duration, proxy_errors, retries, connect, header, failures, up, moves;
+    int requests, bytes, duration, proxy_errors, retries, connect, header, failures, up, moves,
+        limited;
 } fam;
-static metric_ref open_conns, accepted, tls_full, tls_resumed, tls_failed;
+static metric_ref open_conns, accepted, tls_full, tls_resumed, tls_failed, limited_conns;
 static site_refs sites[SITE_FIRST + SITES_MAX];
 static int site_count;
 static upstream_refs upstreams[UPSTREAM_FIRST + UPSTREAMS_MAX];
@@ -73,6 +75,7 @@ static void make_site(site_refs *s, const char *name)
     s->proxy_502 = metrics_series(region, fam.proxy_errors, (const char *[]){name, "502"});
     s->proxy_504 = metrics_series(region, fam.proxy_errors, (const char *[]){name, "504"});
     s->retries = metrics_series(region, fam.retries, (const char *[]){name});
+    s->limited = metrics_series(region, fam.limited, (const char *[]){name});
 }
 
 static void make_upstream(upstream_refs *u, const char *spec)
@@ -134,6 +137,13 @@ static void define_families(void)
         region, "hearth_edge_upstream_failures_total", METRIC_COUNTER,
         "Upstream connections that failed before an answer; the upstream is skipped a while.",
         "upstream", NULL, 0, 1);
+    fam.limited = metrics_family(region, "hearth_edge_limited_requests_total", METRIC_COUNTER,
+                                 "Requests answered 429 for being over a site's rate limit.",
+                                 "site", NULL, 0, 1);
+    int conn_limited = metrics_family(
+        region, "hearth_edge_limited_connections_total", METRIC_COUNTER,
+        "Connections closed at accept for max_connections_per_client.", "", NULL, 0, 1);
+    limited_conns = metrics_series(region, conn_limited, (const char *[]){NULL});
     int open = metrics_family(region, "hearth_edge_open_connections", METRIC_GAUGE,
                               "Client connections open now.", "", NULL, 0, 1);
     int conns = metrics_family(region, "hearth_edge_connections_total", METRIC_COUNTER,
@@ -299,4 +309,16 @@ void edge_metrics_upstream_state(const edge_upstream *u, bool changed)
     metrics_set(region, st->up, u->down ? 0 : 1);
     if (changed)
         metrics_add(region, u->down ? st->to_down : st->to_up, 1);
+}
+
+void edge_metrics_limited_request(const edge_req *r)
+{
+    if (counting())
+        metrics_add(region, site_of(r->site)->limited, 1);
+}
+
+void edge_metrics_limited_conn(void)
+{
+    if (counting())
+        metrics_add(region, limited_conns, 1);
 }

@@ -215,9 +215,8 @@ static bool is_framing(const char *name, size_t len)
 static void build_request_head(const edge_req *r, buf *out)
 {
     const char *b = r->head;
-    size_t conn_len = 0, xff_len = 0, host_len = 0, up_len = 0;
+    size_t conn_len = 0, host_len = 0, up_len = 0;
     const char *conn_val = edge_req_header(r, "Connection", &conn_len);
-    const char *xff = edge_req_header(r, "X-Forwarded-For", &xff_len);
     const char *host = edge_req_header(r, "Host", &host_len);
     const char *upg = edge_req_header(r, "Upgrade", &up_len);
     buf_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int)r->method.len, b + r->method.off,
@@ -233,15 +232,13 @@ static void build_request_head(const edge_req *r, buf *out)
         const char *name = b + h->name.off;
         if (is_hop_by_hop(name, h->name.len, conn_val, conn_len) || is_framing(name, h->name.len) ||
             (h->name.len == 15 && strncasecmp(name, "x-forwarded-for", 15) == 0) ||
+            (h->name.len == 9 && strncasecmp(name, "x-real-ip", 9) == 0) ||
             (h->name.len == 4 && strncasecmp(name, "host", 4) == 0))
             continue;
         buf_printf(out, "%.*s: %.*s\r\n", (int)h->name.len, name, (int)h->value.len,
                    b + h->value.off);
     }
-    if (xff)
-        buf_printf(out, "X-Forwarded-For: %.*s, %s\r\n", (int)xff_len, xff, r->peer);
-    else
-        buf_printf(out, "X-Forwarded-For: %s\r\n", r->peer);
+    edge_client_forward_headers(r, out);
     buf_printf(out, "X-Forwarded-Proto: %s\r\n", r->tls ? "https" : "http");
     if (host && host_len)
         buf_printf(out, "X-Forwarded-Host: %.*s\r\n", (int)host_len, host);

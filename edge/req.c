@@ -87,6 +87,7 @@ void edge_req_dispatch(edge_req *r)
     r->head_method = edge_req_method_is(r, "HEAD");
     save_info(r);
     r->site = pick_site(r);
+    edge_client_resolve(r);
     edge_compress_request(r);
     /* A body nobody reads leaves the connection out of step: the protocol closes it after the
      * response (r->body_done stays false). */
@@ -95,7 +96,7 @@ void edge_req_dispatch(edge_req *r)
     if (!r->site) {
         r->keep_alive = false;
         edge_resp_text(r, 404, "no such site\n");
-    } else if (edge_static_handle(r)) {
+    } else if (edge_limits_request(r) || edge_static_handle(r)) {
         return;
     } else if (r->site->upstream_count > 0) {
         edge_proxy_start(r);
@@ -120,6 +121,7 @@ void edge_req_refuse(edge_req *r, int status, const char *reason)
 void edge_req_end(edge_req *r)
 {
     edge_access_write(r);
+    r->client = NULL;
     r->handler = NULL;
     r->site = NULL;
     r->status = 0;

@@ -82,6 +82,16 @@ struct edge_req {
     /* The connection may carry another request after this one; handlers only ever clear it. */
     bool keep_alive;
 
+    /* Set by edge_req_dispatch (clientaddr.c): who the client is, for the access log, the
+     * upstream's X-Forwarded-For and X-Real-IP, and the limits. The peer, unless the peer is a
+     * trusted proxy whose X-Forwarded-For names another. */
+    const char *client; /* NULL before: edge_req_client() then gives the peer */
+    bool client_known;  /* client_addr holds it (a unix peer has no IP address) */
+    ip_addr client_addr;
+    char client_text[48];
+    const char *xff; /* the trusted X-Forwarded-For line (while dispatching), or NULL */
+    size_t xff_kept; /* its bytes up to and including the client */
+
     /* Set by the layer and the handlers. */
     edge_site *site;
     bool head_method;  /* HEAD: the response carries no body */
@@ -118,6 +128,16 @@ void edge_req_end(edge_req *r);
 void edge_req_closed(edge_req *r);
 /* Access log field idx of the current request (method, target, host, referer, agent). */
 const char *edge_req_info(const edge_req *r, int idx);
+static inline const char *edge_req_client(const edge_req *r)
+{
+    return r->client ? r->client : r->peer;
+}
+/* Who the client is (clientaddr.c): sets r->client and the fields after it. */
+void edge_client_resolve(edge_req *r);
+/* X-Forwarded-For and X-Real-IP for the upstream, as header lines into out (clientaddr.c). */
+void edge_client_forward_headers(const edge_req *r, buf *out);
+/* The site's rate limit for this client and path: true when it answered 429 (ratelimit.c). */
+bool edge_limits_request(edge_req *r);
 
 /* ---- for handlers: the request ---- */
 

@@ -184,6 +184,8 @@ static int build_site(edge_site *s, const hearth_config *cfg, const config_site 
     }
     if (build_upstreams(s, cfg, cs, err, errlen) < 0)
         return -1;
+    if (edge_limits_build_site(s, cs, err, errlen) < 0)
+        return -1;
     if (managed_tls(cfg, cs)) {
         build_managed(s, cfg, cs, prev);
     } else if (cs->tls != SITE_TLS_OFF && cs->cert_count > 0) {
@@ -214,6 +216,7 @@ static void free_site(edge_site *s)
     free(s->upstreams);
     free(s->check.path);
     free(s->pending_link);
+    edge_limits_free_site(s);
     SSL_CTX_free(s->ctx);
 }
 
@@ -221,6 +224,10 @@ edge_gen *edge_gen_build(const hearth_config *cfg, const edge_gen *prev, char *e
 {
     edge_gen *g = calloc(1, sizeof(*g));
     g->refs = 1;
+    g->trusted = calloc(cfg->edge.trusted_proxies.count + 1, sizeof(ip_cidr));
+    for (size_t i = 0; i < cfg->edge.trusted_proxies.count; i++)
+        if (ip_cidr_parse(cfg->edge.trusted_proxies.items[i], &g->trusted[g->trusted_count]) == 0)
+            g->trusted_count++; /* the loader checked them */
     g->sites = calloc(cfg->site_count + 1, sizeof(edge_site));
     for (size_t i = 0; i < cfg->site_count; i++) {
         g->site_count = i + 1;
@@ -251,6 +258,7 @@ void edge_gen_unref(edge_gen *g)
     for (size_t i = 0; i < g->site_count; i++)
         free_site(&g->sites[i]);
     free(g->sites);
+    free(g->trusted);
     SSL_CTX_free(g->bare_ctx);
     free(g);
 }

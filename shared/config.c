@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shared/ipaddr.h"
 #include "shared/listen_addr.h"
 #include "shared/yaml_load.h"
 
@@ -167,6 +168,20 @@ static const char *module_path(const char *s)
     return config_is_wsgi_app(s) ? NULL : s;
 }
 
+static bool cidr_valid(const char *s, bool in_list)
+{
+    (void)in_list;
+    ip_cidr c;
+    return ip_cidr_parse(s, &c) == 0;
+}
+
+static bool rate_valid(const char *s, bool in_list)
+{
+    (void)in_list;
+    uint32_t r;
+    return config_parse_rate(s, &r) == 0;
+}
+
 /* A media type to compress: "application/json", "text/" and a star (any subtype), or "+xml" (a
  * structured syntax suffix: image/svg+xml, application/atom+xml). */
 static bool media_token(const char *s, size_t n)
@@ -213,6 +228,11 @@ static bool check_path_valid(const char *s, bool in_list)
 
 static const yl_kind check_path_kind = {"a path like /healthz", check_path_valid, NULL, false,
                                         NULL};
+static const yl_kind cidr_kind = {"an address or a CIDR range like 10.0.0.0/8 (no bits set past "
+                                  "the prefix)",
+                                  cidr_valid, NULL, false, NULL};
+static const yl_kind rate_kind = {"a rate like 10r/s or 600r/m (1r/m to 1000000r/s)", rate_valid,
+                                  NULL, false, NULL};
 
 static const yl_kind media_kind = {"a media type like application/json, text/* or +json",
                                    media_valid, NULL, true, NULL};
@@ -330,6 +350,10 @@ static const yl_field edge_fields[] = {
     INT("h2_max_requests", config_edge, h2_max_requests, 0, 1, INT_MAX, "1000"),
     DURATION("h2_idle_timeout", config_edge, h2_idle_timeout_ms, MS_SECOND, MS_HOUR, "3m"),
     MAP("compression", config_edge, compression, compression_fields),
+    STRINGS("trusted_proxies", config_edge, trusted_proxies, 0, &cidr_kind, NULL),
+    BOOL("proxy_protocol", config_edge, proxy_protocol, "false"),
+    INT("max_connections_per_client", config_edge, max_connections_per_client, 0, 0, 65535, "0"),
+    INT("client_table_size", config_edge, client_table_size, 0, 1024, 1 << 24, "65536"),
     END,
 };
 
@@ -405,8 +429,17 @@ static const yl_field health_check_fields[] = {
     END,
 };
 
+static const yl_field limit_fields[] = {
+    STRING("prefix", config_limit, prefix, 0, NULL, "/"),
+    STRING("rate", config_limit, rate, YL_REQUIRED, &rate_kind, NULL),
+    INT("burst", config_limit, burst, 0, 0, 1000000, "0"),
+    END,
+};
+
 static int check_static(yl_loader *ld, yaml_node_t *node, void *elem, size_t index,
                         const char *path);
+static int check_limit(yl_loader *ld, yaml_node_t *node, void *elem, size_t index,
+                       const char *path);
 static int check_site(yl_loader *ld, yaml_node_t *node, void *elem, size_t index, const char *path);
 
 static const yl_list cert_pair_list = {cert_pair_fields,
@@ -421,6 +454,13 @@ static const yl_list static_list = {static_fields,
                                     offsetof(config_site, static_count),
                                     check_static,
                                     NULL};
+
+static const yl_list limit_list = {limit_fields,
+                                   sizeof(config_limit),
+                                   offsetof(config_site, limits),
+                                   offsetof(config_site, limit_count),
+                                   check_limit,
+                                   "{prefix, rate, burst}"};
 
 static const yl_field site_fields[] = {
     STRING("name", config_site, name, YL_REQUIRED, &host_kind, NULL),
@@ -439,6 +479,7 @@ static const yl_field site_fields[] = {
     DURATION("fail_timeout", config_site, fail_timeout_ms, 0, MS_HOUR, "10s"),
     INT("next_upstream_tries", config_site, next_upstream_tries, 0, 0, CONFIG_UPSTREAMS_MAX, "0"),
     MAP("health_check", config_site, health_check, health_check_fields),
+    LIST("limits", config_site, limits, &limit_list),
     MAP("compression", config_site, compression, compression_fields), /* derived from edge's */
     END,
 };
@@ -473,36 +514,68 @@ static hearth_config *config_of(yl_loader *ld)
     return ld->root;
 }
 
+/* A URL prefix of a static root or a limit: a clean path, ending in '/' ("/static" means the
+ * directory and must not also match "/staticfoo"). */
+static int clean_prefix(yl_loader *ld, yaml_node_t *node, char **prefix, const char *path)
+{
+    yaml_node_t *at = yl_map_get(ld, node, "prefix");
+    char kpath[256];
+    const char *p = *prefix;
+    size_t len = strlen(p);
+    yl_child_path(kpath, sizeof(kpath), path, "prefix");
+    if (p[0] != '/')
+        return yl_fail(ld, at, kpath, "a URL prefix must start with '/', got '%s'",
+                       yl_shown(p, (char[64]){0}));
+    if (strstr(p, "/../") || strstr(p, "/./") || strstr(p, "//") ||
+        (len >= 3 && strcmp(p + len - 3, "/..") == 0) ||
+        (len >= 2 && strcmp(p + len - 2, "/.") == 0))
+        return yl_fail(ld, at, kpath, "a URL prefix must be a clean path, got '%s'",
+                       yl_shown(p, (char[64]){0}));
+    if (p[len - 1] != '/') {
+        char *slashed = realloc(*prefix, len + 2);
+        if (!slashed)
+            return yl_fail_nomem(ld, at, kpath);
+        memcpy(slashed + len, "/", 2);
+        *prefix = slashed;
+    }
+    return 0;
+}
+
+/* The elements of one site's list are contiguous and loaded in order: elem - index * size is
+ * the first, and prefix_at the offset of each one's prefix. */
+static int unique_prefix(yl_loader *ld, yaml_node_t *node, const char *elem, size_t index,
+                         size_t size, size_t prefix_at, const char *path, const char *by)
+{
+    const char *prefix = *(char *const *)(elem + prefix_at);
+    for (size_t i = 0; i < index; i++) {
+        const char *prev = *(char *const *)(elem - (index - i) * size + prefix_at);
+        if (strcmp(prev, prefix) == 0) {
+            char kpath[256];
+            yl_child_path(kpath, sizeof(kpath), path, "prefix");
+            return yl_fail(ld, yl_map_get(ld, node, "prefix"), kpath, "'%s' is already %s[%zu]",
+                           prefix, by, i);
+        }
+    }
+    return 0;
+}
+
 static int check_static(yl_loader *ld, yaml_node_t *node, void *elem, size_t index,
                         const char *path)
 {
     config_static *st = elem;
-    yaml_node_t *at = yl_map_get(ld, node, "prefix");
-    char kpath[256];
-    size_t len = strlen(st->prefix);
-    yl_child_path(kpath, sizeof(kpath), path, "prefix");
-    if (st->prefix[0] != '/')
-        return yl_fail(ld, at, kpath, "a URL prefix must start with '/', got '%s'",
-                       yl_shown(st->prefix, (char[64]){0}));
-    if (strstr(st->prefix, "/../") || strstr(st->prefix, "/./") || strstr(st->prefix, "//") ||
-        (len >= 3 && strcmp(st->prefix + len - 3, "/..") == 0) ||
-        (len >= 2 && strcmp(st->prefix + len - 2, "/.") == 0))
-        return yl_fail(ld, at, kpath, "a URL prefix must be a clean path, got '%s'",
-                       yl_shown(st->prefix, (char[64]){0}));
-    if (st->prefix[len - 1] != '/') {
-        /* "/static" means the directory: it must not also match "/staticfoo" */
-        char *slashed = realloc(st->prefix, len + 2);
-        if (!slashed)
-            return yl_fail_nomem(ld, at, kpath);
-        memcpy(slashed + len, "/", 2);
-        st->prefix = slashed;
-    }
-    /* the elements of one site's list are contiguous and loaded in order */
-    for (const config_static *prev = st - index; prev < st; prev++)
-        if (strcmp(prev->prefix, st->prefix) == 0)
-            return yl_fail(ld, at, kpath, "'%s' is already served by static[%zu]", st->prefix,
-                           (size_t)(prev - (st - index)));
-    return 0;
+    if (clean_prefix(ld, node, &st->prefix, path) < 0)
+        return -1;
+    return unique_prefix(ld, node, elem, index, sizeof(*st), offsetof(config_static, prefix), path,
+                         "served by static");
+}
+
+static int check_limit(yl_loader *ld, yaml_node_t *node, void *elem, size_t index, const char *path)
+{
+    config_limit *l = elem;
+    if (clean_prefix(ld, node, &l->prefix, path) < 0)
+        return -1;
+    return unique_prefix(ld, node, elem, index, sizeof(*l), offsetof(config_limit, prefix), path,
+                         "limited by limits");
 }
 
 /* Names that no public CA will issue for get a local CA by default, public ones ACME. */
@@ -880,4 +953,22 @@ int config_parse_duration(const char *text, int64_t *ms)
 int config_parse_size(const char *text, uint64_t *bytes)
 {
     return text && yl_parse_size(text, bytes) == 0 ? 0 : -1;
+}
+
+int config_parse_rate(const char *text, uint32_t *milli_per_s)
+{
+    if (!text || text[0] < '1' || text[0] > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(text, &end, 10);
+    if (errno || n > 1000000)
+        return -1;
+    if (strcmp(end, "r/s") == 0)
+        *milli_per_s = (uint32_t)(n * 1000);
+    else if (strcmp(end, "r/m") == 0)
+        *milli_per_s = (uint32_t)(n * 1000 / 60);
+    else
+        return -1;
+    return *milli_per_s > 0 ? 0 : -1;
 }

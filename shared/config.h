@@ -37,6 +37,13 @@ typedef struct {
     char *cache_control; /* NULL: no Cache-Control header */
 } config_static;
 
+/* A request rate per client address under a URL prefix (nginx's limit_req with nodelay). */
+typedef struct {
+    char *prefix; /* as a static prefix: starts and ends with '/' */
+    char *rate;   /* "10r/s" or "600r/m": config_parse_rate() */
+    int burst;    /* requests past the rate answered at once before 429 */
+} config_limit;
+
 /* On-the-fly compression of responses (edge/compress.c), for the edge and per site. */
 typedef struct {
     bool enabled;
@@ -77,6 +84,8 @@ typedef struct {
     int64_t fail_timeout_ms;
     int next_upstream_tries; /* upstreams one request may try; 0: all of them */
     config_health_check health_check;
+    config_limit *limits;
+    size_t limit_count;
     config_compression compression; /* keys the site does not set are the edge's */
     /* line of the site entry in config->path, for messages about it */
     int line;
@@ -111,6 +120,11 @@ typedef struct {
     uint64_t h2_connection_window;    /* ... all streams of a connection together */
     int h2_max_requests;              /* streams per connection, then GOAWAY */
     int64_t h2_idle_timeout_ms;       /* a connection with no stream open is closed after this */
+    /* Addresses whose X-Forwarded-For and PROXY protocol header are believed (ip_cidr_parse). */
+    strlist trusted_proxies;
+    bool proxy_protocol;            /* trusted peers start each connection with a PROXY header */
+    int max_connections_per_client; /* 0: no cap */
+    int client_table_size;          /* entries of the limits' table of client addresses */
 } config_edge;
 
 typedef struct {
@@ -232,5 +246,7 @@ int config_check_last(hearth_config *cfg, const char *key, const char *who, char
 /* "30s" -> 30000 and friends; used by the CLI flags too. -1 on error. */
 int config_parse_duration(const char *text, int64_t *ms);
 int config_parse_size(const char *text, uint64_t *bytes);
+/* "10r/s" -> 10000, "30r/m" -> 500: milli-requests per second (at least 1). -1 on error. */
+int config_parse_rate(const char *text, uint32_t *milli_per_s);
 
 #endif

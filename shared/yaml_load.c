@@ -649,7 +649,8 @@ static size_t edit_distance(const char *a, const char *b)
 static int fail_unknown(yl_loader *ld, const yaml_node_t *node, const yl_field *fields,
                         const char *path, const char *key)
 {
-    char near[192] = "", all[512] = "";
+    /* all: every key of the map, as long as it fits the caller's message (config.h: 1 KiB) */
+    char near[192] = "", all[896] = "";
     size_t nlen = 0, alen = 0, found = 0;
     size_t limit = strlen(key) <= 4 ? 1 : strlen(key) <= 8 ? 2 : 3;
     for (const yl_field *f = fields; f->key; f++) {

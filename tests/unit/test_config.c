@@ -1,6 +1,7 @@
 /* Unit tests of the config loader: defaults, a file with every key, derived paths, each kind of
  * error with its exact message, and the duration/size syntax. */
 #include "shared/config.h"
+#include "shared/ipaddr.h"
 #include "tests/unit/check.h"
 
 #include <limits.h>
@@ -449,7 +450,8 @@ static const struct bad bad_structure[] = {
      "pressure_header_timeout, pressure_log_interval, proxy_connect_timeout, proxy_read_timeout, "
      "upstream_fail_timeout, h2_max_concurrent_streams, h2_max_header_list_size, "
      "h2_max_frame_size, h2_stream_window, h2_connection_window, h2_max_requests, "
-     "h2_idle_timeout, compression)"},
+     "h2_idle_timeout, compression, trusted_proxies, proxy_protocol, "
+     "max_connections_per_client, client_table_size)"},
     {"sites:\n  - name: a.org\n    upstream: [x:1]\n",
      "t.yaml:3:5: key 'sites[0].upstream': unknown key, did you mean 'upstreams'?"},
     {"edg: {}\n", "t.yaml:1:1: key 'edg': unknown key, did you mean 'edge'?"},
@@ -532,6 +534,16 @@ static const struct bad bad_sites[] = {
      "t.yaml:2:18: key 'supervisor.restart_delay': is longer than supervisor.restart_delay_max"},
     {"edge:\n  http: []\n  https: []\n",
      "t.yaml:2:3: key 'edge': needs at least one address in http or https"},
+    {"edge:\n  trusted_proxies: [10.0.0.1/8]\n",
+     "t.yaml:2:21: key 'edge.trusted_proxies[0]': expected an address or a CIDR range like "
+     "10.0.0.0/8 (no bits set past the prefix), got '10.0.0.1/8'"},
+    {"sites:\n  - name: a.org\n    limits: [{rate: 10r/h}]\n",
+     "t.yaml:3:21: key 'sites[0].limits[0].rate': expected a rate like 10r/s or 600r/m (1r/m to "
+     "1000000r/s), got '10r/h'"},
+    {"sites:\n  - name: a.org\n    limits: [{burst: 5}]\n",
+     "t.yaml:3:14: key 'sites[0].limits[0].rate': missing, and it has no default"},
+    {"sites:\n  - name: a.org\n    limits: [{rate: 1r/s}, {prefix: /, rate: 2r/s}]\n",
+     "t.yaml:3:37: key 'sites[0].limits[1].prefix': '/' is already limited by limits[0]"},
 };
 
 static void check_bad(const struct bad *cases, size_t n)
@@ -626,6 +638,49 @@ static void test_duration_size(void)
     const char *bad_sizes[] = {"", "k", "-1", "1.5m", "1kb", "1 k", "1x", "0x10", " 1"};
     for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++)
         CHECK_MSG(config_parse_size(bad_sizes[i], &bytes) == -1, "'%s'", bad_sizes[i]);
+}
+
+/* Rates as nginx writes them, and the trusted ranges the edge matches clients against. */
+static void test_rates_and_ranges(void)
+{
+    uint32_t r = 7;
+    CHECK(config_parse_rate("10r/s", &r) == 0 && r == 10000);
+    CHECK(config_parse_rate("30r/m", &r) == 0 && r == 500);
+    CHECK(config_parse_rate("1r/m", &r) == 0 && r == 16);
+    CHECK(config_parse_rate("1000000r/s", &r) == 0 && r == 1000000000u);
+    const char *bad_rates[] = {"",
+                               "0r/s",
+                               "10",
+                               "10r",
+                               "10r/h",
+                               "1000001r/s",
+                               "-1r/s",
+                               " 1r/s",
+                               "1.5r/s",
+                               "10r/s ",
+                               "99999999999999999999r/s"};
+    for (size_t i = 0; i < sizeof(bad_rates) / sizeof(bad_rates[0]); i++)
+        CHECK_MSG(config_parse_rate(bad_rates[i], &r) == -1, "'%s'", bad_rates[i]);
+
+    ip_cidr c;
+    ip_addr a;
+    CHECK(ip_cidr_parse("10.0.0.0/8", &c) == 0 && c.bits == 104);
+    CHECK(ip_parse("10.200.3.4", 10, &a) == 0 && ip_cidr_contains(&c, &a));
+    CHECK(ip_parse("11.0.0.1", 8, &a) == 0 && !ip_cidr_contains(&c, &a));
+    CHECK(ip_cidr_parse("127.0.0.1", &c) == 0 && c.bits == 128);
+    CHECK(ip_parse("127.0.0.2", 9, &a) == 0 && !ip_cidr_contains(&c, &a));
+    CHECK(ip_cidr_parse("2001:db8::/32", &c) == 0 && c.bits == 32);
+    CHECK(ip_parse("2001:db8:1::5", 13, &a) == 0 && ip_cidr_contains(&c, &a));
+    CHECK(ip_parse("10.0.0.1", 8, &a) == 0 && !ip_cidr_contains(&c, &a));
+    CHECK(ip_cidr_parse("0.0.0.0/0", &c) == 0 && ip_cidr_contains(&c, &a));
+    const char *bad_ranges[] = {"",        "10.0.0.1/8", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/-1",
+                                "::1/129", "host/8",     "10.0.0.0/8 "};
+    for (size_t i = 0; i < sizeof(bad_ranges) / sizeof(bad_ranges[0]); i++)
+        CHECK_MSG(ip_cidr_parse(bad_ranges[i], &c) == -1, "'%s'", bad_ranges[i]);
+    char text[64];
+    CHECK(ip_parse("::ffff:192.0.2.9", 16, &a) == 0);
+    ip_format(&a, text, sizeof(text));
+    CHECK_STR(text, "192.0.2.9");
 }
 
 /* A pathological but valid document: aliases are followed, deep nesting is refused cleanly. */
@@ -730,6 +785,7 @@ int main(void)
     test_errors();
     test_file_errors();
     test_duration_size();
+    test_rates_and_ranges();
     test_hostile();
     test_examples();
     test_set_keys();
