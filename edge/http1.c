@@ -27,6 +27,9 @@
 static const edge_proto h1_proto;
 static void conn_run(edge_conn *c);
 
+/* Steps one conn_run takes before it lets the other connections have the worker. */
+#define CONN_RUN_ROUNDS 64
+
 static void on_handle_closed(uv_handle_t *h)
 {
     edge_conn *c = h->data;
@@ -607,10 +610,13 @@ void edge_conn_poll(edge_conn *c, int ev)
         uv_poll_stop(&c->poll);
 }
 
-static void update_poll(edge_conn *c)
+/* yielded: conn_run stopped at its round limit with work left (pipelined requests already in
+ * c->in, which no new byte from the client would announce): a writable socket, ready at once,
+ * brings it back on the next loop turn, after the other connections had theirs. */
+static void update_poll(edge_conn *c, bool yielded)
 {
     const edge_req *r = &c->req;
-    int ev = 0;
+    int ev = yielded ? UV_WRITABLE : 0;
     if (c->state == CONN_HEAD || c->state == CONN_CLOSING || c->io.tls_want_read ||
         (c->state == CONN_REQ && r->body_wanted))
         ev |= UV_READABLE; /* CLOSING: to see the peer's FIN */
@@ -666,7 +672,8 @@ static void conn_run(edge_conn *c)
         edge_h2_run(c);
         return;
     }
-    for (int round = 0; round < 64 && !c->closed; round++) {
+    int round = 0;
+    for (; round < CONN_RUN_ROUNDS && !c->closed; round++) {
         edge_conn_state before = c->state;
         size_t out_before = buf_used(&c->out);
         /* A handler flushes after it has queued: the head and the first body bytes of a
@@ -700,7 +707,7 @@ static void conn_run(edge_conn *c)
         return; /* an h2 connection's poll and timer are http2.c's from its start */
     if (c->state == CONN_REQ)
         arm_for_handler(c);
-    update_poll(c);
+    update_poll(c, round == CONN_RUN_ROUNDS);
 }
 
 /* Bytes of a next request that the kernel (or OpenSSL) holds and the edge has not read yet. */

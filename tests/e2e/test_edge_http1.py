@@ -44,6 +44,18 @@ def test_keepalive_and_pipelining(start_edge, pki):
     assert resp.endswith(b"console.log(1)\n")
 
 
+def test_many_pipelined_requests_in_one_write_are_all_answered(start_edge, pki):
+    """200 requests arriving in one go: the edge answers some, lets the other connections have
+    the worker, and comes back for the rest, although no new byte arrives (it used to stall
+    after 64 steps until the client gave up)."""
+    e = start_edge()
+    req = b"GET /style.css HTTP/1.1\r\nHost: a.test\r\n\r\n"
+    last = b"GET /app.js HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+    resp = raw(e.https, req * 199 + last, tls=client_ctx(pki["ca"]))
+    assert resp.count(b"HTTP/1.1 200 OK") == 200
+    assert resp.endswith(b"console.log(1)\n")
+
+
 def test_body_too_large_413_and_header_too_large_431(start_edge, pki, upstream):
     sites = ["--server-name", "a.test", "--cert", pki["a_ec"][0], "--key", pki["a_ec"][1],
              "--upstream", f"unix:{upstream}"]
