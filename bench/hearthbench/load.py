@@ -1,5 +1,6 @@
 """The load generators, on the client core: wrk for throughput (and for the failures a reload
-causes), h2load at a fixed request rate for latency, and a holder of idle TLS connections."""
+causes), h2load at a fixed request rate for latency and for HTTP/2 throughput, and a holder of
+idle TLS connections."""
 import os
 import re
 import subprocess
@@ -90,13 +91,31 @@ def h2load_latency(url, rate, clients, duration):
             "requests": len(latencies), "achieved_rps": len(latencies) / duration}
 
 
-class IdleConnections:
-    """Holds n idle keep-alive TLS connections (handshake and one request each) to a port
-    while the with-block runs."""
+def h2load(url, duration, clients, streams):
+    """HTTP/2 throughput: h2load with `clients` connections of `streams` concurrent streams
+    each for `duration` s; returns rps and body MiB/s. Any failed request makes the figure
+    meaningless, and so does a connection that did not get h2."""
+    out = _run(["h2load", "-t1", f"-c{clients}", f"-m{streams}", f"-D{duration}", url],
+               timeout=duration + 30)
+    m = re.search(r"finished in [\d.]+s, ([\d.]+) req/s, ([\d.]+)([KMG]?)B/s", out)
+    req = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, "
+                    r"(\d+) failed, (\d+) errored", out)
+    proto = re.search(r"Application protocol: (\S+)", out)
+    if not m or not req or int(req.group(2)) or int(req.group(3)) or not int(req.group(1)):
+        raise LoadError(f"{url}: failed requests over h2:\n{out}")
+    if not proto or proto.group(1) != "h2":
+        raise LoadError(f"{url}: h2load did not get h2:\n{out}")
+    scale = {"": 1 / (1 << 20), "K": 1 / 1024, "M": 1, "G": 1024}[m.group(3)]
+    return {"rps": float(m.group(1)), "mib_s": float(m.group(2)) * scale}
 
-    def __init__(self, port, n, path="/1k.html"):
+
+class IdleConnections:
+    """Holds n idle keep-alive TLS connections (handshake and one request each, over HTTP/1.1
+    or h2) to a port while the with-block runs."""
+
+    def __init__(self, port, n, path="/1k.html", protocol="http/1.1"):
         self.argv = client_argv(["/usr/bin/python3", os.path.join(HERE, "idle_conns.py"),
-                                 "127.0.0.1", str(port), str(n), path])
+                                 "127.0.0.1", str(port), str(n), path, protocol])
         self.proc = None
 
     def __enter__(self):

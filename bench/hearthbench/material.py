@@ -86,7 +86,8 @@ http {{
   keepalive_timeout 600s;
 """
 
-NGINX_CONF = NGINX_HEAD + """\
+# The files and TLS of the nginx that serves them (the HTTP/1.1 rows' and the HTTP/2 rows')
+NGINX_FILES_TLS = NGINX_HEAD + """\
   sendfile on;
   tcp_nopush on;
   ssl_certificate {cert};
@@ -94,7 +95,22 @@ NGINX_CONF = NGINX_HEAD + """\
   ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:SSL:10m;
   types {{ text/html html; application/octet-stream bin; }}
-  upstream gunicorn {{ server unix:{gunicorn_sock}; keepalive 32; }}
+"""
+
+# the reverse proxy to the app server, upstream `app` (the proxy rows: 5, 7, 11c and 12c)
+NGINX_PROXY_TO_APP = """\
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+"""
+
+NGINX_CONF = NGINX_FILES_TLS + """\
+  upstream app {{ server unix:{gunicorn_sock}; keepalive 32; }}
   server {{
     listen 127.0.0.1:{http};
     listen 127.0.0.1:{https} ssl;
@@ -102,14 +118,7 @@ NGINX_CONF = NGINX_HEAD + """\
   }}
   server {{
     listen 127.0.0.1:{app} ssl;
-    location / {{
-      proxy_pass http://gunicorn;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-    }}
+""" + NGINX_PROXY_TO_APP + """\
   }}
 }}
 """
@@ -123,7 +132,24 @@ def write_nginx_conf(directory, **values):
     return write_conf(directory, NGINX_CONF, "nginx.conf", **values)
 
 
-# Row 12: the 100 KiB JSON comes from an nginx of its own on a Unix socket, the upstream every
+# nginx with HTTP/2 (rows 12a-12d): its own instance, so the HTTP/1.1 rows' nginx stays as it
+# was; static files on h2, and on h2_app a reverse proxy to the appserver's Unix socket
+# app_sock (the edge's own upstream in row 12c, so only the proxies differ)
+NGINX_H2_CONF = NGINX_FILES_TLS + """\
+  upstream app {{ server unix:{app_sock}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{h2} ssl http2;
+    root {www};
+  }}
+  server {{
+    listen 127.0.0.1:{h2_app} ssl http2;
+""" + NGINX_PROXY_TO_APP + """\
+  }}
+}}
+"""
+
+
+# Row 15: the 100 KiB JSON comes from an nginx of its own on a Unix socket, the upstream every
 # side's compressing proxy shares; nginx's side of the row is a second nginx in front of it.
 NGINX_JSON_UPSTREAM_CONF = NGINX_HEAD + """\
   types {{ application/json json; }}
@@ -153,7 +179,36 @@ NGINX_GZIP_CONF = NGINX_HEAD + """\
 }}
 """
 
+# Caddy 2.6.2 (Debian's) beside nginx in rows 1-4 and 12a-12c: the same files and
+# certificate, access logs off (Caddy's default), no admin endpoint, no automatic HTTPS;
+# default_sni for the clients that send no name (wrk and h2load connect to 127.0.0.1).
+# HTTP/1.1 and h2 on the TLS ports, as ALPN chooses; app proxies to the appserver's app_sock.
 CADDYFILE = """\
+{{
+  admin off
+  auto_https off
+  default_sni localhost
+}}
+http://:{http} {{
+  bind 127.0.0.1
+  root * {www}
+  file_server
+}}
+https://:{https} {{
+  bind 127.0.0.1
+  tls {cert} {key}
+  root * {www}
+  file_server
+}}
+https://:{app} {{
+  bind 127.0.0.1
+  tls {cert} {key}
+  reverse_proxy unix/{app_sock}
+}}
+"""
+
+# Row 15's Caddy: compressing in front of the JSON upstream
+CADDYFILE_COMPRESS = """\
 {{
   admin off
   auto_https off

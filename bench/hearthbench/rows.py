@@ -82,13 +82,22 @@ def latency(server, port_name):
     return run
 
 
-def idle_memory(server, port_name):
-    """RSS growth of the server's processes while it holds ctx.s.idle idle TLS connections,
-    from a freshly started server (memory freed after a round would stay counted)."""
+def h2_throughput(server, port_name, path, clients=50, streams=10):
+    """h2load over h2: requests/s and body MiB/s."""
+    def run(ctx):
+        ctx.servers.get(server)
+        return load.h2load(ctx.url("https", port_name, path), ctx.s.duration, clients, streams)
+    return run
+
+
+def idle_memory(server, port_name, protocol="http/1.1"):
+    """RSS growth of the server's processes while it holds ctx.s.idle idle TLS connections
+    (over `protocol`: http/1.1 or h2), from a freshly started server (memory freed after a
+    round would stay counted)."""
     def run(ctx):
         pid = ctx.servers.restart(server).pid
         before = tree_rss_kib(pid)
-        with load.IdleConnections(ctx.servers.port(port_name), ctx.s.idle):
+        with load.IdleConnections(ctx.servers.port(port_name), ctx.s.idle, protocol=protocol):
             after = tree_rss_kib(pid)
         grown = max(0, after - before)
         return {"kib": grown, "bytes_per_conn": grown * 1024 / ctx.s.idle}
@@ -115,7 +124,7 @@ def worker_rss(server, path="/", requests=500):
 
 
 def compressed(server, port_name, accept, coding):
-    """Row 12: 100k.json through a proxy that compresses it, for a client sending
+    """Row 15: 100k.json through a proxy that compresses it, for a client sending
     `Accept-Encoding: accept`: requests/s (wrk), and the size of the body as it goes on the
     wire, checked to be in `coding` (a side that sent something else would measure nothing)."""
     def run(ctx):
@@ -203,25 +212,40 @@ def cert_reload_teardown(ctx):
 
 
 def static_sides(scheme, headers=()):
-    """The 1 KiB file from the edge and from nginx over `scheme`."""
-    return {"hearth": throughput("edge_static", scheme, f"edge_{scheme}", "/1k.html", headers),
-            "nginx": throughput("nginx", scheme, f"nginx_{scheme}", "/1k.html", headers)}
+    """The 1 KiB file from the edge, nginx and Caddy over `scheme` (HTTP/1.1)."""
+    return {side: throughput(server, scheme, f"{prefix}_{scheme}", "/1k.html", headers)
+            for side, server, prefix in (("hearth", "edge_static", "edge"),
+                                         ("nginx", "nginx", "nginx"),
+                                         ("caddy", "caddy", "caddy"))}
+
+
+def h2_sides(path, clients=50, streams=10):
+    """A file over h2 from the edge, nginx (http2 on) and Caddy."""
+    return {"hearth": h2_throughput("edge_static", "edge_https", path, clients, streams),
+            "nginx": h2_throughput("nginx_h2", "nginx_h2", path, clients, streams),
+            "caddy": h2_throughput("caddy", "caddy_https", path, clients, streams)}
+
+
+def versus(label, metric, unit, peers=("nginx", "caddy"), higher_is_better=True):
+    """One table line per peer; the second and later say only which peer."""
+    return [Line(label if i == 0 else f"  vs {peer}", metric, "hearth", peer, unit,
+                 higher_is_better) for i, peer in enumerate(peers)]
 
 
 def items():
     return [
         Item("1", "1 KiB static file, HTTP keep-alive", static_sides("http"),
-             [rps_line("1 KiB static, HTTP keep-alive", "nginx")]),
+             versus("1 KiB static, HTTP keep-alive", "rps", "req/s")),
         Item("2", "1 KiB static file, HTTPS keep-alive", static_sides("https"),
-             [rps_line("1 KiB static, HTTPS keep-alive", "nginx")]),
+             versus("1 KiB static, HTTPS keep-alive", "rps", "req/s")),
         Item("3", "new TLS connection per request (Connection: close)",
              static_sides("https", ["Connection: close"]),
-             [Line("new TLS connection per request", "rps", "hearth", "nginx", "conn/s", True)]),
+             versus("new TLS connection per request", "rps", "conn/s")),
         Item("4", "1 MiB static file over HTTPS",
              {"hearth": big_file("edge_static", "edge_https", "/1m.bin", 1, 10),
-              "nginx": big_file("nginx", "nginx_https", "/1m.bin", 1, 10)},
-             [Line("1 MiB static, HTTPS (10 conns)", "mib_s", "hearth", "nginx", "MiB/s",
-                   True)]),
+              "nginx": big_file("nginx", "nginx_https", "/1m.bin", 1, 10),
+              "caddy": big_file("caddy", "caddy_https", "/1m.bin", 1, 10)},
+             versus("1 MiB static, HTTPS (10 conns)", "mib_s", "MiB/s")),
         Item("5", "app hello through TLS: edge > appserver vs nginx > Gunicorn > Flask",
              {"hearth": throughput("edge_app", "https", "edge_app", "/"),
               "nginx+gunicorn": throughput("nginx", "https", "nginx_app", "/")},
@@ -285,15 +309,32 @@ def items():
               "gunicorn": app_reload("gunicorn:flask_hello", "gunicorn:flask_hello")},
              [Line("failed requests, Flask app HUPs", "failed", "hearth", "gunicorn",
                    "requests", False)]),
-        compression_item("12a", "100 KiB JSON proxied and compressed, gzip level 6 on every side",
+        Item("12a", "1 KiB static file over h2 (h2load, 50 connections x 10 streams)",
+             h2_sides("/1k.html"), versus("1 KiB static, h2 (50x10 streams)", "rps", "req/s")),
+        Item("12b", "1 MiB static file over h2 (h2load, 10 connections x 1 stream)",
+             h2_sides("/1m.bin", clients=10, streams=1),
+             versus("1 MiB static, h2 (10 conns)", "mib_s", "MiB/s")),
+        Item("12c", "app hello over h2: edge > appserver vs nginx > appserver vs Caddy > "
+             "appserver",
+             {"hearth": h2_throughput("edge_app", "edge_app", "/"),
+              "nginx": h2_throughput("nginx_h2", "nginx_h2_app", "/"),
+              "caddy": h2_throughput("caddy", "caddy_app", "/")},
+             versus("app hello over h2, each > appserver", "rps", "req/s")),
+        Item("12d", "memory with idle h2 connections",
+             {"hearth": idle_memory("edge_static", "edge_https", "h2"),
+              "nginx": idle_memory("nginx_h2", "nginx_h2", "h2")},
+             [Line("RSS growth, idle h2 conns", "kib", "hearth", "nginx", "KiB", False),
+              Line("  bytes per idle h2 connection", "bytes_per_conn", "hearth", "nginx",
+                   "B", False)]),
+        compression_item("15a", "100 KiB JSON proxied and compressed, gzip level 6 on every side",
                          "gzip", {"hearth": HEARTH_COMPRESS + ("gzip",),
                                   "nginx": NGINX_COMPRESS + ("gzip",),
                                   "caddy": CADDY_COMPRESS + ("gzip",)}, ["nginx", "caddy"]),
-        compression_item("12b", "100 KiB JSON proxied: hearth's br (level 4) vs nginx's gzip "
+        compression_item("15b", "100 KiB JSON proxied: hearth's br (level 4) vs nginx's gzip "
                          "(Debian's nginx has no br)", "br, gzip",
                          {"hearth": HEARTH_COMPRESS + ("br",),
                           "nginx": NGINX_COMPRESS + ("gzip",)}, ["nginx"]),
-        compression_item("12c", "100 KiB JSON proxied: zstd (level 3) vs Caddy's zstd", "zstd",
+        compression_item("15c", "100 KiB JSON proxied: zstd (level 3) vs Caddy's zstd", "zstd",
                          {"hearth": HEARTH_COMPRESS + ("zstd",),
                           "caddy": CADDY_COMPRESS + ("zstd",)}, ["caddy"]),
     ]

@@ -1,10 +1,12 @@
 """Both sides' servers, started the first time a row needs them and stopped at the end.
 
-hearth: the edge (static files; TLS in front of the appserver on a Unix socket; compressing
-in front of row 12's JSON upstream) and the appserver with examples/hello or, through its WSGI
-bridge, a Flask app from bench/apps/. Peers: nginx (one master with the same certificate, files
-and worker count), Gunicorn and uWSGI with the same Flask apps, Caddy (row 12). Every server is
-pinned to the server core.
+hearth: the edge (static files and TLS, over HTTP/1.1 and h2; in front of the appserver on a
+Unix socket; compressing in front of row 15's JSON upstream) and the appserver with
+examples/hello or, through its WSGI bridge, a Flask app from bench/apps/. Peers: nginx (one
+master with the same certificate, files and worker count; for HTTP/2 an nginx of its own with
+http2 on), Gunicorn and uWSGI with the same Flask apps, Caddy (static files and a proxy to the
+appserver, rows 1-4 and 12a-12c; compressing, row 15). Every server is pinned to the server
+core.
 
 A server is named by a string: "edge_static", "nginx"... (a _start_NAME method below), or
 "KIND:APP" for a Flask app of bench/apps/ served over HTTP on its own TCP port by KIND: appserver,
@@ -19,7 +21,7 @@ from hearthkit.edge import start_edge
 from hearthkit.ports import free_port
 from hearthkit.procs import SERVER_CPU, Processes, wait_answering
 
-# Row 12's gzip level on every side: the edge's default (docs/edge.md), which nginx and Caddy are
+# Row 15's gzip level on every side: the edge's default (docs/edge.md), which nginx and Caddy are
 # given (nginx's own default is 1, Caddy's 5).
 GZIP_LEVEL = 6
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,8 +75,11 @@ class Servers:
     def start_edge(self, name, *args, http=None, https=None):
         """The edge with the benchmark's settings and args, on the ports named http and https
         (None: no such listener); returns its process once it listens."""
-        return start_edge(self.procs, "--keepalive-timeout", "600s", "--max-connections",
-                          "20000", "--log-level", "warn", *args,
+        # keep-alive without a request limit, on HTTP/1.1 and h2, as nginx's keepalive_requests
+        # (h2load opens no new connection after a GOAWAY)
+        return start_edge(self.procs, "--keepalive-timeout", "600s", "--h2-idle-timeout", "600s",
+                          "--h2-max-requests", "10000000", "--max-connections", "20000",
+                          "--log-level", "warn", *args,
                           http=http and self.port(http), https=https and self.port(https),
                           workers=self.workers, name=name, build=self.build).proc
 
@@ -140,7 +145,7 @@ class Servers:
         return self._edge_in_front("edge_flask", "appserver_flask_unix", "appserver-flask")
 
     def _start_edge_compress(self):
-        """Row 12: the edge proxying the JSON upstream, compressing (gzip at its default
+        """Row 15: the edge proxying the JSON upstream, compressing (gzip at its default
         level, GZIP_LEVEL; br and zstd at theirs)."""
         self.get("json_upstream")
         s = self.start_edge("edge-compress", "--server-name", "127.0.0.1",
@@ -158,7 +163,7 @@ class Servers:
         return self.procs.start([shutil.which("nginx"), "-c", conf, "-p", directory], name=name)
 
     def _start_json_upstream(self):
-        """Row 12's upstream: nginx serving 100k.json on a Unix socket to every side."""
+        """Row 15's upstream: nginx serving 100k.json on a Unix socket to every side."""
         path = self.sock("json")
         s = self._nginx("json-upstream", material.NGINX_JSON_UPSTREAM_CONF, sock=path,
                         www=self.www, workers=1, connections=1024)
@@ -174,19 +179,48 @@ class Servers:
         wait_answering(s, port, "/100k.json")
         return s
 
+    def _caddy(self, name, template, **values):
+        """A Caddy 2.6 (Debian's) of its own from one of material's templates, in work/NAME, with
+        as many OS threads running Go code (GOMAXPROCS) as the others have workers (Go would
+        otherwise run threads on the load generator's core too)."""
+        directory = os.path.join(self.work, name)
+        conf = material.write_conf(directory, template, "Caddyfile", **values)
+        return self.procs.start([shutil.which("caddy"), "run", "--config", conf,
+                                 "--adapter", "caddyfile"], name=name,
+                                env={"GOMAXPROCS": str(self.workers), "XDG_DATA_HOME": directory,
+                                     "XDG_CONFIG_HOME": directory, "HOME": directory})
+
     def _start_caddy_compress(self):
-        """Caddy 2.6 (Debian's): `encode zstd gzip` in front of the same upstream, one OS
-        thread running Go code (GOMAXPROCS=1) as the others have one worker each."""
+        """Row 15: Caddy with `encode zstd gzip` in front of the same upstream."""
         self.get("json_upstream")
         port = self.port("caddy_compress")
-        directory = os.path.join(self.work, "caddy")
-        conf = material.write_conf(directory, material.CADDYFILE, "Caddyfile", port=port,
-                                   upstream_sock=self.sock("json"), level=GZIP_LEVEL)
-        s = self.procs.start([shutil.which("caddy"), "run", "--config", conf,
-                              "--adapter", "caddyfile"], name="caddy-compress",
-                             env={"GOMAXPROCS": "1", "XDG_DATA_HOME": directory,
-                                  "XDG_CONFIG_HOME": directory, "HOME": directory})
+        s = self._caddy("caddy-compress", material.CADDYFILE_COMPRESS, port=port,
+                        upstream_sock=self.sock("json"), level=GZIP_LEVEL)
         wait_answering(s, port, "/100k.json")
+        return s
+
+    def _start_caddy(self):
+        """Rows 1-4 and 12a-12c: Caddy serving the files over HTTP and HTTPS (HTTP/1.1 or h2),
+        and proxying to the appserver (the edge's upstream in row 12c)."""
+        self.get("appserver_unix")
+        s = self._caddy("caddy", material.CADDYFILE, cert=self.cert, key=self.key, www=self.www,
+                        app_sock=self.sock("appserver"), http=self.port("caddy_http"),
+                        https=self.port("caddy_https"), app=self.port("caddy_app"))
+        wait_answering(s, self.port("caddy_http"), "/1k.html")
+        wait_answering(s, self.port("caddy_https"), "/1k.html", tls=True)
+        wait_answering(s, self.port("caddy_app"), tls=True)
+        return s
+
+    def _start_nginx_h2(self):
+        """Rows 12a-12d: nginx with HTTP/2 on its TLS ports, static files and a proxy to the
+        appserver."""
+        self.get("appserver_unix")
+        s = self._nginx("nginx-h2", material.NGINX_H2_CONF, workers=self.workers,
+                        connections=20000, cert=self.cert, key=self.key, www=self.www,
+                        app_sock=self.sock("appserver"), h2=self.port("nginx_h2"),
+                        h2_app=self.port("nginx_h2_app"))
+        wait_answering(s, self.port("nginx_h2"), "/1k.html", tls=True)
+        wait_answering(s, self.port("nginx_h2_app"), tls=True)
         return s
 
     def _start_nginx(self):
