@@ -330,7 +330,7 @@ def items():
                          "gzip", {"hearth": HEARTH_COMPRESS + ("gzip",),
                                   "nginx": NGINX_COMPRESS + ("gzip",),
                                   "caddy": CADDY_COMPRESS + ("gzip",)}, ["nginx", "caddy"]),
-        compression_item("15b", "100 KiB JSON proxied: hearth's br (level 4) vs nginx's gzip "
+        compression_item("15b", "100 KiB JSON proxied: hearth's br (level 5) vs nginx's gzip "
                          "(Debian's nginx has no br)", "br, gzip",
                          {"hearth": HEARTH_COMPRESS + ("br",),
                           "nginx": NGINX_COMPRESS + ("gzip",)}, ["nginx"]),
