@@ -14,6 +14,7 @@ from hearthkit import binary
 from hearthkit.clients import client_ctx
 from hearthkit.ports import free_port, port_open
 from hearthkit.procs import children, rss_kib, wait_until
+from hearthkit.wsgi import SANITIZED
 
 EDGE = binary("edge", "edge")
 UNTRUSTED = "127.0.0.2"
@@ -307,8 +308,9 @@ def test_an_address_flood_keeps_the_table_bounded_and_limits_a_steady_client(pro
     addresses = [f"100.{64 + (i >> 16)}.{i >> 8 & 255}.{i & 255}" for i in range(100000)]
     assert flood(port, addresses) == len(addresses)
     grown = rss_kib(p.pid) - before
-    # 100k entries would be several MiB on their own; the table holds 1024
-    assert grown < 2048, f"worker RSS grew {grown} KiB"
+    # 100k entries would be several MiB on their own; the table holds 1024 (under ASan, RSS is
+    # the sanitizer's quarantine, not the table: the bound is checked in the normal build)
+    assert SANITIZED or grown < 2048, f"worker RSS grew {grown} KiB"
     # the flood evicted the drained entries, never the steady client's full bucket
     assert status(port, headers=steady) == 429
     assert status(port, headers={"X-Forwarded-For": "100.64.0.1"}) == 200
