@@ -2,7 +2,10 @@
 certificates, files, upstream and edge, the notes site and WSGI servers; and pytest's hooks
 for the markers. Helpers live in tests/hearthkit, which this puts on sys.path."""
 import os
+import pathlib
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -15,6 +18,16 @@ from hearthkit.supervisor import Stack  # noqa: E402
 from hearthkit.upstreams import Upstream, start_upstream  # noqa: E402
 from hearthkit.wsgi import (SANITIZED, WSGI_SERVER, notes_under_appserver,  # noqa: E402
                             notes_under_gunicorn, start_notes, start_wsgi)
+
+@pytest.fixture
+def short_tmp():
+    """A fresh directory with a short path, for what puts unix sockets below it (./demo's work
+    directory): tmp_path can be too long for a socket's 108 bytes once pytest's temp root is
+    not /tmp (run-tests gives each build its own)."""
+    d = tempfile.mkdtemp(prefix="h.", dir="/tmp")
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
 
 @pytest.fixture
 def procs(tmp_path):

@@ -85,20 +85,20 @@ def test_site_in_chromium_at_desktop_and_phone_sizes(notes_server, tmp_path, dri
     assert phone["submitWidth"] > 300 > desktop["submitWidth"]
 
 
-def test_the_demo_in_chromium_trusting_pebbles_root(tmp_path, driver):
+def test_the_demo_in_chromium_trusting_pebbles_root(short_tmp, driver):
     """./demo as a user runs it: Pebble, then the whole stack serving the Flask site with a
     certificate certd got from Pebble. Chromium, given Pebble's root as the demo prints it (and
     only for this run: a throwaway NSS database), loads the page at both sizes, adds and deletes
     a note; without the root it refuses the certificate. Ctrl-C stops it all."""
     https = free_port()
-    env = dict(os.environ, HEARTH_BUILD=os.path.abspath(BUILD), TMPDIR=str(tmp_path),
+    env = dict(os.environ, HEARTH_BUILD=os.path.abspath(BUILD), TMPDIR=str(short_tmp),
                HEARTH_DEMO_HTTP_PORT=str(free_port()), HEARTH_DEMO_HTTPS_PORT=str(https))
     demo = subprocess.Popen([os.path.join(SOURCE, "demo")], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out = read_demo_until(demo, "Ctrl-C stops everything", timeout=90)
         url = f"https://notes.localhost:{https}/"
-        root = str(tmp_path / "hearth-demo-pebble-root.pem")
+        root = str(short_tmp / "hearth-demo-pebble-root.pem")
         assert f"--ca {root}" in out
         seen = browse(driver, url, "--ca", root)
         check_visit(seen["desktop"], https=True)

@@ -27,10 +27,10 @@ def processes_named(config):
 
 
 @pytest.mark.skipif(not shutil.which("pebble"), reason="needs pebble")
-def test_demo_checks_pass_and_leaves_nothing_running(tmp_path):
+def test_demo_checks_pass_and_leaves_nothing_running(short_tmp):
     env = dict(os.environ, HEARTH_BUILD=os.path.abspath(BUILD), HEARTH_DEMO_CHECK="1",
                HEARTH_DEMO_HTTP_PORT=str(free_port()), HEARTH_DEMO_HTTPS_PORT=str(free_port()),
-               TMPDIR=str(tmp_path))
+               TMPDIR=str(short_tmp))
     r = subprocess.run([os.path.join(SOURCE, "demo")], env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -38,5 +38,5 @@ def test_demo_checks_pass_and_leaves_nothing_running(tmp_path):
     assert "curl --cacert" in r.stdout
     assert "runtime error:" not in r.stdout + r.stderr
     # the work directory is removed and no process of the demo is left
-    assert not [p for p in os.listdir(tmp_path) if p.startswith("hearth-demo.")]
-    assert processes_named(str(tmp_path)) == []
+    assert not [p for p in os.listdir(short_tmp) if p.startswith("hearth-demo.")]
+    assert processes_named(str(short_tmp)) == []
