@@ -396,6 +396,33 @@ static const yl_field certd_fields[] = {
     END,
 };
 
+static bool prefix_valid(const char *s, bool in_list)
+{
+    (void)in_list;
+    size_t n = strlen(s);
+    return n >= 2 && s[0] == '/' && s[n - 1] == '/' && !strstr(s, "//");
+}
+
+static const yl_kind prefix_kind = {"a key prefix like /hearth/ (starts and ends with '/')",
+                                    prefix_valid, NULL, false, NULL};
+
+static const yl_field cluster_fields[] = {
+    STRINGS("etcd", config_cluster, etcd, 0, &url_kind, NULL),
+    STRING("prefix", config_cluster, prefix, 0, &prefix_kind, "/hearth/"),
+    STRING("ca", config_cluster, ca, YL_NULLABLE | YL_PATH, NULL, NULL),
+    STRING("cert", config_cluster, cert, YL_NULLABLE | YL_PATH, NULL, NULL),
+    STRING("key", config_cluster, key, YL_NULLABLE | YL_PATH, NULL, NULL),
+    STRING("username", config_cluster, username, YL_NULLABLE, NULL, NULL),
+    STRING("password_file", config_cluster, password_file, YL_NULLABLE | YL_PATH, NULL, NULL),
+    STRING("host", config_cluster, host, YL_NULLABLE, &host_kind, NULL),
+    STRING("secret_key_file", config_cluster, secret_key_file, YL_NULLABLE | YL_PATH, NULL, NULL),
+    BOOL("plaintext_secrets", config_cluster, plaintext_secrets, "false"),
+    DURATION("lock_ttl", config_cluster, lock_ttl_ms, 2 * MS_SECOND, MS_HOUR, "30s"),
+    DURATION("challenge_wait", config_cluster, challenge_wait_ms, 0, 10 * MS_MINUTE, "10s"),
+    DURATION("timeout", config_cluster, timeout_ms, 100, MS_MINUTE, "5s"),
+    END,
+};
+
 static const yl_field supervisor_fields[] = {
     DURATION("stop_timeout", config_supervisor, stop_timeout_ms, MS_SECOND, MS_HOUR, "45s"),
     DURATION("restart_delay", config_supervisor, restart_delay_ms, 10, MS_HOUR, "100ms"),
@@ -503,6 +530,7 @@ static const yl_field top_fields[] = {
     MAP("appserver", hearth_config, appserver, appserver_fields),
     MAP("certd", hearth_config, certd, certd_fields),
     MAP("supervisor", hearth_config, supervisor, supervisor_fields),
+    MAP("cluster", hearth_config, cluster, cluster_fields),
     LIST("sites", hearth_config, sites, &site_list),
     END,
 };
@@ -807,6 +835,33 @@ static int check_wsgi_app(yl_loader *ld, yaml_node_t *root)
     return 0;
 }
 
+/* The keys of a cluster map that only mean something together. */
+static int check_cluster(yl_loader *ld, yaml_node_t *node, const config_cluster *c)
+{
+    if (!node)
+        return 0;
+    if (c->etcd.count == 0)
+        return yl_fail(ld, node, "cluster", "needs at least one etcd endpoint in cluster.etcd");
+    if (!c->cert != !c->key) {
+        const char *given = c->cert ? "cert" : "key";
+        char kpath[64];
+        snprintf(kpath, sizeof(kpath), "cluster.%s", given);
+        return yl_fail(ld, yl_map_get(ld, node, given), kpath, "needs cluster.%s as well",
+                       c->cert ? "key" : "cert");
+    }
+    if (!c->username != !c->password_file)
+        return yl_fail(ld, node, "cluster", "username and password_file go together");
+    if (!c->secret_key_file && !c->plaintext_secrets)
+        return yl_fail(ld, node, "cluster",
+                       "needs secret_key_file (a file of 32 random bytes, the same on every host, "
+                       "that encrypts the private keys stored in etcd), or plaintext_secrets: "
+                       "true to store them unencrypted");
+    if (c->secret_key_file && c->plaintext_secrets)
+        return yl_fail(ld, yl_map_get(ld, node, "plaintext_secrets"), "cluster.plaintext_secrets",
+                       "contradicts cluster.secret_key_file: keep one of them");
+    return 0;
+}
+
 static int check_across(yl_loader *ld, yaml_node_t *root)
 {
     if (check_wsgi_app(ld, root) != 0)
@@ -826,7 +881,7 @@ static int check_across(yl_loader *ld, yaml_node_t *root)
                        "is longer than supervisor.restart_delay_max");
     if (cfg->edge.http.count == 0 && cfg->edge.https.count == 0)
         return yl_fail(ld, edge, "edge", "needs at least one address in http or https");
-    return 0;
+    return check_cluster(ld, yl_map_get(ld, root, "cluster"), &cfg->cluster);
 }
 
 /* ---- single keys, for command-line flags ---- */

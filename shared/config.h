@@ -177,6 +177,24 @@ typedef struct {
     int64_t restart_window_ms;
 } config_supervisor;
 
+/* Several hosts sharing certificates, challenges and ticket keys through etcd
+ * (docs/cluster.md). Absent (etcd empty): each host works from its local files. */
+typedef struct {
+    strlist etcd; /* endpoints, "https://10.0.0.1:2379"; empty: no cluster */
+    char *prefix; /* every key hearth writes starts with it; starts and ends with '/' */
+    char *ca;     /* etcd's TLS: CA bundle, client certificate and key (NULL: none) */
+    char *cert;
+    char *key;
+    char *username; /* etcd auth (NULL: off); the password from password_file */
+    char *password_file;
+    char *host;                /* this host's name among the hosts; default: gethostname() */
+    char *secret_key_file;     /* 32+ bytes that encrypt private keys stored in etcd */
+    bool plaintext_secrets;    /* true: private keys go to etcd unencrypted (the user said so) */
+    int64_t lock_ttl_ms;       /* a dead host's certificate lock is free after this */
+    int64_t challenge_wait_ms; /* how long an order waits for every host to have its token */
+    int64_t timeout_ms;        /* each call to etcd */
+} config_cluster;
+
 typedef struct {
     char *path; /* the file loaded */
     char *user; /* unprivileged user for the children; NULL: stay as is */
@@ -190,6 +208,7 @@ typedef struct {
     config_appserver appserver;
     config_certd certd;
     config_supervisor supervisor;
+    config_cluster cluster;
     config_site *sites;
     size_t site_count;
 } hearth_config;
