@@ -1,6 +1,6 @@
 """The etcd client (shared/etcd.h) against real etcd processes: plain, with a dead first
-endpoint, with TLS (client certificates) and auth, and a server that accepts connections and
-never answers. tests/unit/etcd_check.c makes the calls and asserts what comes back (keys,
+endpoint, with TLS (client certificates) and auth, a server that accepts connections and
+never answers, and one whose answers are all broken. tests/unit/etcd_check.c makes the calls and asserts what comes back (keys,
 prefixes, transactions applied and not, leases and their expiry, watches in order, at their
 timeout, stopped, from a compacted revision; etcd_status); this file makes the set-ups."""
 import os
@@ -13,6 +13,7 @@ from hearthkit import binary
 from hearthkit.etcd import Etcd, EtcdTLS
 from hearthkit.ports import free_port
 from hearthkit.procs import Processes
+from hearthkit.upstreams import Answer, serve_http
 
 CHECK = binary("tests", "etcd_check")
 STATUS_LINE = re.compile(r"^status: https?://127\.0\.0\.1:\d+: etcd 3\.\d+\.\d+, "
@@ -63,8 +64,29 @@ def test_a_server_that_never_answers():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen(16)
-        out = check("unanswered", [f"http://127.0.0.1:{s.getsockname()[1]}"], timeout_ms=500)
+        out = check("unanswered", [f"http://127.0.0.1:{s.getsockname()[1]}"], timeout_ms=300)
     assert "timed out" in out, out
+
+
+# Answers no call can use: not JSON, not an object, fields of the wrong kind or not base64,
+# two objects where one is expected and a broken watch event, larger than the client takes.
+BROKEN_ANSWERS = [
+    b"<html>not json</html>",
+    b"[]",
+    b'{"header": {"revision": "x"}, "kvs": [{"key": "!!"}], "ID": "x", "succeeded": "x",'
+    b' "result": "x", "version": 5}',
+    b'{"result": {"created": true}}\n{"result": {"events": [{"kv": {"key": "***"}}]}}\n',
+    b'{"header": {}, "kvs": [{"key": "Zm9v", "mod_revision": "99999999999999999999"}],'
+    b' "result": {"created": true, "TTL": []}, "ID": "0", "version": 1}',
+    b"{" + b" " * (17 << 20) + b"}",
+]
+
+
+def test_a_server_whose_answers_are_broken():
+    """Every call ends with an error, none crashes (the sanitizer build runs this too)."""
+    for answer in BROKEN_ANSWERS:
+        with serve_http(type("BrokenEtcd", (Answer,), {"body": answer})) as srv:
+            check("malformed", [srv.url])
 
 
 def test_tls_and_auth(tmp_path, procs):

@@ -1,6 +1,6 @@
 /* Checks the etcd client (shared/etcd.h) against a real etcd: tests/e2e/test_etcd_client.py
  * starts etcd in each set-up (plain, TLS with auth, a dead first endpoint, a server that never
- * answers) and runs this with the scenarios that fit it.
+ * answers, one whose answers are all broken) and runs this with the scenarios that fit it.
  *
  *   etcd_check SCENARIO[,SCENARIO...] [ENDPOINT...]
  *
@@ -388,9 +388,11 @@ static void scenario_expiry(void)
     OK(c, etcd_lease_keepalive(c, id, &ttl));
     sleep_ms(ttl * 1000 + 200); /* silent: an auth token with a short TTL lapses meanwhile */
     int rc = 0;
-    for (int64_t t0 = now_ms(); now_ms() - t0 < 3000; sleep_ms(100))
+    for (int64_t t0 = now_ms(); now_ms() - t0 < 3000; sleep_ms(100)) {
         if ((rc = etcd_get(c, key("expiring"), &kv)) != 0)
             break;
+        etcd_kv_free(&kv);
+    }
     CHECK_MSG(rc == ETCD_NOT_FOUND, "the key is still there (%d): %s", rc, etcd_error(c));
     CHECK(etcd_lease_keepalive(c, id, &ttl) == ETCD_NOT_FOUND);
     etcd_close(c);
@@ -470,6 +472,38 @@ static void scenario_unanswered(void)
     etcd_close(c);
 }
 
+/* ---- scenario malformed: a server whose every answer is broken for every call ---- */
+
+static void check_refused(etcd_client *c, const char *what, int rc)
+{
+    printf("%s: %d: %s\n", what, rc, etcd_error(c));
+    CHECK_MSG(rc == ETCD_ERR, "%s gave %d", what, rc);
+}
+
+static void scenario_malformed(void)
+{
+    etcd_client *c = open_client();
+    etcd_kv kv;
+    etcd_range r;
+    int64_t rev, next;
+    bool applied;
+    events e = {0};
+    etcd_op op = {.key = "k", .value = "v", .len = 1};
+    check_refused(c, "get", etcd_get(c, "k", &kv));
+    CHECK(kv.key == NULL && kv.value == NULL);
+    check_refused(c, "get_prefix", etcd_get_prefix(c, "k", &r));
+    CHECK(r.count == 0 && r.kvs == NULL);
+    check_refused(c, "put", etcd_put(c, "k", "v", 1, 0, &rev));
+    check_refused(c, "delete", etcd_delete(c, "k"));
+    check_refused(c, "txn", etcd_txn(c, NULL, 0, &op, 1, &applied, &rev));
+    check_refused(c, "grant", etcd_lease_grant(c, 5, &rev));
+    check_refused(c, "keepalive", etcd_lease_keepalive(c, 1, &rev));
+    check_refused(c, "watch", etcd_watch_prefix(c, "k", 1, 1000, collect, &e, NULL, &next));
+    CHECK(next == 1);
+    check_status(c, NULL);
+    etcd_close(c);
+}
+
 /* ---- main ---- */
 
 static void load_options(int argc, char **argv)
@@ -503,7 +537,8 @@ int main(int argc, char **argv)
                      {"reauth", scenario_reauth},
                      {"refused", scenario_refused},
                      {"compacted", scenario_compacted},
-                     {"unanswered", scenario_unanswered}};
+                     {"unanswered", scenario_unanswered},
+                     {"malformed", scenario_malformed}};
     if (argc < 2) {
         fprintf(stderr, "usage: etcd_check SCENARIO[,SCENARIO...] [ENDPOINT...]\n");
         return 2;
