@@ -25,6 +25,19 @@ void etcd_set_error(etcd_client *c, const char *fmt, ...)
     memcpy(c->error, text, sizeof(text));
 }
 
+void etcd_failure_note(etcd_failures *f, const etcd_client *c)
+{
+    size_t used = strlen(f->text);
+    snprintf(f->text + used, sizeof(f->text) - used, "%s%s", f->count ? "; " : "", c->error);
+    f->count++;
+}
+
+void etcd_failure_report(etcd_client *c, const etcd_failures *f)
+{
+    if (f->count > 1)
+        etcd_set_error(c, "no etcd endpoint could serve: %s", f->text);
+}
+
 /* The CURLMSG_DONE result of the transfer, once it has ended. */
 static bool transfer_done(etcd_client *c, CURLcode *rc)
 {
@@ -74,10 +87,20 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *userp)
     return s->sink(s->arg, data, n) ? n : 0; /* 0: curl ends the transfer */
 }
 
-static bool set_headers(etcd_client *c)
+/* etcd's "hasleader" gRPC metadata (the gateway passes Grpc-Metadata-* headers on): a member
+ * cut off from its cluster's leader then refuses at once with "no leader", which sends the
+ * call to another endpoint, instead of timing out or, for a watch, serving a history that no
+ * longer moves. The status of `hearth check --online` goes without it: it says so itself. */
+static bool set_headers(etcd_client *c, bool require_leader)
 {
     curl_slist_free_all(c->headers);
     c->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (c->headers && require_leader) {
+        struct curl_slist *more = curl_slist_append(c->headers, "Grpc-Metadata-hasleader: true");
+        if (!more)
+            return false;
+        c->headers = more;
+    }
     if (c->headers && c->token) {
         char *line = NULL;
         if (asprintf(&line, "Authorization: %s", c->token) < 0)
@@ -101,8 +124,8 @@ static void set_tls(etcd_client *c)
     }
 }
 
-static bool set_request(etcd_client *c, const char *url, const char *body, int64_t timeout_ms,
-                        sink_call *s)
+static bool set_request(etcd_client *c, const char *url, bool require_leader, const char *body,
+                        int64_t timeout_ms, sink_call *s)
 {
     CURL *h = c->curl;
     curl_easy_reset(h);
@@ -121,7 +144,7 @@ static bool set_request(etcd_client *c, const char *url, const char *body, int64
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
     set_tls(c);
-    if (!set_headers(c))
+    if (!set_headers(c, require_leader))
         return false;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
     return true;
@@ -138,7 +161,8 @@ etcd_sent etcd_post(etcd_client *c, size_t i, const char *path, const char *body
         snprintf(c->curl_error, sizeof(c->curl_error), "out of memory");
         return ETCD_SENT_BROKEN;
     }
-    bool ready = set_request(c, url, body, timeout_ms, &s);
+    bool require_leader = strcmp(path, "/v3/maintenance/status") != 0;
+    bool ready = set_request(c, url, require_leader, body, timeout_ms, &s);
     free(url);
     if (!ready) {
         snprintf(c->curl_error, sizeof(c->curl_error), "out of memory");
@@ -271,6 +295,8 @@ etcd_sent etcd_auth_at(etcd_client *c, size_t i)
     int code = etcd_answer_error(answer, &message);
     if (token && !code)
         c->token = strdup(token);
+    else if (code == GRPC_UNAVAILABLE)
+        etcd_set_error(c, "etcd at %s: %s", c->endpoints.items[i], message);
     else if (answer)
         etcd_set_error(c, "etcd at %s: the credentials of user %s were refused: %s",
                        c->endpoints.items[i], c->username, message ? message : "no token");
@@ -359,12 +385,15 @@ int etcd_call(etcd_client *c, const char *path, json_t *body, etcd_kind kind, js
     size_t n = c->endpoints.count;
     bool reauthed = false;
     int rc = TRY_NEXT;
-    for (size_t tried = 0; tried < n && rc == TRY_NEXT; tried++)
+    etcd_failures failures = {.count = 0};
+    for (size_t tried = 0; tried < n && rc == TRY_NEXT; tried++) {
         rc = call_at(c, (c->current + tried) % n, path, text, kind, answer, &reauthed);
+        if (rc == TRY_NEXT)
+            etcd_failure_note(&failures, c);
+    }
     free(text);
     if (rc == TRY_NEXT) {
-        if (n > 1)
-            etcd_set_error(c, "no etcd endpoint answered; the last: %s", c->error);
+        etcd_failure_report(c, &failures);
         return ETCD_ERR;
     }
     return rc;

@@ -12,7 +12,7 @@ import pytest
 from hearthkit import binary
 from hearthkit.etcd import Etcd, EtcdTLS
 from hearthkit.ports import free_port
-from hearthkit.procs import Processes
+from hearthkit.procs import Processes, wait_until
 from hearthkit.upstreams import Answer, serve_http
 
 CHECK = binary("tests", "etcd_check")
@@ -78,15 +78,41 @@ BROKEN_ANSWERS = [
     b'{"result": {"created": true}}\n{"result": {"events": [{"kv": {"key": "***"}}]}}\n',
     b'{"header": {}, "kvs": [{"key": "Zm9v", "mod_revision": "99999999999999999999"}],'
     b' "result": {"created": true, "TTL": []}, "ID": "0", "version": 1}',
-    b"{" + b" " * (17 << 20) + b"}",
 ]
+
+
+def test_a_cluster_that_loses_its_quorum(tmp_path, procs):
+    """Three members, two stopped: the third has no leader and says so at once (calls do not
+    wait for their timeout); with one back, the calls go through again, past the one still
+    down."""
+    etcd = Etcd(tmp_path, procs, members=3).start()
+    try:
+        etcd.stop_member(1)
+        etcd.stop_member(2)
+        wait_until(lambda: etcd.leader(0) == 0, timeout=10, what="member 0 to lose its leader")
+        out = check("leaderless", etcd.endpoints, timeout_ms=5000)
+        assert re.search(r"^status: http://\S+: etcd 3\.\S+, no leader, ", out, re.M), out
+        etcd.start_member(1)
+        etcd.wait_healthy([0, 1])
+        check("quick", etcd.endpoints)
+    finally:
+        etcd.stop()
+
+
+class BrokenEtcd(Answer):
+    body = b""
 
 
 def test_a_server_whose_answers_are_broken():
     """Every call ends with an error, none crashes (the sanitizer build runs this too)."""
-    for answer in BROKEN_ANSWERS:
-        with serve_http(type("BrokenEtcd", (Answer,), {"body": answer})) as srv:
+    with serve_http(BrokenEtcd) as srv:
+        for answer in BROKEN_ANSWERS:
+            BrokenEtcd.body = answer
             check("malformed", [srv.url])
+        # larger than the client takes (16 MiB): once for a call, once for the watch
+        BrokenEtcd.body = b"{" + b" " * (17 << 20) + b"}"
+        out = check("oversized", [srv.url])
+    assert out.count("larger than") == 2, out
 
 
 def test_tls_and_auth(tmp_path, procs):
@@ -98,7 +124,7 @@ def test_tls_and_auth(tmp_path, procs):
     etcd.enable_auth({"hearth": "hearth-pw"})
     env = dict(ca=tls.ca, cert=tls.client_cert, key=tls.client_key, user="hearth",
                password="hearth-pw")
-    out = check("kv,expiry,reauth", etcd.endpoints, **env)
+    out = check("kv,expiry", etcd.endpoints, **env)
     assert re.search(r"^status: https://.*, logged in as hearth$", out, re.M), out
     out = check("refused", etcd.endpoints, **dict(env, password="wrong"))
     assert "the credentials of user hearth were refused" in out, out

@@ -16,7 +16,7 @@ import urllib.request
 
 from .certs import make_ca, make_leaf
 from .ports import free_port
-from .procs import wait_until
+from .procs import stop_all, wait_until
 
 ETCD = "/usr/bin/etcd"
 ETCDCTL = "/usr/bin/etcdctl"
@@ -103,20 +103,40 @@ class Etcd:
     def stop_member(self, i, timeout=5):
         self.members[i].proc.stop(timeout)
 
-    def healthy(self, i):
-        m = self.members[i]
-        if self.wrap:
-            return self.etcdctl("endpoint", "health", member=i, endpoints=[m.client_url],
-                                check=False).returncode == 0
+    def stop(self, timeout=1):
+        """Every member at once; those not gone after timeout are killed (a member without
+        quorum can take long over a SIGTERM)."""
+        stop_all([m.proc for m in self.members if m.proc], timeout)
+
+    def _get_json(self, i, path, body=None):
+        """GET (or POST body to) member i's path; the JSON answer, None when unreachable."""
         ctx = None
         if self.tls:
             ctx = ssl.create_default_context(cafile=self.tls.ca)
             ctx.load_cert_chain(self.tls.client_cert, self.tls.client_key)
         try:
-            with urllib.request.urlopen(m.client_url + "/health", timeout=1, context=ctx) as r:
-                return json.load(r).get("health") == "true"
+            with urllib.request.urlopen(self.members[i].client_url + path, data=body,
+                                        timeout=1, context=ctx) as r:
+                return json.load(r)
         except (OSError, ValueError):
-            return False
+            return None
+
+    def healthy(self, i):
+        if self.wrap:
+            return self.etcdctl("endpoint", "health", member=i,
+                                endpoints=[self.members[i].client_url],
+                                check=False).returncode == 0
+        return (self._get_json(i, "/health") or {}).get("health") == "true"
+
+    def leader(self, i):
+        """The leader member i follows (its ID), 0 when it has none, None when unreachable."""
+        if self.wrap:
+            r = self.etcdctl("endpoint", "status", "-w", "json", member=i, check=False,
+                             endpoints=[self.members[i].client_url])
+            return json.loads(r.stdout)[0]["Status"].get("leader", 0) if r.returncode == 0 \
+                else None
+        status = self._get_json(i, "/v3/maintenance/status", b"{}")
+        return None if status is None else int(status.get("leader", 0))
 
     def wait_healthy(self, members=None, timeout=20):
         """Waits until every member of members (all by default) says it is healthy (it has a

@@ -237,7 +237,10 @@ class Answer(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
-        self.wfile.write(self.body)
+        try:
+            self.wfile.write(self.body)
+        except ConnectionError:
+            pass  # a client that stops reading a body too large for it
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))

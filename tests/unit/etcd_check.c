@@ -378,15 +378,21 @@ static void scenario_live(void)
 
 /* ---- scenario expiry: a lease nobody keeps alive takes its key with it ---- */
 
+/* Under auth with a short token TTL (test_etcd_client's), both clients' tokens lapse during
+ * the silent wait: the watcher logs in again inside the watch, the other in a call. */
 static void scenario_expiry(void)
 {
-    etcd_client *c = open_client();
-    int64_t id, ttl;
+    etcd_client *c = open_client(), *watcher = open_client();
+    int64_t id, ttl, rev, next;
     etcd_kv kv;
+    CHECK(etcd_get(watcher, key("expiring"), &kv) == ETCD_NOT_FOUND); /* logged in now */
     OK(c, etcd_lease_grant(c, 1, &id));
-    OK(c, etcd_put(c, key("expiring"), "v", 1, id, NULL));
+    OK(c, etcd_put(c, key("expiring"), "v", 1, id, &rev));
     OK(c, etcd_lease_keepalive(c, id, &ttl));
-    sleep_ms(ttl * 1000 + 200); /* silent: an auth token with a short TTL lapses meanwhile */
+    sleep_ms(ttl * 1000 + 300 > 2200 ? ttl * 1000 + 300 : 2200);
+    events e = {0};
+    OK(watcher, etcd_watch_prefix(watcher, key("expiring"), rev, 200, collect, &e, NULL, &next));
+    check_seen(&e, 0, "PUT", "expiring", "v");
     int rc = 0;
     for (int64_t t0 = now_ms(); now_ms() - t0 < 3000; sleep_ms(100)) {
         if ((rc = etcd_get(c, key("expiring"), &kv)) != 0)
@@ -395,21 +401,7 @@ static void scenario_expiry(void)
     }
     CHECK_MSG(rc == ETCD_NOT_FOUND, "the key is still there (%d): %s", rc, etcd_error(c));
     CHECK(etcd_lease_keepalive(c, id, &ttl) == ETCD_NOT_FOUND);
-    etcd_close(c);
-}
-
-/* ---- scenario reauth: a watch after the auth token lapsed ---- */
-
-static void scenario_reauth(void)
-{
-    etcd_client *c = open_client();
-    int64_t rev, next;
-    OK(c, put_str(c, key("r"), "v", &rev));
-    sleep_ms(2200); /* the test's etcd forgets a token after a second unused */
-    events e = {0};
-    OK(c, etcd_watch_prefix(c, key("r"), rev, 200, collect, &e, NULL, &next));
-    CHECK(e.count == 1);
-    OK(c, etcd_delete_prefix(c, prefix));
+    etcd_close(watcher);
     etcd_close(c);
 }
 
@@ -504,6 +496,48 @@ static void scenario_malformed(void)
     etcd_close(c);
 }
 
+/* ---- scenario oversized: answers larger than the client takes ---- */
+
+static void scenario_oversized(void)
+{
+    etcd_client *c = open_client();
+    etcd_kv kv;
+    int64_t next;
+    events e = {0};
+    check_refused(c, "get", etcd_get(c, "k", &kv));
+    check_refused(c, "watch", etcd_watch_prefix(c, "k", 1, 1000, collect, &e, NULL, &next));
+    etcd_close(c);
+}
+
+/* ---- scenario leaderless: a member cut off from the leader refuses at once ---- */
+
+static void check_no_leader(etcd_client *c, const char *what, int rc, int64_t t0)
+{
+    int64_t took = now_ms() - t0;
+    printf("%s: %d after %" PRId64 " ms: %s\n", what, rc, took, etcd_error(c));
+    CHECK_MSG(rc == ETCD_ERR && strstr(etcd_error(c), "no leader"), "%s gave %d: %s", what, rc,
+              etcd_error(c));
+    CHECK_MSG(took < options.timeout_ms / 2, "%s took %" PRId64 " ms", what, took);
+}
+
+static void scenario_leaderless(void)
+{
+    etcd_client *c = open_client();
+    etcd_kv kv;
+    int64_t t0 = now_ms(), rev, id;
+    events e = {0};
+    check_no_leader(c, "get", etcd_get(c, key("k"), &kv), t0);
+    t0 = now_ms();
+    check_no_leader(c, "put", etcd_put(c, key("k"), "v", 1, 0, &rev), t0);
+    t0 = now_ms();
+    check_no_leader(c, "lease", etcd_lease_grant(c, 5, &id), t0);
+    t0 = now_ms();
+    check_no_leader(c, "watch", etcd_watch_prefix(c, key(""), 0, 3000, collect, &e, NULL, &rev),
+                    t0);
+    check_status(c, NULL);
+    etcd_close(c);
+}
+
 /* ---- main ---- */
 
 static void load_options(int argc, char **argv)
@@ -534,11 +568,12 @@ int main(int argc, char **argv)
                      {"quick", scenario_quick},
                      {"live", scenario_live},
                      {"expiry", scenario_expiry},
-                     {"reauth", scenario_reauth},
                      {"refused", scenario_refused},
                      {"compacted", scenario_compacted},
                      {"unanswered", scenario_unanswered},
-                     {"malformed", scenario_malformed}};
+                     {"malformed", scenario_malformed},
+                     {"oversized", scenario_oversized},
+                     {"leaderless", scenario_leaderless}};
     if (argc < 2) {
         fprintf(stderr, "usage: etcd_check SCENARIO[,SCENARIO...] [ENDPOINT...]\n");
         return 2;
