@@ -6,7 +6,8 @@
  * with the one that answered last. A read that got no answer in time goes to the next one too;
  * a write that went out and got none is not sent again (the member may have applied it): it
  * fails, and the next call starts with the next endpoint. So a call takes at most timeout_ms
- * per endpoint.
+ * per endpoint. A member cut off from its cluster's leader refuses at once ("no leader"; calls
+ * ask etcd for that), so a lost quorum fails calls fast instead of at their timeout.
  * TLS: etcd 3.4's gateway refuses a client certificate that has a Common Name (HTTP 400), so
  * hearth's client certificate for etcd carries subject alternative names only. */
 #ifndef HEARTH_ETCD_H
@@ -120,9 +121,9 @@ int etcd_watch_prefix(etcd_client *c, const char *prefix, int64_t start_rev, int
 
 /* One line per endpoint, appended to lines, for `hearth check --online`:
  * "http://10.0.0.1:2379: etcd 3.4.23, leader 8e9e05c52164694d, raft term 2" or why it cannot
- * be reached. 0 when at least one endpoint answered and, with auth configured, the credentials
- * were accepted (checked at each endpoint: ", logged in as USER" ends its line), else
- * ETCD_ERR. */
+ * be reached ("no leader" when it answered without one). 0 when at least one endpoint answered
+ * with a leader and, with auth configured, accepted the credentials (checked at each endpoint:
+ * ", logged in as USER" ends its line), else ETCD_ERR. */
 int etcd_status(etcd_client *c, strlist *lines);
 
 #endif

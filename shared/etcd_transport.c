@@ -274,20 +274,28 @@ bool etcd_token_invalid(int code, const char *message)
                                                         strstr(message, "auth store is old")));
 }
 
+/* The body's text (consumed), or NULL with the error set. */
+static char *body_text(etcd_client *c, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text)
+        etcd_set_error(c, "out of memory");
+    return text;
+}
+
 etcd_sent etcd_auth_at(etcd_client *c, size_t i)
 {
     if (!c->username || c->token)
         return ETCD_SENT_DONE;
-    json_t *body = json_pack("{s:s, s:s}", "name", c->username, "password", c->password);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text) {
-        etcd_set_error(c, "out of memory");
+    char *text =
+        body_text(c, json_pack("{s:s, s:s}", "name", c->username, "password", c->password));
+    if (!text)
         return ETCD_SENT_BROKEN;
-    }
     json_t *answer;
     long status;
     etcd_sent sent = post_json(c, i, "/v3/auth/authenticate", text, &answer, &status);
+    explicit_bzero(text, strlen(text)); /* it holds the password */
     free(text);
     if (sent != ETCD_SENT_DONE) /* authenticating twice does no harm: try the next one */
         return ETCD_SENT_UNREACHABLE;
@@ -366,28 +374,18 @@ static int call_at(etcd_client *c, size_t i, const char *path, const char *text,
     return rc;
 }
 
-/* The body's text (consumed), or NULL with the error set. */
-static char *body_text(etcd_client *c, json_t *body)
-{
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text)
-        etcd_set_error(c, "out of memory");
-    return text;
-}
-
 int etcd_call(etcd_client *c, const char *path, json_t *body, etcd_kind kind, json_t **answer)
 {
     *answer = NULL;
     char *text = body_text(c, body);
     if (!text)
         return ETCD_ERR;
-    size_t n = c->endpoints.count;
+    size_t n = c->endpoints.count, first = c->current; /* an attempt may move c->current */
     bool reauthed = false;
     int rc = TRY_NEXT;
     etcd_failures failures = {.count = 0};
     for (size_t tried = 0; tried < n && rc == TRY_NEXT; tried++) {
-        rc = call_at(c, (c->current + tried) % n, path, text, kind, answer, &reauthed);
+        rc = call_at(c, (first + tried) % n, path, text, kind, answer, &reauthed);
         if (rc == TRY_NEXT)
             etcd_failure_note(&failures, c);
     }

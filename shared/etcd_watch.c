@@ -244,12 +244,12 @@ int etcd_watch_prefix(etcd_client *c, const char *prefix, int64_t start_rev, int
     *next_rev = start_rev;
     if (stop && *stop)
         return 0;
-    size_t n = c->endpoints.count;
+    size_t n = c->endpoints.count, first = c->current; /* an attempt may move c->current */
     bool reauthed = false;
     int rc = TRY_NEXT_ENDPOINT;
     etcd_failures failures = {.count = 0};
     for (size_t tried = 0; tried < n && (tried == 0 || now_ms() < call.deadline_ms); tried++) {
-        size_t i = (c->current + tried) % n;
+        size_t i = (first + tried) % n;
         rc = watch_at(c, i, &call, next_rev);
         if (rc == TRY_NEW_TOKEN && !reauthed) {
             reauthed = true;

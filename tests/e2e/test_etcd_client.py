@@ -83,15 +83,19 @@ BROKEN_ANSWERS = [
 
 def test_a_cluster_that_loses_its_quorum(tmp_path, procs):
     """Three members, two stopped: the third has no leader and says so at once (calls do not
-    wait for their timeout); with one back, the calls go through again, past the one still
-    down."""
+    wait for their timeout) and the calls try every endpoint; with one back, the calls go
+    through again, past the one still down."""
     etcd = Etcd(tmp_path, procs, members=3).start()
     try:
         etcd.stop_member(1)
         etcd.stop_member(2)
         wait_until(lambda: etcd.leader(0) == 0, timeout=10, what="member 0 to lose its leader")
-        out = check("leaderless", etcd.endpoints, timeout_ms=5000)
+        # a dead member first: the one without a leader is asked second, and every one once
+        order = [etcd.endpoints[i] for i in (1, 0, 2)]
+        out = check("leaderless", order, timeout_ms=5000)
         assert re.search(r"^status: http://\S+: etcd 3\.\S+, no leader, ", out, re.M), out
+        get = re.search(r"^get: .*", out, re.M).group(0)
+        assert all(get.count(f"etcd at {e}:") == 1 for e in order), get
         etcd.start_member(1)
         etcd.wait_healthy([0, 1])
         check("quick", etcd.endpoints)
