@@ -179,6 +179,19 @@ static bool collect(void *arg, const char *data, size_t len)
     return true;
 }
 
+/* The start of an answer that is not JSON (a proxy's page, the gateway's plain-text refusals)
+ * for a message: its first line, control bytes and non-ASCII as '?'. */
+static void printable(const buf *b, char *out, size_t size)
+{
+    size_t n = 0;
+    const char *p = buf_head(b);
+    for (size_t i = 0; i < buf_used(b) && p[i] != '\n' && n + 1 < size; i++)
+        out[n++] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?';
+    out[n] = '\0';
+    if (n == 0)
+        snprintf(out, size, "(empty)");
+}
+
 /* POSTs text to endpoint i and parses what came back: *answer is NULL when it was not JSON
  * (DONE), or on any other outcome; c->error says why. */
 static etcd_sent post_json(etcd_client *c, size_t i, const char *path, const char *text,
@@ -198,8 +211,9 @@ static etcd_sent post_json(etcd_client *c, size_t i, const char *path, const cha
         *answer = json_loadb(buf_head(&k.body), buf_used(&k.body), 0, NULL);
         if (!json_is_object(*answer)) {
             json_decref(*answer), *answer = NULL;
-            etcd_set_error(c, "etcd at %s: its answer (HTTP %ld) is not a JSON object", url,
-                           *status);
+            char text[160];
+            printable(&k.body, text, sizeof(text));
+            etcd_set_error(c, "etcd at %s: HTTP %ld, not JSON: %s", url, *status, text);
         }
     }
     buf_free(&k.body);
@@ -279,7 +293,7 @@ static int judge_answer(etcd_client *c, size_t i, etcd_kind kind, json_t *answer
         return 0;
     const char *url = c->endpoints.items[i];
     if (code == 0)
-        etcd_set_error(c, "etcd at %s answered HTTP %ld", url, status);
+        etcd_set_error(c, "etcd at %s: HTTP %ld", url, status);
     else
         etcd_set_error(c, "etcd at %s: %s", url, message);
     if (etcd_token_invalid(code, message) && c->username) {

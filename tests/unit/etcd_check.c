@@ -204,7 +204,7 @@ static void check_txn(etcd_client *c)
     CHECK(!applied);
     etcd_kv kv;
     OK(c, etcd_get(c, key("data"), &kv));
-    CHECK(strcmp((char *)kv.value, "new") == 0 && kv.mod_revision == rev);
+    CHECK(kv.value && strcmp((char *)kv.value, "new") == 0 && kv.mod_revision == rev);
     etcd_kv_free(&kv);
     OK(c, etcd_get(c, key("gone"), &kv)); /* the failed transaction deleted nothing */
     etcd_kv_free(&kv);
