@@ -8,15 +8,12 @@
  * shared memory; each worker copies the table in a reload's prepare step and uses the copy
  * from the commit step on, so all workers hold the same keys. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/core_names.h>
@@ -24,6 +21,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "shared/cluster.h"
 #include "edge/edge.h"
 
 #define TICKET_PERIOD_S (12 * 3600)
@@ -99,39 +97,6 @@ static bool decode_secret(const char *b64, unsigned char out[32])
     return true;
 }
 
-/* The file's text, or NULL with why (errno ENOENT left in *missing: no file is no error). */
-static char *read_small(const char *path, size_t *len, bool *missing, char *why, size_t whylen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    *missing = fd < 0 && errno == ENOENT;
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        snprintf(why, whylen, "%s", strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    char *text = NULL;
-    if (!S_ISREG(st.st_mode))
-        snprintf(why, whylen, "not a regular file");
-    else if (st.st_mode & 077) /* the secrets protect every past session's traffic */
-        snprintf(why, whylen,
-                 "readable or writable by group or others (mode %03o; it must be 0600)",
-                 (unsigned)(st.st_mode & 0777));
-    else if (st.st_size > FILE_MAX)
-        snprintf(why, whylen, "larger than %d bytes", FILE_MAX);
-    else if (!(text = malloc((size_t)st.st_size + 1)))
-        snprintf(why, whylen, "out of memory");
-    else if (read(fd, text, (size_t)st.st_size) != st.st_size) {
-        snprintf(why, whylen, "short read");
-        free(text);
-        text = NULL;
-    }
-    close(fd);
-    *len = (size_t)st.st_size;
-    return text;
-}
-
 /* One entry {"period": N, "secret": BASE64} into e; false when malformed. */
 static bool parse_entry(json_t *k, period_secret *e)
 {
@@ -189,10 +154,9 @@ void edge_tickets_load(const hearth_config *cfg)
     }
     char why[256] = "";
     size_t len = 0, skipped = 0;
-    bool missing;
     secret_table t = {.count = 0};
-    char *text = read_small(path, &len, &missing, why, sizeof(why));
-    if (missing) {
+    char *text = cluster_read_small(path, FILE_MAX, true, &len, why, sizeof(why));
+    if (!text && errno == ENOENT) {
         if (shared->table.count > 0)
             log_info("ticket keys: %s is gone; this host's own secret from now on", path);
         publish(&t);

@@ -91,7 +91,7 @@ def test_reload_takes_a_changed_file_and_a_broken_one_keeps_the_keys(start_edge,
     write_keys(theirs, secret)
     os.chmod(theirs, 0o644)
     reload(b, 2)
-    assert "readable or writable by group or others" in b.log()
+    assert "group or others may access it (mode 0644)" in b.log()
 
     # gone: the edge's own secret again
     theirs.unlink()
