@@ -312,6 +312,8 @@ void cluster_close(cluster *c);
 int cluster_lock_take(cluster *c, const certd_opts *o, const char *name, cluster_lock *l,
                       bool *changed);
 void cluster_lock_release(cluster *c, cluster_lock *l);
+/* 0 when the lock is still ours (checked in etcd), -1 (logged) otherwise. */
+int cluster_lock_held(cluster *c, const cluster_lock *l);
 /* Fenced write of a new certificate, then the local store; -1 (logged) when the lock was lost
  * or etcd failed: the certificate is then dropped. */
 int cluster_publish(cluster *c, const certd_opts *o, const cluster_lock *l, const order_result *res,

@@ -265,6 +265,22 @@ int cluster_lock_take(cluster *c, const certd_opts *o, const char *name, cluster
     return rc;
 }
 
+int cluster_lock_held(cluster *c, const cluster_lock *l)
+{
+    char key[512];
+    key_of(c, key, sizeof(key), "locks/%s", l->name);
+    etcd_kv kv;
+    int rc = etcd_get(c->etcd, key, &kv);
+    bool held = rc == 0 && kv.create_revision == l->lock_rev;
+    if (rc == 0)
+        etcd_kv_free(&kv);
+    if (!held)
+        log_error("%s: %s; the order stops before the CA issues anything", l->name,
+                  rc == ETCD_ERR ? "etcd cannot be reached to confirm the lock"
+                                 : "the lock was lost (lease expired) to another host");
+    return held ? 0 : -1;
+}
+
 void cluster_lock_release(cluster *c, cluster_lock *l)
 {
     if (!l->lock_rev)

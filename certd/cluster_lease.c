@@ -32,21 +32,24 @@ static void register_host(cluster *c, etcd_client *e, int64_t lease)
 /* Keep the lease alive, or get a new one; under c->mu. */
 static void renew(cluster *c, etcd_client *e)
 {
-    int64_t lease = c->lease, left = 0, fresh = 0;
+    int64_t old = c->lease, left = 0, fresh = 0;
     bool was_registered = c->registered;
     pthread_mutex_unlock(&c->mu);
-    int rc = lease ? etcd_lease_keepalive(e, lease, &left) : ETCD_NOT_FOUND;
+    int rc = old ? etcd_lease_keepalive(e, old, &left) : ETCD_NOT_FOUND;
+    /* A keepalive is safe to repeat: one that found no answer (a member gone) goes at once to
+     * the next endpoint rather than a third of the TTL later, when the lease may be gone. */
+    if (rc == ETCD_ERR)
+        rc = etcd_lease_keepalive(e, old, &left);
     if (rc == ETCD_NOT_FOUND && etcd_lease_grant(e, ttl_s(c), &fresh) == 0) {
-        if (lease)
+        if (old)
             log_warn("cluster: lease %llx expired (etcd out of reach for longer than lock_ttl); "
                      "locks held under it are lost",
-                     (unsigned long long)lease);
-        lease = fresh;
+                     (unsigned long long)old);
     } else if (rc != 0) {
         log_debug("cluster: lease keepalive: %s", etcd_error(e));
     }
     pthread_mutex_lock(&c->mu);
-    if (fresh && c->lease != lease) { /* the main thread got one meanwhile: keep that one */
+    if (fresh && c->lease != old) { /* the main thread got one meanwhile: keep that one */
         pthread_mutex_unlock(&c->mu);
         etcd_lease_revoke(e, fresh);
         pthread_mutex_lock(&c->mu);

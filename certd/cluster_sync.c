@@ -42,7 +42,10 @@ static void confirm_token(sync_state *s, const char *token)
     char key[512];
     ack_key(s, token, key, sizeof(key));
     int64_t lease = lease_current(s->c, s->w);
-    if (!lease || etcd_put(s->w, key, "1", 1, lease, NULL) < 0)
+    /* once more on failure: the client has moved on to the next endpoint, and the ordering
+     * host waits for this ack */
+    if (!lease || (etcd_put(s->w, key, "1", 1, lease, NULL) < 0 &&
+                   etcd_put(s->w, key, "1", 1, lease, NULL) < 0))
         log_warn("challenge %s: cannot confirm it in etcd: %s", token, etcd_error(s->w));
 }
 

@@ -313,9 +313,13 @@ static int issue_shared(const certd_opts *o, const certd_names *names, bool forc
 }
 
 /* A certd killed mid-order (SIGKILL, a power cut) never removed its challenge files; the
- * next run holding the lock does, before it writes its own. */
+ * next run holding the lock does, before it writes its own. Not in a cluster: there the
+ * webroot also holds the tokens of other hosts' orders (same account, so they look alike),
+ * mirrored by the sync thread, which removes them when their order ends. */
 static void sweep_challenges(const certd_opts *o)
 {
+    if (o->cluster)
+        return;
     char *dir = account_dir_for(o);
     EVP_PKEY *key = dir ? account_key_load(dir, false) : NULL;
     char *thumb = key ? jws_thumbprint(key) : NULL;

@@ -260,6 +260,10 @@ static int run_order(acme_ctx *a, const certd_opts *o, const certd_names *names,
         rc = poll_until(a, order_url, waiting, "ready", &r);
     }
     char *cert_url = NULL;
+    /* A host that lost its lock (a pause, a partition) would get a certificate it can never
+     * publish, and the CA counts it against the name's limits: it stops here instead. */
+    if (rc == 0 && o->locked && cluster_lock_held(o->cluster, o->locked) != 0)
+        rc = -1;
     if (rc == 0)
         rc = finalize(a, o, names, order_url, r.json, &out->key, &cert_url);
     if (rc == 0)
