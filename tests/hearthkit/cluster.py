@@ -40,7 +40,6 @@ from cryptography.hazmat.primitives import serialization
 from . import binary
 from .certs import make_test_pki
 from .pebble import Pebble
-from .ports import free_port
 from .procs import Server, stop_all, wait_until
 
 TAG = "hk"  # every namespace, bridge and veth made here starts with it
@@ -352,6 +351,23 @@ class Host:
         self.supervisor.kill_tree(signal.SIGKILL)
         self.supervisor.wait()
 
+    def kill_all(self):
+        """SIGKILL to every process in the host's namespace but its etcd member: what is left
+        of a stack whose supervisor died goes too."""
+        keep = self.etcd.pid if self.etcd is not None and self.etcd.poll() is None else None
+
+        def gone():
+            pids = [p for p in ns_pids(self.ns) if p != keep]
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return not pids
+        wait_until(gone, timeout=5, interval=0.05, what=f"{self.name}'s processes to go")
+        if self.supervisor is not None:
+            self.supervisor.wait()
+
     def stop_stack(self):
         if self.supervisor is not None:
             self.supervisor.stop(timeout=10)
@@ -448,17 +464,30 @@ class PebbleRecord:
             out.append((int(serial, 16), self.names_of[serial]))
         return out
 
+    def validations(self):
+        """[(name, token)] of the HTTP-01 checks Pebble made, in order (one per challenge:
+        Pebble logs each of its three concurrent fetches)."""
+        seen = []
+        for pair in re.findall(r"Attempting to validate w/ HTTP: http://([^:/]+):\d+"
+                               r"/\.well-known/acme-challenge/([\w-]+)", self._log()):
+            if pair not in seen:
+                seen.append(pair)
+        return seen
+
     def mark(self):
-        return (len(self.orders()), len(self.issued()))
+        return (len(self.orders()), len(self.issued()), len(self.validations()))
 
     def since(self, mark):
-        """(orders since mark, {name: [serials issued since mark]})."""
+        """(orders since mark, {name: [serials issued since mark]}, {name: [tokens validated
+        since mark]})."""
         orders = len(self.orders()) - mark[0]
-        per_name = {}
+        per_name, tokens = {}, {}
         for serial, names in self.issued()[mark[1]:]:
             for n in names:
                 per_name.setdefault(n, []).append(serial)
-        return orders, per_name
+        for name, token in self.validations()[mark[2]:]:
+            tokens.setdefault(name, []).append(token)
+        return orders, per_name, tokens
 
 
 class ChallengeSteer(threading.Thread):
@@ -689,13 +718,17 @@ class Cluster:
     def view(self):
         return EtcdView(self.live_endpoints(), self.prefix)
 
-    def wait_serving(self, hosts, name, serial=None, old=None, timeout=20):
-        """Polls hosts until each serves the same certificate for name (serial when given;
-        one other than old when given); returns (serial, {host: monotonic time first seen})."""
-        seen = {}
-        want = [serial]
+    def wait_serving(self, hosts, name, old=None, timeout=20):
+        """Polls etcd and hosts until each host serves one same certificate for name, other
+        than old; returns (its serial, {host name or "etcd": monotonic time it was first seen
+        there}), etcd's time being when certs/NAME first held it."""
+        seen, in_etcd = {}, {}
+        want = [None]
 
         def all_serve():
+            stored = self._etcd_serial(name)
+            if isinstance(stored, int) and stored != old:
+                in_etcd.setdefault(stored, time.monotonic())
             for h in hosts:
                 s = h.served_serial(name)
                 if s is None or s == old or (want[0] is not None and s != want[0]):
@@ -703,10 +736,32 @@ class Cluster:
                     continue
                 want[0] = want[0] or s
                 seen.setdefault(h.name, time.monotonic())
-            return len(seen) == len(hosts)
-        wait_until(all_serve, timeout=timeout, interval=0.02,
-                   what=f"{[h.name for h in hosts]} to serve one new certificate for {name}")
+            return all(h.name in seen for h in hosts)
+        try:
+            wait_until(all_serve, timeout=timeout, interval=0.02, what="")
+        except TimeoutError:
+            served = {h.name: h.served_serial(name) for h in hosts}
+            raise AssertionError(
+                f"not every host of {[h.name for h in hosts]} served one new certificate for "
+                f"{name} within {timeout} s (old: {old}; served: {served}; etcd: "
+                f"{self._etcd_serial(name)})\n{self.logs()}") from None
+        if want[0] in in_etcd:
+            seen["etcd"] = in_etcd[want[0]]
         return want[0], seen
+
+    def _etcd_serial(self, name):
+        try:
+            return self.view().cert_serial(name)
+        except (OSError, ValueError, KeyError) as e:
+            return repr(e)  # for a message; a number is a serial
+
+    def orderer(self, name):
+        """The host that published name's certificate (certs/NAME's "host")."""
+        return json.loads(self.view().get(f"certs/{name}"))["host"]
+
+    def token_servers(self, token):
+        """The hosts whose edge answered Pebble's check of token."""
+        return [h.name for h in self.hosts if any(token in ln for ln in h.challenge_hits())]
 
     def mismatched_on_disk(self, name):
         """Hosts whose cert store holds a certificate with another certificate's key."""
