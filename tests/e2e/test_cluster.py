@@ -9,7 +9,8 @@ import time
 import pytest
 
 from hearthkit.certd import no_sanitizer_report
-from hearthkit.cluster import Cluster, HttpsLoop, etcd_health, require_cluster_tools
+from hearthkit.cluster import Cluster, HttpsLoop, etcd_health
+from hearthkit.netns import require_cluster_tools
 from hearthkit.procs import wait_until
 
 NAME = "shop.example.com"
