@@ -57,7 +57,9 @@ typedef struct {
     int64_t timeout_ms; /* one issuance, polling included, must finish within this */
     char *reload_pidfile;
     char *deploy_hook;
-    bool reexec_on_hup; /* -c given: SIGHUP re-reads the file by re-executing certd */
+    bool reexec_on_hup;      /* -c given: SIGHUP re-reads the file by re-executing certd */
+    struct cluster *cluster; /* several hosts through etcd; NULL: local files only */
+    const struct cluster_lock *locked; /* the certificate lock an issuance holds (cluster) */
 } certd_opts;
 
 /* ---- wait.c: signals are blocked and only looked at here, so no wait is uninterruptible ---- */
@@ -278,6 +280,57 @@ int ops_rollover(const certd_opts *o);
 int ops_renew_time(const certd_opts *o, acme_ctx *a, const char *name, time_t *when);
 /* What the stored certificate name says of itself; -1 (logged) when it is missing or unreadable. */
 int ops_cert_info(const certd_opts *o, const char *name, cert_info *info);
+
+/* ---- seal.c: secrets in etcd, AES-256-GCM under the cluster's secret_key_file ---- */
+#define SEAL_KEY_LEN 32
+int seal_key_load(const char *path, unsigned char key[SEAL_KEY_LEN]);
+/* "seal1:..." (key NULL: "plain:" and the text, plaintext_secrets); aad: the etcd key. */
+char *seal_text(const unsigned char *key, const char *aad, const void *data, size_t len);
+/* The data (NUL-terminated, *len bytes) or NULL, logged: altered, another key, or a plain value
+ * where this host expects sealed ones. */
+unsigned char *seal_open(const unsigned char *key, const char *aad, const char *text, size_t *len);
+
+/* ---- cluster.c: several hosts sharing certificates through etcd (docs/cluster.md) ---- */
+typedef struct cluster cluster;
+/* Another host holds the lock, or etcd cannot be reached: try again after lock_ttl. */
+enum { CLUSTER_BUSY = 101 }; /* never an exit code: main.c turns it into EXIT_FAIL */
+typedef struct cluster_lock {
+    char name[256];
+    int64_t lock_rev; /* create revision of our lock key */
+    int64_t cert_rev; /* mod revision of the certificate when we took the lock (0: none) */
+} cluster_lock;
+typedef struct {
+    const char *name;
+    mode_t mode;
+    bool secret; /* sealed in etcd */
+} cluster_file;
+/* NULL (logged) when the secrets cannot be read; etcd is not contacted here. */
+cluster *cluster_open(const config_cluster *cfg, const char *state_dir);
+void cluster_close(cluster *c);
+/* 0 held (etcd's current certificate for name is in the local store by then, *changed when
+ * that replaced ours), CLUSTER_BUSY, -1. */
+int cluster_lock_take(cluster *c, const certd_opts *o, const char *name, cluster_lock *l,
+                      bool *changed);
+void cluster_lock_release(cluster *c, cluster_lock *l);
+/* Fenced write of a new certificate, then the local store; -1 (logged) when the lock was lost
+ * or etcd failed: the certificate is then dropped. */
+int cluster_publish(cluster *c, const certd_opts *o, const cluster_lock *l, const order_result *res,
+                    const char *key_pem, size_t key_len, json_t *meta, bool *changed);
+/* A certificate document from etcd into the local store when newer than the local one. */
+int cluster_import(cluster *c, const certd_opts *o, const char *name, const char *value, size_t len,
+                   bool *changed);
+/* Files of dir shared under PREFIX what: etcd's copy replaces the local one; the first host's
+ * local copy goes to etcd. ETCD_NOT_FOUND (1) when neither has them yet. */
+int cluster_share_files(cluster *c, const char *what, const char *dir, const cluster_file *f,
+                        size_t n);
+int cluster_challenge_put(cluster *c, const char *token, const char *key_auth);
+/* Until every live host has the token (or challenge_wait passed: logged, 0). */
+int cluster_challenge_wait(cluster *c, const char *token);
+void cluster_challenge_remove(cluster *c, const char *token);
+
+/* ---- cluster_sync.c: the daemon's thread mirroring etcd into the local files ---- */
+int cluster_sync_start(cluster *c, const certd_opts *o);
+void cluster_sync_stop(cluster *c);
 
 /* ---- reload.c: tell the edge, only after a real change ---- */
 int reload_after_change(const certd_opts *o);

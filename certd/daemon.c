@@ -1,6 +1,6 @@
 /* certd --daemon: renew what is due, reload after a real change, back failures off with jitter;
  * SIGHUP checks at once (and re-reads -c FILE), SIGTERM/SIGINT stop. */
-#include "certd/certd.h"
+#include "certd/cluster.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +42,12 @@ static void note_result(const certd_opts *o, retry_state *s, int rc)
 {
     if (!s)
         return;
+    if (rc == CLUSTER_BUSY) {
+        /* not a failure: another host is ordering (its result arrives through etcd), or etcd
+         * is away; either way, look again once a dead holder's lock would have expired */
+        s->next_try_ms = wait_now_ms() + o->cluster->cfg->lock_ttl_ms;
+        return;
+    }
     certd_metrics_attempt(s->name, rc);
     if (rc == EXIT_OK || rc == EXIT_NOTHING) {
         time_t when;
@@ -159,6 +165,10 @@ int daemon_run(const certd_opts *o)
              "the lifetime left",
              o->cert_dir, (double)o->check_interval_ms / 1000, o->renew_fraction * 100);
     certd_metrics_open();
+    if (o->cluster && cluster_sync_start(o->cluster, o) < 0) {
+        free(t);
+        return EXIT_FAIL;
+    }
     sd_notify_send("READY=1");
     while (!wait_stop_requested()) {
         if (check_all(o, t) && reload_after_change(o) < 0)

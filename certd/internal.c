@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shared/etcd.h"
 #include "shared/log.h"
 
 #define CA_DAYS 3650
@@ -181,13 +182,34 @@ static X509 *leaf_sign(EVP_PKEY *key, const certd_names *names, EVP_PKEY *ca_key
     return x;
 }
 
+/* The CA; in a cluster the one every host shares (the first host's), so that a browser
+ * trusting it trusts every host. */
+static int open_shared_ca(const certd_opts *o, EVP_PKEY **key, X509 **cert)
+{
+    static const cluster_file files[] = {{"ca.key", 0600, true}, {"ca.pem", 0644, false}};
+    const char *dir = o->internal_ca_dir;
+    if (!o->cluster)
+        return ca_open(dir, key, cert);
+    int rc = cluster_share_files(o->cluster, "internal-ca", dir, files, 2);
+    if (rc == ETCD_NOT_FOUND) {
+        if (ca_open(dir, key, cert) < 0)
+            return -1;
+        EVP_PKEY_free(*key);
+        X509_free(*cert);
+        *key = NULL;
+        *cert = NULL;
+        rc = cluster_share_files(o->cluster, "internal-ca", dir, files, 2);
+    }
+    return rc == 0 ? ca_load(dir, key, cert) : -1;
+}
+
 int internal_issue(const certd_opts *o, const certd_names *names, order_result *out)
 {
     memset(out, 0, sizeof(*out));
     EVP_PKEY *ca_key = NULL;
     X509 *ca = NULL, *leaf = NULL;
     int rc = -1;
-    if (ca_open(o->internal_ca_dir, &ca_key, &ca) < 0)
+    if (open_shared_ca(o, &ca_key, &ca) < 0)
         goto done;
     out->key = key_generate(o->key_type);
     leaf = out->key ? leaf_sign(out->key, names, ca_key, ca) : NULL;

@@ -297,11 +297,28 @@ static int check_config(const certd_opts *o)
     return EXIT_OK;
 }
 
+/* With a cluster map, certd shares through etcd (docs/cluster.md); its secrets are read now,
+ * so a missing or short secret_key_file is a configuration error, not a failed renewal. */
+static int open_cluster(certd_cli *c)
+{
+    if (c->cfg.cluster.etcd.count == 0)
+        return 0;
+    if (c->cmd == CMD_ROLLOVER) {
+        log_error("--rollover-account-key is not supported in a cluster yet: every host shares "
+                  "one account key through etcd");
+        return -1;
+    }
+    c->o.cluster = cluster_open(&c->cfg.cluster, c->cfg.state_dir);
+    return c->o.cluster ? 0 : -1;
+}
+
 static int run(certd_cli *c)
 {
     certd_opts *o = &c->o;
     bool changed = false;
     int rc;
+    if (open_cluster(c) < 0)
+        return EXIT_USAGE;
     switch (c->cmd) {
     case CMD_ISSUE:
         rc = ops_issue(o, &c->cli_names, o->force, &changed);
@@ -324,6 +341,10 @@ static int run(certd_cli *c)
     }
     if (changed && !o->dry_run && reload_after_change(o) < 0)
         rc = EXIT_FAIL;
+    if (rc == CLUSTER_BUSY) {
+        log_error("not issued now: another host holds the lock, or etcd is out of reach");
+        rc = EXIT_FAIL;
+    }
     return rc;
 }
 
@@ -332,6 +353,7 @@ static void cleanup(certd_cli *c)
     for (size_t i = 0; i < c->o.wanted_count; i++)
         free(c->o.wanted[i].names);
     free(c->o.wanted);
+    cluster_close(c->o.cluster);
     config_free(&c->cfg);
 }
 

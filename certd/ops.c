@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "shared/etcd.h"
 #include "shared/log.h"
 
 static int open_directory(const certd_opts *o, acme_ctx *a)
@@ -17,13 +18,32 @@ static int open_directory(const certd_opts *o, acme_ctx *a)
     return acme_directory(a);
 }
 
+/* The account key; in a cluster the one every host shares (the first host's). */
+static EVP_PKEY *load_account_key(const certd_opts *o, const char *dir, bool create)
+{
+    static const cluster_file files[] = {{"account.key", 0600, true}};
+    if (!o->cluster)
+        return account_key_load(dir, create);
+    char what[512];
+    snprintf(what, sizeof(what), "account/%s", strrchr(dir, '/') + 1);
+    int rc = cluster_share_files(o->cluster, what, dir, files, 1);
+    if (rc == ETCD_NOT_FOUND) {
+        EVP_PKEY *made = account_key_load(dir, create);
+        if (!made)
+            return NULL;
+        EVP_PKEY_free(made);
+        rc = cluster_share_files(o->cluster, what, dir, files, 1);
+    }
+    return rc == 0 ? account_key_load(dir, false) : NULL;
+}
+
 static int open_account(const certd_opts *o, acme_ctx *a, bool create)
 {
     char *dir = account_dir_for(o);
     int rc = -1;
     if (dir && account_finish_rollover(a, o, dir) == 0)
         rc = 0;
-    else if (dir && (a->key = account_key_load(dir, create)) != NULL)
+    else if (dir && (a->key = load_account_key(o, dir, create)) != NULL)
         rc = account_register(a, o, !create);
     else if (dir)
         log_error("%s: no account key", dir);
@@ -196,9 +216,13 @@ static int save_result(const certd_opts *o, const certd_names *names, order_resu
     size_t key_len = 0;
     char *key = key_to_pem(res->key, &key_len);
     json_t *meta = make_meta(o, names, res->chain, res->chain_len);
-    int rc = key && meta ? store_save(o->cert_dir, names->names[0], res->chain, res->chain_len, key,
-                                      key_len, meta)
-                         : -1;
+    bool changed = false;
+    int rc = -1;
+    if (key && meta && o->locked) /* a cluster: etcd first, fenced; then the local store */
+        rc = cluster_publish(o->cluster, o, o->locked, res, key, key_len, meta, &changed);
+    else if (key && meta)
+        rc = store_save(o->cert_dir, names->names[0], res->chain, res->chain_len, key, key_len,
+                        meta);
     if (key)
         OPENSSL_cleanse(key, key_len);
     free(key);
@@ -270,6 +294,24 @@ static int issue_locked(const certd_opts *o, const certd_names *names, bool forc
     return rc;
 }
 
+/* In a cluster: under the certificate's lock in etcd, once etcd's copy is in the local store
+ * (another host may have renewed it meanwhile). A certificate that is not due here is not
+ * worth a lock. */
+static int issue_shared(const certd_opts *o, const certd_names *names, bool force, bool *changed)
+{
+    if (!force && check_not_due(o, names, NULL) == EXIT_NOTHING)
+        return EXIT_NOTHING;
+    cluster_lock l;
+    int rc = cluster_lock_take(o->cluster, o, names->names[0], &l, changed);
+    if (rc != 0)
+        return rc == CLUSTER_BUSY ? CLUSTER_BUSY : EXIT_FAIL;
+    certd_opts locked = *o;
+    locked.locked = &l;
+    rc = issue_locked(&locked, names, force, changed);
+    cluster_lock_release(o->cluster, &l);
+    return rc;
+}
+
 /* A certd killed mid-order (SIGKILL, a power cut) never removed its challenge files; the
  * next run holding the lock does, before it writes its own. */
 static void sweep_challenges(const certd_opts *o)
@@ -298,7 +340,8 @@ int ops_issue(const certd_opts *o, const certd_names *names, bool force, bool *c
     if (lock < 0)
         return EXIT_FAIL;
     sweep_challenges(o);
-    int rc = issue_locked(o, names, force, changed);
+    int rc = o->cluster ? issue_shared(o, names, force, changed)
+                        : issue_locked(o, names, force, changed);
     store_unlock(lock);
     return rc;
 }

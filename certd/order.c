@@ -77,6 +77,27 @@ static const json_t *find_http01(const json_t *authz)
     return NULL;
 }
 
+/* The key authorization where the CA will look: this host's webroot, and in a cluster every
+ * host's (through etcd, confirmed by each before the CA is told). */
+static int answer_challenge(const certd_opts *o, const char *token, const char *key_auth)
+{
+    if (challenge_write(o->webroot, token, key_auth) < 0)
+        return -1;
+    if (!o->cluster)
+        return 0;
+    return cluster_challenge_put(o->cluster, token, key_auth) == 0 &&
+                   cluster_challenge_wait(o->cluster, token) == 0
+               ? 0
+               : -1;
+}
+
+static void withdraw_challenge(const certd_opts *o, const char *token)
+{
+    challenge_remove(o->webroot, token);
+    if (o->cluster)
+        cluster_challenge_remove(o->cluster, token);
+}
+
 /* Write the key authorization and tell the CA to look. 0 also when already valid. */
 static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const char *thumb,
                        token_list *tokens)
@@ -104,7 +125,7 @@ static int start_authz(acme_ctx *a, const certd_opts *o, const char *url, const 
             tokens->tokens[tokens->count++] = strdup(token);
             acme_reply cr;
             memset(&cr, 0, sizeof(cr));
-            rc = challenge_write(o->webroot, token, key_auth) == 0 &&
+            rc = answer_challenge(o, token, key_auth) == 0 &&
                          acme_post(a, ch_url, json_object(), &cr) == 0
                      ? 0
                      : -1;
@@ -257,7 +278,7 @@ int order_run(acme_ctx *a, const certd_opts *o, const certd_names *names, const 
     a->deadline_ms = wait_now_ms() + o->timeout_ms;
     int rc = run_order(a, o, names, replaces, &tokens, out);
     for (size_t i = 0; i < tokens.count; i++) {
-        challenge_remove(o->webroot, tokens.tokens[i]);
+        withdraw_challenge(o, tokens.tokens[i]);
         free(tokens.tokens[i]);
     }
     if (rc < 0)

@@ -242,6 +242,20 @@ static int write_version(const char *dir, const char *chain, size_t chain_len, c
     return 0;
 }
 
+static int save_lock(const char *archive)
+{
+    char path[PATH_MAX + sizeof("/.lock")];
+    snprintf(path, sizeof(path), "%s/.lock", archive);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+        log_error("%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* Point cert_dir/name at target with one rename(). */
 static int switch_link(const char *cert_dir, const char *name, const char *target)
 {
@@ -271,11 +285,19 @@ int store_save(const char *cert_dir, const char *name, const char *chain, size_t
             (int)sizeof(archive) ||
         store_mkdirs(archive, 0755) < 0)
         return -1;
+    /* Two writers of one name (a cluster's sync thread and a certd --issue on the same host)
+     * would pick the same version and clear each other's unfinished one: one at a time. The
+     * lock is held for a few file writes; a writer that dies drops it with its descriptor. */
+    int lock = save_lock(archive);
+    if (lock < 0)
+        return -1;
     long version = latest_version(archive) + 1;
     if (snprintf(tmp, sizeof(tmp), "%s/%ld.tmp", archive, version) >= (int)sizeof(tmp) ||
         snprintf(final, sizeof(final), "%s/%ld", archive, version) >= (int)sizeof(final) ||
-        snprintf(target, sizeof(target), ARCHIVE "/%s/%ld", name, version) >= (int)sizeof(target))
+        snprintf(target, sizeof(target), ARCHIVE "/%s/%ld", name, version) >= (int)sizeof(target)) {
+        close(lock);
         return -1;
+    }
     remove_dir(tmp);
     char *meta_text = json_dumps(meta, JSON_INDENT(2) | JSON_SORT_KEYS);
     int rc = -1;
@@ -290,6 +312,7 @@ int store_save(const char *cert_dir, const char *name, const char *chain, size_t
         remove_dir(tmp);
     else
         prune(archive, version);
+    close(lock);
     return rc;
 }
 
