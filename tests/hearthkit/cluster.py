@@ -152,7 +152,7 @@ class Host:
             "  restart_delay_max: 400ms\n  max_restarts: 10\n"
             f"cluster:\n  etcd: [{endpoints}]\n  host: {self.name}\n"
             f"  secret_key_file: {c.secret}\n  lock_ttl: {c.lock_ttl}\n"
-            f"  challenge_wait: {c.challenge_wait}\n  timeout: 1s\n"
+            f"  challenge_wait: {c.challenge_wait}\n  timeout: {c.etcd_timeout}\n"
             "sites:\n" + sites)
 
     def start_stack(self):
@@ -465,18 +465,20 @@ class Cluster:
     """Three hosts (or count), an etcd cluster across them, Pebble on the bridge, and the
     stacks, all made by start() and removed by close() whatever happened in between.
     validity: Pebble's certificate lifetime in seconds (None: its 5 years); renew_fraction:
-    certd.renew_remaining_fraction (with validity 24 and 0.75, a certificate is due 6 s after
-    it was issued); lock_ttl and challenge_wait: the cluster map's."""
+    certd.renew_remaining_fraction (with validity 40 and 0.8, a certificate is due 8 s after
+    it was issued); lock_ttl, challenge_wait and etcd_timeout (cluster.timeout): the cluster
+    map's, the timeout a sixth of the lock's TTL as with the defaults (5 s, 30 s)."""
 
     prefix = "/hearth/"
 
     def __init__(self, work, names, count=3, validity=None, renew_fraction=0.3333,
-                 lock_ttl="3s", challenge_wait="3s", log_level="info"):
+                 lock_ttl="3s", challenge_wait="3s", etcd_timeout="500ms", log_level="info"):
         self.work = work
         self.names = list(names)
         self.validity = validity
         self.renew_fraction = renew_fraction
         self.lock_ttl, self.challenge_wait, self.log_level = lock_ttl, challenge_wait, log_level
+        self.etcd_timeout = etcd_timeout
         self.net = Net(count)
         self.hosts = []
         self.pebble = None

@@ -128,9 +128,13 @@ class Pebble:
 
     def add_a(self, name, addresses):
         """challtestsrv answers A queries for name with addresses (Pebble's HTTP-01 check
-        connects to the first one) from now on."""
-        body = json.dumps({"host": name.rstrip(".") + ".", "addresses": list(addresses)})
-        req = urllib.request.Request(f"http://127.0.0.1:{self.dns_mgmt}/add-a",
-                                     data=body.encode(), method="POST")
+        connects to the first one) from now on, instead of what it answered before."""
+        host = name.rstrip(".") + "."
+        self._dns_mgmt("/clear-a", {"host": host})  # add-a appends to the addresses it has
+        self._dns_mgmt("/add-a", {"host": host, "addresses": list(addresses)})
+
+    def _dns_mgmt(self, path, body):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.dns_mgmt}{path}",
+                                     data=json.dumps(body).encode(), method="POST")
         with urllib.request.urlopen(req, timeout=5) as r:
             r.read()
