@@ -44,12 +44,13 @@ class EtcdView:
     """The test's own look at etcd through the v3 JSON gateway, from the root namespace: each
     call tries the endpoints in turn (a cut or stopped member does not answer)."""
 
-    def __init__(self, endpoints, prefix="/hearth/"):
+    def __init__(self, endpoints, prefix="/hearth/", timeout=2.0):
         self.endpoints = list(endpoints)
         self.prefix = prefix
+        self.timeout = timeout  # a member that lost its leader answers after an election
 
-    def _call(self, path, body, timeout=0.5):
-        last = None
+    def _call(self, path, body):
+        timeout, last = self.timeout, None
         for ep in self.endpoints:
             req = urllib.request.Request(ep + path, data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
@@ -360,7 +361,7 @@ class ChallengeSteer(threading.Thread):
         while not self.done.wait(0.005):
             live = self.cluster.live_endpoints()
             try:
-                locks = EtcdView(live, self.cluster.prefix).range("locks/", prefix=True)
+                locks = EtcdView(live, self.cluster.prefix, 0.5).range("locks/", prefix=True)
             except OSError:
                 self.errors += 1
                 continue
@@ -570,11 +571,14 @@ class Cluster:
     def wait_serving(self, hosts, name, old=None, timeout=20):
         """Polls etcd and hosts until each host serves one same certificate for name, other
         than old; returns (its serial, {host name or "etcd": monotonic time it was first seen
-        there}), etcd's time being when certs/NAME first held it."""
+        there, "poll": how long the last round of polls took: the times' resolution}), etcd's
+        time being when certs/NAME first held it."""
         seen, in_etcd = {}, {}
-        want = [None]
+        want, polled = [None], [time.monotonic()]
 
         def all_serve():
+            seen["poll"] = time.monotonic() - polled[0]  # how long one round takes
+            polled[0] = time.monotonic()
             stored = self._etcd_serial(name)
             if isinstance(stored, int) and stored != old:
                 in_etcd.setdefault(stored, time.monotonic())
