@@ -14,9 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shared/cluster.h"
 #include "shared/log.h"
 
-#define PASSWORD_MAX 4096
 #define ACK_POLL_MS 50
 
 static void key_of(const cluster *c, char *out, size_t len, const char *fmt, ...)
@@ -28,38 +28,13 @@ static void key_of(const cluster *c, char *out, size_t len, const char *fmt, ...
     va_end(ap);
 }
 
-static char *read_password(const char *path)
-{
-    size_t len = 0;
-    char *p = store_read_file(path, PASSWORD_MAX, &len);
-    if (!p) {
-        log_error("cluster.password_file %s: cannot be read", path);
-        return NULL;
-    }
-    while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'))
-        p[--len] = '\0';
-    return p;
-}
-
 etcd_client *cluster_client(const cluster *c)
 {
-    char err[256];
-    etcd_client *e = etcd_open(&c->eo, err, sizeof(err));
+    char err[512];
+    etcd_client *e = cluster_etcd_open(c->cfg, err, sizeof(err));
     if (!e)
         log_error("cluster: %s", err);
     return e;
-}
-
-static int open_secrets(cluster *c, const config_cluster *cfg)
-{
-    if (cfg->secret_key_file) {
-        if (seal_key_load(cfg->secret_key_file, c->seal_key) < 0)
-            return -1;
-        c->sealed = true;
-    }
-    if (cfg->password_file && !(c->password = read_password(cfg->password_file)))
-        return -1;
-    return 0;
 }
 
 cluster *cluster_open(const config_cluster *cfg, const char *state_dir)
@@ -75,20 +50,14 @@ cluster *cluster_open(const config_cluster *cfg, const char *state_dir)
         snprintf(c->host, sizeof(c->host), "%s", cfg->host);
     else if (gethostname(c->host, sizeof(c->host) - 1) < 0)
         snprintf(c->host, sizeof(c->host), "unknown");
-    c->eo = (etcd_options){.endpoints = cfg->etcd,
-                           .ca = cfg->ca,
-                           .cert = cfg->cert,
-                           .key = cfg->key,
-                           .username = cfg->username,
-                           .timeout_ms = cfg->timeout_ms};
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/cluster", state_dir ? state_dir : ".");
     c->state_dir = strdup(path);
-    if (!c->state_dir || open_secrets(c, cfg) < 0) {
+    c->sealed = cfg->secret_key_file != NULL;
+    if (!c->state_dir || (c->sealed && seal_key_load(cfg->secret_key_file, c->seal_key) < 0)) {
         cluster_close(c);
         return NULL;
     }
-    c->eo.password = c->password;
     if (!(c->etcd = cluster_client(c))) {
         cluster_close(c);
         return NULL;
@@ -107,9 +76,6 @@ void cluster_close(cluster *c)
     lease_stop(c);
     etcd_close(c->etcd);
     OPENSSL_cleanse(c->seal_key, sizeof(c->seal_key));
-    if (c->password)
-        OPENSSL_cleanse(c->password, strlen(c->password));
-    free(c->password);
     free(c->state_dir);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->store_mu);

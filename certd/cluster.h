@@ -11,8 +11,6 @@
 
 struct cluster {
     const config_cluster *cfg;
-    etcd_options eo;
-    char *password;
     etcd_client *etcd; /* the main thread's; each thread has its own client */
     char host[256];
     unsigned char seal_key[SEAL_KEY_LEN];

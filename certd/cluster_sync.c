@@ -117,6 +117,12 @@ static void ensure_ticket(sync_state *s, long long period)
 {
     char key[512];
     snprintf(key, sizeof(key), "%stickets/%lld", s->c->cfg->prefix, period);
+    etcd_kv kv;
+    int found = etcd_get(s->e, key, &kv);
+    if (found == 0)
+        etcd_kv_free(&kv);
+    if (found != ETCD_NOT_FOUND) /* there already, or etcd away */
+        return;
     unsigned char secret[TICKET_SECRET_LEN];
     int64_t lease = 0;
     char *sealed = RAND_bytes(secret, sizeof(secret)) == 1

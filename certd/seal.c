@@ -10,40 +10,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/cluster.h"
 #include "shared/log.h"
 
 #define SEAL_PREFIX "seal1:"
 #define PLAIN_PREFIX "plain:"
 #define NONCE_LEN 12
 #define TAG_LEN 16
-#define SECRET_MIN 32
-#define SECRET_MAX 4096
 
 int seal_key_load(const char *path, unsigned char key[SEAL_KEY_LEN])
 {
     size_t len = 0;
-    char *raw = store_read_file(path, SECRET_MAX, &len);
+    char err[512];
+    unsigned char *raw = cluster_read_secret_key(path, &len, err, sizeof(err));
     if (!raw) {
-        log_error("cluster.secret_key_file %s: cannot be read", path);
+        log_error("%s", err);
         return -1;
     }
-    int rc = -1;
-    if (len < SECRET_MIN) {
-        log_error("cluster.secret_key_file %s: holds %zu bytes, needs at least %d (head -c 32 "
-                  "/dev/urandom > FILE)",
-                  path, len, SECRET_MIN);
-    } else {
-        EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-        EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
-            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, raw, len),
-            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, "hearth cluster seal v1", 22),
-            OSSL_PARAM_construct_end()};
-        rc = ctx && EVP_KDF_derive(ctx, key, SEAL_KEY_LEN, params) == 1 ? 0 : -1;
-        EVP_KDF_CTX_free(ctx);
-        EVP_KDF_free(kdf);
-    }
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, raw, len),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, "hearth cluster seal v1", 22),
+        OSSL_PARAM_construct_end()};
+    int rc = ctx && EVP_KDF_derive(ctx, key, SEAL_KEY_LEN, params) == 1 ? 0 : -1;
+    EVP_KDF_CTX_free(ctx);
+    EVP_KDF_free(kdf);
     OPENSSL_cleanse(raw, len);
     free(raw);
     return rc;

@@ -242,10 +242,13 @@ static int write_version(const char *dir, const char *chain, size_t chain_len, c
     return 0;
 }
 
-static int save_lock(const char *archive)
+/* CERT_DIR/.archive/.NAME.lock, beside the versions rather than among them. */
+static int save_lock(const char *cert_dir, const char *name)
 {
-    char path[PATH_MAX + sizeof("/.lock")];
-    snprintf(path, sizeof(path), "%s/.lock", archive);
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/" ARCHIVE "/.%s.lock", cert_dir, name) >=
+        (int)sizeof(path))
+        return -1;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0 || flock(fd, LOCK_EX) < 0) {
         log_error("%s: %s", path, strerror(errno));
@@ -288,7 +291,7 @@ int store_save(const char *cert_dir, const char *name, const char *chain, size_t
     /* Two writers of one name (a cluster's sync thread and a certd --issue on the same host)
      * would pick the same version and clear each other's unfinished one: one at a time. The
      * lock is held for a few file writes; a writer that dies drops it with its descriptor. */
-    int lock = save_lock(archive);
+    int lock = save_lock(cert_dir, name);
     if (lock < 0)
         return -1;
     long version = latest_version(archive) + 1;

@@ -164,10 +164,25 @@ void edge_health_cancel(edge_upstream *u);
 SSL_CTX *edge_tls_ctx_new(const config_site *site, char *err, size_t errlen);
 /* A context with no certificate: handshakes on it fail with an alert, never hang. */
 SSL_CTX *edge_tls_ctx_bare(void);
-/* Ticket keys derive from this secret, made once before the workers fork, so every worker
- * decrypts every other worker's tickets. */
-void edge_tls_init_ticket_secret(void);
 void edge_tls_set_gen(edge_gen *g);
+
+/* ---- session-ticket keys (tickets.c) ---- */
+
+/* Before the workers fork: this edge's own random secret and the table every process of it
+ * shares. path: --ticket-keys (NULL: derived from the config at each load). -1 on failure. */
+int edge_tickets_open(const char *path);
+/* Reads the shared ticket-keys file cfg names (--ticket-keys, or STATE_DIR/cluster/
+ * ticket-keys.json with a cluster configured) into the shared table: at the start, and at each
+ * reload by the master or a lone worker, before the workers' prepare steps. A file that cannot
+ * be used is one warning, and the table keeps what it had; no file: the edge's own secret. */
+void edge_tickets_load(const hearth_config *cfg);
+/* A worker copies the shared table (a reload's prepare step) and uses its copy from the commit
+ * step on. */
+void edge_tickets_prepare(void);
+void edge_tickets_commit(void);
+/* OpenSSL's ticket key callback (SSL_CTX_set_tlsext_ticket_key_evp_cb). */
+int edge_tickets_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ctx,
+                    EVP_MAC_CTX *hctx, int enc);
 
 /* ---- the process (main.c, worker.c, master.c) ---- */
 

@@ -38,6 +38,7 @@ static void on_handle_closed(uv_handle_t *h)
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->req.info);
+    buf_free(&c->req.trailers);
     free(c->headers);
     free(c);
 }
@@ -124,6 +125,7 @@ static void req_init(edge_conn *c, bool tls)
     r->peer = c->peer;
     r->keep_alive = true;
     buf_init(&r->info, 0);
+    buf_init(&r->trailers, 0);
 }
 
 void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *sa)
@@ -383,14 +385,19 @@ static void h1_head_start(edge_req *r, int status, const char *reason, size_t re
         buf_printf(&c->out, "HTTP/1.1 %d %.*s\r\n", status, (int)reason_len, reason);
 }
 
-static void h1_head_field(edge_req *r, const char *name, size_t name_len, const char *value,
-                          size_t value_len)
+static void field_line(buf *out, const char *name, size_t name_len, const char *value,
+                       size_t value_len)
 {
-    buf *out = &((edge_conn *)r->conn)->out;
     buf_append(out, name, name_len);
     buf_append(out, ": ", 2);
     buf_append(out, value, value_len);
     buf_append(out, "\r\n", 2);
+}
+
+static void h1_head_field(edge_req *r, const char *name, size_t name_len, const char *value,
+                          size_t value_len)
+{
+    field_line(&((edge_conn *)r->conn)->out, name, name_len, value, value_len);
 }
 
 static void h1_head_fieldv(edge_req *r, const char *name, const char *fmt, va_list ap)
@@ -403,7 +410,9 @@ static void h1_head_fieldv(edge_req *r, const char *name, const char *fmt, va_li
 }
 
 /* Connection and framing fields end the head. A body of unknown length is chunked for an
- * HTTP/1.1 client on a connection that stays open; otherwise the close ends it. */
+ * HTTP/1.1 client, as nginx does, also when the connection closes after it: the last chunk
+ * tells a complete body from a cut one and carries the trailer fields. HTTP/1.0's ends with the
+ * close. */
 static void h1_head_end(edge_req *r, int64_t length)
 {
     edge_conn *c = r->conn;
@@ -417,7 +426,7 @@ static void h1_head_end(edge_req *r, int64_t length)
     c->tunnel = r->status == 101;
     if (c->tunnel)
         r->keep_alive = false;
-    c->chunked = length == EDGE_LEN_UNKNOWN && r->keep_alive;
+    c->chunked = length == EDGE_LEN_UNKNOWN && !http10 && !c->tunnel;
     if (c->tunnel)
         buf_append_str(&c->out, "Connection: upgrade\r\n");
     else if (!r->keep_alive)
@@ -513,11 +522,22 @@ static size_t h1_queued(edge_req *r)
     return buf_used(&((edge_conn *)r->conn)->out);
 }
 
+/* The last chunk, the trailer section (RFC 9112 7.1.2) and the empty line that ends both. */
+static void last_chunk(edge_req *r, buf *out)
+{
+    const char *name, *value;
+    size_t at = 0, nlen, vlen;
+    buf_append_str(out, "0\r\n");
+    while (edge_resp_trailer_next(r, &at, &name, &nlen, &value, &vlen))
+        field_line(out, name, nlen, value, vlen);
+    buf_append_str(out, "\r\n");
+}
+
 static void h1_finish(edge_req *r)
 {
     edge_conn *c = r->conn;
     if (c->chunked)
-        buf_append_str(&c->out, "0\r\n\r\n");
+        last_chunk(r, &c->out);
     c->chunked = false;
     c->state = CONN_SIMPLE;
 }
@@ -578,6 +598,7 @@ static void conn_finish(edge_conn *c)
         buf_free(&c->in);
         buf_free(&c->out);
         buf_free(&r->info);
+        buf_free(&r->trailers);
         free(c->headers);
         c->headers = NULL;
         /* OpenSSL's own record buffers too (nginx does the same); it keeps any that hold data */

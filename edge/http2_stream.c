@@ -48,6 +48,7 @@ h2_stream *h2_stream_new(h2_conn *h, int32_t id)
     r->started_ms = edge_now_ms();
     r->sni_ctx = SSL_get_SSL_CTX(c->io.ssl);
     buf_init(&r->info, 0);
+    buf_init(&r->trailers, 0);
     s->next = h->streams;
     if (h->streams)
         h->streams->prev = s;
@@ -83,6 +84,7 @@ void h2_stream_free(h2_stream *s)
     buf_free(&s->nv);
     buf_free(&s->out);
     buf_free(&s->req.info);
+    buf_free(&s->req.trailers);
     free(s);
 }
 
@@ -500,6 +502,30 @@ static void h2_wake(edge_req *r)
         edge_h2_run(s->h->c);
 }
 
+/* The body's last DATA frame goes without END_STREAM when trailer fields follow: a HEADERS
+ * frame carries them and ends the stream (RFC 9113 8.1). nghttp2 copies and lowercases them. */
+static void body_end(h2_stream *s, uint32_t *flags)
+{
+    edge_req *r = &s->req;
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (r->trailer_count == 0)
+        return;
+    nghttp2_nv *nva = calloc(r->trailer_count, sizeof(*nva));
+    if (!nva)
+        return; /* the body still ends, without its trailers */
+    const char *name, *value;
+    size_t at = 0, n = 0, nlen, vlen;
+    while (n < r->trailer_count && edge_resp_trailer_next(r, &at, &name, &nlen, &value, &vlen))
+        nva[n++] =
+            (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
+    int rv = nghttp2_submit_trailer(s->h->session, s->id, nva, n);
+    free(nva);
+    if (rv == 0)
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    else
+        log_debug("%s: HTTP/2 stream %d: trailers: %s", s->h->c->peer, s->id, nghttp2_strerror(rv));
+}
+
 ssize_t h2_stream_read_body(nghttp2_session *session, int32_t id, uint8_t *dst, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *user)
 {
@@ -511,7 +537,7 @@ ssize_t h2_stream_read_body(nghttp2_session *session, int32_t id, uint8_t *dst, 
     uint64_t avail = buf_used(&s->out) + s->file_left;
     if (avail == 0) {
         if (s->finished) {
-            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            body_end(s, flags);
             return 0;
         }
         s->deferred = true;
@@ -520,7 +546,7 @@ ssize_t h2_stream_read_body(nghttp2_session *session, int32_t id, uint8_t *dst, 
     size_t n = avail < length ? (size_t)avail : length;
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if (s->finished && n == avail)
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        body_end(s, flags);
     return (ssize_t)n;
 }
 

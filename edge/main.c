@@ -77,7 +77,6 @@ static void init_log(void)
 static int build_sites(void)
 {
     char err[CONFIG_ERR_MAX];
-    edge_tls_init_ticket_secret();
     edge_w.gen = edge_gen_build(&edge_w.cfg, NULL, err, sizeof(err));
     if (!edge_w.gen) {
         log_error("%s", err);
@@ -108,6 +107,11 @@ static int setup(void)
     edge_metrics_open(worker_count());
     if (edge_limits_open(worker_count(), edge_w.cfg.edge.client_table_size) < 0)
         return 1;
+    if (edge_tickets_open(opts.ticket_keys) < 0)
+        return 1;
+    edge_tickets_load(&edge_w.cfg);
+    edge_tickets_prepare();
+    edge_tickets_commit();
     int rc = build_sites();
     if (rc != 0)
         return rc;

@@ -139,6 +139,21 @@ static int reload_step(uint32_t step, int64_t deadline)
     return waiting;
 }
 
+/* The session-ticket keys are read here, once for all workers (they copy them in their prepare
+ * step), from the file that the config being reloaded names. A config the workers will refuse
+ * is said by them; the keys then come from the file the running config names. */
+static void load_ticket_keys(void)
+{
+    hearth_config cfg;
+    char err[CONFIG_ERR_MAX];
+    if (!edge_w.config_path || config_load(&cfg, edge_w.config_path, err, sizeof(err)) < 0) {
+        edge_tickets_load(&edge_w.cfg);
+        return;
+    }
+    edge_tickets_load(&cfg);
+    config_free(&cfg);
+}
+
 /* SIGHUP: every worker reloads, and the reload is done when each has said so. Signals wait
  * meanwhile (they stay blocked), which is the moment a reload takes. */
 static void reload_workers(void)
@@ -146,6 +161,7 @@ static void reload_workers(void)
     static uint32_t seq;
     seq++;
     reloaded = true;
+    load_ticket_keys();
     int64_t deadline = clock_now_ms() + RELOAD_ANSWER_MS;
     int waiting = reload_step(seq << 1, deadline);
     waiting += reload_step(seq << 1 | 1, deadline);

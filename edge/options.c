@@ -112,6 +112,8 @@ static const cli_flag edge_flags[] = {
     {"compress", 0, NULL, .fn = compress_flag, .help = "site: compress responses (zstd, br, gzip)"},
     {"acme-webroot", 0, "DIR", .fn = set_acme_webroot,
      .help = "serve DIR/.well-known/acme-challenge (default: certd.webroot of --config)"},
+    {"ticket-keys", 0, "FILE", .opts = CLI_CTX_ARG, .field = offsetof(edge_options, ticket_keys),
+     .help = "shared ticket keys (cluster: STATE_DIR/cluster/ticket-keys.json)"},
     {"access-log", 0, "FILE", "edge.access_log", .help = "access log ('-': stdout)"},
     {"access-log-format", 0, "FORMAT", "edge.access_log_format", .help = "combined or json"},
     {"workers", 0, "N|auto", "edge.workers", .help = "worker processes"},

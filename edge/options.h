@@ -12,8 +12,9 @@
 
 typedef struct {
     hearth_config cfg;
-    char *config_path;  /* --config, or NULL when flags alone describe the site */
-    char *acme_webroot; /* --acme-webroot, or certd.webroot from the file */
+    char *config_path;       /* --config, or NULL when flags alone describe the site */
+    char *acme_webroot;      /* --acme-webroot, or certd.webroot from the file */
+    const char *ticket_keys; /* --ticket-keys (in argv), or NULL: from the config (tickets.c) */
     int64_t graceful_timeout_ms;
     bool help;  /* --help or --version was printed: exit 0 */
     bool check; /* --check: validate and exit */

@@ -39,6 +39,7 @@ struct edge_upconn {
     edge_req *r; /* NULL while pooled */
     buf in;
     buf out;
+    buf trailer; /* the response's trailer lines so far (the parser bounds them) */
     http_parser p;
     http_header hdrs[EDGE_MAX_HEADERS];
 };
@@ -71,6 +72,7 @@ static void up_handle_closed(uv_handle_t *h)
         return;
     buf_free(&up->in);
     buf_free(&up->out);
+    buf_free(&up->trailer);
     free(up);
 }
 
@@ -120,6 +122,7 @@ static edge_upconn *up_new(edge_upstream *u, int fd)
     up->u = u;
     buf_init(&up->in, edge_w.cfg.edge.max_header_size + EDGE_READ_CHUNK);
     buf_init(&up->out, 0);
+    buf_init(&up->trailer, 0);
     uv_poll_init(edge_w.loop, &up->poll, fd);
     uv_timer_init(edge_w.loop, &up->timer);
     up->poll.data = up->timer.data = up;
@@ -149,6 +152,7 @@ static void pool_put(edge_upconn *up)
     up->head_done = up->tunnel = up->wrote = up->heard = false;
     buf_free(&up->in);
     buf_free(&up->out);
+    buf_free(&up->trailer);
     up->next_idle = u->idle;
     u->idle = up;
     u->idle_count++;
@@ -210,6 +214,17 @@ static bool is_framing(const char *name, size_t len)
            (len == 17 && strncasecmp(name, "transfer-encoding", 17) == 0);
 }
 
+/* TE is hop-by-hop, but "trailers" in it is the client's promise to keep trailer fields
+ * (RFC 9110 6.5.1, 10.1.4), made for every hop: the upstream hears it only when the client
+ * made it, so a gRPC-style server that refuses requests without it does so as it would
+ * unproxied. */
+static bool client_takes_trailers(const edge_req *r)
+{
+    size_t len = 0;
+    const char *te = edge_req_header(r, "TE", &len);
+    return te && !r->upgrade && http_list_has_token(te, len, "trailers");
+}
+
 /* The request as the upstream gets it. Its body is framed anew (the client's framing fields
  * stay behind): the same length, or chunks when the length is unknown. */
 static void build_request_head(const edge_req *r, buf *out)
@@ -248,6 +263,8 @@ static void build_request_head(const edge_req *r, buf *out)
         buf_append_str(out, "Transfer-Encoding: chunked\r\n");
     if (r->upgrade && upg)
         buf_printf(out, "Connection: upgrade\r\nUpgrade: %.*s\r\n\r\n", (int)up_len, upg);
+    else if (client_takes_trailers(r))
+        buf_append_str(out, "TE: trailers\r\nConnection: keep-alive, te\r\n\r\n");
     else
         buf_append_str(out, "Connection: keep-alive\r\n\r\n");
 }
@@ -332,6 +349,7 @@ static bool attach(edge_req *r, bool fresh)
         http_parser_init(&up->p, HTTP_KIND_RESPONSE, &edge_w.limits, up->hdrs, EDGE_MAX_HEADERS);
         up->p.limits.max_body = 0;
         up->p.response_to_head = r->head_method;
+        up->p.keep_trailer = true;
         buf_append(&up->out, buf_head(&p->resend), buf_used(&p->resend));
         p->up = up;
         up_set_events(up, UV_WRITABLE);
@@ -523,11 +541,26 @@ static void relay_head(edge_req *r, edge_upconn *up)
     edge_resp_head_done(r, length);
 }
 
+/* The upstream's trailer fields follow the body to the client, where its protocol carries them;
+ * the layer drops those no trailer may carry (hop-by-hop ones included). */
+static void relay_trailers(edge_req *r, edge_upconn *up)
+{
+    const char *b = buf_head(&up->trailer);
+    size_t n = http_trailer_fields(b, buf_used(&up->trailer), up->hdrs, EDGE_MAX_HEADERS);
+    for (size_t i = 0; i < n; i++) {
+        const http_header *h = &up->hdrs[i];
+        if (!is_hop_by_hop(b + h->name.off, h->name.len, NULL, 0))
+            edge_resp_trailer(r, b + h->name.off, h->name.len, b + h->value.off, h->value.len);
+    }
+    buf_free(&up->trailer);
+}
+
 /* The response is complete: the upstream connection goes back to the pool when both messages
  * ended cleanly, and the client's side finishes like any other response. */
 static void response_done(edge_req *r, edge_upconn *up)
 {
     proxy_req *p = edge_req_ctx(r);
+    relay_trailers(r, up);
     if (r->body_done && up->p.keep_alive && !up->eof && buf_used(&up->out) == 0)
         pool_put(up);
     else
@@ -566,6 +599,7 @@ static bool upstream_head(edge_req *r, edge_upconn *up)
         bool to_head = up->p.response_to_head;
         http_parser_reset(&up->p);
         up->p.response_to_head = to_head;
+        up->p.keep_trailer = true;
         return true;
     }
     if (up->p.status == 101 && !p->upgrade) {
@@ -595,7 +629,10 @@ static bool body_to_client(edge_req *r, edge_upconn *up)
         const char *data;
         http_parse_result res =
             http_parse_body(&up->p, buf_head(&up->in), buf_used(&up->in), &consumed, &data, &dl);
-        edge_resp_write(r, data, dl);
+        if (res == HTTP_PARSE_TRAILER)
+            buf_append(&up->trailer, data, dl);
+        else
+            edge_resp_write(r, data, dl);
         buf_consume(&up->in, consumed);
         if (res == HTTP_PARSE_DONE) {
             response_done(r, up);

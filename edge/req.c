@@ -118,6 +118,12 @@ void edge_req_refuse(edge_req *r, int status, const char *reason)
     edge_resp_text(r, status, body);
 }
 
+static void drop_trailers(edge_req *r)
+{
+    buf_reset(&r->trailers);
+    r->trailer_count = 0;
+}
+
 void edge_req_end(edge_req *r)
 {
     edge_access_write(r);
@@ -130,6 +136,7 @@ void edge_req_end(edge_req *r)
     r->body_reading = r->body_wanted = r->wants_room = r->has_hsts = false;
     r->zflags = 0;
     edge_compress_drop(r);
+    drop_trailers(r);
     buf_reset(&r->info);
 }
 
@@ -139,6 +146,7 @@ void edge_req_closed(edge_req *r)
     r->handler = NULL;
     r->body_wanted = r->wants_room = false;
     edge_compress_drop(r);
+    drop_trailers(r);
     if (h && h->closed)
         h->closed(r);
 }
@@ -261,6 +269,58 @@ size_t edge_resp_queued(edge_req *r)
 bool edge_resp_writable(edge_req *r)
 {
     return r->proto->queued(r) < EDGE_HIGH_WATER;
+}
+
+/* What no trailer may carry (RFC 9110 6.5.1): what frames the message or is hop-by-hop, routes
+ * it, authenticates, modifies the request, controls the response or describes the content, all
+ * needed before the body. A recipient that merged one into the head would be misled. */
+static bool forbidden_trailer(const char *name, size_t len)
+{
+    static const char names[] =
+        "transfer-encoding, content-length, trailer, te, connection, keep-alive, "
+        "proxy-connection, upgrade, host, authorization, proxy-authorization, www-authenticate, "
+        "proxy-authenticate, cookie, set-cookie, expect, max-forwards, range, if-match, "
+        "if-none-match, if-modified-since, if-unmodified-since, if-range, cache-control, pragma, "
+        "age, date, expires, location, retry-after, vary, content-encoding, content-type, "
+        "content-range, content-language, content-location, strict-transport-security, alt-svc";
+    char token[32];
+    if (len == 0 || name[0] == ':')
+        return true;
+    if (len >= sizeof(token))
+        return false; /* longer than any of them */
+    memcpy(token, name, len);
+    token[len] = 0;
+    return http_list_has_token(names, sizeof(names) - 1, token);
+}
+
+void edge_resp_trailer(edge_req *r, const char *name, size_t name_len, const char *value,
+                       size_t value_len)
+{
+    if (forbidden_trailer(name, name_len) || r->head_method ||
+        r->trailer_count >= (size_t)edge_w.cfg.edge.max_header_count)
+        return;
+    size_t n = name_len + value_len + 2;
+    if (buf_used(&r->trailers) + n > edge_w.cfg.edge.max_header_size ||
+        buf_reserve(&r->trailers, n) < 0)
+        return;
+    buf_append(&r->trailers, name, name_len);
+    buf_append(&r->trailers, "", 1);
+    buf_append(&r->trailers, value, value_len);
+    buf_append(&r->trailers, "", 1);
+    r->trailer_count++;
+}
+
+bool edge_resp_trailer_next(const edge_req *r, size_t *at, const char **name, size_t *name_len,
+                            const char **value, size_t *value_len)
+{
+    if (*at >= buf_used(&r->trailers))
+        return false;
+    *name = buf_head(&r->trailers) + *at;
+    *name_len = strlen(*name);
+    *value = *name + *name_len + 1;
+    *value_len = strlen(*value);
+    *at += *name_len + *value_len + 2;
+    return true;
 }
 
 void edge_resp_finish(edge_req *r)

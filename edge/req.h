@@ -107,6 +107,10 @@ struct edge_req {
     uint8_t zflags;
     uint8_t coding;
     struct edge_encoder *encoder;
+    /* Response trailer fields (edge_resp_trailer), name \0 value \0 each, for the protocol's
+     * finish to send after the body where its framing carries them. */
+    buf trailers;
+    size_t trailer_count;
     /* access log fields */
     int status;
     uint64_t body_sent;
@@ -126,6 +130,9 @@ void edge_req_refuse(edge_req *r, int status, const char *reason);
 void edge_req_end(edge_req *r);
 /* The connection (or stream) closes under the request: a handler still at work is told. */
 void edge_req_closed(edge_req *r);
+/* The response's trailer fields one by one: *at starts at 0; false after the last. */
+bool edge_resp_trailer_next(const edge_req *r, size_t *at, const char **name, size_t *name_len,
+                            const char **value, size_t *value_len);
 /* Access log field idx of the current request (method, target, host, referer, agent). */
 const char *edge_req_info(const edge_req *r, int idx);
 static inline const char *edge_req_client(const edge_req *r)
@@ -182,6 +189,13 @@ int edge_resp_flush(edge_req *r);
 size_t edge_resp_queued(edge_req *r);
 /* Below the high-water mark: more may be written. */
 bool edge_resp_writable(edge_req *r);
+/* A trailer field, sent after the body by edge_resp_finish where the framing carries one (a
+ * chunked HTTP/1.1 body, HTTP/2), lost where it does not (HTTP/1.0, a known length, HEAD), as
+ * RFC 9110 6.5 allows. Fields no trailer may carry (6.5.1: framing, routing, authentication,
+ * request modifiers, response controls, content format) and hop-by-hop ones are dropped, and
+ * so is what passes the head's limits (max_header_count fields, max_header_size bytes). */
+void edge_resp_trailer(edge_req *r, const char *name, size_t name_len, const char *value,
+                       size_t value_len);
 /* The body is complete. */
 void edge_resp_finish(edge_req *r);
 /* The response cannot be completed: the client must not take it for whole (the connection or

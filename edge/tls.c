@@ -1,15 +1,10 @@
 /* TLS contexts: TLS 1.2/1.3 with Mozilla's "intermediate" ciphers, ECDSA and RSA certificates
- * side by side, SNI among sites, ALPN h2 and http/1.1, and session tickets whose keys rotate and
- * are the same in every worker process. */
+ * side by side, SNI among sites, ALPN h2 and http/1.1, and session tickets (their keys: tickets.c).
+ */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
-#include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include "edge/edge.h"
@@ -22,16 +17,7 @@ static const char *const ciphers12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AE
 static const char *const ciphers13 =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
-#define TICKET_PERIOD_S (12 * 3600)
-
-static unsigned char ticket_secret[32];
 static edge_gen *current_gen;
-
-void edge_tls_init_ticket_secret(void)
-{
-    if (RAND_bytes(ticket_secret, sizeof(ticket_secret)) != 1)
-        abort();
-}
 
 void edge_tls_set_gen(edge_gen *g)
 {
@@ -117,89 +103,6 @@ static int sni_select(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* Keys of one ticket period: derived from the shared secret and the period number, so workers
- * agree without talking and a key ages out after two periods. */
-static void derive(uint64_t period, const char *label, unsigned char out[32])
-{
-    unsigned char msg[24];
-    size_t ll = strlen(label);
-    memcpy(msg, label, ll);
-    memcpy(msg + ll, &period, sizeof(period));
-    unsigned int len = 32;
-    HMAC(EVP_sha256(), ticket_secret, sizeof(ticket_secret), msg, ll + sizeof(period), out, &len);
-}
-
-static void key_name(uint64_t period, unsigned char name[16])
-{
-    unsigned char full[32];
-    derive(period, "name", full);
-    memcpy(name, full, 16);
-}
-
-/* The three keys of a period, derived once per period rather than once per ticket. */
-typedef struct {
-    uint64_t period;
-    bool valid;
-    unsigned char name[16], aes[32], mac[32];
-} ticket_keys;
-
-static const ticket_keys *keys_for(uint64_t period)
-{
-    static ticket_keys cache[2];
-    ticket_keys *k = &cache[period & 1];
-    if (!k->valid || k->period != period) {
-        key_name(period, k->name);
-        derive(period, "aes", k->aes);
-        derive(period, "mac", k->mac);
-        k->period = period;
-        k->valid = true;
-    }
-    return k;
-}
-
-static int set_keys(uint64_t period, unsigned char *iv, EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx,
-                    int enc)
-{
-    const ticket_keys *k = keys_for(period);
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->mac, sizeof(k->mac)),
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
-        OSSL_PARAM_construct_end(),
-    };
-    if (EVP_MAC_CTX_set_params(hctx, params) != 1)
-        return -1;
-    /* Fetched once: OpenSSL 3 looks a cipher up by name on every implicit use. */
-    static EVP_CIPHER *aes;
-    if (!aes && !(aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)))
-        return -1;
-    if (EVP_CipherInit_ex(ctx, aes, NULL, k->aes, iv, enc) != 1)
-        return -1;
-    return 0;
-}
-
-static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ctx,
-                     EVP_MAC_CTX *hctx, int enc)
-{
-    (void)ssl;
-    uint64_t period = (uint64_t)time(NULL) / TICKET_PERIOD_S;
-    if (enc) {
-        memcpy(name, keys_for(period)->name, 16);
-        if (RAND_bytes(iv, 16) != 1) /* the AES block size */
-            return -1;
-        return set_keys(period, iv, ctx, hctx, 1) == 0 ? 1 : -1;
-    }
-    for (uint64_t back = 0; back < 2; back++) {
-        if (memcmp(keys_for(period - back)->name, name, 16) != 0)
-            continue;
-        if (set_keys(period - back, iv, ctx, hctx, 0) < 0)
-            return -1;
-        /* 2: accept and issue a fresh ticket. TLS 1.3 clients use a ticket once, so without a
-         * fresh one every other connection would be a full handshake. */
-        return 2;
-    }
-    return 0; /* unknown or too old: full handshake */
-}
-
 static SSL_CTX *ctx_base(void)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -218,7 +121,7 @@ static SSL_CTX *ctx_base(void)
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_select);
-    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, edge_tickets_cb);
     SSL_CTX_set_info_callback(ctx, edge_metrics_tls_info);
     /* Resumption is by tickets, which every worker can decrypt; a per-process session cache
      * would only cost memory per connection and help no other worker. */

@@ -64,7 +64,7 @@ static void drop_prepared(void)
 
 /* A new generation from the config file (or the same flags, re-reading the certificate
  * files). Any failure leaves the running generation untouched. */
-static void reload_prepare(void)
+static void prepare_gen(void)
 {
     char err[CONFIG_ERR_MAX];
     drop_prepared();
@@ -84,7 +84,17 @@ static void reload_prepare(void)
     }
 }
 
-static void reload_commit(void)
+/* The ticket keys change with the sites, whatever became of them: a lone worker reads the
+ * keys file itself, a master's worker takes what the master read for all of them. */
+static void reload_prepare(void)
+{
+    prepare_gen();
+    if (speaks_for_itself)
+        edge_tickets_load(prepared.has_cfg ? &prepared.cfg : &edge_w.cfg);
+    edge_tickets_prepare();
+}
+
+static void commit_gen(void)
 {
     if (!prepared.gen)
         return;
@@ -104,6 +114,12 @@ static void reload_commit(void)
     drop_prepared();
     edge_conn_reloaded(&edge_w);
     log_info("reloaded: %zu site(s)", edge_w.gen->site_count);
+}
+
+static void reload_commit(void)
+{
+    edge_tickets_commit();
+    commit_gen();
 }
 
 /* SIGHUP to this worker itself. */

@@ -162,12 +162,18 @@ static int malformed(etcd_client *c, json_t *answer, const char *what)
     return ETCD_ERR;
 }
 
+/* The store's revision an answer was given at: always there, and from 1 on. */
+static bool store_revision(const json_t *answer, int64_t *revision)
+{
+    return etcd_header_revision(answer, revision) && *revision > 0;
+}
+
 /* The kvs of a range answer into out (zeroed first). */
 static bool range_from_json(const json_t *answer, etcd_range *out)
 {
     memset(out, 0, sizeof(*out));
     const json_t *kvs = json_object_get(answer, "kvs");
-    if (!etcd_header_revision(answer, &out->revision) || (kvs && !json_is_array(kvs)))
+    if (!store_revision(answer, &out->revision) || (kvs && !json_is_array(kvs)))
         return false;
     size_t n = json_array_size(kvs);
     if (n == 0)
@@ -247,7 +253,7 @@ static int write_call(etcd_client *c, const char *path, json_t *body, const char
     int rc = etcd_call(c, path, body, ETCD_WRITE, &answer);
     if (rc != 0)
         return rc == ETCD_NOT_FOUND ? ETCD_ERR : rc;
-    if (!etcd_header_revision(answer, &rev))
+    if (!store_revision(answer, &rev))
         return malformed(c, answer, what);
     if (revision)
         *revision = rev;
@@ -322,7 +328,7 @@ int etcd_txn(etcd_client *c, const etcd_compare *cmp, size_t ncmp, const etcd_op
     if (rc != 0)
         return rc == ETCD_NOT_FOUND ? ETCD_ERR : rc;
     const json_t *succeeded = json_object_get(answer, "succeeded");
-    if (!etcd_header_revision(answer, &rev) || (succeeded && !json_is_boolean(succeeded)))
+    if (!store_revision(answer, &rev) || (succeeded && !json_is_boolean(succeeded)))
         return malformed(c, answer, "a transaction");
     *applied = json_is_true(succeeded); /* false is left out of the gateway's JSON */
     if (revision)

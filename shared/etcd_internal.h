@@ -26,7 +26,7 @@ struct etcd_client {
     struct curl_slist *headers;
     CURLcode curl_result; /* of the last transfer */
     char curl_error[CURL_ERROR_SIZE];
-    char error[512];
+    char error[1024];
 };
 
 /* ---- etcd_transport.c ---- */
@@ -49,6 +49,16 @@ typedef enum {
 etcd_sent etcd_post(etcd_client *c, size_t i, const char *path, const char *body,
                     int64_t timeout_ms, etcd_sink sink, void *arg, volatile bool *stop,
                     long *status);
+
+/* Why each endpoint in turn could not serve one call, for one message when none could. */
+typedef struct {
+    char text[1024];
+    int count;
+} etcd_failures;
+/* Adds c->error (the failure at one endpoint). */
+void etcd_failure_note(etcd_failures *f, const etcd_client *c);
+/* c->error: every failure noted, when there were several. */
+void etcd_failure_report(etcd_client *c, const etcd_failures *f);
 
 /* Whether a call may be sent again to another endpoint after it went out without an answer
  * (or the member said it cannot serve now): reads may, writes may not, since the first

@@ -11,14 +11,16 @@
 
 #include "shared/buf.h"
 
-/* A member ID: a uint64 (past int64's range half the time), written as a decimal string. */
+/* A member ID: a uint64 (past int64's range half the time), written as a decimal string;
+ * absent is 0 (no leader). */
 static bool member_id(const json_t *status, const char *name, uint64_t *out)
 {
-    const char *s = json_string_value(json_object_get(status, name));
+    const json_t *v = json_object_get(status, name);
+    const char *s = json_string_value(v);
     char *end;
     errno = 0;
     *out = s ? strtoull(s, &end, 10) : 0;
-    return s && *s >= '0' && *s <= '9' && !errno && !*end;
+    return !v || (s && *s >= '0' && *s <= '9' && !errno && !*end);
 }
 
 /* "etcd 3.4.23, leader 8e9e05c52164694d, raft term 2", and the member's alarms if any. */
@@ -64,7 +66,8 @@ static bool status_of(etcd_client *c, size_t i, buf *line)
     json_t *answer;
     buf_printf(line, "%s: ", c->endpoints.items[i]);
     int rc = etcd_call_one(c, i, "/v3/maintenance/status", json_object(), &answer);
-    bool ok = rc == 0 && describe(answer, line);
+    uint64_t leader = 0;
+    bool ok = rc == 0 && describe(answer, line) && member_id(answer, "leader", &leader);
     if (rc == 0 && !ok)
         buf_printf(line, "its status answer is malformed");
     else if (rc != 0)
@@ -72,7 +75,7 @@ static bool status_of(etcd_client *c, size_t i, buf *line)
     else if (c->username)
         buf_printf(line, ", logged in as %s", c->username);
     json_decref(answer);
-    return ok;
+    return ok && leader != 0; /* a member without a leader serves nothing */
 }
 
 int etcd_status(etcd_client *c, strlist *lines)

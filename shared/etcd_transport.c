@@ -25,6 +25,19 @@ void etcd_set_error(etcd_client *c, const char *fmt, ...)
     memcpy(c->error, text, sizeof(text));
 }
 
+void etcd_failure_note(etcd_failures *f, const etcd_client *c)
+{
+    size_t used = strlen(f->text);
+    snprintf(f->text + used, sizeof(f->text) - used, "%s%s", f->count ? "; " : "", c->error);
+    f->count++;
+}
+
+void etcd_failure_report(etcd_client *c, const etcd_failures *f)
+{
+    if (f->count > 1)
+        etcd_set_error(c, "no etcd endpoint could serve: %s", f->text);
+}
+
 /* The CURLMSG_DONE result of the transfer, once it has ended. */
 static bool transfer_done(etcd_client *c, CURLcode *rc)
 {
@@ -74,10 +87,20 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *userp)
     return s->sink(s->arg, data, n) ? n : 0; /* 0: curl ends the transfer */
 }
 
-static bool set_headers(etcd_client *c)
+/* etcd's "hasleader" gRPC metadata (the gateway passes Grpc-Metadata-* headers on): a member
+ * cut off from its cluster's leader then refuses at once with "no leader", which sends the
+ * call to another endpoint, instead of timing out or, for a watch, serving a history that no
+ * longer moves. The status of `hearth check --online` goes without it: it says so itself. */
+static bool set_headers(etcd_client *c, bool require_leader)
 {
     curl_slist_free_all(c->headers);
     c->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (c->headers && require_leader) {
+        struct curl_slist *more = curl_slist_append(c->headers, "Grpc-Metadata-hasleader: true");
+        if (!more)
+            return false;
+        c->headers = more;
+    }
     if (c->headers && c->token) {
         char *line = NULL;
         if (asprintf(&line, "Authorization: %s", c->token) < 0)
@@ -101,8 +124,8 @@ static void set_tls(etcd_client *c)
     }
 }
 
-static bool set_request(etcd_client *c, const char *url, const char *body, int64_t timeout_ms,
-                        sink_call *s)
+static bool set_request(etcd_client *c, const char *url, bool require_leader, const char *body,
+                        int64_t timeout_ms, sink_call *s)
 {
     CURL *h = c->curl;
     curl_easy_reset(h);
@@ -121,7 +144,7 @@ static bool set_request(etcd_client *c, const char *url, const char *body, int64
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
     set_tls(c);
-    if (!set_headers(c))
+    if (!set_headers(c, require_leader))
         return false;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
     return true;
@@ -138,7 +161,8 @@ etcd_sent etcd_post(etcd_client *c, size_t i, const char *path, const char *body
         snprintf(c->curl_error, sizeof(c->curl_error), "out of memory");
         return ETCD_SENT_BROKEN;
     }
-    bool ready = set_request(c, url, body, timeout_ms, &s);
+    bool require_leader = strcmp(path, "/v3/maintenance/status") != 0;
+    bool ready = set_request(c, url, require_leader, body, timeout_ms, &s);
     free(url);
     if (!ready) {
         snprintf(c->curl_error, sizeof(c->curl_error), "out of memory");
@@ -179,6 +203,19 @@ static bool collect(void *arg, const char *data, size_t len)
     return true;
 }
 
+/* The start of an answer that is not JSON (a proxy's page, the gateway's plain-text refusals)
+ * for a message: its first line, control bytes and non-ASCII as '?'. */
+static void printable(const buf *b, char *out, size_t size)
+{
+    size_t n = 0;
+    const char *p = buf_head(b);
+    for (size_t i = 0; i < buf_used(b) && p[i] != '\n' && n + 1 < size; i++)
+        out[n++] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?';
+    out[n] = '\0';
+    if (n == 0)
+        snprintf(out, size, "(empty)");
+}
+
 /* POSTs text to endpoint i and parses what came back: *answer is NULL when it was not JSON
  * (DONE), or on any other outcome; c->error says why. */
 static etcd_sent post_json(etcd_client *c, size_t i, const char *path, const char *text,
@@ -198,8 +235,9 @@ static etcd_sent post_json(etcd_client *c, size_t i, const char *path, const cha
         *answer = json_loadb(buf_head(&k.body), buf_used(&k.body), 0, NULL);
         if (!json_is_object(*answer)) {
             json_decref(*answer), *answer = NULL;
-            etcd_set_error(c, "etcd at %s: its answer (HTTP %ld) is not a JSON object", url,
-                           *status);
+            char text[160];
+            printable(&k.body, text, sizeof(text));
+            etcd_set_error(c, "etcd at %s: HTTP %ld, not JSON: %s", url, *status, text);
         }
     }
     buf_free(&k.body);
@@ -236,20 +274,28 @@ bool etcd_token_invalid(int code, const char *message)
                                                         strstr(message, "auth store is old")));
 }
 
+/* The body's text (consumed), or NULL with the error set. */
+static char *body_text(etcd_client *c, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text)
+        etcd_set_error(c, "out of memory");
+    return text;
+}
+
 etcd_sent etcd_auth_at(etcd_client *c, size_t i)
 {
     if (!c->username || c->token)
         return ETCD_SENT_DONE;
-    json_t *body = json_pack("{s:s, s:s}", "name", c->username, "password", c->password);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text) {
-        etcd_set_error(c, "out of memory");
+    char *text =
+        body_text(c, json_pack("{s:s, s:s}", "name", c->username, "password", c->password));
+    if (!text)
         return ETCD_SENT_BROKEN;
-    }
     json_t *answer;
     long status;
     etcd_sent sent = post_json(c, i, "/v3/auth/authenticate", text, &answer, &status);
+    explicit_bzero(text, strlen(text)); /* it holds the password */
     free(text);
     if (sent != ETCD_SENT_DONE) /* authenticating twice does no harm: try the next one */
         return ETCD_SENT_UNREACHABLE;
@@ -257,6 +303,8 @@ etcd_sent etcd_auth_at(etcd_client *c, size_t i)
     int code = etcd_answer_error(answer, &message);
     if (token && !code)
         c->token = strdup(token);
+    else if (code == GRPC_UNAVAILABLE)
+        etcd_set_error(c, "etcd at %s: %s", c->endpoints.items[i], message);
     else if (answer)
         etcd_set_error(c, "etcd at %s: the credentials of user %s were refused: %s",
                        c->endpoints.items[i], c->username, message ? message : "no token");
@@ -279,7 +327,7 @@ static int judge_answer(etcd_client *c, size_t i, etcd_kind kind, json_t *answer
         return 0;
     const char *url = c->endpoints.items[i];
     if (code == 0)
-        etcd_set_error(c, "etcd at %s answered HTTP %ld", url, status);
+        etcd_set_error(c, "etcd at %s: HTTP %ld", url, status);
     else
         etcd_set_error(c, "etcd at %s: %s", url, message);
     if (etcd_token_invalid(code, message) && c->username) {
@@ -326,31 +374,24 @@ static int call_at(etcd_client *c, size_t i, const char *path, const char *text,
     return rc;
 }
 
-/* The body's text (consumed), or NULL with the error set. */
-static char *body_text(etcd_client *c, json_t *body)
-{
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text)
-        etcd_set_error(c, "out of memory");
-    return text;
-}
-
 int etcd_call(etcd_client *c, const char *path, json_t *body, etcd_kind kind, json_t **answer)
 {
     *answer = NULL;
     char *text = body_text(c, body);
     if (!text)
         return ETCD_ERR;
-    size_t n = c->endpoints.count;
+    size_t n = c->endpoints.count, first = c->current; /* an attempt may move c->current */
     bool reauthed = false;
     int rc = TRY_NEXT;
-    for (size_t tried = 0; tried < n && rc == TRY_NEXT; tried++)
-        rc = call_at(c, (c->current + tried) % n, path, text, kind, answer, &reauthed);
+    etcd_failures failures = {.count = 0};
+    for (size_t tried = 0; tried < n && rc == TRY_NEXT; tried++) {
+        rc = call_at(c, (first + tried) % n, path, text, kind, answer, &reauthed);
+        if (rc == TRY_NEXT)
+            etcd_failure_note(&failures, c);
+    }
     free(text);
     if (rc == TRY_NEXT) {
-        if (n > 1)
-            etcd_set_error(c, "no etcd endpoint answered; the last: %s", c->error);
+        etcd_failure_report(c, &failures);
         return ETCD_ERR;
     }
     return rc;

@@ -14,7 +14,8 @@ typedef enum {
     WATCH_GOING,
     WATCH_CALLER_DONE, /* on_event returned nonzero */
     WATCH_COMPACTED,
-    WATCH_AUTH, /* the token was refused: authenticate again and watch again */
+    WATCH_AUTH,        /* the token was refused: authenticate again and watch again */
+    WATCH_UNAVAILABLE, /* the member has no leader: another one may */
     WATCH_FAILED,
 } watch_end;
 
@@ -98,6 +99,8 @@ static void handle_line(watch_state *w, const char *line, size_t len)
         watch_failed(w, "", message);
         if (etcd_token_invalid(code, message) && w->c->username)
             w->end = WATCH_AUTH;
+        else if (code == GRPC_UNAVAILABLE)
+            w->end = WATCH_UNAVAILABLE;
     } else {
         handle_result(w, json_object_get(j, "result"));
     }
@@ -171,6 +174,8 @@ static int watch_outcome(watch_state *w, etcd_sent sent, long status, volatile b
         return ETCD_COMPACTED;
     case WATCH_AUTH:
         return TRY_NEW_TOKEN;
+    case WATCH_UNAVAILABLE:
+        return w->created ? ETCD_ERR : TRY_NEXT_ENDPOINT;
     case WATCH_FAILED:
         return ETCD_ERR;
     case WATCH_GOING:
@@ -222,7 +227,9 @@ static int watch_at(etcd_client *c, size_t i, const watch_call *call, int64_t *n
     etcd_sent sent =
         etcd_post(c, i, "/v3/watch", text, left > 1 ? left : 1, on_bytes, &w, call->stop, &status);
     int rc = watch_outcome(&w, sent, status, call->stop);
-    if (rc != TRY_NEXT_ENDPOINT)
+    if (w.end == WATCH_UNAVAILABLE) /* the caller's next watch goes elsewhere */
+        c->current = (i + 1) % c->endpoints.count;
+    else if (rc != TRY_NEXT_ENDPOINT)
         c->current = i;
     *next_rev = w.next_rev;
     buf_free(&w.pending);
@@ -237,11 +244,12 @@ int etcd_watch_prefix(etcd_client *c, const char *prefix, int64_t start_rev, int
     *next_rev = start_rev;
     if (stop && *stop)
         return 0;
-    size_t n = c->endpoints.count;
+    size_t n = c->endpoints.count, first = c->current; /* an attempt may move c->current */
     bool reauthed = false;
     int rc = TRY_NEXT_ENDPOINT;
+    etcd_failures failures = {.count = 0};
     for (size_t tried = 0; tried < n && (tried == 0 || now_ms() < call.deadline_ms); tried++) {
-        size_t i = (c->current + tried) % n;
+        size_t i = (first + tried) % n;
         rc = watch_at(c, i, &call, next_rev);
         if (rc == TRY_NEW_TOKEN && !reauthed) {
             reauthed = true;
@@ -250,6 +258,9 @@ int etcd_watch_prefix(etcd_client *c, const char *prefix, int64_t start_rev, int
         }
         if (rc != TRY_NEXT_ENDPOINT)
             break;
+        etcd_failure_note(&failures, c);
     }
+    if (rc == TRY_NEXT_ENDPOINT)
+        etcd_failure_report(c, &failures);
     return rc == TRY_NEXT_ENDPOINT || rc == TRY_NEW_TOKEN ? ETCD_ERR : rc;
 }

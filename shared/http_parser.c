@@ -849,8 +849,8 @@ static http_error chunk_size_done(http_parser *p)
     return HTTP_OK;
 }
 
-/* Trailer fields are checked for shape and discarded: nothing downstream uses them, and
- * keeping them would need memory the parser does not have. */
+/* Trailer fields are checked for shape, counted and measured against the head's limits, and
+ * discarded unless the caller keeps them (keep_trailer): the parser has no memory of its own. */
 static http_error trailer_byte(http_parser *p, unsigned char c)
 {
     if (++p->scan > head_limit(p))
@@ -910,11 +910,47 @@ static http_error chunk_byte(http_parser *p, unsigned char c)
     }
 }
 
+/* A byte of a trailer field line (not of the empty line that ends the section). */
+static bool in_trailer_line(const http_parser *p, unsigned char c)
+{
+    switch (p->body_state) {
+    case TR_LINE_START:
+        return c != '\r';
+    case TR_NAME:
+    case TR_VALUE:
+    case TR_LINE_LF:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* With keep_trailer, the field lines are handed out as they are checked: in[from, *consumed). */
+static http_parse_result trailer_lines(http_parser *p, const char *in, size_t len, size_t from,
+                                       size_t *consumed, const char **data, size_t *data_len)
+{
+    size_t i = from;
+    while (i < len && in_trailer_line(p, (unsigned char)in[i])) {
+        http_error e = trailer_byte(p, (unsigned char)in[i]);
+        if (e) {
+            *consumed = i;
+            return fail(p, e);
+        }
+        i++;
+    }
+    *data = in + from;
+    *data_len = i - from;
+    *consumed = i;
+    return HTTP_PARSE_TRAILER;
+}
+
 static http_parse_result chunked_body(http_parser *p, const char *in, size_t len, size_t *consumed,
                                       const char **data, size_t *data_len)
 {
     size_t i = 0;
     while (i < len && p->body_state != CH_DONE) {
+        if (p->keep_trailer && in_trailer_line(p, (unsigned char)in[i]))
+            return trailer_lines(p, in, len, i, consumed, data, data_len);
         if (p->body_state == CH_DATA) {
             size_t n = (size_t)(p->remaining < len - i ? p->remaining : len - i);
             *data = in + i;
@@ -970,4 +1006,25 @@ http_parse_result http_parse_body(http_parser *p, const char *in, size_t len, si
     default:
         return HTTP_PARSE_DONE;
     }
+}
+
+size_t http_trailer_fields(const char *lines, size_t len, http_header *out, size_t cap)
+{
+    size_t n = 0, ls = 0;
+    while (ls < len && n < cap) {
+        const char *lf = memchr(lines + ls, '\n', len - ls);
+        size_t end = lf ? (size_t)(lf - lines) : len; /* the LF; its CR is before it */
+        const char *colon = memchr(lines + ls, ':', end - ls);
+        if (!colon)
+            break;
+        size_t c = (size_t)(colon - lines), v = c + 1,
+               ve = end > v && lines[end - 1] == '\r' ? end - 1 : end;
+        while (v < ve && is_ows((unsigned char)lines[v]))
+            v++;
+        while (ve > v && is_ows((unsigned char)lines[ve - 1]))
+            ve--;
+        out[n++] = (http_header){.name = make_span(ls, c - ls), .value = make_span(v, ve - v)};
+        ls = end + 1;
+    }
+    return n;
 }

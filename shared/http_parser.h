@@ -89,10 +89,12 @@ typedef enum {
 } http_body_kind;
 
 typedef enum {
-    HTTP_PARSE_AGAIN, /* all input used; call again with more */
-    HTTP_PARSE_DONE,  /* head (or body) complete */
-    HTTP_PARSE_DATA,  /* http_parse_body: *data, *data_len hold decoded body bytes */
-    HTTP_PARSE_ERROR, /* refused: see parser->error */
+    HTTP_PARSE_AGAIN,   /* all input used; call again with more */
+    HTTP_PARSE_DONE,    /* head (or body) complete */
+    HTTP_PARSE_DATA,    /* http_parse_body: *data, *data_len hold decoded body bytes */
+    HTTP_PARSE_ERROR,   /* refused: see parser->error */
+    HTTP_PARSE_TRAILER, /* http_parse_body with keep_trailer: *data, *data_len hold checked
+                           trailer field lines (each ending CRLF, possibly a part of one) */
 } http_parse_result;
 
 typedef struct {
@@ -104,6 +106,9 @@ typedef struct {
     /* set by the caller before parsing a response: the request was HEAD (no body follows);
      * http_parser_reset() clears it, as it belongs to one exchange */
     bool response_to_head;
+    /* set by the caller before parsing a body: hand out a chunked body's trailer section
+     * (HTTP_PARSE_TRAILER) instead of discarding it; http_parser_reset() clears it too */
+    bool keep_trailer;
 
     /* results, valid once http_parse_head() returned HTTP_PARSE_DONE */
     http_span method;  /* request */
@@ -163,13 +168,20 @@ http_parse_result http_parse_head(http_parser *p, const char *buf, size_t len);
 
 /* Decode the body after the head. Consumes bytes from in (len of them) and sets *consumed.
  * Chunk extensions are checked (name[=token|quoted-string], no BWS) and skipped; trailer fields
- * are checked and discarded.
+ * are checked against the head's limits (max_header_count fields, max_header_bytes bytes) and
+ * discarded, or with keep_trailer given to the caller as HTTP_PARSE_TRAILER: the bytes are in
+ * in[0, *consumed), call again with the rest; the caller collects them until HTTP_PARSE_DONE
+ * (at most max_header_bytes) and splits them with http_trailer_fields.
  * HTTP_PARSE_DATA: *data, *data_len are body bytes inside in[0, *consumed); call again with the
  * rest. HTTP_PARSE_AGAIN: all of in was used, more is needed. HTTP_PARSE_DONE: the message ended
  * after *consumed bytes; what follows belongs to the next message. HTTP_BODY_UNTIL_CLOSE bodies
  * never end here: the caller ends them at connection close. */
 http_parse_result http_parse_body(http_parser *p, const char *in, size_t len, size_t *consumed,
                                   const char **data, size_t *data_len);
+
+/* The fields of a trailer section as HTTP_PARSE_TRAILER gave it (lines, len bytes, complete):
+ * spans from lines, values with OWS trimmed, into out (cap of them). Returns how many. */
+size_t http_trailer_fields(const char *lines, size_t len, http_header *out, size_t cap);
 
 /* Helpers over a parsed head (buf is the buffer given to http_parse_head). */
 static inline const char *http_span_ptr(const char *buf, http_span s)

@@ -14,6 +14,7 @@ typedef struct {
     const char *socket_path;
     bool as_json;
     bool fast;
+    bool online;
 } cli_options;
 
 static const cli_flag supervisor_flags[] = {
@@ -24,6 +25,8 @@ static const cli_flag supervisor_flags[] = {
      .help = "status: as JSON"},
     {"fast", 0, NULL, .opts = CLI_CTX_BOOL, .field = offsetof(cli_options, fast),
      .help = "stop: at once, not gracefully"},
+    {"online", 0, NULL, .opts = CLI_CTX_BOOL, .field = offsetof(cli_options, online),
+     .help = "check: reach the cluster's etcd as well"},
     {.name = NULL},
 };
 
@@ -31,6 +34,7 @@ static const cli_spec supervisor_cli = {
     .prog = "hearth",
     .usage = "usage: hearth [start] [-c FILE]      run the stack in the foreground\n"
              "       hearth check [-c FILE]        validate the config (like nginx -t)\n"
+             "       hearth check --online         ... and reach the cluster's etcd\n"
              "       hearth status [--json]        per component: state, pid, uptime, ...\n"
              "       hearth reload [NAME]          reload all, or one component\n"
              "       hearth restart NAME           restart one component\n"
@@ -78,11 +82,13 @@ int main(int argc, char **argv)
     const char *cmd = first < argc ? argv[first] : "start";
     int nrest = first < argc ? argc - first - 1 : 0;
     char **rest = argv + first + 1;
-    bool start = strcmp(cmd, "start") == 0;
-    if (start || strcmp(cmd, "check") == 0) {
+    bool start = strcmp(cmd, "start") == 0, check = strcmp(cmd, "check") == 0;
+    if (o.online && !check)
+        return usage_error("--online goes with check only");
+    if (start || check) {
         if (nrest > 0)
             return usage_error("too many arguments (see --help)");
-        return start ? sv_start(o.config_path) : sv_check(o.config_path);
+        return start ? sv_start(o.config_path) : sv_check(o.config_path, o.online);
     }
     return run_client(cmd, rest, nrest, &o);
 }

@@ -299,8 +299,9 @@ static int check_components(supervisor *sv, const char *path)
     return rc < 0 ? EXIT_USAGE : EXIT_OK;
 }
 
-/* Like nginx -t, and knowing what start knows: the loader, our checks, each component's. */
-int sv_check(const char *config_path)
+/* Like nginx -t, and knowing what start knows: the loader, our checks, each component's; then,
+ * online, the cluster's etcd (online.c). */
+int sv_check(const char *config_path, bool online)
 {
     uv_loop_t loop;
     supervisor sv;
@@ -315,6 +316,10 @@ int sv_check(const char *config_path)
         printf("supervisor: %s: configuration is ok\n", config_path);
     else
         fprintf(stderr, "supervisor: configuration test failed\n");
+    if (code == EXIT_OK && online) {
+        fflush(stdout);
+        code = sv_check_online(&sv.cfg);
+    }
     teardown(&sv);
     return code;
 }

@@ -204,7 +204,9 @@ void stack_reopen_logs(supervisor *sv);
 int sv_validate(const hearth_config *cfg, char *err, size_t errlen);
 int sv_locate(const char *name, char **path, char *err, size_t errlen);
 int sv_start(const char *config_path);
-int sv_check(const char *config_path);
+int sv_check(const char *config_path, bool online);
+/* online.c: `check --online`, on a config that passed the offline checks; the exit code. */
+int sv_check_online(const hearth_config *cfg);
 int sv_client(int argc, char **argv, const char *config_path, const char *socket_path);
 
 #endif

@@ -13,22 +13,12 @@ import pytest
 from hearthkit.certd import (CERTD, EXIT_FAIL, EXIT_NOTHING, EXIT_OK, cert_serial, cert_text,
                              certd_args, challenge_files, run)
 from hearthkit.faultproxy import fault_proxy
-from hearthkit.upstreams import serve_https
+from hearthkit.upstreams import Answer, serve_https
 
 
-class BadCA(http.server.BaseHTTPRequestHandler):
+class BadCA(Answer):
     """An 'ACME server' that answers with broken JSON."""
     body = b'{"newNonce": "https://x", "newAccount": '
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *a):
-        pass
 
 
 @pytest.mark.parametrize("body", [b'{"newNonce": "https://x", "newAccount": ',

@@ -2,6 +2,7 @@
 certd daemon with a state directory of its own, and Pebble's HTTP-01 checks reach only host
 a's webroot (the real edge serves it), so an order from host b succeeds only when its token
 travelled through etcd. The whole stack on three network namespaces is test_cluster.py."""
+import json
 import os
 import subprocess
 import time
@@ -92,10 +93,18 @@ def test_hosts_share_one_order_and_its_challenge(make_pebble, tmp_path, procs):
                what="host b's certificate on host a")
     assert cert_serial(stored(tmp_path, "a", "only-b.example.com")) == \
         cert_serial(stored(tmp_path, "b", "only-b.example.com"))
-    # one account for the cluster, and no token or ack left behind
-    accounts = [sorted((tmp_path / h / "accounts").rglob("account.key")) for h in daemons]
-    assert all(len(a) == 1 for a in accounts)
-    assert accounts[0][0].read_bytes() == accounts[1][0].read_bytes()
+    # the session-ticket secrets, the same on both hosts, in the file the edge reads
+    tickets = [tmp_path / h / "cluster" / "ticket-keys.json" for h in daemons]
+    wait_until(lambda: all(t.exists() for t in tickets), timeout=5, what="the ticket keys")
+    assert tickets[0].read_bytes() == tickets[1].read_bytes()
+    assert all(t.stat().st_mode & 0o777 == 0o600 for t in tickets)
+    doc = json.loads(tickets[0].read_text())
+    assert doc["period_s"] == 43200 and len(doc["keys"]) == 2
+    assert {k["period"] for k in doc["keys"]} == {int(time.time()) // 43200 + i for i in (0, 1)}
+    # one account for the cluster (hosts that ordered hold its key), no token or ack left
+    keys = {p.read_bytes() for h in daemons for p in (tmp_path / h / "accounts").rglob("*.key")}
+    assert len(keys) == 1
+    assert len(etcd.etcdctl("get", "--prefix", "/hearth/account/", "--keys-only").stdout.split()) == 1
     wait_until(lambda: not etcd.etcdctl("get", "--prefix", "/hearth/challenges/",
                                         "--keys-only").stdout.strip(), timeout=5,
                what="the challenge keys to go")

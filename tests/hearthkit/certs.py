@@ -33,23 +33,26 @@ def make_ca(d):
     return str(cert), str(key)
 
 
-def make_leaf(d, ca, name, key_type="ec", days=2, serial=None, start=None, sans=None):
+def make_leaf(d, ca, name, key_type="ec", days=2, serial=None, start=None, sans=None,
+              usage="serverAuth", subject=None):
     """A server certificate for name (or for sans: "DNS:a.test", "IP:127.0.0.1"...) signed by
-    ca (cert, key), its files in d; start="future": valid from next year only. Returns
-    (cert_path, key_path)."""
+    ca (cert, key), its files in d; start="future": valid from next year only; usage: its
+    extended key usage ("clientAuth" for a client certificate); subject: its subject, if not
+    /CN=name. Returns (cert_path, key_path)."""
     tag = f"{name}-{key_type}-{serial or 'x'}-{start or 'now'}"
     key, csr, crt = d / f"{tag}.key", d / f"{tag}.csr", d / f"{tag}.crt"
     if key_type == "ec":
         openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key)
     else:
         openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key)
-    openssl("req", "-new", "-key", key, "-subj", f"/CN={name}", "-out", csr)
+    openssl("req", "-new", "-key", key, "-subj", subject or f"/CN={name}", "-out", csr)
     if start:
         return future_leaf(d, ca, name, key, crt)
     ext = d / f"{tag}.ext"
-    usage = "digitalSignature" if key_type == "ec" else "digitalSignature,keyEncipherment"
+    key_usage = "digitalSignature" if key_type == "ec" else "digitalSignature,keyEncipherment"
     ext.write_text(f"subjectAltName={','.join(sans or [f'DNS:{name}'])}\n"
-                   f"basicConstraints=CA:FALSE\nkeyUsage={usage}\nextendedKeyUsage=serverAuth\n")
+                   f"basicConstraints=CA:FALSE\nkeyUsage={key_usage}\n"
+                   f"extendedKeyUsage={usage}\n")
     openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-extfile", ext,
             "-out", crt, "-set_serial", serial or int.from_bytes(os.urandom(8), "big"),
             "-days", days)

@@ -227,19 +227,48 @@ class Vanishing(socketserver.StreamRequestHandler):
             first = False
 
 
+class Answer(http.server.BaseHTTPRequestHandler):
+    """A server that answers every GET and POST with 200 and its body (a subclass sets it):
+    an ACME server or an etcd that answers garbage."""
+    body = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        try:
+            self.wfile.write(self.body)
+        except ConnectionError:
+            pass  # a client that stops reading a body too large for it
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.do_GET()
+
+    def log_message(self, *a):
+        pass
+
+
 @contextlib.contextmanager
-def serve_https(tls, handler):
-    """An HTTPS server on a free loopback port for handler (an http.server request handler
-    class), with tls/cert.pem and tls/key.pem (certs.make_test_pki's files); srv.url is its
-    base URL. Shut down when the block ends."""
+def serve_http(handler, tls=None):
+    """An HTTP server on a free loopback port for handler (an http.server request handler
+    class), HTTPS with tls/cert.pem and tls/key.pem (certs.make_test_pki's files); srv.url is
+    its base URL. Shut down when the block ends."""
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tls / "cert.pem", tls / "key.pem")
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    srv.url = f"https://127.0.0.1:{srv.server_address[1]}"
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.url = f"{'https' if tls else 'http'}://127.0.0.1:{srv.server_address[1]}"
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         yield srv
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def serve_https(tls, handler):
+    """serve_http() with TLS."""
+    return serve_http(handler, tls)

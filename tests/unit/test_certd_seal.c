@@ -2,6 +2,7 @@
  * value must fail to open (another key, another etcd key as additional data, a flipped bit, a
  * plain value where sealed ones are expected, a short or unreadable key file). */
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "certd/certd.h"
@@ -16,6 +17,7 @@ static int key_file(const char *dir, const char *name, const char *content, unsi
         return -1;
     fputs(content, f);
     fclose(f);
+    chmod(path, 0600); /* a secret: refused when group or others may read it */
     return seal_key_load(path, key);
 }
 
@@ -67,6 +69,10 @@ int main(void)
     CHECK(key_file(dir, "k1again", "0123456789abcdef0123456789abcdef", k3) == 0);
     CHECK(memcmp(k1, k3, SEAL_KEY_LEN) == 0 && memcmp(k1, k2, SEAL_KEY_LEN) != 0);
     CHECK(key_file(dir, "short", "too short", k3) < 0);
+    char open_to_all[600];
+    snprintf(open_to_all, sizeof(open_to_all), "%s/k1", dir);
+    chmod(open_to_all, 0644);
+    CHECK(seal_key_load(open_to_all, k3) < 0);
     char missing[600];
     snprintf(missing, sizeof(missing), "%s/none", dir);
     CHECK(seal_key_load(missing, k3) < 0);

@@ -27,6 +27,12 @@ typedef struct {
     const char *broken; /* first driver invariant that failed, NULL if none */
 } outcome;
 
+/* A body and its trailer section as a caller keeping trailers collects them. */
+typedef struct {
+    char body[256], trailer[256];
+    size_t body_len, trailer_len, end;
+} buf_pair;
+
 typedef struct {
     http_kind kind;
     http_limits limits;
@@ -899,6 +905,79 @@ static void test_small_header_array(void)
     CHECK(http_parse_body(&p, "x", 1, &c, &d, &dl) == HTTP_PARSE_ERROR && c == 0);
 }
 
+/* Feeds body (after a chunked head) in pieces of step bytes with keep_trailer on: the body bytes
+ * and the trailer lines come out apart, and the end is where the message ends. */
+static http_parse_result keep_trailers(const char *body, size_t len, size_t step, buf_pair *got,
+                                       http_limits *lim)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    http_header h[4];
+    http_parser p;
+    http_parser_init(&p, HTTP_KIND_RESPONSE, NULL, h, 4);
+    CHECK(http_parse_head(&p, LIT(head)) == HTTP_PARSE_DONE);
+    if (lim)
+        p.limits = *lim; /* for the trailer section only */
+    p.keep_trailer = true;
+    size_t at = 0, avail = 0;
+    got->body_len = got->trailer_len = 0;
+    for (;;) {
+        avail = avail + step < len ? avail + step : len;
+        size_t c, dl;
+        const char *d;
+        http_parse_result res = http_parse_body(&p, body + at, avail - at, &c, &d, &dl);
+        at += c;
+        if (res == HTTP_PARSE_DATA || res == HTTP_PARSE_TRAILER) {
+            char *to = res == HTTP_PARSE_DATA ? got->body + got->body_len
+                                              : got->trailer + got->trailer_len;
+            size_t *n = res == HTTP_PARSE_DATA ? &got->body_len : &got->trailer_len;
+            if (*n + dl <= sizeof(got->body))
+                memcpy(to, d, dl);
+            *n += dl;
+            continue;
+        }
+        if (res == HTTP_PARSE_AGAIN && avail < len)
+            continue;
+        got->end = at;
+        return res;
+    }
+}
+
+static void test_kept_trailers(void)
+{
+    static const char body[] =
+        "5\r\nhello\r\n0\r\nGrpc-Status: 0\r\nX-Sum:\t ab c \r\nE:\r\n\r\nNEXT";
+    buf_pair got;
+    for (size_t step = 1; step <= sizeof(body); step++) {
+        CHECK(keep_trailers(LIT(body), step, &got, NULL) == HTTP_PARSE_DONE);
+        CHECK(got.end == sizeof(body) - 1 - 4);
+        CHECK(got.body_len == 5 && memcmp(got.body, "hello", 5) == 0);
+        CHECK(got.trailer_len == 35 &&
+              memcmp(got.trailer, "Grpc-Status: 0\r\nX-Sum:\t ab c \r\nE:\r\n", 35) == 0);
+    }
+    http_header f[4];
+    CHECK(http_trailer_fields(got.trailer, got.trailer_len, f, 4) == 3);
+    CHECK(http_span_eq(got.trailer, f[0].name, "Grpc-Status") &&
+          http_span_eq(got.trailer, f[0].value, "0"));
+    CHECK(http_span_eq(got.trailer, f[1].name, "X-Sum") &&
+          http_span_eq(got.trailer, f[1].value, "ab c"));
+    CHECK(http_span_eq(got.trailer, f[2].name, "E") && f[2].value.len == 0);
+    CHECK(http_trailer_fields(got.trailer, got.trailer_len, f, 1) == 1);
+    /* no trailer: nothing handed out */
+    CHECK(keep_trailers(LIT("0\r\n\r\n"), 1, &got, NULL) == HTTP_PARSE_DONE && got.end == 5 &&
+          got.trailer_len == 0);
+    /* kept or not, the same checks and the head's limits */
+    CHECK(keep_trailers(LIT("0\r\nX a\r\n\r\n"), 3, &got, NULL) == HTTP_PARSE_ERROR);
+    http_limits lim;
+    http_limits_default(&lim);
+    lim.max_header_count = 2;
+    CHECK(keep_trailers(LIT("0\r\nA: 1\r\nB: 2\r\n\r\n"), 4, &got, &lim) == HTTP_PARSE_DONE);
+    CHECK(keep_trailers(LIT("0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"), 4, &got, &lim) ==
+          HTTP_PARSE_ERROR);
+    lim.max_header_count = 100;
+    lim.max_header_bytes = 12;
+    CHECK(keep_trailers(LIT("0\r\nA: 1234567890\r\n\r\n"), 64, &got, &lim) == HTTP_PARSE_ERROR);
+}
+
 int main(void)
 {
     test_framing_refusals();
@@ -917,5 +996,6 @@ int main(void)
     test_responses();
     test_helpers();
     test_small_header_array();
+    test_kept_trailers();
     return check_summary("http_parser");
 }
