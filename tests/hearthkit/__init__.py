@@ -5,8 +5,9 @@ certs (self-signed certificates, a throwaway CA), pebble (Let's Encrypt's test C
 edge started on loopback), upstreams (small fake HTTP upstreams and servers), faultproxy (a proxy
 in front of Pebble that answers chosen requests with faults), clients (raw HTTP and TLS clients,
 responses as a client sees them), wsgi (WSGI applications served by hearth or Gunicorn), certd
-(certd run against a Pebble), supervisor (a supervisor Stack with stand-in components) and etcd
-(etcd members on loopback or in network namespaces, etcdctl against them).
+(certd run against a Pebble), supervisor (a supervisor Stack with stand-in components), etcd
+(etcd members on loopback or in network namespaces, etcdctl against them) and cluster (three
+hosts in network namespaces, made by netns, with etcd and Pebble, for the cluster tests).
 
 Importable once tests/ is on sys.path: tests/e2e/conftest.py, bench/hearthbench and
 tests/chaos/run put it there."""

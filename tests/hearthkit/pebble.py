@@ -7,7 +7,10 @@ given), where the answer comes from
   challenges="python": a small static server on self.webroot, so that no hearth server is part
   of a benchmark's figure.
 nonce_reject: the percentage of good nonces Pebble refuses (certd must retry them); cpu: the
-core every process is pinned to (the benchmarks' server core)."""
+core every process is pinned to (the benchmarks' server core). address: where Pebble's API and
+management interface listen (the cluster tests' bridge); default_ip: what challtestsrv answers
+for a name add_a() did not set; authz_reuse: Pebble's percentage of reused authorizations
+(None: its default, 50)."""
 import json
 import pathlib
 import shutil
@@ -23,7 +26,8 @@ from .procs import Processes, wait_until
 
 class Pebble:
     def __init__(self, work, http_port=None, challenges=None, tls=None, validity=None, eab=None,
-                 nonce_reject=20, cpu=None, build=None):
+                 nonce_reject=20, cpu=None, build=None, address="127.0.0.1",
+                 default_ip="127.0.0.1", authz_reuse=None):
         self.dir = pathlib.Path(work)
         self.webroot = self.dir / "www"
         self.webroot.mkdir(parents=True, exist_ok=True)
@@ -32,14 +36,16 @@ class Pebble:
         self.ca = str(self.tls / "ca.pem")  # what a client trusts Pebble's API with
         self.ctx = ssl.create_default_context(cafile=self.ca)
         self.port, self.mgmt, self.dns = free_port(), free_port(), free_port()
+        self.dns_mgmt = free_port()  # challtestsrv's management API (add_a)
         self.http_port = http_port or free_port()
-        self.directory = f"https://127.0.0.1:{self.port}/dir"
-        self.nonce_reject = nonce_reject
+        self.address, self.default_ip = address, default_ip
+        self.directory = f"https://{address}:{self.port}/dir"
+        self.nonce_reject, self.authz_reuse = nonce_reject, authz_reuse
         self.procs = Processes(self.dir, cpu=cpu, session=True)
         self.pebble = None
         config = {"pebble": {
-            "listenAddress": f"127.0.0.1:{self.port}",
-            "managementListenAddress": f"127.0.0.1:{self.mgmt}",
+            "listenAddress": f"{address}:{self.port}",
+            "managementListenAddress": f"{address}:{self.mgmt}",
             "certificate": str(self.tls / "cert.pem"), "privateKey": str(self.tls / "key.pem"),
             "httpPort": self.http_port, "tlsPort": free_port(), "ocspResponderURL": "",
             "externalAccountBindingRequired": bool(eab), "externalAccountMACKeys": eab or {}}}
@@ -56,11 +62,12 @@ class Pebble:
             raise
 
     def _start_dns(self):
-        # challtestsrv answers Pebble's DNS queries: every name is 127.0.0.1
+        # challtestsrv answers Pebble's DNS queries: every name is default_ip (127.0.0.1)
         self.procs.start([shutil.which("pebble-challtestsrv") or "pebble-challtestsrv",
                           "-dns01", f"127.0.0.1:{self.dns}", "-http01", "", "-https01", "",
-                          "-tlsalpn01", "", "-management", f"127.0.0.1:{free_port()}",
-                          "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""], name="challtestsrv")
+                          "-tlsalpn01", "", "-management", f"127.0.0.1:{self.dns_mgmt}",
+                          "-defaultIPv4", self.default_ip, "-defaultIPv6", ""],
+                         name="challtestsrv")
 
     def _start_challenges(self, challenges, build):
         """self.challenge_server: the process answering HTTP-01, or None (the caller's)."""
@@ -78,13 +85,16 @@ class Pebble:
 
     def start_ca(self):
         """Pebble itself (again, after stop_ca()), waited for until its API listens."""
+        env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject)}
+        if self.authz_reuse is not None:
+            env["PEBBLE_AUTHZREUSE"] = str(self.authz_reuse)
         self.pebble = self.procs.start(
             [shutil.which("pebble") or "pebble", "-config", str(self.config),
-             "-dnsserver", f"127.0.0.1:{self.dns}"], name="pebble",
-            env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject)})
+             "-dnsserver", f"127.0.0.1:{self.dns}"], name="pebble", env=env)
         try:
             wait_until(lambda: not self.pebble.alive() or
-                       (port_open(self.port) and port_open(self.mgmt)), timeout=20, what="pebble")
+                       (port_open(self.port, self.address) and
+                        port_open(self.mgmt, self.address)), timeout=20, what="pebble")
             up = self.pebble.alive()
         except TimeoutError:
             up = False
@@ -105,7 +115,7 @@ class Pebble:
         self.stop()
 
     def mgmt_get(self, path):
-        with urllib.request.urlopen(f"https://127.0.0.1:{self.mgmt}{path}", context=self.ctx,
+        with urllib.request.urlopen(f"https://{self.address}:{self.mgmt}{path}", context=self.ctx,
                                     timeout=5) as r:
             return r.read()
 
@@ -115,3 +125,16 @@ class Pebble:
 
     def cert_status(self, serial):
         return json.loads(self.mgmt_get(f"/cert-status-by-serial/{serial}"))
+
+    def add_a(self, name, addresses):
+        """challtestsrv answers A queries for name with addresses (Pebble's HTTP-01 check
+        connects to the first one) from now on, instead of what it answered before."""
+        host = name.rstrip(".") + "."
+        self._dns_mgmt("/clear-a", {"host": host})  # add-a appends to the addresses it has
+        self._dns_mgmt("/add-a", {"host": host, "addresses": list(addresses)})
+
+    def _dns_mgmt(self, path, body):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.dns_mgmt}{path}",
+                                     data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
