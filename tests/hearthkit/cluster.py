@@ -361,7 +361,11 @@ class ChallengeSteer(threading.Thread):
         while not self.done.wait(0.005):
             live = self.cluster.live_endpoints()
             try:
-                locks = EtcdView(live, self.cluster.prefix, 0.5).range("locks/", prefix=True)
+                view = EtcdView(live, self.cluster.prefix, 0.5)
+                locks = view.range("locks/", prefix=True)
+                # DNS names a host once its certd mirrors challenges (docs/cluster.md: a new
+                # host goes into DNS last): registered in hosts/
+                joined = {k[len("hosts/"):] for k in view.range("hosts/", prefix=True)}
             except OSError:
                 self.errors += 1
                 continue
@@ -371,7 +375,7 @@ class ChallengeSteer(threading.Thread):
                     continue
                 last[name] = holder
                 self.holders.append((time.monotonic(), name, holder))
-                live = self.cluster.live_hosts()
+                live = [h for h in self.cluster.live_hosts() if h.name in joined]
                 if self.pointed.get(name) == holder or \
                         self.pointed.get(name) not in [h.name for h in live]:
                     others = [h for h in live if h.name != holder]
