@@ -717,7 +717,7 @@ static size_t read_whole(const char *path, char *buf, size_t len)
 /* The shipped example and the reference's complete example must stay loadable. */
 static void test_examples(void)
 {
-    static char text[32768];
+    static char text[131072];
     char path[PATH_MAX], err[512];
     hearth_config c;
     const char *dir = getenv("HEARTH_TEST_DATA");
