@@ -30,6 +30,18 @@ static void conn_run(edge_conn *c);
 /* Steps one conn_run takes before it lets the other connections have the worker. */
 #define CONN_RUN_ROUNDS 64
 
+/* The HTTP/1.1 state goes, at the close or when ALPN chose h2 (an idle h2 connection costs
+ * that much less). */
+static void h1_free(edge_conn *c)
+{
+    if (!c->h1)
+        return;
+    buf_free(&c->h1->req.info);
+    buf_free(&c->h1->req.trailers);
+    free(c->h1);
+    c->h1 = NULL;
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     edge_conn *c = h->data;
@@ -37,8 +49,7 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     buf_free(&c->in);
     buf_free(&c->out);
-    buf_free(&c->req.info);
-    buf_free(&c->req.trailers);
+    h1_free(c);
     free(c->headers);
     free(c);
 }
@@ -51,7 +62,8 @@ void edge_conn_close(edge_conn *c)
     edge_limits_conn_closed(c->limit_entry);
     edge_metrics_conn_closed(c->io.ssl);
     edge_h2_free(c);
-    edge_req_closed(&c->req);
+    if (c->h1)
+        edge_req_closed(&c->h1->req);
     if (c->io.ssl) {
         SSL_free(c->io.ssl);
         c->io.ssl = NULL;
@@ -117,7 +129,7 @@ static void peer_string(const struct sockaddr *sa, char *out, size_t len)
 
 static void req_init(edge_conn *c, bool tls)
 {
-    edge_req *r = &c->req;
+    edge_req *r = &c->h1->req;
     r->proto = &h1_proto;
     r->conn = c;
     r->gen = c->gen;
@@ -132,12 +144,15 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
 {
     int32_t limit_entry = edge_limits_conn_open(w->gen, sa);
     edge_conn *c = limit_entry == EDGE_CONN_REFUSED ? NULL : calloc(1, sizeof(*c));
-    if (!c || (tls && !w->gen->default_ctx)) {
+    edge_h1 *h1 = c ? calloc(1, sizeof(*h1)) : NULL;
+    if (!h1 || (tls && !w->gen->default_ctx)) {
         edge_limits_conn_closed(limit_entry);
+        free(h1);
         free(c);
         close(fd);
         return;
     }
+    c->h1 = h1;
     c->io.fd = fd;
     c->limit_entry = limit_entry;
     /* Responses leave in one or two writes and the next request waits on them: Nagle's delay
@@ -150,6 +165,7 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
         if (!c->io.ssl || SSL_set_fd(c->io.ssl, fd) != 1) {
             edge_limits_conn_closed(limit_entry);
             SSL_free(c->io.ssl);
+            free(h1);
             free(c);
             close(fd);
             return;
@@ -162,7 +178,7 @@ void edge_conn_accept(edge_worker *w, int fd, bool tls, const struct sockaddr *s
     req_init(c, tls);
     buf_init(&c->in, w->cfg.edge.max_header_size + EDGE_READ_CHUNK);
     buf_init(&c->out, 0);
-    http_parser_init(&c->parser, HTTP_KIND_REQUEST, &w->limits, NULL, 0);
+    http_parser_init(&c->h1->parser, HTTP_KIND_REQUEST, &w->limits, NULL, 0);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -217,8 +233,8 @@ bool edge_conn_read(edge_conn *c)
 /* The parsed head becomes the connection's request, valid while the handlers look at it. */
 static void fill_request(edge_conn *c)
 {
-    edge_req *r = &c->req;
-    http_parser *p = &c->parser;
+    edge_req *r = &c->h1->req;
+    http_parser *p = &c->h1->parser;
     r->head = buf_head(&c->in);
     r->method = p->method;
     r->target = p->target;
@@ -242,28 +258,41 @@ static void dispatch(edge_conn *c)
     fill_request(c);
     conn_arm(c, edge_w.cfg.edge.send_timeout_ms);
     c->state = CONN_REQ;
-    edge_req_dispatch(&c->req);
+    edge_req_dispatch(&c->h1->req);
     /* Every handler answers at once or takes the request to answer later. */
-    assert(c->closed || c->state != CONN_REQ || c->req.handler);
-    c->req.head = NULL;
-    c->req.headers = NULL;
-    c->req.header_count = 0;
+    assert(c->closed || c->state != CONN_REQ || c->h1->req.handler);
+    c->h1->req.head = NULL;
+    c->h1->req.headers = NULL;
+    c->h1->req.header_count = 0;
     if (!c->closed)
-        buf_consume(&c->in, c->parser.head_len);
+        buf_consume(&c->in, c->h1->parser.head_len);
 }
 
 static void parse_error(edge_conn *c)
 {
-    edge_req *r = &c->req;
-    log_debug("%s: refused request: %s", c->peer, http_error_reason(c->parser.error));
+    edge_req *r = &c->h1->req;
+    log_debug("%s: refused request: %s", c->peer, http_error_reason(c->h1->parser.error));
     edge_slots_busy(c);
-    r->protocol = c->parser.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    r->protocol = c->h1->parser.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
     r->has_body = false;
     r->body_done = true;
     c->chunked = c->tunnel = false;
     c->state = CONN_REQ;
-    edge_req_refuse(r, http_error_status(c->parser.error), http_error_reason(c->parser.error));
-    c->parser.method.len = 0;
+    edge_req_refuse(r, http_error_status(c->h1->parser.error),
+                    http_error_reason(c->h1->parser.error));
+    c->h1->parser.method.len = 0;
+}
+
+/* The parser's field array, taken when the first byte of a head is there: an idle keep-alive
+ * connection holds none, nor does one that turns out to speak h2. */
+static bool parse_headers_alloc(edge_conn *c)
+{
+    c->headers = malloc(EDGE_MAX_HEADERS * sizeof(http_header));
+    if (!c->headers)
+        return false;
+    http_parser_init(&c->h1->parser, HTTP_KIND_REQUEST, &edge_w.limits, c->headers,
+                     EDGE_MAX_HEADERS);
+    return true;
 }
 
 static void handle_head(edge_conn *c)
@@ -275,18 +304,10 @@ static void handle_head(edge_conn *c)
         return;
     }
     c->just_finished = false;
-    if (!c->headers) {
-        c->headers = malloc(EDGE_MAX_HEADERS * sizeof(http_header));
-        if (!c->headers) {
-            edge_conn_close(c);
-            return;
-        }
-        http_parser_init(&c->parser, HTTP_KIND_REQUEST, &edge_w.limits, c->headers,
-                         EDGE_MAX_HEADERS);
-    }
     for (;;) {
         if (buf_used(&c->in) > 0) {
             if (!c->head_started && c->requests == 0 && edge_h2_negotiated(c)) {
+                h1_free(c);
                 if (edge_h2_start(c) < 0)
                     edge_conn_close(c);
                 return;
@@ -295,10 +316,15 @@ static void handle_head(edge_conn *c)
                 c->head_started = true;
                 if (c->wait == EDGE_WAIT_IDLE)
                     edge_slots_wait(c, EDGE_WAIT_HEAD);
-                c->req.started_ms = edge_now_ms();
+                c->h1->req.started_ms = edge_now_ms();
                 conn_arm(c, edge_w.cfg.edge.header_timeout_ms);
             }
-            http_parse_result r = http_parse_head(&c->parser, buf_head(&c->in), buf_used(&c->in));
+            if (!c->headers && !parse_headers_alloc(c)) {
+                edge_conn_close(c);
+                return;
+            }
+            http_parse_result r =
+                http_parse_head(&c->h1->parser, buf_head(&c->in), buf_used(&c->in));
             if (r == HTTP_PARSE_DONE) {
                 dispatch(c);
                 return;
@@ -320,7 +346,7 @@ static void handle_head(edge_conn *c)
 static void h1_body_start(edge_req *r)
 {
     edge_conn *c = r->conn;
-    if (c->parser.expect_continue && !r->body_done)
+    if (c->h1->parser.expect_continue && !r->body_done)
         buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
 }
 
@@ -345,15 +371,15 @@ static edge_body_result h1_body_read(edge_req *r, const char **data, size_t *len
         if (buf_used(&c->in) == 0) {
             /* The parser says DONE only when asked again: a Content-Length body whose last
              * byte came is complete without waiting for more input that may never come. */
-            if (c->parser.body_kind == HTTP_BODY_LENGTH && c->parser.remaining == 0)
+            if (c->h1->parser.body_kind == HTTP_BODY_LENGTH && c->h1->parser.remaining == 0)
                 break;
             if (!edge_conn_read(c))
                 return c->read_eof ? EDGE_BODY_GONE : EDGE_BODY_AGAIN;
             continue;
         }
         size_t consumed = 0;
-        http_parse_result res =
-            http_parse_body(&c->parser, buf_head(&c->in), buf_used(&c->in), &consumed, data, len);
+        http_parse_result res = http_parse_body(&c->h1->parser, buf_head(&c->in), buf_used(&c->in),
+                                                &consumed, data, len);
         if (res == HTTP_PARSE_DATA) {
             c->body_pending = consumed; /* *data points into these bytes */
             return EDGE_BODY_DATA;
@@ -362,7 +388,7 @@ static edge_body_result h1_body_read(edge_req *r, const char **data, size_t *len
         if (res == HTTP_PARSE_DONE)
             break;
         if (res == HTTP_PARSE_ERROR) {
-            r->body_error_status = http_error_status(c->parser.error);
+            r->body_error_status = http_error_status(c->h1->parser.error);
             return EDGE_BODY_ERROR;
         }
     }
@@ -416,7 +442,7 @@ static void h1_head_fieldv(edge_req *r, const char *name, const char *fmt, va_li
 static void h1_head_end(edge_req *r, int64_t length)
 {
     edge_conn *c = r->conn;
-    bool http10 = c->parser.version_minor == 0;
+    bool http10 = c->h1->parser.version_minor == 0;
     /* An answer before the request body's end leaves the rest of it unread: the connection
      * closes after the response, and the client must hear it in advance. */
     if (r->body_reading && !r->body_done)
@@ -573,7 +599,7 @@ static const edge_proto h1_proto = {
 /* The response is out: log it, then read the next request or close. */
 static void conn_finish(edge_conn *c)
 {
-    edge_req *r = &c->req;
+    edge_req *r = &c->h1->req;
     if (c->requests == 0 && c->io.ssl)
         log_debug("%s: TLS session %s", c->peer, SSL_session_reused(c->io.ssl) ? "resumed" : "new");
     /* A body nobody read leaves the start of the next request unknown. */
@@ -589,7 +615,7 @@ static void conn_finish(edge_conn *c)
         edge_conn_linger(c);
         return;
     }
-    http_parser_reset(&c->parser);
+    http_parser_reset(&c->h1->parser);
     c->state = CONN_HEAD;
     c->just_finished = true;
     c->head_started = false;
@@ -636,12 +662,13 @@ void edge_conn_poll(edge_conn *c, int ev)
  * brings it back on the next loop turn, after the other connections had theirs. */
 static void update_poll(edge_conn *c, bool yielded)
 {
-    const edge_req *r = &c->req;
+    /* (a connection whose h2 session ended lingers here, CLOSING, without an HTTP/1.1 state) */
+    const edge_req *r = c->state == CONN_REQ ? &c->h1->req : NULL;
     int ev = yielded ? UV_WRITABLE : 0;
     if (c->state == CONN_HEAD || c->state == CONN_CLOSING || c->io.tls_want_read ||
-        (c->state == CONN_REQ && r->body_wanted))
+        (r && r->body_wanted))
         ev |= UV_READABLE; /* CLOSING: to see the peer's FIN */
-    if (buf_used(&c->out) > 0 || c->io.tls_want_write || (c->state == CONN_REQ && r->wants_room))
+    if (buf_used(&c->out) > 0 || c->io.tls_want_write || (r && r->wants_room))
         ev |= UV_WRITABLE;
     edge_conn_poll(c, ev);
 }
@@ -665,7 +692,7 @@ static void drain_closing(edge_conn *c)
 /* The handler moves what it can, and what it queued goes out. */
 static void run_handler(edge_conn *c)
 {
-    edge_req *r = &c->req;
+    edge_req *r = &c->h1->req;
     if (r->handler && r->handler->proceed)
         r->handler->proceed(r);
     if (!c->closed && c->state == CONN_REQ && edge_io_flush(&c->io, &c->out) < 0)
@@ -677,7 +704,7 @@ static void run_handler(edge_conn *c)
  * upstream's read timeout instead. */
 static void arm_for_handler(edge_conn *c)
 {
-    const edge_req *r = &c->req;
+    const edge_req *r = &c->h1->req;
     if (!c->tunnel &&
         (buf_used(&c->out) > 0 || r->wants_room || (r->body_reading && !r->body_done)))
         conn_arm(c, edge_w.cfg.edge.send_timeout_ms);

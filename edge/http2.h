@@ -71,6 +71,10 @@ struct h2_stream {
     uint64_t progress_ms; /* the last time the client took or sent bytes of this stream */
 };
 
+/* Closed client streams the edge remembers whether the client had ended (END_STREAM or
+ * RST_STREAM) (nghttp2 would keep as many as max_concurrent_streams, 128 by default). */
+#define H2_CLOSED_KEPT 128
+
 struct h2_conn {
     edge_conn *c;
     nghttp2_session *session;
@@ -86,13 +90,22 @@ struct h2_conn {
     uint64_t requests;
     uint64_t shutdown_ms;
     uint64_t last_io_ms; /* bytes last left or came */
-    /* nghttp2's large blocks (its frame buffer), whose pages go back to the kernel while the
-     * connection is idle (http2_mem.c) */
+    /* nghttp2's blocks of whole pages (its frame buffer, its table of streams), whose pages go
+     * back to the kernel while the connection is idle (http2_mem.c) */
     struct {
         void *p;
-        size_t size;
-    } big[4];
-    bool big_released;
+        uint32_t size;
+        bool scratch; /* the frame buffer: what it holds between frames does not matter */
+    } pages[4];
+    bool pages_released; /* and nothing ran since */
+    bool release_due;    /* the timer's next expiry gives them back (http2.c) */
+    /* for frames on closed streams (http2_closed.c): which of the last H2_CLOSED_KEPT client
+     * streams below ended_top had the client end its side, and where the next frame header
+     * starts in the bytes read */
+    int32_t ended_top;
+    uint64_t ended[H2_CLOSED_KEPT / 64];
+    uint32_t frame_left;
+    uint8_t header[9], header_have;
     /* token buckets (DoS): a request costs the edge, these frames cost it and give nothing */
     double cheap_tokens, reset_tokens;
     uint64_t bucket_ms;
@@ -124,8 +137,13 @@ bool h2_stream_waits_on_client(const h2_stream *s);
 
 /* nghttp2's allocator for the connection's session (http2_mem.c). */
 nghttp2_mem h2_mem(h2_conn *h);
-/* The connection has nothing to send and no stream: its large blocks' pages go back. */
+/* The connection has nothing to send and no stream: its blocks' pages go back. */
 void h2_mem_idle(h2_conn *h);
+
+/* Stream id closed; the client had ended its side (http2_closed.c). */
+void h2_closed_record(h2_conn *h, int32_t id, bool client_ended);
+/* nghttp2_session_mem_recv, answering frames on the streams recorded as closed. */
+ssize_t h2_closed_recv(h2_conn *h, const uint8_t *data, size_t len);
 
 /* The stream has news for its handler (http2.c runs ready streams' proceed). */
 void h2_ready(h2_stream *s);

@@ -92,6 +92,14 @@ function iconWidths(page) {
   });
 }
 
+// The protocol each of the page's requests went over, as the browser's Resource Timing saw it
+// (the page itself, the stylesheet, the icons): "h2", "http/1.1"...
+function protocols(page) {
+  return page.evaluate(() => Object.fromEntries(
+    [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
+      .map((e) => [new URL(e.name).pathname, e.nextHopProtocol])));
+}
+
 // Adds a note through the form (with a file attached), then deletes it with its button.
 async function addAndDelete(page, base, label, screenshots) {
   const title = `${label} note ${Date.now()}`;
@@ -122,7 +130,7 @@ async function visit(browser, base, label, screenshots) {
   const headers = await response.allHeaders();
   const result = { security: { csp: headers['content-security-policy'] ?? null,
     hsts: headers['strict-transport-security'] ?? null },
-  layout: await layout(page), icons: await iconWidths(page),
+  layout: await layout(page), icons: await iconWidths(page), protocols: await protocols(page),
     ...(await addAndDelete(page, base, label, screenshots)) };
   await context.close();
   return { ...result, navigations, problems };

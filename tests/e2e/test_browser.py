@@ -1,6 +1,7 @@
 """The notes site (examples/notes) in a real browser: Debian's Chromium, headless, driven by
 tests/browser/check_notes.mjs (playwright-core) at a desktop and a phone size. Any console
-error, failed request or CSP violation fails the test."""
+error, failed request or CSP violation fails the test; over HTTPS, so does a request the browser
+made over anything but HTTP/2 (its Resource Timing's nextHopProtocol)."""
 import json
 import os
 import re
@@ -64,6 +65,9 @@ def check_visit(seen, https=False):
     assert layout["scrollWidth"] <= layout["innerWidth"]
     assert layout["overflowing"] == [] and layout["outOfCard"] == []
     assert seen["icons"]["linked"] > 0 and seen["icons"]["root"] > 0
+    if https:  # over TLS the edge offers h2 first: the page and every asset came over it
+        assert {"/", "/static/style.css", "/favicon.ico"} <= set(seen["protocols"])
+        assert set(seen["protocols"].values()) == {"h2"}, seen["protocols"]
     assert seen["added"]["count"] == 1
     assert seen["added"]["body"] == "typed in Chromium\n\nattached from the browser"
     assert seen["leftAfterDelete"] == 0
@@ -88,8 +92,9 @@ def test_site_in_chromium_at_desktop_and_phone_sizes(notes_server, tmp_path, dri
 def test_the_demo_in_chromium_trusting_pebbles_root(short_tmp, driver):
     """./demo as a user runs it: Pebble, then the whole stack serving the Flask site with a
     certificate certd got from Pebble. Chromium, given Pebble's root as the demo prints it (and
-    only for this run: a throwaway NSS database), loads the page at both sizes, adds and deletes
-    a note; without the root it refuses the certificate. Ctrl-C stops it all."""
+    only for this run: a throwaway NSS database), loads the page and its assets over h2 at both
+    sizes, adds and deletes a note; without the root it refuses the certificate. Ctrl-C stops it
+    all."""
     https = free_port()
     env = dict(os.environ, HEARTH_BUILD=os.path.abspath(BUILD), TMPDIR=str(short_tmp),
                HEARTH_DEMO_HTTP_PORT=str(free_port()), HEARTH_DEMO_HTTPS_PORT=str(https))
