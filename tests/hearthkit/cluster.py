@@ -74,6 +74,17 @@ class EtcdView:
             out[k] = (base64.b64decode(kv.get("value", "")), int(kv.get("mod_revision", 0)))
         return out
 
+    def put_leased(self, key, value, ttl):
+        """Writes key with a lease of its own (ttl s); returns the lease, for revoke()."""
+        lease = self._call("/v3/lease/grant", {"TTL": ttl})["ID"]
+        self._call("/v3/kv/put", {"key": base64.b64encode((self.prefix + key).encode()).decode(),
+                                  "value": base64.b64encode(value.encode()).decode(),
+                                  "lease": lease})
+        return lease
+
+    def revoke(self, lease):
+        self._call("/v3/lease/revoke", {"ID": lease})
+
     def get(self, key):
         """The value of key (bytes), or None."""
         got = self.range(key)
@@ -137,9 +148,13 @@ class Host:
         self.etcd.stop(timeout=5)
 
     # --- the stack ----------------------------------------------------------------------------
-    def write_config(self):
+    def write_config(self, names=None):
+        """The host's hearth.yaml, with a site for each of names (the cluster's by default);
+        with none, one site of the cluster's internal CA (an edge with HTTPS needs a site)."""
         c = self.cluster
-        sites = "".join(f"  - name: {n}\n    tls: acme\n" for n in c.names)
+        names = c.names if names is None else names
+        sites = "".join(f"  - name: {n}\n    tls: acme\n" for n in names) or \
+            "  - name: warmup.test\n    tls: internal\n"
         endpoints = ", ".join(f"http://{a}:{ETCD_CLIENT}" for a in c.net.addresses)
         self.config.write_text(
             f"run_dir: {self.dir}/run\nstate_dir: {self.state}\nlog_level: {c.log_level}\n"
