@@ -164,7 +164,7 @@ int acme_sleep(acme_ctx *a, int64_t ms)
         log_error("giving up: waiting %lld ms more would pass the time limit", (long long)ms);
         return -1;
     }
-    if (wait_ms(ms) != 0) {
+    if (wait_through_hup(ms) != 0) {
         log_error("interrupted");
         return -1;
     }

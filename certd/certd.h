@@ -70,6 +70,10 @@ int wait_ms(int64_t ms);
 bool wait_stop_requested(void);
 /* A SIGHUP arrived since the last call. */
 bool wait_take_hup(void);
+/* Sleep ms milliseconds in the middle of work: a SIGHUP is noted for afterwards (the daemon
+ * reloads once the work is done) rather than cutting the work short. 0 when the time passed,
+ * -1 when a stop was requested. */
+int wait_through_hup(int64_t ms);
 const sigset_t *wait_sigset(void);
 int64_t wait_now_ms(void); /* CLOCK_MONOTONIC */
 uint32_t wait_random(void);
@@ -307,6 +311,9 @@ typedef struct {
 /* NULL (logged) when the secrets cannot be read; etcd is not contacted here. */
 cluster *cluster_open(const config_cluster *cfg, const char *state_dir);
 void cluster_close(cluster *c);
+/* cluster_close for a certd about to re-execute itself: its lease (and the host's place among
+ * the hosts) passes to the next self through the environment instead of being revoked. */
+void cluster_hand_over(cluster *c);
 /* 0 held (etcd's current certificate for name is in the local store by then, *changed when
  * that replaced ours), CLUSTER_BUSY, -1. */
 int cluster_lock_take(cluster *c, const certd_opts *o, const char *name, cluster_lock *l,

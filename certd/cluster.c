@@ -58,6 +58,7 @@ cluster *cluster_open(const config_cluster *cfg, const char *state_dir)
         cluster_close(c);
         return NULL;
     }
+    lease_take_over(c);
     if (!(c->etcd = cluster_client(c))) {
         cluster_close(c);
         return NULL;
@@ -495,7 +496,7 @@ int cluster_challenge_wait(cluster *c, const char *token)
                      token, n < 0 ? "etcd" : missing, (long long)c->cfg->challenge_wait_ms);
             return n < 0 ? -1 : 0;
         }
-        wait_ms(ACK_POLL_MS);
+        wait_through_hup(ACK_POLL_MS);
     }
 }
 

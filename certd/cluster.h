@@ -25,6 +25,7 @@ struct cluster {
     int64_t lease;
     bool registered; /* hosts/HOST is written with the lease (the daemon mirrors challenges) */
     bool stopping;
+    bool keep_lease; /* handed over to the next self of a re-executing certd */
     bool lease_thread_started;
     pthread_t lease_thread;
     /* the sync thread */
@@ -42,6 +43,10 @@ const unsigned char *cluster_seal_key(const cluster *c);
  * cannot be reached. */
 int64_t lease_current(cluster *c, etcd_client *e);
 void lease_stop(cluster *c);
+/* A certd re-executing itself (SIGHUP with -c) keeps its lease, and with it hosts/HOST, so
+ * that the hosts ordering meanwhile still wait for this host's confirmations. */
+#define LEASE_ENV "HEARTH_CERTD_CLUSTER_LEASE"
+void lease_take_over(cluster *c);
 /* From now on hosts/HOST lives with the lease: this host mirrors challenges (the daemon). */
 void lease_register(cluster *c, etcd_client *e);
 

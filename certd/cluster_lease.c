@@ -6,6 +6,7 @@
 #include "certd/cluster.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -79,9 +80,10 @@ static void *lease_main(void *arg)
         while (!c->stopping && pthread_cond_timedwait(&c->cv, &c->mu, &at) != ETIMEDOUT)
             ;
     }
-    int64_t lease = c->lease;
+    int64_t lease = c->keep_lease ? 0 : c->lease;
     pthread_mutex_unlock(&c->mu);
-    /* stopping: what the lease holds (locks, hosts/HOST, tokens) goes now, not after the TTL */
+    /* stopping: what the lease holds (locks, hosts/HOST, tokens) goes now, not after the TTL;
+     * unless certd re-executes itself, whose next self takes the lease over */
     if (e && lease)
         etcd_lease_revoke(e, lease);
     etcd_close(e);
@@ -130,4 +132,27 @@ void lease_stop(cluster *c)
     pthread_mutex_unlock(&c->mu);
     if (started)
         pthread_join(c->lease_thread, NULL);
+}
+
+void cluster_hand_over(cluster *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->keep_lease = true;
+    int64_t lease = c->lease;
+    pthread_mutex_unlock(&c->mu);
+    cluster_close(c); /* the threads are gone before the environment changes */
+    char id[32];
+    snprintf(id, sizeof(id), "%lld", (long long)lease);
+    if (lease)
+        setenv(LEASE_ENV, id, 1);
+}
+
+void lease_take_over(cluster *c)
+{
+    const char *id = getenv(LEASE_ENV);
+    char *end;
+    long long lease = id ? strtoll(id, &end, 10) : 0;
+    if (id && *end == '\0' && lease > 0)
+        c->lease = lease; /* renewed by the lease thread, or replaced if it expired meanwhile */
+    unsetenv(LEASE_ENV);
 }

@@ -175,8 +175,13 @@ int daemon_run(const certd_opts *o)
             log_warn("the certificate changed but the reload failed");
         certd_metrics_certs(o);
         int64_t ms = next_sleep_ms(o, t);
-        log_debug("daemon: next check in %lld ms", (long long)ms);
-        int sig = wait_ms(ms);
+        /* a SIGHUP that came during the pass (an order sleeps through it) is answered now */
+        int sig = wait_take_hup() ? SIGHUP : 0;
+        if (!sig) {
+            log_debug("daemon: next check in %lld ms", (long long)ms);
+            sig = wait_ms(ms);
+            wait_take_hup();
+        }
         if (sig == SIGHUP && o->reexec_on_hup) {
             log_info("SIGHUP: reloading the config");
             free(t);

@@ -348,12 +348,16 @@ static int run(certd_cli *c)
     return rc;
 }
 
-static void cleanup(certd_cli *c)
+/* reexec: certd is about to start over as its next self, which takes the cluster lease over. */
+static void cleanup(certd_cli *c, bool reexec)
 {
     for (size_t i = 0; i < c->o.wanted_count; i++)
         free(c->o.wanted[i].names);
     free(c->o.wanted);
-    cluster_close(c->o.cluster);
+    if (reexec && c->o.cluster)
+        cluster_hand_over(c->o.cluster);
+    else
+        cluster_close(c->o.cluster);
     config_free(&c->cfg);
 }
 
@@ -364,7 +368,7 @@ int main(int argc, char **argv)
     log_init("certd", HLOG_INFO, false);
     int parsed = parse(&c, argc, argv);
     if (parsed != 0 || finish(&c) < 0) {
-        cleanup(&c);
+        cleanup(&c, false);
         return parsed > 0 ? EXIT_OK : EXIT_USAGE;
     }
     log_init("certd", (log_level)log_level_parse(c.cfg.log_level),
@@ -372,8 +376,8 @@ int main(int argc, char **argv)
     wait_setup();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = run(&c);
+    cleanup(&c, rc == CERTD_EXIT_REEXEC); /* the etcd clients before curl's global state */
     curl_global_cleanup();
-    cleanup(&c);
     if (rc == CERTD_EXIT_REEXEC) {
         /* A fresh start is the simplest complete reload: same pid, every setting re-read. */
         execv("/proc/self/exe", argv);

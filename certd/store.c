@@ -145,7 +145,7 @@ int store_lock(const char *cert_dir, int64_t timeout_ms)
     }
     int64_t end = wait_now_ms() + timeout_ms;
     while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        if (errno != EWOULDBLOCK || wait_now_ms() >= end || wait_ms(100) != 0) {
+        if (errno != EWOULDBLOCK || wait_now_ms() >= end || wait_through_hup(100) != 0) {
             log_error("%s: another certd holds the lock", path);
             close(fd);
             return -1;

@@ -98,6 +98,18 @@ int wait_ms(int64_t ms)
     }
 }
 
+int wait_through_hup(int64_t ms)
+{
+    int64_t end = wait_now_ms() + (ms > 0 ? ms : 0);
+    for (;;) {
+        int sig = wait_ms(end - wait_now_ms());
+        if (sig == 0)
+            return 0;
+        if (sig != SIGHUP) /* SIGTERM or SIGINT */
+            return -1;
+    }
+}
+
 uint32_t wait_random(void)
 {
     uint32_t r = 0;

@@ -180,3 +180,33 @@ def test_etcd_away_the_hosts_keep_their_files_and_resume(make_pebble, tmp_path, 
     for d in daemons.values():
         assert d.poll() is None
         no_sanitizer_report(procs.log(d))
+
+
+def host_lease(etcd, host):
+    out = etcd.etcdctl("get", f"/hearth/hosts/{host}", "-w", "json").stdout
+    kvs = json.loads(out).get("kvs", [])
+    return kvs[0].get("lease") if kvs else None
+
+
+def test_a_reload_keeps_the_host_registered(make_pebble, tmp_path, procs):
+    # certd reloads its config by re-executing itself; the hosts ordering meanwhile must
+    # still count on this host (it stays registered: its next self takes its lease over)
+    pebble = make_pebble()
+    etcd = Etcd(tmp_path / "etcd", procs).start()
+    daemons = start_hosts(tmp_path, procs, pebble, etcd, ["reload.example.com"], hosts=("a",))
+    d = daemons["a"]
+    wait_until(lambda: host_lease(etcd, "a") is not None, timeout=10, what="host a registered")
+    lease = host_lease(etcd, "a")
+    d.send_signal(1)  # SIGHUP
+    wait_until(lambda: procs.log(d).count("cluster: host a,") == 2, timeout=10,
+               what="certd started over")
+    wait_until(lambda: "session-ticket keys" in procs.log(d).split("SIGHUP")[-1] or
+               procs.log(d).count("registered") >= 2, timeout=5, what="the sync thread again")
+    assert host_lease(etcd, "a") == lease
+    leases = etcd.etcdctl("lease", "list").stdout
+    assert format(int(lease), "x") in leases
+    # stopped for good, the host leaves at once (its lease revoked, not left to expire)
+    d.send_signal(15)
+    assert d.wait(timeout=10) == 0
+    assert host_lease(etcd, "a") is None
+    no_sanitizer_report(procs.log(d))
