@@ -329,9 +329,10 @@ int cluster_publish(cluster *c, const certd_opts *o, const cluster_lock *l, cons
 int cluster_import(cluster *c, const certd_opts *o, const char *name, const char *value, size_t len,
                    bool *changed);
 /* Files of dir shared under PREFIX what: etcd's copy replaces the local one; the first host's
- * local copy goes to etcd. ETCD_NOT_FOUND (1) when neither has them yet. */
+ * local copy goes to etcd; when neither has them, make(arg) (may be NULL) creates them in dir
+ * first. 0 when dir then holds the shared copy, -1 (logged) otherwise. */
 int cluster_share_files(cluster *c, const char *what, const char *dir, const cluster_file *f,
-                        size_t n);
+                        size_t n, int (*make)(void *arg), void *arg);
 int cluster_challenge_put(cluster *c, const char *token, const char *key_auth);
 /* Until every live host has the token (or challenge_wait passed: logged, 0). */
 int cluster_challenge_wait(cluster *c, const char *token);

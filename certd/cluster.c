@@ -398,8 +398,8 @@ static char *local_doc(cluster *c, const char *key, const char *dir, const clust
     return text;
 }
 
-int cluster_share_files(cluster *c, const char *what, const char *dir, const cluster_file *f,
-                        size_t n)
+static int share_files(cluster *c, const char *what, const char *dir, const cluster_file *f,
+                       size_t n)
 {
     char key[512];
     key_of(c, key, sizeof(key), "%s", what);
@@ -434,6 +434,15 @@ int cluster_share_files(cluster *c, const char *what, const char *dir, const clu
         }
     }
     return -1;
+}
+
+int cluster_share_files(cluster *c, const char *what, const char *dir, const cluster_file *f,
+                        size_t n, int (*make)(void *arg), void *arg)
+{
+    int rc = share_files(c, what, dir, f, n);
+    if (rc == ETCD_NOT_FOUND && make && make(arg) == 0)
+        rc = share_files(c, what, dir, f, n); /* ours, or the copy of a host that came first */
+    return rc == 0 ? 0 : -1;
 }
 
 /* ---- HTTP-01 tokens every host answers ---- */

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "shared/etcd.h"
 #include "shared/log.h"
 
 #define CA_DAYS 3650
@@ -184,23 +183,25 @@ static X509 *leaf_sign(EVP_PKEY *key, const certd_names *names, EVP_PKEY *ca_key
 
 /* The CA; in a cluster the one every host shares (the first host's), so that a browser
  * trusting it trusts every host. */
+static int make_ca(void *dir)
+{
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    int rc = ca_open(dir, &key, &cert);
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    return rc;
+}
+
 static int open_shared_ca(const certd_opts *o, EVP_PKEY **key, X509 **cert)
 {
     static const cluster_file files[] = {{"ca.key", 0600, true}, {"ca.pem", 0644, false}};
     const char *dir = o->internal_ca_dir;
     if (!o->cluster)
         return ca_open(dir, key, cert);
-    int rc = cluster_share_files(o->cluster, "internal-ca", dir, files, 2);
-    if (rc == ETCD_NOT_FOUND) {
-        if (ca_open(dir, key, cert) < 0)
-            return -1;
-        EVP_PKEY_free(*key);
-        X509_free(*cert);
-        *key = NULL;
-        *cert = NULL;
-        rc = cluster_share_files(o->cluster, "internal-ca", dir, files, 2);
-    }
-    return rc == 0 ? ca_load(dir, key, cert) : -1;
+    if (cluster_share_files(o->cluster, "internal-ca", dir, files, 2, make_ca, (void *)dir) < 0)
+        return -1;
+    return ca_load(dir, key, cert);
 }
 
 int internal_issue(const certd_opts *o, const certd_names *names, order_result *out)

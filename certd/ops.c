@@ -8,7 +8,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "shared/etcd.h"
 #include "shared/log.h"
 
 static int open_directory(const certd_opts *o, acme_ctx *a)
@@ -16,6 +15,13 @@ static int open_directory(const certd_opts *o, acme_ctx *a)
     if (acme_init(a, o->server, o->ca_bundle, o->timeout_ms) < 0)
         return -1;
     return acme_directory(a);
+}
+
+static int make_account_key(void *dir)
+{
+    EVP_PKEY *made = account_key_load(dir, true);
+    EVP_PKEY_free(made);
+    return made ? 0 : -1;
 }
 
 /* The account key; in a cluster the one every host shares (the first host's). */
@@ -26,15 +32,10 @@ static EVP_PKEY *load_account_key(const certd_opts *o, const char *dir, bool cre
         return account_key_load(dir, create);
     char what[512];
     snprintf(what, sizeof(what), "account/%s", strrchr(dir, '/') + 1);
-    int rc = cluster_share_files(o->cluster, what, dir, files, 1);
-    if (rc == ETCD_NOT_FOUND) {
-        EVP_PKEY *made = account_key_load(dir, create);
-        if (!made)
-            return NULL;
-        EVP_PKEY_free(made);
-        rc = cluster_share_files(o->cluster, what, dir, files, 1);
-    }
-    return rc == 0 ? account_key_load(dir, false) : NULL;
+    if (cluster_share_files(o->cluster, what, dir, files, 1, create ? make_account_key : NULL,
+                            (void *)dir) < 0)
+        return NULL;
+    return account_key_load(dir, false);
 }
 
 static int open_account(const certd_opts *o, acme_ctx *a, bool create)
